@@ -1,0 +1,1 @@
+"""Pure core of wgmesh: stack config -> validated spec -> plan. Imports nothing from Pulumi."""
