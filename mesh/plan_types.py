@@ -90,7 +90,8 @@ class MeshPlan:
         raise KeyError(name)
 
     def interface(self, name: str) -> InterfacePlan:
-        for i in (*self.nodes, *self.clients):
-            if i.name == name:
-                return i.iface
+        members: list[NodePlan | ClientPlan] = [*self.nodes, *self.clients]
+        for m in members:
+            if m.name == name:
+                return m.iface
         raise KeyError(name)

@@ -29,7 +29,9 @@ CLIENT_UNDERLAY_MTU = 1500
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 AWS_REGION_RE = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
 GCP_REGION_RE = re.compile(r"^[a-z]+-[a-z]+\d+$")
-SSH_KEY_RE = re.compile(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com) [A-Za-z0-9+/=]+( .*)?$")
+SSH_KEY_RE = re.compile(
+    r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com) [A-Za-z0-9+/=]+( .*)?$"
+)
 
 
 @dataclass(frozen=True)
@@ -109,3 +111,450 @@ class MeshSpec:
             if n.name == name:
                 return n
         raise KeyError(name)
+
+
+# ----------------------------------------------------------------------------- parsing
+
+MESH_KEYS = {
+    "cidr": "cidr",
+    "cidr6": "cidr6",
+    "port": "port",
+    "topology": "topology",
+    "keepalive": "keepalive",
+    "presharedKeys": "preshared_keys",
+    "adminCidrs": "admin_cidrs",
+    "sshPublicKeys": "ssh_public_keys",
+    "keyEpoch": "key_epoch",
+    "liveUpdates": "live_updates",
+    "sshUser": "ssh_user",
+}
+NODE_KEYS = {
+    "name": "name",
+    "cloud": "cloud",
+    "region": "region",
+    "zone": "zone",
+    "size": "size",
+    "image": "image",
+    "address": "address",
+    "address6": "address6",
+    "subnets": "subnets",
+    "masquerade": "masquerade",
+    "hub": "hub",
+    "gateway": "gateway",
+    "publicIp": "public_ip",
+    "underlayMtu": "underlay_mtu",
+    "keyEpoch": "key_epoch",
+}
+CLIENT_KEYS = {
+    "name": "name",
+    "address": "address",
+    "address6": "address6",
+    "fullTunnel": "full_tunnel",
+    "dns": "dns",
+    "underlayMtu": "underlay_mtu",
+    "keyEpoch": "key_epoch",
+}
+MTU_RANGE = (1280, 9216)
+T = TypeVar("T")
+
+
+class _Reader:
+    """Reads typed values out of untyped config, recording a Problem instead of raising."""
+
+    def __init__(self) -> None:
+        self.problems: list[Problem] = []
+
+    def problem(self, key: str, message: str) -> None:
+        self.problems.append(Problem(key, message))
+
+    def mapping(self, value: object, key: str, allowed: Mapping[str, str]) -> dict[str, Any]:
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            self.problem(key, f"must be a mapping, got {_kind(value)}")
+            return {}
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            if not isinstance(k, str) or k not in allowed:
+                hint = difflib.get_close_matches(str(k), list(allowed), n=1)
+                tip = f" (did you mean '{hint[0]}'?)" if hint else f" (known: {', '.join(sorted(allowed))})"
+                self.problem(f"{key}.{k}", f"unknown key{tip}")
+                continue
+            out[k] = v
+        return out
+
+    def typed(self, raw: Mapping[str, Any], name: str, key: str, kind: type[T], default: T) -> T:
+        value = raw.get(name, default)
+        if value is None:
+            return default
+        # bool is an int in Python; keep them apart so `port: true` is an error.
+        if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+            return value
+        self.problem(f"{key}.{name}", f"must be {_kind_name(kind)}, got {_kind(value)}")
+        return default
+
+    def int_in(self, raw: Mapping[str, Any], name: str, key: str, default: int, lo: int, hi: int) -> int:
+        value = self.typed(raw, name, key, int, default)
+        if not lo <= value <= hi:
+            self.problem(f"{key}.{name}", f"{value} is out of range {lo}..{hi}")
+            return default
+        return value
+
+    def choice(
+        self, raw: Mapping[str, Any], name: str, key: str, choices: Sequence[str], default: str
+    ) -> str:
+        value = self.typed(raw, name, key, str, default)
+        if value not in choices:
+            self.problem(f"{key}.{name}", f"'{value}' is not one of {', '.join(choices)}")
+            return default
+        return value
+
+    def str_list(self, raw: Mapping[str, Any], name: str, key: str) -> list[tuple[str, str]]:
+        """(item key, item) pairs of a list of strings; non-strings are reported."""
+        value = raw.get(name)
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            self.problem(f"{key}.{name}", f"must be a list, got {_kind(value)}")
+            return []
+        out = []
+        for i, item in enumerate(value):
+            if isinstance(item, str):
+                out.append((f"{key}.{name}[{i}]", item))
+            else:
+                self.problem(f"{key}.{name}[{i}]", f"must be a string, got {_kind(item)}")
+        return out
+
+    def parsed(self, key: str, text: str, fn: Callable[[str], T], what: str) -> T | None:
+        try:
+            return fn(text)
+        except ValueError as e:
+            self.problem(key, f"'{text}' is not a valid {what} ({_reason(e)})")
+            return None
+
+
+def _kind(value: object) -> str:
+    return {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "a list"}.get(
+        type(value), "a mapping" if isinstance(value, Mapping) else type(value).__name__
+    )
+
+
+def _kind_name(kind: type) -> str:
+    return {bool: "true or false", int: "a whole number", str: "a string"}.get(kind, kind.__name__)
+
+
+def _reason(e: ValueError) -> str:
+    msg = str(e)
+    return msg if len(msg) < 80 else msg[:77] + "..."
+
+
+def _network(text: str) -> IPNetwork:
+    return ipaddress.ip_network(text, strict=True)
+
+
+def parse(config: Mapping[str, Any]) -> MeshSpec:
+    """Parse and validate `{"mesh": ..., "nodes": [...], "clients": [...]}` (the wgmesh:* values).
+
+    Raises ConfigError listing every problem, each naming its fully qualified key.
+    """
+    r = _Reader()
+    mesh = _parse_mesh(r, config.get("mesh"))
+    raw_nodes = config.get("nodes")
+    if raw_nodes is None or raw_nodes == []:
+        r.problem("wgmesh:nodes", "at least one node is required")
+        raw_nodes = []
+    elif not isinstance(raw_nodes, list):
+        r.problem("wgmesh:nodes", f"must be a list, got {_kind(raw_nodes)}")
+        raw_nodes = []
+    raw_clients = config.get("clients") or []
+    if not isinstance(raw_clients, list):
+        r.problem("wgmesh:clients", f"must be a list, got {_kind(raw_clients)}")
+        raw_clients = []
+    nodes = tuple(n for i, v in enumerate(raw_nodes) if (n := _parse_node(r, mesh, i, v)) is not None)
+    clients = tuple(c for i, v in enumerate(raw_clients) if (c := _parse_client(r, mesh, i, v)) is not None)
+    if mesh is not None:
+        _check_members(r, mesh, nodes, clients)
+    if r.problems or mesh is None:
+        raise ConfigError(sorted(set(r.problems), key=lambda p: (_key_order(p.key), p.message)))
+    return MeshSpec(mesh=mesh, nodes=nodes, clients=clients)
+
+
+def _key_order(key: str) -> tuple[object, ...]:
+    """Sort problems in file order: mesh first, then nodes[i], clients[i], numerically."""
+    parts = re.split(r"\[(\d+)\]", key)
+    section = {"wgmesh:mesh": 0, "wgmesh:nodes": 1, "wgmesh:clients": 2}.get(parts[0].split(".")[0], 3)
+    return (section, *[int(p) if p.isdigit() else p for p in parts])
+
+
+def _parse_mesh(r: _Reader, value: object) -> MeshSettings | None:
+    key = "wgmesh:mesh"
+    if value is None:
+        r.problem(key, "is required (at least `cidr`)")
+        return None
+    raw = r.mapping(value, key, MESH_KEYS)
+    if not isinstance(value, Mapping):
+        return None
+    cidr: ipaddress.IPv4Network | None = None
+    cidr_text = r.typed(raw, "cidr", key, str, "")
+    if not cidr_text:
+        if "cidr" not in raw:
+            r.problem(f"{key}.cidr", "is required (the overlay IPv4 network, e.g. 10.77.0.0/24)")
+    else:
+        net = r.parsed(f"{key}.cidr", cidr_text, _network, "network")
+        if net is not None and net.version != 4:
+            r.problem(f"{key}.cidr", f"'{cidr_text}' must be an IPv4 network (use cidr6 for IPv6)")
+        elif isinstance(net, ipaddress.IPv4Network):
+            if net.prefixlen > 30:
+                r.problem(f"{key}.cidr", f"'{cidr_text}' is too small: use a /30 or larger")
+            else:
+                cidr = net
+    cidr6: ipaddress.IPv6Network | None = None
+    cidr6_text = r.typed(raw, "cidr6", key, str, "")
+    if cidr6_text:
+        net6 = r.parsed(f"{key}.cidr6", cidr6_text, _network, "network")
+        if net6 is not None and net6.version != 6:
+            r.problem(f"{key}.cidr6", f"'{cidr6_text}' must be an IPv6 network")
+        elif isinstance(net6, ipaddress.IPv6Network):
+            if net6.prefixlen > 120:
+                r.problem(f"{key}.cidr6", f"'{cidr6_text}' is too small: use a /120 or larger")
+            else:
+                cidr6 = net6
+    admin: list[IPNetwork] = []
+    for k, text in r.str_list(raw, "adminCidrs", key):
+        net = r.parsed(k, text, _network, "CIDR")
+        if net is not None:
+            admin.append(net)
+    ssh_keys = []
+    for k, text in r.str_list(raw, "sshPublicKeys", key):
+        if SSH_KEY_RE.match(text.strip()):
+            ssh_keys.append(text.strip())
+        else:
+            r.problem(k, "is not an OpenSSH public key ('ssh-ed25519 AAAA...')")
+    live = r.typed(raw, "liveUpdates", key, bool, False)
+    if live and not admin:
+        r.problem(f"{key}.liveUpdates", "needs adminCidrs: live updates reach nodes over SSH")
+    if live and not ssh_keys:
+        r.problem(f"{key}.liveUpdates", "needs sshPublicKeys: live updates log in with an SSH key")
+    ssh_user = r.typed(raw, "sshUser", key, str, "root")
+    if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", ssh_user):
+        r.problem(f"{key}.sshUser", f"'{ssh_user}' is not a valid user name")
+    settings = MeshSettings(
+        cidr=cidr or ipaddress.IPv4Network("10.77.0.0/24"),
+        cidr6=cidr6,
+        port=r.int_in(raw, "port", key, 51820, 1, 65535),
+        topology=cast(Topology, r.choice(raw, "topology", key, ("mesh", "hub"), "mesh")),
+        keepalive=r.int_in(raw, "keepalive", key, 25, 0, 65535),
+        preshared_keys=r.typed(raw, "presharedKeys", key, bool, True),
+        admin_cidrs=tuple(admin),
+        ssh_public_keys=tuple(ssh_keys),
+        key_epoch=r.int_in(raw, "keyEpoch", key, 0, 0, 2**31),
+        live_updates=live,
+        ssh_user=ssh_user,
+    )
+    return settings if cidr is not None else None
+
+
+def _name(r: _Reader, raw: Mapping[str, Any], key: str) -> str | None:
+    name = r.typed(raw, "name", key, str, "")
+    if not name:
+        if "name" not in raw:
+            r.problem(f"{key}.name", "is required")
+        return None
+    if not NAME_RE.match(name):
+        r.problem(f"{key}.name", f"'{name}' must match [a-z][a-z0-9-]{{0,30}}")
+        return None
+    return name
+
+
+def _address(r: _Reader, raw: Mapping[str, Any], name: str, key: str, net: IPNetwork | None, v: int) -> Any:
+    text = r.typed(raw, name, key, str, "")
+    if not text:
+        return None
+    addr = r.parsed(f"{key}.{name}", text, ipaddress.ip_address, f"IPv{v} address")
+    if addr is None:
+        return None
+    if addr.version != v:
+        r.problem(f"{key}.{name}", f"'{text}' must be an IPv{v} address")
+        return None
+    if net is None:
+        r.problem(f"{key}.{name}", "needs wgmesh:mesh.cidr6 (IPv6 overlay) to be set")
+        return None
+    if addr not in net:
+        cidr_key = "cidr" if v == 4 else "cidr6"
+        r.problem(f"{key}.{name}", f"{addr} is outside wgmesh:mesh.{cidr_key} {net}")
+        return None
+    if addr == net.network_address or (v == 4 and addr == net.broadcast_address):
+        r.problem(f"{key}.{name}", f"{addr} is the network or broadcast address of {net}")
+        return None
+    return addr
+
+
+def _parse_node(r: _Reader, mesh: MeshSettings | None, i: int, value: object) -> NodeSpec | None:
+    key = f"wgmesh:nodes[{i}]"
+    if not isinstance(value, Mapping):
+        r.problem(key, f"must be a mapping, got {_kind(value)}")
+        return None
+    raw = r.mapping(value, key, NODE_KEYS)
+    name = _name(r, raw, key)
+    cloud_text = r.typed(raw, "cloud", key, str, "")
+    cloud: Cloud | None = None
+    if not cloud_text:
+        if "cloud" not in raw:
+            r.problem(f"{key}.cloud", f"is required ({', '.join(CLOUDS)})")
+    elif cloud_text not in CLOUDS:
+        hint = difflib.get_close_matches(cloud_text, CLOUDS, n=1)
+        tip = f" (did you mean '{hint[0]}'?)" if hint else ""
+        r.problem(f"{key}.cloud", f"unknown cloud '{cloud_text}': use one of {', '.join(CLOUDS)}{tip}")
+    else:
+        cloud = cloud_text  # narrowed to Cloud by the `in CLOUDS` check
+    region = r.typed(raw, "region", key, str, "")
+    zone = r.typed(raw, "zone", key, str, "")
+    image = r.choice(raw, "image", key, IMAGES, "ubuntu-24.04")
+    size = r.typed(raw, "size", key, str, "")
+    if cloud is not None:
+        _check_placement(r, key, cloud, region, zone, image, raw)
+    public_ip = None
+    pip_text = r.typed(raw, "publicIp", key, str, "")
+    if pip_text:
+        if cloud not in (None, "lab"):
+            r.problem(
+                f"{key}.publicIp", f"only `cloud: lab` nodes take a fixed publicIp; {cloud} assigns one"
+            )
+        else:
+            addr = r.parsed(f"{key}.publicIp", pip_text, ipaddress.ip_address, "IP address")
+            if addr is not None and addr.version != 4:
+                r.problem(f"{key}.publicIp", f"'{pip_text}' must be an IPv4 address")
+            elif isinstance(addr, ipaddress.IPv4Address):
+                public_ip = addr
+    elif cloud == "lab":
+        r.problem(f"{key}.publicIp", "is required for `cloud: lab` nodes (the lab underlay address)")
+    subnets: list[IPNetwork] = []
+    for k, text in r.str_list(raw, "subnets", key):
+        net = r.parsed(k, text, _network, "network")
+        if net is not None:
+            subnets.append(net)
+    masquerade = r.typed(raw, "masquerade", key, bool, False)
+    if masquerade and not subnets and "subnets" not in raw:
+        r.problem(f"{key}.masquerade", "needs subnets: masquerade NATs mesh traffic into them")
+    hub = r.typed(raw, "hub", key, bool, False)
+    if hub and mesh is not None and mesh.topology != "hub":
+        r.problem(f"{key}.hub", "needs wgmesh:mesh.topology: hub")
+    default_mtu = UNDERLAY_MTU.get(cloud or "lab", 1500)
+    node = NodeSpec(
+        name=name or f"node{i}",
+        cloud=cloud or "lab",
+        region=region,
+        zone=zone or (f"{region}-a" if cloud == "gcp" and region else ""),
+        size=size or DEFAULT_SIZE.get(cloud or "lab", ""),
+        image=image,
+        address=_address(r, raw, "address", key, mesh.cidr if mesh else None, 4) if mesh else None,
+        address6=_address(r, raw, "address6", key, mesh.cidr6 if mesh else None, 6) if mesh else None,
+        subnets=tuple(subnets),
+        masquerade=masquerade,
+        hub=hub,
+        gateway=r.typed(raw, "gateway", key, bool, False),
+        public_ip=public_ip,
+        underlay_mtu=r.int_in(raw, "underlayMtu", key, default_mtu, *MTU_RANGE),
+        key_epoch=r.int_in(raw, "keyEpoch", key, 0, 0, 2**31),
+        index=i,
+    )
+    return node if name is not None and cloud is not None else None
+
+
+def _check_placement(
+    r: _Reader, key: str, cloud: Cloud, region: str, zone: str, image: str, raw: Mapping[str, Any]
+) -> None:
+    if cloud == "lab":
+        for k in ("region", "zone"):
+            if raw.get(k):
+                r.problem(f"{key}.{k}", "does not apply to `cloud: lab` nodes")
+        return
+    if not region:
+        if "region" not in raw:
+            r.problem(f"{key}.region", f"is required for cloud {cloud}")
+    elif cloud == "aws" and not AWS_REGION_RE.match(region):
+        r.problem(f"{key}.region", f"'{region}' is not an AWS region (e.g. eu-central-1)")
+    elif cloud == "gcp" and not GCP_REGION_RE.match(region):
+        r.problem(f"{key}.region", f"'{region}' is not a GCP region (e.g. europe-west3)")
+    elif cloud == "hcloud" and region not in HCLOUD_LOCATIONS:
+        r.problem(f"{key}.region", f"'{region}' is not a Hetzner location ({', '.join(HCLOUD_LOCATIONS)})")
+    if zone and cloud != "gcp":
+        r.problem(f"{key}.zone", f"only GCP nodes take a zone; {cloud} uses region")
+    elif zone and region and not zone.startswith(region + "-"):
+        r.problem(f"{key}.zone", f"'{zone}' is not a zone of region {region}")
+    if cloud == "gcp" and image == "debian-12":
+        r.problem(f"{key}.image", "debian-12 is not supported on gcp: GCP's Debian images ship no cloud-init")
+
+
+def _parse_client(r: _Reader, mesh: MeshSettings | None, i: int, value: object) -> ClientSpec | None:
+    key = f"wgmesh:clients[{i}]"
+    if not isinstance(value, Mapping):
+        r.problem(key, f"must be a mapping, got {_kind(value)}")
+        return None
+    raw = r.mapping(value, key, CLIENT_KEYS)
+    name = _name(r, raw, key)
+    dns: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
+    for k, text in r.str_list(raw, "dns", key):
+        addr = r.parsed(k, text, ipaddress.ip_address, "IP address")
+        if addr is not None:
+            dns.append(addr)
+    client = ClientSpec(
+        name=name or f"client{i}",
+        address=_address(r, raw, "address", key, mesh.cidr if mesh else None, 4) if mesh else None,
+        address6=_address(r, raw, "address6", key, mesh.cidr6 if mesh else None, 6) if mesh else None,
+        full_tunnel=r.typed(raw, "fullTunnel", key, bool, False),
+        dns=tuple(dns),
+        underlay_mtu=r.int_in(raw, "underlayMtu", key, CLIENT_UNDERLAY_MTU, *MTU_RANGE),
+        key_epoch=r.int_in(raw, "keyEpoch", key, 0, 0, 2**31),
+        index=i,
+    )
+    return client if name is not None else None
+
+
+def _check_members(
+    r: _Reader, mesh: MeshSettings, nodes: tuple[NodeSpec, ...], clients: tuple[ClientSpec, ...]
+) -> None:
+    """Rules that relate members to each other: unique names and addresses, disjoint subnets."""
+    seen_names: dict[str, str] = {}
+    seen_addrs: dict[object, str] = {}
+    members: list[NodeSpec | ClientSpec] = [*nodes, *clients]
+    for m in members:
+        if m.name in seen_names:
+            r.problem(f"{m.key}.name", f"'{m.name}' is already used by {seen_names[m.name]}")
+        else:
+            seen_names[m.name] = m.key
+        for attr in ("address", "address6"):
+            addr = getattr(m, attr)
+            if addr is None:
+                continue
+            if addr in seen_addrs:
+                r.problem(f"{m.key}.{attr}", f"{addr} is already used by {seen_addrs[addr]}")
+            else:
+                seen_addrs[addr] = f"{m.key}.{attr}"
+    seen_ips: dict[object, str] = {}
+    for n in nodes:
+        if n.public_ip is not None:
+            if n.public_ip in seen_ips:
+                r.problem(f"{n.key}.publicIp", f"{n.public_ip} is already used by {seen_ips[n.public_ip]}")
+            else:
+                seen_ips[n.public_ip] = f"{n.key}.publicIp"
+    overlays: list[tuple[str, IPNetwork]] = [("wgmesh:mesh.cidr", mesh.cidr)]
+    if mesh.cidr6 is not None:
+        overlays.append(("wgmesh:mesh.cidr6", mesh.cidr6))
+    routed: list[tuple[str, IPNetwork]] = []
+    for n in nodes:
+        for j, net in enumerate(n.subnets):
+            k = f"{n.key}.subnets[{j}]"
+            clash = next(
+                (ok for ok, o in (*overlays, *routed) if o.version == net.version and o.overlaps(net)), None
+            )
+            if clash is not None:
+                other = next(o for ok, o in (*overlays, *routed) if ok == clash)
+                r.problem(k, f"{net} overlaps {clash} ({other})")
+            else:
+                routed.append((k, net))
+    if mesh.topology == "hub" and nodes and not any(n.hub for n in nodes):
+        r.problem("wgmesh:mesh.topology", "hub needs at least one node with `hub: true`")
+    for c in clients:
+        if c.full_tunnel and not any(n.gateway for n in nodes):
+            r.problem(f"{c.key}.fullTunnel", "needs a node with `gateway: true` to send the internet through")
