@@ -1,0 +1,108 @@
+"""What a node's host needs around wg0: forwarding sysctls and one nftables table.
+
+Both are files, loaded by tools that exist on every image (`sysctl -p`, `nft -f` from
+wg-quick's PostUp), so the same text works on first boot, after a reboot and inside the
+lab's network namespaces. Only per-network-namespace sysctl keys are written: the lab
+applies this file inside namespaces and must never change the host.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import shlex
+from collections.abc import Iterable
+
+from cloudinit.wireguard import WG_INTERFACE
+from mesh.plan_types import NodePlan
+from mesh.spec import IPNetwork
+
+SYSCTL_PATH = "/etc/sysctl.d/90-wgmesh.conf"
+NFT_PATH = "/etc/wireguard/wgmesh.nft"
+NFT_TABLE = "inet wgmesh"
+# Spaces, not tabs: PyYAML will not emit a block scalar holding a tab (the ruleset travels in one).
+_TAB = "    "
+
+
+def sysctl_conf(ipv6: bool) -> str:
+    """Forwarding on (every node may route for the mesh); IPv6 forwarding with a dual-stack overlay."""
+    lines = [
+        "# wgmesh: every node forwards mesh traffic (per network namespace keys only).",
+        "net.ipv4.ip_forward = 1",
+    ]
+    if ipv6:
+        lines.append("net.ipv6.conf.all.forwarding = 1")
+    return "\n".join(lines) + "\n"
+
+
+def nft_load_command(path: str = NFT_PATH) -> str:
+    """wg-quick PostUp: (re)load the table; the file replaces it atomically."""
+    return f"nft -f {shlex.quote(path)}"
+
+
+def nft_remove_command() -> str:
+    """wg-quick PostDown: drop the table, without failing when it is already gone."""
+    return f"nft {shlex.quote(f'add table {NFT_TABLE}; delete table {NFT_TABLE}')}"
+
+
+def nft_ruleset(node: NodePlan, interface: str = WG_INTERFACE) -> str:
+    """One `inet wgmesh` table: MSS clamping and forward accepts, plus NAT only where planned.
+
+    The leading empty `table` + `delete table` make `nft -f` replace the table in one
+    transaction, so loading it twice never duplicates a rule.
+    """
+    lines = [
+        "#!/usr/sbin/nft -f",
+        f"# wgmesh host rules for {node.name}: loaded by wg-quick PostUp, removed by PostDown.",
+        f'define WG = "{interface}"',
+        "",
+        f"table {NFT_TABLE} {{}}",
+        f"delete table {NFT_TABLE}",
+        "",
+        f"table {NFT_TABLE} {{",
+        *_indent(_forward_chain()),
+    ]
+    nat = _nat_rules(node)
+    if nat:
+        lines += ["", *_indent(_chain("postrouting", "type nat hook postrouting priority srcnat", nat))]
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _forward_chain() -> list[str]:
+    # SYN and SYN-ACK only (not RST); `rt mtu` is the MSS that fits the route's MTU.
+    return _chain(
+        "forward",
+        "type filter hook forward priority mangle",
+        [
+            "iifname $WG tcp flags syn / syn,rst tcp option maxseg size set rt mtu",
+            "oifname $WG tcp flags syn / syn,rst tcp option maxseg size set rt mtu",
+            "iifname $WG accept",
+            "oifname $WG accept",
+        ],
+    )
+
+
+def _nat_rules(node: NodePlan) -> list[str]:
+    """Masquerade mesh traffic into `node.masquerade` subnets; everything out of a gateway."""
+    rules: list[str] = []
+    v4 = [n for n in node.masquerade if isinstance(n, ipaddress.IPv4Network)]
+    v6 = [n for n in node.masquerade if isinstance(n, ipaddress.IPv6Network)]
+    if v4:
+        rules.append(f"iifname $WG ip daddr {_set(v4)} masquerade")
+    if v6:
+        rules.append(f"iifname $WG ip6 daddr {_set(v6)} masquerade")
+    if node.gateway:
+        rules.append("iifname $WG oifname != $WG masquerade")
+    return rules
+
+
+def _chain(name: str, hook: str, rules: list[str]) -> list[str]:
+    return [f"chain {name} {{", f"{_TAB}{hook}; policy accept;", *(f"{_TAB}{r}" for r in rules), "}"]
+
+
+def _set(networks: Iterable[IPNetwork]) -> str:
+    return "{ " + ", ".join(str(n) for n in networks) + " }"
+
+
+def _indent(lines: list[str]) -> list[str]:
+    return [f"{_TAB}{line}" if line else line for line in lines]

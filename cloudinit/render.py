@@ -1,0 +1,118 @@
+"""Public entry points: a node's #cloud-config, a client's wg conf, and user data sized for a cloud.
+
+Inputs are the plan, resolved keys and the nodes' public IPs (`endpoints`: node name -> IP);
+outputs are plain strings the caller must treat as secret (they hold private keys and PSKs).
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from cloudinit import host
+from cloudinit.cloudconfig import dump_cloud_config, node_cloud_config
+from cloudinit.wireguard import format_endpoint, render_wg_conf
+from mesh.errors import RenderError
+from mesh.keys import NodeKeys
+from mesh.plan_types import InterfacePlan, MeshPlan
+
+# Largest user data each cloud accepts, in bytes (None: no limit). AWS counts the decoded
+# bytes of user_data_base64, so a gzip payload is measured before base64.
+USER_DATA_LIMITS: dict[str, int | None] = {"aws": 16384, "hcloud": 32768, "gcp": 262144, "lab": None}
+
+
+@dataclass(frozen=True)
+class EncodedUserData:
+    """User data as a cloud takes it: `text` (plain) or `gzip_b64` (AWS `user_data_base64`).
+
+    `raw_bytes` is the size of the plain document, `sent_bytes` the size counted against the
+    cloud's limit (the gzip bytes when compressed). The repr never shows content.
+    """
+
+    text: str | None
+    gzip_b64: str | None
+    raw_bytes: int
+    sent_bytes: int
+
+    def __repr__(self) -> str:
+        form = "gzip" if self.gzip_b64 is not None else "plain"
+        return f"EncodedUserData({form}, raw_bytes={self.raw_bytes}, sent_bytes={self.sent_bytes})"
+
+
+def node_wg_conf(plan: MeshPlan, name: str, keys: NodeKeys, endpoints: Mapping[str, str]) -> str:
+    """The node's wg0.conf (also what a live update feeds to `wg syncconf` after `wg-quick strip`)."""
+    node = plan.node(name)
+    return render_wg_conf(
+        node.iface,
+        keys,
+        _peer_endpoints(plan, node.iface, endpoints),
+        post_up=[host.nft_load_command()],
+        post_down=[host.nft_remove_command()],
+    )
+
+
+def node_user_data(plan: MeshPlan, name: str, keys: NodeKeys, endpoints: Mapping[str, str]) -> str:
+    """The node's exact `#cloud-config` text."""
+    node = plan.node(name)
+    doc = node_cloud_config(
+        hostname=node.name,
+        wg_conf=node_wg_conf(plan, name, keys, endpoints),
+        nft_ruleset=host.nft_ruleset(node),
+        sysctl_conf=host.sysctl_conf(ipv6=plan.spec.mesh.cidr6 is not None),
+        ssh_authorized_keys=plan.spec.mesh.ssh_public_keys,
+    )
+    return dump_cloud_config(doc)
+
+
+def client_config(plan: MeshPlan, name: str, keys: NodeKeys, endpoints: Mapping[str, str]) -> str:
+    """A roaming client's wg conf (for the WireGuard apps and wg-quick)."""
+    client = plan.client(name)
+    return render_wg_conf(client.iface, keys, _peer_endpoints(plan, client.iface, endpoints), dns=client.dns)
+
+
+def encode_for_cloud(user_data: str, cloud: str, node: str) -> EncodedUserData:
+    """Fit user data into the cloud's limit: plain when it fits, gzip on AWS, else RenderError.
+
+    The error names node, cloud, size and limit only: the user data holds private keys.
+    """
+    if cloud not in USER_DATA_LIMITS:
+        raise RenderError(f"{node}: no user data limit known for cloud {cloud!r}")
+    limit = USER_DATA_LIMITS[cloud]
+    raw = user_data.encode()
+    if limit is None or len(raw) <= limit:
+        return EncodedUserData(text=user_data, gzip_b64=None, raw_bytes=len(raw), sent_bytes=len(raw))
+    if cloud != "aws":
+        raise RenderError(f"{node}: user data is {len(raw)} bytes, over the {limit}-byte limit of {cloud}")
+    packed = gzip.compress(raw, compresslevel=9, mtime=0)  # mtime=0: same input, same bytes
+    if len(packed) > limit:
+        raise RenderError(
+            f"{node}: user data is {len(raw)} bytes ({len(packed)} gzipped), "
+            f"over the {limit}-byte limit of {cloud}"
+        )
+    return EncodedUserData(
+        text=None,
+        gzip_b64=base64.b64encode(packed).decode(),
+        raw_bytes=len(raw),
+        sent_bytes=len(packed),
+    )
+
+
+def _peer_endpoints(plan: MeshPlan, iface: InterfacePlan, endpoints: Mapping[str, str]) -> dict[str, str]:
+    """`host:port` for each peer this config dials, from its public IP and its listen port."""
+    result: dict[str, str] = {}
+    for peer in iface.peers:
+        if not peer.endpoint:
+            continue
+        ip = endpoints.get(peer.name)
+        if ip is None:
+            raise RenderError(f"{iface.name}: no public IP for peer {peer.name}")
+        port = plan.interface(peer.name).listen_port
+        if port is None:
+            raise RenderError(f"{iface.name}: peer {peer.name} has no listen port to dial")
+        try:
+            result[peer.name] = format_endpoint(ip, port)
+        except RenderError as err:
+            raise RenderError(f"{iface.name}: peer {peer.name}: {err}") from None
+    return result
