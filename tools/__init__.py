@@ -1,0 +1,1 @@
+"""Command-line helpers that work without Pulumi (`python -m tools.render`)."""
