@@ -28,7 +28,7 @@ def format_endpoint(host: str, port: int) -> str:
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:
-        if not _HOSTNAME_RE.match(host):
+        if not _HOSTNAME_RE.match(host) or host.rsplit(".", 1)[-1].isdigit():  # 10.0.0.256 is no name
             raise RenderError("endpoint host is neither an IP address nor a DNS name") from None
         return f"{host}:{port}"
     return f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}"

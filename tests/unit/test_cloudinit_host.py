@@ -1,0 +1,117 @@
+"""Host text around wg0: sysctl keys (per namespace only) and the nftables table (NAT only where planned)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from test_cloudinit_plans import mesh_plan, node_plan
+
+from cloudinit.host import NFT_PATH, NFT_TABLE, nft_load_command, nft_remove_command, nft_ruleset, sysctl_conf
+from mesh.plan_types import NodePlan
+
+
+def sysctl_keys(text: str) -> dict[str, str]:
+    pairs = [line.split("=", 1) for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
+@pytest.mark.parametrize("ipv6", [False, True])
+def test_sysctl_sets_forwarding_with_namespaced_keys_only(ipv6: bool) -> None:
+    keys = sysctl_keys(sysctl_conf(ipv6=ipv6))
+    expected = {"net.ipv4.ip_forward": "1"}
+    if ipv6:
+        expected["net.ipv6.conf.all.forwarding"] = "1"
+    assert keys == expected
+    assert all(k.startswith("net.") for k in keys)  # never kernel.* or vm.*: the lab applies it in netns
+
+
+def chains(ruleset: str) -> dict[str, list[str]]:
+    """Chain name -> its statement lines (hook line first)."""
+    out: dict[str, list[str]] = {}
+    current: str | None = None
+    for line in ruleset.splitlines():
+        s = line.strip()
+        m = re.fullmatch(r"chain (\S+) \{", s)
+        if m:
+            current = m.group(1)
+            out[current] = []
+        elif s == "}":
+            current = None
+        elif current is not None and s:
+            out[current].append(s)
+    return out
+
+
+def test_ruleset_replaces_its_table_atomically_before_defining_it() -> None:
+    text = nft_ruleset(node_plan("n1", 1))
+    lines = [line for line in text.splitlines() if line and not line.startswith("#")]
+    assert lines[:4] == [
+        'define WG = "wg0"',
+        f"table {NFT_TABLE} {{}}",
+        f"delete table {NFT_TABLE}",
+        f"table {NFT_TABLE} {{",
+    ]
+    assert text.count(f"table {NFT_TABLE} {{\n") == 1  # one definition, after the delete
+    assert "\t" not in text  # tabs would turn the YAML block into an escaped string
+
+
+def test_forward_chain_clamps_mss_both_ways_and_accepts_wg0() -> None:
+    forward = chains(nft_ruleset(node_plan("n1", 1)))["forward"]
+    assert forward[0] == "type filter hook forward priority mangle; policy accept;"
+    clamps = [r for r in forward if "maxseg size set rt mtu" in r]
+    assert sorted(r.split()[0] for r in clamps) == ["iifname", "oifname"]
+    assert all("tcp flags syn" in r for r in clamps)
+    assert "iifname $WG accept" in forward
+    assert "oifname $WG accept" in forward
+
+
+def test_no_nat_chain_without_masquerade_or_gateway() -> None:
+    text = nft_ruleset(node_plan("n1", 1, subnets=["10.0.4.0/24"]))
+    assert set(chains(text)) == {"forward"}
+    assert "masquerade" not in text
+    assert "nat" not in text
+
+
+def masquerade_rules(node: NodePlan) -> list[str]:
+    return [r for r in chains(nft_ruleset(node)).get("postrouting", []) if "masquerade" in r]
+
+
+def test_masquerade_only_into_the_planned_subnets() -> None:
+    node = node_plan(
+        "n1", 1, subnets=["10.0.4.0/24", "10.0.5.0/24"], masquerade=["10.0.4.0/24", "fd00:4::/64"]
+    )
+    assert masquerade_rules(node) == [
+        "iifname $WG ip daddr { 10.0.4.0/24 } masquerade",
+        "iifname $WG ip6 daddr { fd00:4::/64 } masquerade",
+    ]
+    assert (
+        chains(nft_ruleset(node))["postrouting"][0]
+        == "type nat hook postrouting priority srcnat; policy accept;"
+    )
+
+
+def test_gateway_masquerades_everything_leaving_by_another_interface() -> None:
+    assert masquerade_rules(node_plan("gw", 3, gateway=True)) == ["iifname $WG oifname != $WG masquerade"]
+
+
+def test_only_the_nodes_that_plan_nat_get_it() -> None:
+    plan = mesh_plan(masquerade_first=True, gateway_last=True)
+    rules = {n.name: masquerade_rules(n) for n in plan.nodes}
+    assert rules == {
+        "n1": ["iifname $WG ip daddr { 10.0.4.0/24 } masquerade"],
+        "n2": [],
+        "n3": ["iifname $WG oifname != $WG masquerade"],
+    }
+
+
+def test_chain_names_avoid_nft_reserved_words() -> None:
+    node = node_plan("n1", 1, masquerade=["10.0.4.0/24"], gateway=True)
+    names = set(chains(nft_ruleset(node)))
+    assert names == {"forward", "postrouting"}
+    assert "fwd" not in names
+
+
+def test_hooks_load_the_file_and_remove_the_table_idempotently() -> None:
+    assert nft_load_command() == f"nft -f {NFT_PATH}"
+    assert nft_remove_command() == f"nft 'add table {NFT_TABLE}; delete table {NFT_TABLE}'"

@@ -1,0 +1,194 @@
+"""The #cloud-config document and its fit into each cloud's user data limit."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import gzip
+import os
+from typing import Any
+
+import pytest
+import yaml
+from test_cloudinit_plans import keys_for, mesh_plan, private_of, public_ips
+
+from cloudinit.cloudconfig import INSTALL_STEP, SYSCTL_STEP, WG_CONF_PATH, WG_UP_STEP
+from cloudinit.host import NFT_PATH, SYSCTL_PATH, nft_ruleset, sysctl_conf
+from cloudinit.render import USER_DATA_LIMITS, encode_for_cloud, node_user_data, node_wg_conf
+from mesh.errors import RenderError
+from mesh.plan_types import MeshPlan
+
+
+def user_data(plan: MeshPlan, name: str = "n1") -> str:
+    return node_user_data(plan, name, keys_for(plan, name), public_ips(plan))
+
+
+def load(text: str) -> dict[str, Any]:
+    doc = yaml.safe_load(text)
+    assert isinstance(doc, dict)
+    return doc
+
+
+def test_user_data_is_a_cloud_config_with_hostname_files_and_runcmd() -> None:
+    plan = mesh_plan()
+    text = user_data(plan, "n2")
+    assert text.startswith("#cloud-config\n")
+    doc = load(text)
+    assert list(doc) == ["hostname", "write_files", "runcmd"]
+    assert doc["hostname"] == "n2"
+
+
+def test_write_files_hold_the_rendered_files_with_string_permissions() -> None:
+    plan = mesh_plan(dual_stack=True, masquerade_first=True)
+    text = user_data(plan, "n1")
+    files = {f["path"]: f for f in load(text)["write_files"]}
+
+    assert list(files) == [WG_CONF_PATH, NFT_PATH, SYSCTL_PATH]
+    assert files[WG_CONF_PATH]["content"] == node_wg_conf(plan, "n1", keys_for(plan, "n1"), public_ips(plan))
+    assert files[NFT_PATH]["content"] == nft_ruleset(plan.node("n1"))
+    assert files[SYSCTL_PATH]["content"] == sysctl_conf(ipv6=True)
+    assert {f["owner"] for f in files.values()} == {"root:root"}
+    assert files[WG_CONF_PATH]["permissions"] == "0600"  # a string, not the integer 384
+    assert files[NFT_PATH]["permissions"] == "0600"
+    assert files[SYSCTL_PATH]["permissions"] == "0644"
+    assert "permissions: '0600'" in text
+
+
+def test_wg_conf_is_a_readable_block_not_an_escaped_string() -> None:
+    text = user_data(mesh_plan())
+    assert "  content: |\n    [Interface]\n" in text
+    assert "\\n" not in text
+
+
+def test_runcmd_installs_if_missing_applies_this_sysctl_file_then_starts_wg_quick() -> None:
+    runcmd = load(user_data(mesh_plan()))["runcmd"]
+    assert runcmd == [list(INSTALL_STEP), list(SYSCTL_STEP), list(WG_UP_STEP)]
+    assert runcmd[1] == ["sysctl", "-p", "/etc/sysctl.d/90-wgmesh.conf"]
+    assert runcmd[2] == ["systemctl", "enable", "--now", "wg-quick@wg0"]
+    install = runcmd[0][-1]
+    assert install.startswith("command -v wg >/dev/null && command -v nft >/dev/null ||")
+    assert "wireguard-tools" in install
+    assert "nftables" in install
+
+
+def test_nothing_touches_host_wide_sysctls() -> None:
+    text = user_data(mesh_plan(dual_stack=True))
+    assert "--system" not in text
+    assert "kernel." not in text
+    assert "vm." not in text
+
+
+def test_ipv6_forwarding_only_with_a_dual_stack_overlay() -> None:
+    single = load(user_data(mesh_plan(dual_stack=False)))["write_files"][2]["content"]
+    dual = load(user_data(mesh_plan(dual_stack=True)))["write_files"][2]["content"]
+    assert "net.ipv6.conf.all.forwarding" not in single
+    assert "net.ipv6.conf.all.forwarding = 1" in dual
+
+
+def test_ssh_keys_are_authorized_when_configured() -> None:
+    plan = mesh_plan()
+    key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINmmuPryri6glS1QlhaDJjKjzx04JfygjBfH72YlFlq/ admin@example"
+    spec = dataclasses.replace(plan.spec, mesh=dataclasses.replace(plan.spec.mesh, ssh_public_keys=(key,)))
+    doc = load(user_data(dataclasses.replace(plan, spec=spec)))
+    assert doc["ssh_authorized_keys"] == [key]
+    assert "ssh_authorized_keys" not in load(user_data(plan))
+
+
+def test_rendering_is_deterministic() -> None:
+    assert user_data(mesh_plan(dual_stack=True)) == user_data(mesh_plan(dual_stack=True))
+    plan = mesh_plan()
+    keys = keys_for(plan, "n1")
+    reordered = dataclasses.replace(keys, public_keys=dict(sorted(keys.public_keys.items(), reverse=True)))
+    ips = dict(sorted(public_ips(plan).items(), reverse=True))
+    assert node_user_data(plan, "n1", reordered, ips) == user_data(plan)
+
+
+# ------------------------------------------------------------------ size limits per cloud
+
+
+def test_limits_are_the_documented_ones() -> None:
+    assert USER_DATA_LIMITS == {"aws": 16384, "hcloud": 32768, "gcp": 262144, "lab": None}
+
+
+@pytest.mark.parametrize("cloud", ["aws", "gcp", "hcloud", "lab"])
+def test_small_user_data_goes_plain(cloud: str) -> None:
+    text = user_data(mesh_plan())
+    encoded = encode_for_cloud(text, cloud, "n1")
+    assert encoded.text == text
+    assert encoded.gzip_b64 is None
+    assert encoded.raw_bytes == encoded.sent_bytes == len(text.encode())
+
+
+def test_aws_over_the_limit_is_gzipped_and_decodes_back() -> None:
+    text = "#cloud-config\n" + "# padding that compresses well\n" * 1000
+    assert len(text) > 16384
+    encoded = encode_for_cloud(text, "aws", "n1")
+    assert encoded.text is None
+    assert encoded.gzip_b64 is not None
+    packed = base64.b64decode(encoded.gzip_b64)
+    assert gzip.decompress(packed).decode() == text
+    assert encoded.sent_bytes == len(packed) <= 16384
+    assert encoded.raw_bytes == len(text.encode())
+    assert encode_for_cloud(text, "aws", "n1") == encoded  # gzip without a timestamp: same bytes
+
+
+def test_a_large_real_mesh_fits_aws_only_gzipped() -> None:
+    clouds = ("aws",) * 100
+    plan = mesh_plan(clouds, client=False)  # type: ignore[arg-type]
+    text = user_data(plan)
+    assert len(text.encode()) > 16384
+    encoded = encode_for_cloud(text, "aws", "n1")
+    assert encoded.gzip_b64 is not None
+    assert gzip.decompress(base64.b64decode(encoded.gzip_b64)).decode() == text
+
+
+def secrets_in(text: str) -> list[str]:
+    return [
+        private_of("n1"),
+        *(line.split("= ", 1)[1] for line in text.splitlines() if "PresharedKey" in line),
+    ]
+
+
+@pytest.mark.parametrize(("cloud", "limit"), [("aws", 16384), ("hcloud", 32768), ("gcp", 262144)])
+def test_over_the_limit_is_a_render_error_naming_node_cloud_size_and_limit(cloud: str, limit: int) -> None:
+    real = user_data(mesh_plan())
+    # Random bytes do not compress: even gzip cannot bring this under the AWS limit.
+    text = real + "# " + base64.b64encode(os.urandom(limit)).decode() + "\n"
+    size = len(text.encode())
+    with pytest.raises(RenderError) as err:
+        encode_for_cloud(text, cloud, "aws-fra")
+    message = str(err.value)
+    assert message.startswith("aws-fra: ")
+    assert str(size) in message
+    assert str(limit) in message
+    assert cloud in message
+    secrets = secrets_in(real)
+    assert len(secrets) == 4  # the private key and one PSK per peer (n2, n3, laptop)
+    for secret in secrets:
+        assert secret not in message
+
+
+def test_hcloud_does_not_gzip() -> None:
+    text = "#cloud-config\n" + "# compressible\n" * 3000
+    assert len(text) > 32768 and len(gzip.compress(text.encode())) < 32768
+    with pytest.raises(RenderError, match="over the 32768-byte limit of hcloud"):
+        encode_for_cloud(text, "hcloud", "hetzner-nbg")
+
+
+def test_lab_has_no_limit() -> None:
+    text = "#cloud-config\n" + "#" * 1_000_000 + "\n"
+    encoded = encode_for_cloud(text, "lab", "lab-a")
+    assert encoded.text == text
+
+
+def test_unknown_cloud_is_refused() -> None:
+    with pytest.raises(RenderError, match="n1: no user data limit known for cloud 'azure'"):
+        encode_for_cloud("#cloud-config\n", "azure", "n1")
+
+
+def test_encoded_repr_shows_sizes_not_content() -> None:
+    text = user_data(mesh_plan())
+    shown = repr(encode_for_cloud(text, "gcp", "n1"))
+    assert private_of("n1") not in shown
+    assert "PrivateKey" not in shown
+    assert f"raw_bytes={len(text.encode())}" in shown
