@@ -1,0 +1,417 @@
+"""The lab in real VMs: one QEMU guest per lab node booting its rendered user-data, unchanged.
+
+`up` reads what tools.render wrote (mesh.json and each node's user-data), boots every lab node
+from the cached Debian image (lab/image.py) with a NoCloud seed holding the rendered user-data
+byte for byte plus a lab network-config (underlay address, and the node's address in any routed
+subnet), waits for each VM's reporter to speak on the second serial port, and checks the
+reports against the mesh. The VMs stay up until `down`, which removes only what `up` recorded.
+
+Slow by nature (TCG emulation, ~3 minutes for three VMs); the netns driver is the quick one.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from lab import vm_net
+from lab.image import Image, ensure_image
+from lab.vm_report import (
+    LabNode,
+    NodeReport,
+    check,
+    load_manifest,
+    parse_reports,
+    summary,
+    timings,
+    user_data_sha256,
+)
+
+STATE_ENV = "WGMESH_LAB_VM_STATE"
+DEFAULT_STATE = Path("/tmp/wgmesh-lab-vm")
+TIMEOUT_ENV = "WGMESH_LAB_VM_TIMEOUT"
+DEFAULT_TIMEOUT = 600.0  # seconds from boot until every VM has reported
+GUEST_MESH_WAIT = 300  # seconds a guest pings for its peers after cloud-init is done
+MEMORY_MB = 512
+ACCEL = "tcg,tb-size=256"  # /dev/kvm here cannot run a stock kernel (FINDINGS); TCG works
+CPU = "qemu64"
+
+__all__ = ["Lab", "LabResult", "down", "run_checks", "start", "timings", "up", "wait_for_reports"]
+
+
+def state_dir() -> Path:
+    return Path(os.environ.get(STATE_ENV) or DEFAULT_STATE)
+
+
+def log(message: str) -> None:
+    print(f"lab vm: {message}", file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class VmPaths:
+    """Per-VM files under the state directory."""
+
+    directory: Path
+    node: str
+
+    def file(self, suffix: str) -> Path:
+        return self.directory / f"{self.node}.{suffix}"
+
+    @property
+    def overlay(self) -> Path:
+        return self.file("qcow2")
+
+    @property
+    def seed(self) -> Path:
+        return self.file("seed.iso")
+
+    @property
+    def console(self) -> Path:
+        return self.file("console.log")
+
+    @property
+    def report(self) -> Path:
+        return self.file("report.log")
+
+    @property
+    def pidfile(self) -> Path:
+        return self.file("pid")
+
+
+def mac(kind: int, index: int) -> str:
+    """Stable locally administered MACs: kind 0 = underlay NIC, 1 = routed-subnet NIC."""
+    return f"52:54:00:77:{kind:02x}:{index + 1:02x}"
+
+
+def tap_name(index: int) -> str:
+    return f"t{index}"
+
+
+def subnet_tap_name(index: int) -> str:
+    return f"st{index}"
+
+
+def underlay_prefix(nodes: Sequence[LabNode]) -> int:
+    """One L2 segment for all lab nodes: the longest prefix (at most /24) holding every public IP."""
+    first = int(nodes[0].public_ip)
+    prefix = 24
+    while prefix > 8 and any((int(n.public_ip) ^ first) >> (32 - prefix) for n in nodes):
+        prefix -= 1
+    return prefix
+
+
+def network_config(node: LabNode, prefix: int) -> str:
+    """Lab network-config v2: the underlay address on eth0, the node's routed-subnet addresses on eth1.
+
+    This stands in for what a cloud's own network gives a VM; the rendered user-data stays untouched.
+    """
+    ethernets: dict[str, object] = {
+        "eth0": {
+            "match": {"macaddress": mac(0, node.index)},
+            "set-name": "eth0",
+            "addresses": [f"{node.public_ip}/{prefix}"],
+            "mtu": node.underlay_mtu,
+        }
+    }
+    if node.subnets:
+        ethernets["eth1"] = {
+            "match": {"macaddress": mac(1, node.index)},
+            "set-name": "eth1",
+            "addresses": [vm_net.subnet_host_addresses(net)[0] for net in node.subnets],
+        }
+    return yaml.safe_dump({"version": 2, "ethernets": ethernets}, sort_keys=False)
+
+
+def meta_data(node: LabNode) -> str:
+    return yaml.safe_dump({"instance-id": f"wglab-{node.name}", "local-hostname": node.name})
+
+
+def make_seed(node: LabNode, render_dir: Path, paths: VmPaths, prefix: int) -> None:
+    """NoCloud seed ISO: the rendered user-data file as is, plus lab meta-data and network-config."""
+    seed_src = paths.file("seed")
+    seed_src.mkdir(mode=0o700, exist_ok=True)
+    (seed_src / "meta-data").write_text(meta_data(node))
+    (seed_src / "network-config").write_text(network_config(node, prefix))
+    argv = [
+        "cloud-localds",
+        "-N",
+        str(seed_src / "network-config"),
+        str(paths.seed),
+        str(render_dir / node.name / "user-data"),
+        str(seed_src / "meta-data"),
+    ]
+    subprocess.run(argv, check=True, capture_output=True, timeout=60)
+
+
+def qemu_argv(node: LabNode, image: Image, paths: VmPaths) -> list[str]:
+    append = (
+        "root=/dev/vda ro console=ttyS0 net.ifnames=0 systemd.show_status=error"
+        f" wglab.node={node.name} wglab.wait={GUEST_MESH_WAIT}"
+    )
+    argv = [
+        "qemu-system-x86_64",
+        "-name",
+        node.name,
+        "-accel",
+        ACCEL,
+        "-cpu",
+        CPU,
+        "-m",
+        str(MEMORY_MB),
+        "-smp",
+        "1",
+        "-display",
+        "none",
+        "-nodefaults",
+        "-no-reboot",
+        "-serial",
+        f"file:{paths.console}",
+        "-serial",
+        f"file:{paths.report}",
+        "-kernel",
+        str(image.kernel),
+        "-initrd",
+        str(image.initrd),
+        "-append",
+        append,
+        "-drive",
+        f"file={paths.overlay},if=virtio,format=qcow2",
+        "-drive",
+        f"file={paths.seed},if=virtio,format=raw,readonly=on",
+        "-device",
+        "virtio-rng-pci",
+        "-netdev",
+        f"tap,id=n0,ifname={tap_name(node.index)},script=no,downscript=no",
+        "-device",
+        f"virtio-net-pci,netdev=n0,mac={mac(0, node.index)}",
+    ]
+    if node.subnets:
+        argv += [
+            "-netdev",
+            f"tap,id=n1,ifname={subnet_tap_name(node.index)},script=no,downscript=no",
+            "-device",
+            f"virtio-net-pci,netdev=n1,mac={mac(1, node.index)}",
+        ]
+    return [*argv, "-pidfile", str(paths.pidfile), "-daemonize"]
+
+
+@dataclass
+class Lab:
+    """A started VM lab."""
+
+    state: vm_net.State
+    nodes: list[LabNode]
+    render_dir: Path
+    user_data_hashes: dict[str, str]
+    subnet_hosts: list[tuple[str, str]] = field(default_factory=list)  # (namespace, owner node)
+    booted_at: float = 0.0  # time.monotonic() when the first VM started
+
+    def paths(self, node: str) -> VmPaths:
+        return VmPaths(Path(self.state.directory), node)
+
+
+@dataclass
+class LabResult:
+    reports: dict[str, NodeReport]
+    problems: list[str]
+    host_seconds_to_mesh: dict[str, float]  # wall time from boot until the node reported MESH up
+    subnet_host_pings: dict[str, bool] = field(default_factory=dict)  # "<host ns> -> <address>"
+
+
+def lab_nodes(render_dir: Path) -> list[LabNode]:
+    nodes = load_manifest(render_dir)
+    others = [n.name for n in nodes if n.cloud != "lab"]
+    if others:
+        raise ValueError(f"the VM lab runs lab nodes only; not lab: {', '.join(others)}")
+    if not nodes:
+        raise ValueError("mesh.json lists no nodes")
+    return nodes
+
+
+def start(render_dir: Path) -> Lab:
+    """Create the network, seeds and overlays, and boot one VM per lab node (does not wait)."""
+    nodes = lab_nodes(render_dir)
+    directory = state_dir()
+    if vm_net.State.load(directory) is not None:
+        raise vm_net.NotOurs(f"a VM lab is already up ({directory}); run `python -m lab down --driver vm`")
+    hashes = {n.name: user_data_sha256(render_dir, n.name) for n in nodes}
+    image = ensure_image()
+    if directory.exists():
+        raise vm_net.NotOurs(f"{directory} exists without a lab state file; not touching it")
+    directory.mkdir(mode=0o700, parents=True)
+    state = vm_net.State(str(directory))
+    state.save()
+    lab = Lab(state, nodes, render_dir, hashes)
+    try:
+        build_network(lab)
+        prefix = underlay_prefix(nodes)
+        for node in nodes:
+            paths = lab.paths(node.name)
+            make_seed(node, render_dir, paths, prefix)
+            overlay = ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(image.disk)]
+            subprocess.run([*overlay, str(paths.overlay)], check=True, timeout=60)
+        lab.booted_at = time.monotonic()
+        for node in nodes:
+            boot(lab, node, image)
+    except BaseException:
+        down()
+        raise
+    return lab
+
+
+def build_network(lab: Lab) -> None:
+    state = lab.state
+    mtu = max(n.underlay_mtu for n in lab.nodes)
+    vm_net.add_namespace(state, vm_net.MAIN_NS)
+    vm_net.add_bridge(state, vm_net.MAIN_NS, "br0", mtu)
+    for node in lab.nodes:
+        vm_net.add_tap(state, vm_net.MAIN_NS, tap_name(node.index), "br0", mtu)
+        if not node.subnets:
+            continue
+        bridge = f"sb{node.index}"
+        vm_net.add_bridge(state, vm_net.MAIN_NS, bridge, 1500)
+        vm_net.add_tap(state, vm_net.MAIN_NS, subnet_tap_name(node.index), bridge, 1500)
+        for j, net in enumerate(node.subnets):
+            host_ns = f"{vm_net.NS_PREFIX}-sub{node.index}-{j}"
+            vm_net.add_subnet_host(state, vm_net.MAIN_NS, bridge, host_ns, f"sv{node.index}-{j}", net)
+            lab.subnet_hosts.append((host_ns, node.name))
+
+
+def boot(lab: Lab, node: LabNode, image: Image) -> None:
+    paths = lab.paths(node.name)
+    argv = ["ip", "netns", "exec", vm_net.MAIN_NS, *qemu_argv(node, image, paths)]
+    subprocess.run(argv, check=True, timeout=60)  # returns once QEMU has daemonized
+    lab.state.pids[node.name] = int(paths.pidfile.read_text().strip())
+    lab.state.save()
+
+
+def qemu_alive(pid: int, directory: Path) -> bool:
+    """True only for a live QEMU process that this lab started (its command line names our state dir)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"qemu-system" in cmdline and str(directory).encode() in cmdline
+
+
+def wait_for_reports(
+    lab: Lab, timeout: float, on_fact: Callable[[str], None] | None = None
+) -> tuple[dict[str, NodeReport], dict[str, float]]:
+    """Poll the report ports until every VM has finished, died, or the timeout passes.
+
+    Returns the reports and, per node, host seconds from boot until it reported MESH up.
+    """
+    deadline = time.monotonic() + timeout
+    seen: set[str] = set()
+    mesh_seen: dict[str, float] = {}
+    reports: dict[str, NodeReport] = {}
+    directory = Path(lab.state.directory)
+    while True:
+        lines: list[str] = []
+        for node in lab.nodes:
+            path = lab.paths(node.name).report
+            if path.exists():
+                lines += path.read_text(errors="replace").splitlines()
+        reports = parse_reports(lines)
+        elapsed = time.monotonic() - lab.booted_at
+        for line in lines:
+            fact = line.strip().replace("\r", "")
+            if fact.startswith("WGLAB ") and fact not in seen:
+                seen.add(fact)
+                if on_fact is not None:
+                    on_fact(f"[{elapsed:6.1f}s] {fact.removeprefix('WGLAB ')}")
+        for name, r in reports.items():
+            if r.mesh is not None and name not in mesh_seen:
+                mesh_seen[name] = round(elapsed, 1)
+        dead = [n.name for n in lab.nodes if not qemu_alive(lab.state.pids.get(n.name, 0), directory)]
+        unfinished = [n.name for n in lab.nodes if not (n.name in reports and reports[n.name].finished)]
+        if not unfinished:
+            break
+        if set(unfinished) <= set(dead):
+            log(f"QEMU exited before reporting: {', '.join(sorted(set(unfinished)))}")
+            break
+        if time.monotonic() > deadline:
+            log(f"timed out after {timeout:.0f} s waiting for: {', '.join(unfinished)}")
+            break
+        time.sleep(2)
+    return reports, mesh_seen
+
+
+def run_checks(lab: Lab, reports: Mapping[str, NodeReport], mesh_seen: Mapping[str, float]) -> LabResult:
+    """Check the reports against the mesh, then ping every node from each routed-subnet host."""
+    problems = check(reports, lab.nodes, lab.user_data_hashes)
+    host_pings: dict[str, bool] = {}
+    for host_ns, owner in lab.subnet_hosts:
+        for node in lab.nodes:
+            ok = vm_net.ping_from(host_ns, str(node.address))
+            host_pings[f"{host_ns} -> {node.address}"] = ok
+            if not ok:
+                problems.append(f"subnet host behind {owner}: no reply from {node.name} ({node.address})")
+    return LabResult(dict(reports), problems, dict(mesh_seen), host_pings)
+
+
+def up(stack: str, render_dir: Path) -> int:
+    """Boot the rendered `stack` in VMs and report; 0 when every check passed. VMs stay up."""
+    timeout = float(os.environ.get(TIMEOUT_ENV) or DEFAULT_TIMEOUT)
+    try:
+        lab = start(render_dir)
+    except (vm_net.NotOurs, ValueError, RuntimeError, subprocess.CalledProcessError) as e:
+        log(str(e))
+        return 1
+    log(f"stack {stack}: booted {len(lab.nodes)} VMs (TCG); waiting up to {timeout:.0f} s for reports")
+    reports, mesh_seen = wait_for_reports(lab, timeout, on_fact=print)
+    result = run_checks(lab, reports, mesh_seen)
+    for line in summary(result.reports, lab.nodes):
+        print(line)
+    for name, seconds in sorted(timings(result.reports).items()):
+        wall = result.host_seconds_to_mesh.get(name)
+        print(f"{name}: mesh up {seconds:.1f} s after kernel start ({wall} s after QEMU start)")
+    for problem in result.problems:
+        print(f"FAIL {problem}")
+    print(f"consoles: {lab.state.directory}/*.console.log; remove with `python -m lab down --driver vm`")
+    return 0 if not result.problems else 1
+
+
+def stop_qemu(pid: int, directory: Path, grace: float = 10.0) -> bool:
+    """Terminate one QEMU of ours; True when it is gone."""
+    if not qemu_alive(pid, directory):
+        return True
+    os.kill(pid, signal.SIGTERM)
+    end = time.monotonic() + grace
+    while time.monotonic() < end:
+        if not qemu_alive(pid, directory):
+            return True
+        time.sleep(0.2)
+    os.kill(pid, signal.SIGKILL)
+    time.sleep(0.5)
+    return not qemu_alive(pid, directory)
+
+
+def down() -> int:
+    """Stop our QEMUs, remove our links, namespaces, overlays and seeds. Idempotent."""
+    directory = state_dir()
+    state = vm_net.State.load(directory)
+    if state is None:
+        strays = vm_net.our_namespaces()
+        if strays:
+            log(f"no state file; not touching namespaces it does not list: {', '.join(strays)}")
+        return 0
+    leftovers: list[str] = []
+    for node, pid in state.pids.items():
+        if not stop_qemu(pid, directory):
+            leftovers.append(f"QEMU {pid} ({node})")
+    leftovers += vm_net.remove_network(state)
+    if leftovers:
+        log("could not remove: " + "; ".join(leftovers))
+        return 1
+    shutil.rmtree(directory)
+    return 0

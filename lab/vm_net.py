@@ -1,0 +1,150 @@
+"""The VM lab's private network: namespaces, bridges, taps and subnet hosts, with a record of each.
+
+Everything lives in network namespaces this module creates (prefix `wglabvm`), so lab traffic
+never reaches the host's own network and no host setting changes. Every namespace and link is
+written to the state file *before* it is created, so `down` can remove a half-built lab, and
+`down` only removes what the state file lists.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import subprocess
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+NS_PREFIX = "wglabvm"
+MAIN_NS = NS_PREFIX
+STATE_FILE = "state.json"
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class NotOurs(RuntimeError):
+    """Something the lab would create already exists and no state file says the lab made it."""
+
+
+@dataclass
+class State:
+    """What the VM lab created, in creation order (removed in reverse)."""
+
+    directory: str
+    namespaces: list[str] = field(default_factory=list)
+    links: list[list[str]] = field(default_factory=list)  # [namespace, link name]
+    pids: dict[str, int] = field(default_factory=dict)  # node -> QEMU PID
+
+    @property
+    def path(self) -> Path:
+        return Path(self.directory) / STATE_FILE
+
+    def save(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(asdict(self), f, indent=1)
+        os.replace(tmp, self.path)
+
+    @classmethod
+    def load(cls, directory: Path) -> State | None:
+        try:
+            doc = json.loads((directory / STATE_FILE).read_text())
+        except FileNotFoundError:
+            return None
+        return cls(
+            directory=doc["directory"],
+            namespaces=list(doc["namespaces"]),
+            links=[list(link) for link in doc["links"]],
+            pids={k: int(v) for k, v in doc["pids"].items()},
+        )
+
+
+def ip(*args: str, netns: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    argv = ["ip", *(["-n", netns] if netns else []), *args]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)}: {proc.stderr.strip()}")
+    return proc
+
+
+def namespace_exists(name: str) -> bool:
+    return Path("/run/netns", name).exists()
+
+
+def our_namespaces() -> list[str]:
+    """Namespaces carrying the lab's prefix (whether or not a state file lists them)."""
+    run_netns = Path("/run/netns")
+    if not run_netns.is_dir():
+        return []
+    return sorted(p.name for p in run_netns.iterdir() if p.name.startswith(NS_PREFIX))
+
+
+def add_namespace(state: State, name: str) -> None:
+    if namespace_exists(name):
+        raise NotOurs(f"network namespace {name} exists but this lab's state does not list it")
+    state.namespaces.append(name)
+    state.save()
+    ip("netns", "add", name)
+    ip("link", "set", "lo", "up", netns=name)
+
+
+def add_bridge(state: State, netns: str, name: str, mtu: int) -> None:
+    state.links.append([netns, name])
+    state.save()
+    ip("link", "add", name, "mtu", str(mtu), "type", "bridge", netns=netns)
+    ip("link", "set", name, "up", netns=netns)
+
+
+def add_tap(state: State, netns: str, name: str, bridge: str, mtu: int) -> None:
+    """A persistent tap QEMU opens by name, plugged into `bridge`."""
+    state.links.append([netns, name])
+    state.save()
+    ip("tuntap", "add", name, "mode", "tap", netns=netns)
+    ip("link", "set", name, "mtu", str(mtu), "master", bridge, "up", netns=netns)
+
+
+def subnet_host_addresses(net: IPNetwork) -> tuple[str, str]:
+    """(node side, host side) interface addresses in a routed subnet: network + 1 and + 2."""
+    if net.num_addresses < 4:
+        raise ValueError(f"subnet {net} is too small for the lab (needs a node and a host address)")
+    return (
+        f"{net.network_address + 1}/{net.prefixlen}",
+        f"{net.network_address + 2}/{net.prefixlen}",
+    )
+
+
+def add_subnet_host(state: State, netns: str, bridge: str, host_ns: str, veth: str, net: IPNetwork) -> None:
+    """A namespace on `bridge` standing for a machine in `net`, routed via the node at network + 1."""
+    add_namespace(state, host_ns)
+    state.links.append([netns, veth])
+    state.save()
+    node_side, host_side = subnet_host_addresses(net)
+    ip("link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", host_ns, netns=netns)
+    ip("link", "set", veth, "master", bridge, "up", netns=netns)
+    ip("addr", "add", host_side, "dev", "eth0", netns=host_ns)
+    ip("link", "set", "eth0", "up", netns=host_ns)
+    gateway = node_side.split("/")[0]
+    ip("route", "add", "default", "via", gateway, netns=host_ns)
+
+
+def remove_network(state: State) -> list[str]:
+    """Delete the listed links, then the listed namespaces; return what could not be removed."""
+    leftovers: list[str] = []
+    for netns, link in reversed(state.links):
+        if namespace_exists(netns) and ip("link", "show", link, netns=netns, check=False).returncode == 0:
+            proc = ip("link", "del", link, netns=netns, check=False)
+            if proc.returncode != 0:
+                leftovers.append(f"link {link} in {netns}: {proc.stderr.strip()}")
+    for name in reversed(state.namespaces):
+        if namespace_exists(name):
+            proc = ip("netns", "del", name, check=False)
+            if proc.returncode != 0:
+                leftovers.append(f"namespace {name}: {proc.stderr.strip()}")
+    return leftovers
+
+
+def ping_from(netns: str, address: str, count: int = 3) -> bool:
+    """Ping from inside one of the lab's namespaces."""
+    argv = ["ip", "netns", "exec", netns, "ping", "-n", "-q", "-c", str(count), "-W", "2", address]
+    return subprocess.run(argv, capture_output=True, timeout=30, check=False).returncode == 0

@@ -1,0 +1,197 @@
+"""What the lab VMs report on their report port, parsed, and checked against the rendered mesh.
+
+Each VM's image-baked reporter writes `WGLAB <node> <fact>` lines (see lab/vm_guest_report.py).
+The guest only knows its own wg0.conf; the host knows the whole mesh (mesh.json), so the pass or
+fail decision is made here: every lab peer pinged, every routed subnet reached, a handshake with
+every peer's real public key, wg0 MTU as planned, cloud-init done, and the user-data cloud-init
+saw byte-identical to the rendered file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lab.vm_guest_report import subnet_probe
+
+LINE_RE = re.compile(r"WGLAB (\S+) (\S+)(?: (.*))?$")
+UPTIME_RE = re.compile(r"uptime=([0-9.]+)")
+
+
+@dataclass(frozen=True)
+class LabNode:
+    """One node of mesh.json as the VM driver needs it."""
+
+    name: str
+    index: int
+    cloud: str
+    public_ip: ipaddress.IPv4Address
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address
+    public_key: str
+    subnets: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+    underlay_mtu: int
+    mtu: int
+
+
+def load_manifest(render_dir: Path) -> list[LabNode]:
+    """The nodes of `<render_dir>/mesh.json` (written by tools.render), in file order."""
+    doc: dict[str, Any] = json.loads((render_dir / "mesh.json").read_text())
+    return [
+        LabNode(
+            name=n["name"],
+            index=i,
+            cloud=n["cloud"],
+            public_ip=ipaddress.IPv4Address(n["public_ip"]),
+            address=ipaddress.ip_interface(n["address"]).ip,
+            public_key=n["public_key"],
+            subnets=tuple(ipaddress.ip_network(s) for s in n.get("subnets", ())),
+            underlay_mtu=int(n["underlay_mtu"]),
+            mtu=int(n["mtu"]),
+        )
+        for i, n in enumerate(doc["nodes"])
+    ]
+
+
+def user_data_sha256(render_dir: Path, node: str) -> str:
+    return hashlib.sha256((render_dir / node / "user-data").read_bytes()).hexdigest()
+
+
+@dataclass
+class NodeReport:
+    """Everything one VM said, by fact."""
+
+    node: str
+    started: bool = False
+    cloudinit: str | None = None
+    cloudinit_uptime: float | None = None
+    user_data_sha256: str | None = None
+    mesh: str | None = None
+    mesh_uptime: float | None = None
+    pings: dict[str, bool] = field(default_factory=dict)  # peer overlay address -> answered
+    subnets: dict[str, bool] = field(default_factory=dict)  # probe address in a routed subnet -> answered
+    handshakes: dict[str, int | None] = field(default_factory=dict)  # peer public key -> age (s)
+    mtu: int | None = None
+    forward: str | None = None
+    ended: bool = False
+    crash: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.ended or self.crash is not None
+
+
+def _uptime(rest: str) -> float | None:
+    match = UPTIME_RE.search(rest)
+    return float(match.group(1)) if match else None
+
+
+def apply_fact(report: NodeReport, fact: str, rest: str) -> None:
+    words = rest.split()
+    if fact == "START":
+        report.started = True
+    elif fact == "CLOUDINIT" and words:
+        report.cloudinit, report.cloudinit_uptime = words[0], _uptime(rest)
+    elif fact == "USERDATA":
+        report.user_data_sha256 = rest.removeprefix("sha256=").strip()
+    elif fact == "MESH" and words:
+        report.mesh, report.mesh_uptime = words[0], _uptime(rest)
+    elif fact == "PING" and len(words) == 2:
+        report.pings[words[0]] = words[1] == "ok"
+    elif fact == "SUBNET" and len(words) == 3:
+        report.subnets[words[1]] = words[2] == "ok"
+    elif fact == "HANDSHAKE" and len(words) == 2:
+        report.handshakes[words[0]] = None if words[1] == "never" else int(words[1])
+    elif fact == "MTU" and words:
+        report.mtu = int(words[0]) if words[0].isdigit() else None
+    elif fact == "FORWARD" and words:
+        report.forward = words[0]
+    elif fact == "END":
+        report.ended = True
+    elif fact == "CRASH":
+        report.crash = rest or "unknown"
+
+
+def parse_reports(lines: Iterable[str]) -> dict[str, NodeReport]:
+    """Fold report lines (any order, any noise around them) into one NodeReport per node."""
+    reports: dict[str, NodeReport] = {}
+    for raw in lines:
+        match = LINE_RE.search(raw.replace("\r", "").rstrip("\n"))
+        if match is None:
+            continue
+        node, fact, rest = match.group(1), match.group(2), match.group(3) or ""
+        apply_fact(reports.setdefault(node, NodeReport(node)), fact, rest)
+    return reports
+
+
+def check(
+    reports: Mapping[str, NodeReport],
+    nodes: Iterable[LabNode],
+    user_data_hashes: Mapping[str, str],
+    max_handshake_age: int = 180,
+) -> list[str]:
+    """One line per problem; empty when every VM booted its user-data and reached the whole mesh."""
+    nodes = list(nodes)
+    problems: list[str] = []
+    for node in nodes:
+        r = reports.get(node.name)
+        if r is None or not r.started:
+            problems.append(f"{node.name}: no report (reporter did not start)")
+            continue
+        say = problems.append
+        if r.crash:
+            say(f"{node.name}: reporter crashed ({r.crash})")
+        if not r.ended:
+            say(f"{node.name}: report incomplete")
+        if r.cloudinit != "done":
+            say(f"{node.name}: cloud-init status {r.cloudinit}, expected done")
+        if r.user_data_sha256 != user_data_hashes[node.name]:
+            say(f"{node.name}: the user-data cloud-init saw differs from the rendered file")
+        if r.mesh != "up":
+            say(f"{node.name}: mesh {r.mesh or 'not reported'}")
+        if r.mtu != node.mtu:
+            say(f"{node.name}: wg0 MTU {r.mtu}, plan says {node.mtu}")
+        for peer in nodes:
+            if peer.name == node.name:
+                continue
+            if r.pings.get(str(peer.address)) is not True:
+                say(f"{node.name}: no ping reply from {peer.name} ({peer.address})")
+            age = r.handshakes.get(peer.public_key)
+            if age is None:
+                say(f"{node.name}: no handshake with {peer.name}")
+            elif age > max_handshake_age:
+                say(f"{node.name}: handshake with {peer.name} is {age} s old")
+            for net in peer.subnets:
+                probe = str(subnet_probe(net))
+                if r.subnets.get(probe) is not True:
+                    say(f"{node.name}: no reply from {probe} in {net} behind {peer.name}")
+    return problems
+
+
+def timings(reports: Mapping[str, NodeReport]) -> dict[str, float]:
+    """Per node, guest uptime (s) when every peer had answered: first boot to mesh."""
+    return {
+        name: r.mesh_uptime for name, r in reports.items() if r.mesh == "up" and r.mesh_uptime is not None
+    }
+
+
+def summary(reports: Mapping[str, NodeReport], nodes: Iterable[LabNode]) -> list[str]:
+    """A short human table: one line per node."""
+    lines = []
+    for node in nodes:
+        r = reports.get(node.name, NodeReport(node.name))
+        ok_pings = sum(r.pings.values())
+        ok_subnets = sum(r.subnets.values())
+        shakes = sum(1 for age in r.handshakes.values() if age is not None)
+        lines.append(
+            f"{node.name:<12} cloud-init {r.cloudinit or '-':<7} mesh {r.mesh or '-':<8}"
+            f" at {r.mesh_uptime if r.mesh_uptime is not None else '-'} s uptime"
+            f"  pings {ok_pings}/{len(r.pings)}  subnets {ok_subnets}/{len(r.subnets)}"
+            f"  handshakes {shakes}/{len(r.handshakes)}  mtu {r.mtu}"
+        )
+    return lines
