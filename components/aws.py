@@ -1,0 +1,235 @@
+"""AWS: per region a provider, VPC, public subnet, internet gateway, route table, AMI lookups and
+the nodes' Elastic IPs; per node a security group, an instance and the EIP association.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
+
+import pulumi
+import pulumi_aws as aws
+
+from cloudinit.render import encode_for_cloud
+from components.firewall import ROAMING_MARKER, IngressRule, ingress_rules
+from components.images import Arch, ami_query, aws_arch
+from components.netplan import SitePlan
+from components.node import MeshNode, NodeArgs, StaticIp, vm_options
+from mesh.spec import NodeSpec
+
+REGION_TYPE = "wgmesh:aws:Region"
+NODE_TYPE = "wgmesh:aws:Node"
+ROOT_VOLUME_GB = 8
+# ICMP type 3 code 4 ("fragmentation needed"): the only ICMP path-MTU discovery needs.
+ICMP_FRAG_NEEDED = (3, 4)
+
+
+@dataclass(frozen=True)
+class AwsRegionArgs:
+    region: str
+    site: SitePlan
+    nodes: Sequence[NodeSpec]  # the region's nodes: one Elastic IP and an AMI lookup each needs
+    tags: dict[str, str]
+
+
+class AwsRegion(pulumi.ComponentResource):
+    """Everything a region's nodes share, and their Elastic IPs (allocated before any instance)."""
+
+    def __init__(self, name: str, args: AwsRegionArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(REGION_TYPE, name, None, opts)
+        self.region = args.region
+        self.site = args.site
+        profile = pulumi.Config("aws").get("profile")
+        self.provider = aws.Provider(
+            name,
+            region=args.region,
+            profile=profile,
+            default_tags={"tags": args.tags},
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        child = pulumi.ResourceOptions(parent=self, provider=self.provider)
+        cidr = str(args.site.cidr)
+        self.vpc = aws.ec2.Vpc(
+            f"{name}-vpc",
+            cidr_block=cidr,
+            enable_dns_support=True,
+            enable_dns_hostnames=True,
+            tags={"Name": f"{name}-vpc"},
+            opts=child,
+        )
+        self.subnet = aws.ec2.Subnet(
+            f"{name}-subnet",
+            vpc_id=self.vpc.id,
+            cidr_block=cidr,
+            map_public_ip_on_launch=False,
+            tags={"Name": f"{name}-subnet"},
+            opts=child,
+        )
+        gateway = aws.ec2.InternetGateway(
+            f"{name}-igw", vpc_id=self.vpc.id, tags={"Name": f"{name}-igw"}, opts=child
+        )
+        # Standalone routes only (no inline `routes`): nodes add return routes to this table.
+        self.route_table = aws.ec2.RouteTable(
+            f"{name}-rt", vpc_id=self.vpc.id, tags={"Name": f"{name}-rt"}, opts=child
+        )
+        aws.ec2.Route(
+            f"{name}-default",
+            route_table_id=self.route_table.id,
+            destination_cidr_block="0.0.0.0/0",
+            gateway_id=gateway.id,
+            opts=child,
+        )
+        aws.ec2.RouteTableAssociation(
+            f"{name}-rta", subnet_id=self.subnet.id, route_table_id=self.route_table.id, opts=child
+        )
+        self.amis = {key: self._lookup_ami(*key) for key in _image_keys(args.nodes)}
+        self.static_ips = {n.name: self._elastic_ip(n.name) for n in args.nodes}
+        self.register_outputs({"vpcId": self.vpc.id, "subnetId": self.subnet.id})
+
+    def _lookup_ami(self, image: str, arch: Arch) -> pulumi.Output[str]:
+        query = ami_query(image, arch)
+        result = aws.ec2.get_ami_output(
+            most_recent=True,
+            owners=[query.owner],
+            filters=[
+                {"name": "name", "values": [query.name_pattern]},
+                {"name": "architecture", "values": [query.architecture]},
+                {"name": "virtualization-type", "values": ["hvm"]},
+            ],
+            opts=pulumi.InvokeOutputOptions(parent=self, provider=self.provider),
+        )
+        return result.id
+
+    def _elastic_ip(self, node: str) -> StaticIp:
+        eip = aws.ec2.Eip(
+            f"{node}-eip",
+            domain="vpc",
+            tags={"Name": node},
+            opts=pulumi.ResourceOptions(parent=self, provider=self.provider),
+        )
+        return StaticIp(address=eip.public_ip, resource=eip)
+
+    def ami(self, spec: NodeSpec) -> pulumi.Output[str]:
+        return self.amis[(spec.image, aws_arch(spec.size))]
+
+
+def _image_keys(nodes: Sequence[NodeSpec]) -> list[tuple[str, Arch]]:
+    """Distinct (image, arch) pairs, in node order: one AMI lookup per pair per region."""
+    keys: list[tuple[str, Arch]] = []
+    for n in nodes:
+        key = (n.image, aws_arch(n.size))
+        if key not in keys:
+            keys.append(key)
+    return keys
+
+
+class AwsNode(MeshNode):
+    def __init__(
+        self, name: str, args: NodeArgs, region: AwsRegion, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__(NODE_TYPE, name, args, opts)
+        child = pulumi.ResourceOptions(parent=self, provider=region.provider)
+        rules = ingress_rules(args.plan, args.mesh)
+        roaming = any(r.roaming for r in rules)
+        group = aws.ec2.SecurityGroup(
+            f"{name}-sg",
+            vpc_id=region.vpc.id,
+            description=f"wgmesh node {name}",
+            ingress=args.peer_cidrs.apply(partial(_ingress_blocks, rules)),
+            egress=[
+                aws.ec2.SecurityGroupEgressArgs(
+                    protocol="-1",
+                    from_port=0,
+                    to_port=0,
+                    cidr_blocks=["0.0.0.0/0"],
+                    ipv6_cidr_blocks=["::/0"],
+                    description="all outbound",
+                )
+            ],
+            tags={"Name": f"{name}-sg", **({ROAMING_MARKER: "true"} if roaming else {})},
+            opts=child,
+        )
+        user_data_b64: pulumi.Output[str] = pulumi.Output.secret(
+            args.user_data.apply(partial(aws_user_data, node=name))
+        )
+        self.instance = aws.ec2.Instance(
+            name,
+            ami=region.ami(args.spec),
+            instance_type=args.spec.size,
+            subnet_id=region.subnet.id,
+            vpc_security_group_ids=[group.id],
+            # An ephemeral address until the Elastic IP is associated, so first boot can reach a mirror.
+            associate_public_ip_address=True,
+            source_dest_check=not args.spec.routes,
+            metadata_options=aws.ec2.InstanceMetadataOptionsArgs(
+                http_tokens="required", http_endpoint="enabled", http_put_response_hop_limit=1
+            ),
+            root_block_device=aws.ec2.InstanceRootBlockDeviceArgs(
+                encrypted=True, volume_type="gp3", volume_size=ROOT_VOLUME_GB, delete_on_termination=True
+            ),
+            user_data_base64=user_data_b64,
+            user_data_replace_on_change=False,
+            tags={"Name": name},
+            opts=vm_options(self, ["userDataBase64", "ami"], provider=region.provider),
+        )
+        static_ip = args.static_ip.resource
+        assert isinstance(static_ip, aws.ec2.Eip)
+        aws.ec2.EipAssociation(
+            f"{name}-eip-assoc",
+            allocation_id=static_ip.allocation_id,
+            instance_id=self.instance.id,
+            opts=child,
+        )
+        if region.site.router == name:
+            for net in region.site.return_routes:
+                aws.ec2.Route(
+                    f"{name}-return-{net.network_address}-{net.prefixlen}",
+                    route_table_id=region.route_table.id,
+                    destination_cidr_block=str(net),
+                    network_interface_id=self.instance.primary_network_interface_id,
+                    opts=child,
+                )
+        self._done()
+
+
+def aws_user_data(text: str, node: str) -> str:
+    """Base64 for `user_data_base64`: of the plain text when it fits 16 KB, else of its gzip.
+
+    One input whichever form is sent, so a node crossing the limit does not swap properties.
+    """
+    encoded = encode_for_cloud(text, "aws", node)
+    if encoded.gzip_b64 is not None:
+        return encoded.gzip_b64
+    assert encoded.text is not None
+    return base64.b64encode(encoded.text.encode()).decode()
+
+
+def _ingress_blocks(rules: Sequence[IngressRule], peers: list[str]) -> list[aws.ec2.SecurityGroupIngressArgs]:
+    return [_ingress(r, peers) for r in rules]
+
+
+def _ingress(rule: IngressRule, peers: list[str]) -> aws.ec2.SecurityGroupIngressArgs:
+    """A security group ingress block for one rule (peers: the resolved peer /32s)."""
+    sources = tuple(peers) if rule.from_peers else rule.sources
+    v4 = [s for s in sources if ":" not in s]
+    v6 = [s for s in sources if ":" in s]
+    if rule.protocol == "icmp":
+        # IPv4 only: the subnet has no IPv6, so no ICMPv6 can arrive.
+        return aws.ec2.SecurityGroupIngressArgs(
+            protocol="icmp",
+            from_port=ICMP_FRAG_NEEDED[0],
+            to_port=ICMP_FRAG_NEEDED[1],
+            cidr_blocks=v4,
+            description=rule.description,
+        )
+    assert rule.port is not None
+    return aws.ec2.SecurityGroupIngressArgs(
+        protocol=rule.protocol,
+        from_port=rule.port,
+        to_port=rule.port,
+        cidr_blocks=v4,
+        ipv6_cidr_blocks=v6 or None,
+        description=rule.description,
+    )

@@ -1,0 +1,52 @@
+"""Read the stack config through Pulumi and turn it into a plan, or fail before any resource.
+
+The same parser as the offline tools (`mesh.spec.parse`) runs on the same keys; only the
+error type differs: a `pulumi.RunError` subclass, so `pulumi preview` prints the one-line-per-
+problem message instead of a Python traceback.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+
+from mesh.errors import ConfigError, Problem
+from mesh.plan import build_plan
+from mesh.plan_types import MeshPlan
+from mesh.spec import parse
+from mesh.stackfile import SECTIONS
+
+
+class StackConfigError(ConfigError, pulumi.RunError):
+    """A ConfigError that Pulumi reports as a plain message."""
+
+
+def read_config() -> dict[str, Any]:
+    """The raw `wgmesh:mesh`, `wgmesh:nodes`, `wgmesh:clients` values (None when unset)."""
+    config = pulumi.Config("wgmesh")
+    raw: dict[str, Any] = {}
+    problems: list[Problem] = []
+    for section in SECTIONS:
+        try:
+            raw[section] = config.get_object(section)
+        except pulumi.ConfigTypeError:
+            problems.append(Problem(f"wgmesh:{section}", "is not valid YAML/JSON structured config"))
+    if problems:
+        raise StackConfigError(problems)
+    return raw
+
+
+def load_plan() -> MeshPlan:
+    """Parse, validate and plan the stack config; raise StackConfigError on any problem."""
+    try:
+        return build_plan(parse(read_config()))
+    except StackConfigError:
+        raise
+    except ConfigError as e:
+        raise StackConfigError(e.problems) from None
+
+
+def gcp_project() -> str | None:
+    """`gcp:project` for the explicit GCP provider (None: GOOGLE_PROJECT or gcloud's default)."""
+    return pulumi.Config("gcp").get("project")

@@ -1,0 +1,113 @@
+"""Hetzner Cloud: the admins' SSH keys and the nodes' primary IPs per stack; per node a firewall
+and a server that takes its primary IP at creation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
+
+import pulumi
+import pulumi_hcloud as hcloud
+
+from cloudinit.render import encode_for_cloud
+from components.firewall import ROAMING_MARKER, IngressRule, ingress_rules
+from components.images import hcloud_image
+from components.node import MeshNode, NodeArgs, StaticIp, vm_options
+from mesh.spec import NodeSpec
+
+PROJECT_TYPE = "wgmesh:hcloud:Project"
+NODE_TYPE = "wgmesh:hcloud:Node"
+
+
+@dataclass(frozen=True)
+class HcloudProjectArgs:
+    ssh_public_keys: Sequence[str]
+    nodes: Sequence[NodeSpec]
+    labels: dict[str, str]
+
+
+class HcloudProject(pulumi.ComponentResource):
+    """What the stack's Hetzner nodes share (SSH keys), and their primary IPs."""
+
+    def __init__(
+        self, name: str, args: HcloudProjectArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__(PROJECT_TYPE, name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        self.labels = args.labels
+        # Hetzner refuses a second key with the same fingerprint in one project, so one per stack.
+        self.ssh_key_ids = [
+            hcloud.SshKey(f"{name}-admin-{i}", public_key=key, labels=args.labels, opts=child).id
+            for i, key in enumerate(args.ssh_public_keys)
+        ]
+        self.static_ips = {n.name: self._primary_ip(n) for n in args.nodes}
+        self.register_outputs({})
+
+    def _primary_ip(self, node: NodeSpec) -> StaticIp:
+        ip = hcloud.PrimaryIp(
+            f"{node.name}-ip",
+            type="ipv4",
+            assignee_type="server",
+            location=node.region,
+            auto_delete=False,  # outlives a server replacement; deleted with the stack
+            labels={**self.labels, "wgmesh-node": node.name},
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        return StaticIp(address=ip.ip_address, resource=ip)
+
+
+class HcloudNode(MeshNode):
+    def __init__(
+        self, name: str, args: NodeArgs, project: HcloudProject, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__(NODE_TYPE, name, args, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        rules = ingress_rules(args.plan, args.mesh)
+        labels = {**project.labels, "wgmesh-node": name}
+        if any(r.roaming for r in rules):
+            labels[ROAMING_MARKER] = "true"
+        firewall = hcloud.Firewall(
+            f"{name}-fw",
+            rules=args.peer_cidrs.apply(partial(_rules, rules)),
+            labels=labels,
+            opts=child,
+        )
+        primary_ip = args.static_ip.resource
+        assert isinstance(primary_ip, hcloud.PrimaryIp)
+        user_data: pulumi.Output[str] = pulumi.Output.secret(args.user_data.apply(partial(_fit, node=name)))
+        self.server = hcloud.Server(
+            name,
+            server_type=args.spec.size,
+            image=hcloud_image(args.spec.image),
+            location=args.spec.region,
+            ssh_keys=project.ssh_key_ids,
+            firewall_ids=[firewall.id.apply(int)],
+            public_nets=[{"ipv4_enabled": True, "ipv4": primary_ip.id.apply(int), "ipv6_enabled": False}],
+            user_data=user_data,
+            labels=labels,
+            # user_data, image and ssh_keys all force a new server on Hetzner.
+            opts=vm_options(self, ["userData", "image", "sshKeys"]),
+        )
+        self._done()
+
+
+def _fit(text: str, node: str) -> str:
+    encoded = encode_for_cloud(text, "hcloud", node)  # raises RenderError over 32 KiB
+    assert encoded.text is not None
+    return encoded.text
+
+
+def _rules(rules: Sequence[IngressRule], peers: list[str]) -> list[hcloud.FirewallRuleArgs]:
+    return [_rule(r, peers) for r in rules]
+
+
+def _rule(rule: IngressRule, peers: list[str]) -> hcloud.FirewallRuleArgs:
+    return hcloud.FirewallRuleArgs(
+        direction="in",
+        protocol=rule.protocol,
+        port=str(rule.port) if rule.port is not None else None,
+        source_ips=list(peers) if rule.from_peers else list(rule.sources),
+        description=rule.description,
+    )

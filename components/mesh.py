@@ -1,0 +1,176 @@
+"""WireGuardMesh: keys, static IPs, rendered user data and nodes, in that order.
+
+Every endpoint must be known before any VM so each node's first-boot config already lists
+its peers: static IPs are separate resources created first, user data is rendered inside
+one `Output.all(...).apply` per member with the pure renderer, and the VMs come last.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import pulumi
+
+from cloudinit.render import client_config, node_user_data
+from components.aws import AwsNode, AwsRegion, AwsRegionArgs
+from components.firewall import peer_cidrs
+from components.gcp import GcpNetwork, GcpNetworkArgs, GcpNode
+from components.hcloud import HcloudNode, HcloudProject, HcloudProjectArgs
+from components.keys import WireGuardKey, mesh_secret
+from components.lab import LabNode, lab_static_ip
+from components.netplan import plan_sites
+from components.node import MeshNode, NodeArgs, StaticIp
+from mesh.keys import NodeKeys
+from mesh.plan_types import MeshPlan, NodePlan
+from mesh.spec import ClientSpec, NodeSpec
+
+MESH_TYPE = "wgmesh:index:WireGuardMesh"
+
+
+@dataclass(frozen=True)
+class WireGuardMeshArgs:
+    plan: MeshPlan
+    gcp_project: str | None = None  # `gcp:project`, for the explicit GCP provider
+
+
+class WireGuardMesh(pulumi.ComponentResource):
+    """The whole mesh. Per node: cloud, public IP, overlay address, public key; per client: config."""
+
+    nodes: dict[str, MeshNode]
+    node_outputs: dict[str, pulumi.Output[dict[str, Any]]]
+    client_configs: dict[str, pulumi.Output[str]]
+
+    def __init__(
+        self, name: str, args: WireGuardMeshArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__(MESH_TYPE, name, None, opts)
+        plan = args.plan
+        spec = plan.spec
+        child = pulumi.ResourceOptions(parent=self)
+        epoch = spec.mesh.key_epoch
+
+        members: list[NodeSpec | ClientSpec] = [*spec.nodes, *spec.clients]
+        keys = {m.name: WireGuardKey(m.name, epoch, m.key_epoch, child) for m in members}
+        psk_root: pulumi.Output[bytes | None] = (
+            mesh_secret(name, epoch, self) if spec.mesh.preshared_keys else pulumi.Output.from_input(None)
+        )
+
+        labels = {"wgmesh-mesh": name, "wgmesh-stack": pulumi.get_stack()}
+        static_ips, sites = self._static_ips(name, plan, args, labels)
+        endpoints = pulumi.Output.all(**{n: ip.address for n, ip in static_ips.items()})
+        public_keys = pulumi.Output.all(**{m: k.public_key for m, k in keys.items()})
+
+        def render(member: str, fn: Callable[..., str]) -> pulumi.Output[str]:
+            def apply(values: list[Any]) -> str:
+                private, pubs, eps, root = values
+                return fn(plan, member, NodeKeys(private, pubs, root), eps)
+
+            inputs = pulumi.Output.all(keys[member].private_key, public_keys, endpoints, psk_root)
+            return pulumi.Output.secret(inputs.apply(apply))
+
+        self.nodes = {}
+        for n in spec.nodes:
+            node_plan = plan.node(n.name)
+            node_args = NodeArgs(
+                spec=n,
+                plan=node_plan,
+                mesh=spec.mesh,
+                user_data=render(n.name, node_user_data),
+                static_ip=static_ips[n.name],
+                public_key=keys[n.name].public_key,
+                peer_cidrs=endpoints.apply(partial(peer_cidrs, node_plan)),
+            )
+            self.nodes[n.name] = _node(n, node_args, sites, child)
+
+        self.node_outputs = {
+            n.name: pulumi.Output.all(node.public_ip, node.public_key).apply(
+                partial(_node_summary, plan.node(n.name))
+            )
+            for n in spec.nodes
+            if (node := self.nodes[n.name])
+        }
+        self.client_configs = {c.name: render(c.name, client_config) for c in spec.clients}
+        self.register_outputs({"nodes": self.node_outputs, "clients": self.client_configs})
+
+    def _static_ips(
+        self, name: str, plan: MeshPlan, args: WireGuardMeshArgs, labels: dict[str, str]
+    ) -> tuple[dict[str, StaticIp], dict[str, pulumi.ComponentResource]]:
+        """Create the shared per-cloud sites and every node's static IP, before any VM."""
+        spec = plan.spec
+        child = pulumi.ResourceOptions(parent=self)
+        by_cloud: dict[str, list[NodeSpec]] = {}
+        for n in spec.nodes:
+            by_cloud.setdefault(n.cloud, []).append(n)
+        aws_regions = _group(by_cloud.get("aws", []), lambda n: n.region)
+        gcp_regions = _group(by_cloud.get("gcp", []), lambda n: n.region)
+        site_plans = plan_sites(
+            plan,
+            {
+                **{f"aws-{r}": nodes for r, nodes in aws_regions.items()},
+                **{f"gcp-{r}": nodes for r, nodes in gcp_regions.items()},
+            },
+        )
+        sites: dict[str, pulumi.ComponentResource] = {}
+        static_ips: dict[str, StaticIp] = {}
+        for region, nodes in aws_regions.items():
+            key = f"aws-{region}"
+            aws_site = AwsRegion(key, AwsRegionArgs(region, site_plans[key], nodes, labels), child)
+            sites.update({n.name: aws_site for n in nodes})
+            static_ips.update(aws_site.static_ips)
+        if gcp_regions:
+            gcp_args = GcpNetworkArgs(
+                project=args.gcp_project,
+                sites={r: site_plans[f"gcp-{r}"] for r in gcp_regions},
+                nodes=by_cloud["gcp"],
+            )
+            gcp_site = GcpNetwork(f"{name}-gcp", gcp_args, child)
+            sites.update({n.name: gcp_site for n in by_cloud["gcp"]})
+            static_ips.update(gcp_site.static_ips)
+        if by_cloud.get("hcloud"):
+            hcloud_args = HcloudProjectArgs(spec.mesh.ssh_public_keys, by_cloud["hcloud"], labels)
+            hcloud_site = HcloudProject(f"{name}-hcloud", hcloud_args, child)
+            sites.update({n.name: hcloud_site for n in by_cloud["hcloud"]})
+            static_ips.update(hcloud_site.static_ips)
+        for n in by_cloud.get("lab", []):
+            assert n.public_ip is not None  # spec validation requires it
+            static_ips[n.name] = lab_static_ip(str(n.public_ip))
+        return {n.name: static_ips[n.name] for n in spec.nodes}, sites
+
+
+def _node_summary(node: NodePlan, resolved: list[str]) -> dict[str, Any]:
+    """The exported, non-secret view of a node."""
+    public_ip, public_key = resolved
+    a6 = node.iface.address6
+    return {
+        "cloud": node.cloud,
+        "publicIp": public_ip,
+        "address": str(node.iface.address.ip),
+        "address6": str(a6.ip) if a6 is not None else None,
+        "publicKey": public_key,
+    }
+
+
+def _group(nodes: Sequence[NodeSpec], key: Callable[[NodeSpec], str]) -> dict[str, list[NodeSpec]]:
+    groups: dict[str, list[NodeSpec]] = {}
+    for n in nodes:
+        groups.setdefault(key(n), []).append(n)
+    return groups
+
+
+def _node(
+    spec: NodeSpec, args: NodeArgs, sites: dict[str, pulumi.ComponentResource], opts: pulumi.ResourceOptions
+) -> MeshNode:
+    site = sites.get(spec.name)
+    if spec.cloud == "aws":
+        assert isinstance(site, AwsRegion)
+        return AwsNode(spec.name, args, site, opts)
+    if spec.cloud == "gcp":
+        assert isinstance(site, GcpNetwork)
+        return GcpNode(spec.name, args, site, opts)
+    if spec.cloud == "hcloud":
+        assert isinstance(site, HcloudProject)
+        return HcloudNode(spec.name, args, site, opts)
+    return LabNode(spec.name, args, opts)

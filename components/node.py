@@ -1,0 +1,75 @@
+"""The small interface every per-cloud node component shares.
+
+A node gets its name, its plan entry, its rendered user data (a secret Output), its static
+IP (created earlier, so every endpoint was known before any VM) and its public key; it
+exposes its cloud, public IP, public key and user data. Callers never need to know which
+cloud a node is on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+
+from mesh.plan_types import NodePlan
+from mesh.spec import MeshSettings, NodeSpec
+
+
+@dataclass(frozen=True)
+class StaticIp:
+    """A node's public IPv4, allocated before the VM: the cloud's resource and its address."""
+
+    address: pulumi.Output[str]
+    resource: pulumi.CustomResource | None  # None for lab nodes (fixed publicIp)
+
+
+@dataclass(frozen=True)
+class NodeArgs:
+    spec: NodeSpec
+    plan: NodePlan
+    mesh: MeshSettings
+    user_data: pulumi.Output[str]  # secret: holds the node's private key and PSKs
+    static_ip: StaticIp
+    public_key: pulumi.Output[str]
+    peer_cidrs: pulumi.Output[list[str]]  # peers' static IPs as /32, for the WireGuard rule
+
+
+class MeshNode(pulumi.ComponentResource):
+    """Base of `wgmesh:<cloud>:Node`: the outputs every node exposes."""
+
+    cloud: str
+    public_ip: pulumi.Output[str]
+    public_key: pulumi.Output[str]
+    user_data: pulumi.Output[str]
+
+    def __init__(self, type_: str, name: str, args: NodeArgs, opts: pulumi.ResourceOptions | None) -> None:
+        super().__init__(type_, name, None, opts)
+        self.cloud = args.spec.cloud
+        self.public_ip = args.static_ip.address
+        self.public_key = args.public_key
+        self.user_data = pulumi.Output.secret(args.user_data)
+
+    def _done(self) -> None:
+        """Register outputs last, after every child exists."""
+        self.register_outputs(
+            {
+                "cloud": self.cloud,
+                "publicIp": self.public_ip,
+                "publicKey": self.public_key,
+                "userData": self.user_data,
+            }
+        )
+
+
+def vm_options(parent: pulumi.Resource, ignore: list[str], **extra: object) -> pulumi.ResourceOptions:
+    """Options every VM gets: user data (and image) changes ignored, replaced delete-first.
+
+    Cloud-init runs once, so a user data change would only replace or restart the VM without
+    reconfiguring it; membership changes reach live nodes another way. A VM holding a static
+    IP must release it before its replacement can take it.
+    """
+    opts = pulumi.ResourceOptions(parent=parent, ignore_changes=ignore, delete_before_replace=True)
+    if extra:
+        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(**extra))  # type: ignore[arg-type]
+    return opts
