@@ -14,11 +14,12 @@ help:
 	@echo "make render STACK=dev OUT=dir   render every node's cloud-init and client config offline"
 	@echo "make lab-vm     the same mesh in real QEMU VMs booting the rendered cloud-init"
 
+# Incremental: a changed requirements.txt installs the difference, never wipes a working venv.
 $(VENV_STAMP): requirements.txt
-	rm -rf .venv
-	python3 -m venv .venv
+	test -x .venv/bin/python || python3 -m venv .venv
 	.venv/bin/pip install --quiet --upgrade pip
 	.venv/bin/pip install --quiet -r requirements.txt
+	rm -f .venv/.installed-*
 	touch $@
 
 venv: $(VENV_STAMP)
