@@ -236,7 +236,7 @@ def copy_boot_files(root: Path, out: Image) -> None:
     shutil.copyfile(root / "boot" / f"initrd.img-{version}", out.initrd)
 
 
-def build(target: Image) -> None:
+def build(target: Image, timeout: float = BUILD_TIMEOUT) -> None:
     """Build into a temporary directory next to the target, then rename it into place."""
     tmp = target.directory.with_name(f".build-{target.directory.name}-{os.getpid()}")
     remove_build_dir(tmp)
@@ -247,7 +247,7 @@ def build(target: Image) -> None:
     try:
         start = time.monotonic()
         # A private mount namespace: mounts made by the hooks vanish with the process, even if killed.
-        run(["unshare", "--mount", "--propagation", "private", *mmdebstrap_argv(root)], BUILD_TIMEOUT)
+        run(["unshare", "--mount", "--propagation", "private", *mmdebstrap_argv(root)], timeout)
         finish_root(root)
         copy_boot_files(root, staged)
         run(["mkfs.ext4", "-q", "-F", "-L", "rootfs", "-d", str(root), str(raw), DISK_SIZE], 600)
@@ -263,8 +263,11 @@ def build(target: Image) -> None:
         raise
 
 
-def ensure_image() -> Image:
-    """The image for the current recipe, building it first when the cache has none."""
+def ensure_image(timeout: float = BUILD_TIMEOUT) -> Image:
+    """The image for the current recipe, building it first when the cache has none.
+
+    `timeout` bounds the package download and install step (the slow, network-bound part).
+    """
     image = cached_image()
     if image.complete():
         return image
@@ -279,7 +282,7 @@ def ensure_image() -> Image:
         if image.directory.exists():
             remove_build_dir(image.directory)
         log(f"building {image.directory} (about 2 minutes)")
-        build(image)
+        build(image, timeout)
     return image
 
 

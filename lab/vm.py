@@ -152,10 +152,10 @@ def make_seed(node: LabNode, render_dir: Path, paths: VmPaths, prefix: int) -> N
     subprocess.run(argv, check=True, capture_output=True, timeout=60)
 
 
-def qemu_argv(node: LabNode, image: Image, paths: VmPaths) -> list[str]:
+def qemu_argv(node: LabNode, image: Image, paths: VmPaths, guest_wait: int = GUEST_MESH_WAIT) -> list[str]:
     append = (
         "root=/dev/vda ro console=ttyS0 net.ifnames=0 systemd.show_status=error"
-        f" wglab.node={node.name} wglab.wait={GUEST_MESH_WAIT}"
+        f" wglab.node={node.name} wglab.wait={guest_wait}"
     )
     argv = [
         "qemu-system-x86_64",
@@ -214,6 +214,7 @@ class Lab:
     user_data_hashes: dict[str, str]
     subnet_hosts: list[tuple[str, str]] = field(default_factory=list)  # (namespace, owner node)
     booted_at: float = 0.0  # time.monotonic() when the first VM started
+    guest_wait: int = GUEST_MESH_WAIT
 
     def paths(self, node: str) -> VmPaths:
         return VmPaths(Path(self.state.directory), node)
@@ -237,20 +238,24 @@ def lab_nodes(render_dir: Path) -> list[LabNode]:
     return nodes
 
 
-def start(render_dir: Path) -> Lab:
-    """Create the network, seeds and overlays, and boot one VM per lab node (does not wait)."""
+def start(render_dir: Path, guest_wait: int = GUEST_MESH_WAIT, image: Image | None = None) -> Lab:
+    """Create the network, seeds and overlays, and boot one VM per lab node (does not wait).
+
+    `guest_wait`: seconds each guest pings for its peers before reporting the mesh as timed out.
+    """
     nodes = lab_nodes(render_dir)
     directory = state_dir()
     if vm_net.State.load(directory) is not None:
         raise vm_net.NotOurs(f"a VM lab is already up ({directory}); run `python -m lab down --driver vm`")
     hashes = {n.name: user_data_sha256(render_dir, n.name) for n in nodes}
-    image = ensure_image()
+    image = image or ensure_image()
     if directory.exists():
         raise vm_net.NotOurs(f"{directory} exists without a lab state file; not touching it")
     directory.mkdir(mode=0o700, parents=True)
     state = vm_net.State(str(directory))
     state.save()
-    lab = Lab(state, nodes, render_dir, hashes)
+    lab = Lab(state, nodes, render_dir, hashes, guest_wait=guest_wait)
+    old_umask = os.umask(0o077)  # seeds and overlays hold private keys
     try:
         build_network(lab)
         prefix = underlay_prefix(nodes)
@@ -265,6 +270,8 @@ def start(render_dir: Path) -> Lab:
     except BaseException:
         down()
         raise
+    finally:
+        os.umask(old_umask)
     return lab
 
 
@@ -288,7 +295,7 @@ def build_network(lab: Lab) -> None:
 
 def boot(lab: Lab, node: LabNode, image: Image) -> None:
     paths = lab.paths(node.name)
-    argv = ["ip", "netns", "exec", vm_net.MAIN_NS, *qemu_argv(node, image, paths)]
+    argv = ["ip", "netns", "exec", vm_net.MAIN_NS, *qemu_argv(node, image, paths, lab.guest_wait)]
     subprocess.run(argv, check=True, timeout=60)  # returns once QEMU has daemonized
     lab.state.pids[node.name] = int(paths.pidfile.read_text().strip())
     lab.state.save()
