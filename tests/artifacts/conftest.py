@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from artifact_helpers import STACK_FILES, Rendered, render_stack_with_cli
+
+from .artifact_helpers import STACK_FILES, Rendered, render_stack_with_cli
 
 
 @pytest.fixture(scope="session")

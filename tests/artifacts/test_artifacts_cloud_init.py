@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from artifact_helpers import Rendered, need_tool, run
+
+from .artifact_helpers import Rendered, need_tool, run
 
 
 def schema(path: Path) -> tuple[int, str]:

@@ -9,10 +9,10 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from artifact_helpers import Rendered, need_root, need_tool, parse_wg_conf, run
-
 from cloudinit.cloudconfig import INSTALL_STEP
 from cloudinit.host import NFT_PATH, SYSCTL_PATH
+
+from .artifact_helpers import Rendered, need_root, need_tool, parse_wg_conf, run
 
 
 def netns_tool(name: str) -> str:
