@@ -1,0 +1,97 @@
+"""The rendered mesh as the lab sees it: mesh.json (no secrets) plus each node's user-data path.
+
+The lab never plans or renders anything itself; it only reads `make render` output.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lab.proc import LabError
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class LabNode:
+    name: str
+    public_ip: ipaddress.IPv4Address
+    address: ipaddress.IPv4Address
+    address6: ipaddress.IPv6Address | None
+    public_key: str
+    subnets: tuple[IPNetwork, ...]
+    underlay_mtu: int
+    mtu: int
+    listen_port: int
+    user_data: Path
+
+
+@dataclass(frozen=True)
+class LabMesh:
+    stack: str
+    cidr: ipaddress.IPv4Network
+    nodes: tuple[LabNode, ...]
+    skipped: tuple[str, ...]  # nodes of other clouds: rendered, not booted here
+    client_addresses: tuple[ipaddress.IPv4Address, ...] = ()
+
+    def node(self, name: str) -> LabNode:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(name)
+
+    def by_public_key(self) -> dict[str, str]:
+        return {n.public_key: n.name for n in self.nodes}
+
+
+def load_mesh(render_dir: Path) -> LabMesh:
+    """Read <render_dir>/mesh.json; the nodes with `cloud: lab` are the ones the lab boots."""
+    path = render_dir / "mesh.json"
+    try:
+        doc: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise LabError(f"{path}: not found (run `make render` or `python -m lab up --stack ...`)") from None
+    except json.JSONDecodeError as e:
+        raise LabError(f"{path}: not JSON ({e.msg}, line {e.lineno})") from None
+    nodes: list[LabNode] = []
+    skipped: list[str] = []
+    for i, raw in enumerate(doc.get("nodes", [])):
+        if raw.get("cloud") != "lab":
+            skipped.append(str(raw.get("name")))
+            continue
+        nodes.append(_node(raw, render_dir, f"{path}: nodes[{i}]"))
+    if not nodes:
+        raise LabError(f"{path}: no `cloud: lab` nodes to boot (see stacks/Pulumi.lab.yaml)")
+    return LabMesh(
+        stack=str(doc.get("stack", "")),
+        cidr=ipaddress.IPv4Network(doc["cidr"]),
+        nodes=tuple(nodes),
+        skipped=tuple(skipped),
+        client_addresses=tuple(ipaddress.IPv4Address(c["address"]) for c in doc.get("clients", [])),
+    )
+
+
+def _node(raw: dict[str, Any], render_dir: Path, where: str) -> LabNode:
+    try:
+        name = str(raw["name"])
+        user_data = render_dir / name / "user-data"
+        if not user_data.is_file():
+            raise LabError(f"{where}: {user_data} not found")
+        return LabNode(
+            name=name,
+            public_ip=ipaddress.IPv4Address(raw["public_ip"]),
+            address=ipaddress.IPv4Interface(raw["address"]).ip,
+            address6=None if not raw.get("address6") else ipaddress.IPv6Interface(raw["address6"]).ip,
+            public_key=str(raw["public_key"]),
+            subnets=tuple(ipaddress.ip_network(s) for s in raw.get("subnets", [])),
+            underlay_mtu=int(raw["underlay_mtu"]),
+            mtu=int(raw["mtu"]),
+            listen_port=int(raw["listen_port"]),
+            user_data=user_data,
+        )
+    except (KeyError, ValueError, TypeError) as e:
+        raise LabError(f"{where}: unusable entry ({type(e).__name__}: {e})") from None

@@ -1,0 +1,318 @@
+"""The netns driver: boot every `cloud: lab` node of a rendered mesh in network namespaces.
+
+Per node, in the order a VM's first boot would: cloud-init writes the files (lab.sandbox),
+the node's mount namespace shows them at their rendered paths, then bootcmd/runcmd run as
+rendered inside the node (systemctl, sysctl and apt are lab.nodeshim there), and
+wg-quick brings wg0 up on wireguard-go. The lab stays up until `down`.
+
+`up` when a lab is already up tears the old one down first (fresh keys every time).
+Any failure or Ctrl-C during `up` removes everything created so far.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+from lab import checks, topology
+from lab.manifest import LabMesh, LabNode, load_mesh
+from lab.mtu import format_scenario, mtu_scenario
+from lab.proc import NODE_ENV, LabError, is_root, tail
+from lab.report import format_report
+from lab.running import NetnsLab
+from lab.sandbox import apply_write_files
+from lab.state import LabState, Layout, foreign_namespaces, load_state, node_ns
+from lab.teardown import processes_in, tear_down
+from lab.userdata import NodeUserData, parse_user_data
+from tools.render import main as render_main
+
+Log = Callable[[str], None]
+DEFAULT_LAYOUT = Layout()
+REQUIRED_TOOLS = (
+    "ip", "nsenter", "unshare", "mount", "umount", "chroot", "sh", "bash", "cloud-init",
+    "wg", "wg-quick", "wireguard-go", "nft", "ping", "tcpdump", "dpkg-query",
+)  # fmt: skip
+HANDSHAKE_TIMEOUT = 20.0
+STEP_TIMEOUT = 120.0
+
+
+def unavailable_reason() -> str | None:
+    """Why the netns lab cannot run on this machine, or None."""
+    if not is_root():
+        return "the netns lab needs root (network namespaces, mounts)"
+    missing = [t for t in REQUIRED_TOOLS if shutil.which(t) is None]
+    if missing:
+        return f"missing tools for the netns lab: {' '.join(missing)} (scripts/install-debs)"
+    if not os.path.exists("/dev/net/tun"):
+        return "/dev/net/tun is missing (wireguard-go needs it)"
+    return None
+
+
+@dataclass(frozen=True)
+class BringUp:
+    lab: NetnsLab
+    wg_up_seconds: float  # start of bring-up until wg-quick returned on every node
+    mesh_seconds: float | None  # start until every node had a handshake with every other
+
+
+def _stamp(start: float, log: Log) -> Log:
+    return lambda message: log(f"[{time.monotonic() - start:5.1f}s] {message}")
+
+
+def bring_up(
+    render_dir: Path,
+    *,
+    layout: Layout = DEFAULT_LAYOUT,
+    stack: str | None = None,
+    owns_render_dir: bool = False,
+    log: Log = lambda _: None,
+    handshake_timeout: float = HANDSHAKE_TIMEOUT,
+) -> BringUp:
+    """Boot the rendered mesh; on any failure (or Ctrl-C) everything created is removed."""
+    reason = unavailable_reason()
+    if reason:
+        raise LabError(reason)
+    start = time.monotonic()
+    say = _stamp(start, log)
+    mesh = load_mesh(render_dir)
+    user_data = {n.name: parse_user_data(n.user_data.read_text(), f"{n.name}/user-data") for n in mesh.nodes}
+    if load_state(layout) is not None:
+        raise LabError(f"a netns lab is already up ({layout.state_file}); run `python -m lab down` first")
+    foreign = foreign_namespaces(topology.wanted_namespaces(mesh), topology.existing_namespaces(), None)
+    if foreign:
+        raise LabError(
+            f"network namespace(s) {', '.join(foreign)} exist and were not created by this lab "
+            f"(not in {layout.state_file}): refusing to touch them"
+        )
+    layout.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    state = LabState(stack=stack, render_dir=str(render_dir), owns_render_dir=owns_render_dir)
+    state.nodes = [n.name for n in mesh.nodes]
+    state.save(layout)
+    try:
+        lab = _boot(mesh, user_data, state, layout, say)
+        wg_up = time.monotonic() - start
+        say("waiting for every pair's first handshake")
+        waited = checks.wait_for_handshakes(lab, handshake_timeout)
+        mesh_seconds = None if waited is None else wg_up + waited
+        state.timings = {"wg_up": round(wg_up, 2)}
+        if mesh_seconds is not None:
+            state.timings["mesh"] = round(mesh_seconds, 2)
+        state.save(layout)
+        say(
+            "mesh up"
+            if mesh_seconds is not None
+            else f"not every pair shook hands within {handshake_timeout:g} s"
+        )
+        return BringUp(lab, wg_up, mesh_seconds)
+    except BaseException:
+        say("bring-up failed or interrupted: removing everything it created")
+        tear_down(layout, say)
+        raise
+
+
+def _boot(
+    mesh: LabMesh, user_data: dict[str, NodeUserData], state: LabState, layout: Layout, say: Log
+) -> NetnsLab:
+    if mesh.skipped:
+        say(f"not booting nodes of other clouds: {', '.join(mesh.skipped)}")
+    say(f"namespaces for {len(mesh.nodes)} nodes, the internet bridge and routed subnets")
+    topology.build_internet(state, layout)
+    for i, node in enumerate(mesh.nodes):
+        topology.attach_node(state, layout, mesh, i, node)
+        if node.subnets:
+            topology.attach_lan(state, layout, node)
+    say("cloud-init write_files in a sandbox per node")
+    checks.parallel(lambda n: _write_files(layout, n, user_data[n.name]), mesh.nodes)
+    say("private mount namespace per node (/run, /sys, written files, systemctl/sysctl/apt stand-ins)")
+    shims = topology.write_shims(layout)
+    topology.prepare_mount_ns_dir(state, layout)
+    for node in mesh.nodes:
+        topology.make_node_fs(state, layout, node.name, layout.node_dir(node.name) / "written", shims)
+    for node in mesh.nodes:
+        if user_data[node.name].not_applied:
+            say(f"{node.name}: not emulated here: {', '.join(user_data[node.name].not_applied)}")
+    say("bootcmd/runcmd as rendered, inside each node")
+    lab = NetnsLab(layout, mesh)
+    checks.parallel(lambda n: _run_commands(lab, n, user_data[n.name]), mesh.nodes)
+    inodes = {ino for r in state.namespaces if (ino := topology.namespace_inode(r.name)) is not None}
+    state.processes = processes_in(inodes)
+    state.save(layout)
+    return lab
+
+
+def _write_files(layout: Layout, node: LabNode, ud: NodeUserData) -> None:
+    d = layout.node_dir(node.name)
+    d.mkdir(mode=0o700, parents=True, exist_ok=True)
+    apply_write_files(
+        node.user_data, ud.write_files, d / "written", d / "sandbox", d / "cloud-init.log", node.name
+    )
+
+
+def _run_commands(lab: NetnsLab, node: LabNode, ud: NodeUserData) -> None:
+    """Each step as cloud-init's runcmd script would run it (on failure, go on, then report)."""
+    log_path = lab.layout.node_dir(node.name) / "boot.log"
+    failures: list[str] = []
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "a", encoding="utf-8") as log:
+        for kind, steps in (("bootcmd", ud.bootcmd), ("runcmd", ud.runcmd)):
+            for i, step in enumerate(steps):
+                log.write(f"== {kind}[{i}]: {step}\n")
+                log.flush()
+                mark = log.tell()
+                try:
+                    proc = subprocess.run(
+                        lab.node(node.name).argv("sh", "-c", step),
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        stdin=subprocess.DEVNULL,
+                        env=dict(NODE_ENV),
+                        cwd="/",
+                        timeout=STEP_TIMEOUT,
+                        check=False,
+                    )
+                    status = proc.returncode
+                except subprocess.TimeoutExpired:
+                    status = -1
+                if status != 0:
+                    output = log_path.read_text(encoding="utf-8")[mark:]
+                    failures.append(f"{kind}[{i}] `{step[:80]}` exited {status}: {tail(output)}")
+    if failures:
+        raise LabError(f"{node.name}: " + "; ".join(failures) + f" (log: {log_path})")
+
+
+def load_running(layout: Layout = DEFAULT_LAYOUT) -> NetnsLab:
+    """The lab `up` left running, for `check` and for tests."""
+    state = load_state(layout)
+    if state is None:
+        raise LabError("no netns lab is up (`make lab` starts one)")
+    return NetnsLab(layout, load_mesh(Path(state.render_dir)))
+
+
+@contextlib.contextmanager
+def running(
+    render_dir: Path,
+    *,
+    layout: Layout = DEFAULT_LAYOUT,
+    log: Log = lambda _: None,
+    handshake_timeout: float = 20.0,
+) -> Iterator[BringUp]:
+    """Bring a lab up for the duration of a `with` block (tests, benchmarks)."""
+    result = bring_up(render_dir, layout=layout, log=log, handshake_timeout=handshake_timeout)
+    try:
+        yield result
+    finally:
+        tear_down(layout, log)
+
+
+# ----------------------------------------------------------------------------- CLI entry points
+
+
+@contextlib.contextmanager
+def interrupts_as_keyboard_interrupt() -> Iterator[None]:
+    """SIGTERM and SIGHUP behave like Ctrl-C, so every way of stopping `up` cleans up."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def render(stack: str, out: Path) -> None:
+    """`make render` into the lab dir (tools.render: fresh keys, 0600 files)."""
+    out.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if render_main(["--stack", stack, "--out", str(out)]) != 0:
+        raise LabError(f"rendering stack {stack} failed (see above)")
+
+
+def up(
+    stack: str,
+    render_dir: Path | None = None,
+    *,
+    mtu_demo: bool = False,
+    layout: Layout = DEFAULT_LAYOUT,
+    log: Log = print,
+) -> int:
+    """`make lab`: render, boot, print the health table, leave the lab up. Exit 1 if unhealthy."""
+    with interrupts_as_keyboard_interrupt():
+        try:
+            if load_state(layout) is not None:
+                log(f"a netns lab is already up ({layout.state_file}): tearing it down first")
+                tear_down(layout, log)
+            owns = render_dir is None
+            if render_dir is None:
+                if layout.root.exists():
+                    tear_down(layout, log)  # leftovers with no state file (e.g. an interrupted render)
+                render_dir = layout.render_dir
+                log(f"rendering stack {stack} into {render_dir}")
+                render(stack, render_dir)
+            result = bring_up(render_dir, layout=layout, stack=stack, owns_render_dir=owns, log=log)
+            _print_timings(result, log)
+            report = checks.run_all(result.lab)
+            log(format_report(report))
+            if mtu_demo:
+                log(format_scenario(mtu_scenario(result.lab)))
+        except KeyboardInterrupt:
+            tear_down(layout, log)
+            print("lab: interrupted; everything it created is removed", file=sys.stderr)
+            return 130
+        except LabError as e:
+            print(f"lab: {e}", file=sys.stderr)
+            if layout.root.exists():
+                tear_down(layout, log)
+            return 1
+    first = result.lab.nodes[0].name
+    inside = f"nsenter --net=/run/netns/{node_ns(first)} --mount={layout.mount_ns(first)}"
+    log(
+        "\nthe lab stays up: `make lab-down` removes it, `python -m lab check` re-runs the checks.\n"
+        f"look inside a node: {inside} wg show"
+    )
+    return 0 if report.ok else 1
+
+
+def _print_timings(result: BringUp, log: Log) -> None:
+    mesh = "not every pair" if result.mesh_seconds is None else f"{result.mesh_seconds:.1f} s"
+    log(f"bring-up: wg0 up on every node after {result.wg_up_seconds:.1f} s, every pair shook hands: {mesh}")
+
+
+def check(*, mtu_demo: bool = False, layout: Layout = DEFAULT_LAYOUT, log: Log = print) -> int:
+    try:
+        lab = load_running(layout)
+        report = checks.run_all(lab)
+        log(format_report(report))
+        if mtu_demo:
+            log(format_scenario(mtu_scenario(lab)))
+    except LabError as e:
+        print(f"lab: {e}", file=sys.stderr)
+        return 1
+    return 0 if report.ok else 1
+
+
+def down(*, layout: Layout = DEFAULT_LAYOUT, log: Log = print) -> int:
+    """`make lab-down`: remove what `up` recorded; a no-op when nothing is up."""
+    if load_state(layout) is None and not layout.root.exists():
+        log("no netns lab is up")
+        return 0
+    try:
+        tear_down(layout, log)
+    except LabError as e:
+        print(f"lab: {e}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,250 @@
+"""The netns lab's machines and wires.
+
+- `wgm-inet`: the "internet", a bridge joining every node's underlay link. It drops IP
+  fragments (many real paths do), so a wrong MTU shows up as a black hole, not as slowness.
+- `wgm-node-<n>`: one per node, `eth0` holding the node's lab public IP (/32, with an on-link
+  route to each other node), and a private mount namespace (own /run, /sys, and the files
+  cloud-init wrote overlaid on /etc, stand-ins over systemctl/sysctl/apt).
+- `wgm-lan-<n>`: the network routed behind a node with `subnets`; the node holds the first
+  host of each subnet, the lan namespace the second and routes through the node.
+
+Underlay links get no IPv6 link-local address, so the only traffic on the bridge is what
+the nodes send on purpose.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+import os
+import shlex
+from collections.abc import Sequence
+from pathlib import Path
+
+from lab.manifest import IPNetwork, LabMesh, LabNode
+from lab.nodeshim import HOST_NETNS_ENV
+from lab.proc import NETNS_DIR, LabError, Place, python_argv, run
+from lab.state import BRIDGE, INTERNET_NS, LabState, Layout, NamespaceRecord, lan_ns, node_ns
+
+NOFRAG_TABLE = "wgmesh_lab"
+# Bridge-level filter in the internet namespace: IPv4 fragments (MF set or an offset) are dropped.
+NOFRAG_RULESET = f"""
+table bridge {NOFRAG_TABLE} {{
+    chain forward {{
+        type filter hook forward priority 0; policy accept;
+        ip frag-off & 0x3fff != 0 counter drop comment "the lab internet drops IP fragments"
+    }}
+}}
+"""
+# Host binaries a node sees replaced by lab.nodeshim (resolved, must be regular files).
+SHIMMED = {"systemctl": "/usr/bin/systemctl", "sysctl": "/usr/sbin/sysctl", "apt-get": "/usr/bin/apt-get"}
+SHIMMED_OPTIONAL = {"apt": "/usr/bin/apt"}
+# Directories that are not overlaid from the written files (kernel or per-node filesystems).
+NOT_OVERLAID = frozenset({"proc", "sys", "dev", "run"})
+
+
+def subnet_hosts(
+    net: IPNetwork,
+) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """(the node's address, the lan host's address) in a routed subnet: its first two hosts."""
+    hosts: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = list(itertools.islice(net.hosts(), 2))
+    if len(hosts) < 2:
+        raise LabError(f"subnet {net} is too small for a router and a host")
+    return hosts[0], hosts[1]
+
+
+def place_node(layout: Layout, node: str) -> Place:
+    return Place(node, node_ns(node), layout.mount_ns(node))
+
+
+def place_lan(node: str) -> Place:
+    return Place(f"behind {node}", lan_ns(node))
+
+
+def place_internet() -> Place:
+    return Place("internet", INTERNET_NS)
+
+
+def wanted_namespaces(mesh: LabMesh) -> list[str]:
+    names = [INTERNET_NS]
+    for n in mesh.nodes:
+        names.append(node_ns(n.name))
+        if n.subnets:
+            names.append(lan_ns(n.name))
+    return names
+
+
+def existing_namespaces() -> set[str]:
+    return {p.name for p in NETNS_DIR.iterdir()} if NETNS_DIR.is_dir() else set()
+
+
+def namespace_inode(name: str) -> int | None:
+    try:
+        return os.stat(NETNS_DIR / name).st_ino
+    except FileNotFoundError:
+        return None
+
+
+def ip(netns: str, *args: str) -> None:
+    run(["ip", "-n", netns, *args], what=f"{netns}: ip {' '.join(args[:5])}")
+
+
+def add_namespace(state: LabState, layout: Layout, name: str) -> None:
+    """Record, create, record the inode: an interruption at any point leaves it owned."""
+    record = NamespaceRecord(name, None)
+    state.namespaces.append(record)
+    state.save(layout)
+    run(["ip", "netns", "add", name], what=f"create namespace {name}")
+    record.inode = namespace_inode(name)
+    state.save(layout)
+    ip(name, "link", "set", "lo", "up")
+
+
+def build_internet(state: LabState, layout: Layout) -> None:
+    add_namespace(state, layout, INTERNET_NS)
+    ip(INTERNET_NS, "link", "add", BRIDGE, "type", "bridge")
+    ip(INTERNET_NS, "link", "set", BRIDGE, "addrgenmode", "none")
+    ip(INTERNET_NS, "link", "set", BRIDGE, "up")
+    run(
+        place_internet().argv("nft", "-f", "-"),
+        what="internet: fragment-dropping bridge filter",
+        stdin_text=NOFRAG_RULESET,
+    )
+
+
+def attach_node(state: LabState, layout: Layout, mesh: LabMesh, index: int, node: LabNode) -> None:
+    """The node's namespace and its underlay link to the internet bridge, at its underlay MTU."""
+    ns = node_ns(node.name)
+    port = f"p{index}"
+    mtu = str(node.underlay_mtu)
+    add_namespace(state, layout, ns)
+    ip(ns, "link", "add", "eth0", "mtu", mtu, "type", "veth", "peer", "name", port, "netns", INTERNET_NS)
+    ip(ns, "link", "set", "eth0", "addrgenmode", "none")
+    ip(INTERNET_NS, "link", "set", port, "mtu", mtu, "addrgenmode", "none")
+    ip(INTERNET_NS, "link", "set", port, "master", BRIDGE, "up")
+    ip(ns, "addr", "add", f"{node.public_ip}/32", "dev", "eth0")
+    ip(ns, "link", "set", "eth0", "up")
+    for other in mesh.nodes:
+        if other.name != node.name:
+            ip(ns, "route", "add", f"{other.public_ip}/32", "dev", "eth0", "scope", "link")
+
+
+def attach_lan(state: LabState, layout: Layout, node: LabNode) -> None:
+    """A namespace behind the node holding a host in each of its subnets."""
+    ns, lan = node_ns(node.name), lan_ns(node.name)
+    add_namespace(state, layout, lan)
+    defaults: set[int] = set()
+    for j, net in enumerate(node.subnets):
+        router, host = subnet_hosts(net)
+        inner, outer = f"lan{j}", f"eth{j}"
+        ip(ns, "link", "add", inner, "type", "veth", "peer", "name", outer, "netns", lan)
+        ip(ns, "addr", "add", f"{router}/{net.prefixlen}", "dev", inner)
+        ip(ns, "link", "set", inner, "up")
+        ip(lan, "addr", "add", f"{host}/{net.prefixlen}", "dev", outer)
+        ip(lan, "link", "set", outer, "up")
+        if net.version not in defaults:
+            defaults.add(net.version)
+            ip(lan, f"-{net.version}", "route", "add", "default", "via", str(router))
+
+
+# ----------------------------------------------------------------------------- node filesystems
+
+
+def write_shims(layout: Layout) -> dict[str, str]:
+    """Shim scripts under the lab dir; returns {shim file: host binary it covers}."""
+    layout.shim_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    covers: dict[str, str] = {}
+    seen: set[str] = set()
+    for tool, target in {**SHIMMED, **SHIMMED_OPTIONAL}.items():
+        real = os.path.realpath(target)
+        if not os.path.isfile(real):
+            if tool in SHIMMED:
+                raise LabError(f"{target} not found: the lab replaces it inside nodes and needs it to exist")
+            continue
+        if real in seen:
+            raise LabError(f"{target} and another shimmed tool are the same file ({real})")
+        seen.add(real)
+        script = layout.shim_dir / tool
+        host = f"{HOST_NETNS_ENV}={os.stat('/proc/self/ns/net').st_ino}"
+        argv = python_argv("lab.nodeshim", tool)
+        script.write_text(f'#!/bin/sh\nexec {shlex.join([argv[0], host, *argv[1:]])} "$@"\n')
+        script.chmod(0o755)
+        covers[str(script)] = real
+    return covers
+
+
+def prepare_mount_ns_dir(state: LabState, layout: Layout) -> None:
+    """A private bind mount to hold mount-namespace files (a shared one would loop)."""
+    d = layout.mount_ns_dir
+    d.mkdir(mode=0o700, parents=True, exist_ok=True)
+    state.mounts.append(str(d))
+    state.save(layout)
+    run(["mount", "--bind", str(d), str(d)], what="bind the lab's mount-namespace dir")
+    run(["mount", "--make-private", str(d)], what="make the lab's mount-namespace dir private")
+
+
+# Runs in the node's new mount namespace (already in its network namespace).
+# $1 lab mount-ns dir, $2 written files, $3 "shim=target ..." pairs, then top-level dirs to overlay.
+_NODE_FS_SCRIPT = r"""
+set -eu
+NSDIR=$1; FILES=$2; SHIMS=$3; shift 3
+umount -l "$NSDIR"
+# Drop this namespace's copies of mounts under /run (other labs' netns files among them), deepest first.
+awk '$5 ~ "^/run/" {print $5}' /proc/self/mountinfo | sort -r | while read -r m; do umount -l "$m"; done
+mount -t tmpfs -o mode=0755,size=64m wgm-run /run
+mkdir -p /run/wgmesh-lab/upper /run/wgmesh-lab/work
+cp -a "$FILES/." /run/wgmesh-lab/upper/
+if [ -d /run/wgmesh-lab/upper/run ]; then cp -a /run/wgmesh-lab/upper/run/. /run/; fi
+for top in "$@"; do
+  mkdir -p "/run/wgmesh-lab/work/$top"
+  mount -t overlay "wgm-$top" \
+    -o "lowerdir=/$top,upperdir=/run/wgmesh-lab/upper/$top,workdir=/run/wgmesh-lab/work/$top" "/$top"
+done
+mount -t sysfs wgm-sys /sys
+for pair in $SHIMS; do
+  mount --bind "${pair%%=*}" "${pair#*=}"
+done
+"""
+
+
+def overlaid_dirs(files: Path) -> list[str]:
+    """Top-level directories holding written files, each overlaid on the node's view of it."""
+    tops = sorted(p.name for p in files.iterdir() if p.is_dir()) if files.is_dir() else []
+    for top in tops:
+        if top not in NOT_OVERLAID and not Path("/", top).is_dir():
+            raise LabError(f"/{top} does not exist on the lab host: cannot place written files there")
+    return [t for t in tops if t not in NOT_OVERLAID]
+
+
+def make_node_fs(state: LabState, layout: Layout, node: str, files: Path, shims: dict[str, str]) -> None:
+    """The node's persistent private mount namespace, bound on <lab>/mnt/<node>."""
+    ns_file = layout.mount_ns(node)
+    ns_file.touch(mode=0o600)
+    state.mounts.append(str(ns_file))
+    state.save(layout)
+    pairs = " ".join(f"{shim}={target}" for shim, target in shims.items())
+    run(
+        [
+            "nsenter",
+            f"--net={NETNS_DIR / node_ns(node)}",
+            "--",
+            "unshare",
+            f"--mount={ns_file}",
+            "--propagation",
+            "private",
+            "--",
+            "sh",
+            "-c",
+            _NODE_FS_SCRIPT,
+            "wgm-node-fs",
+            str(layout.mount_ns_dir),
+            str(files),
+            pairs,
+            *overlaid_dirs(files),
+        ],
+        what=f"{node}: private mount namespace",
+    )
+
+
+def lan_addresses(node: LabNode) -> Sequence[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    return [subnet_hosts(net)[1] for net in node.subnets]

@@ -1,0 +1,77 @@
+"""Read a node's #cloud-config for what the netns lab replays: write_files paths and commands.
+
+cloud-init itself writes the files (lab.sandbox); this module only lists which paths to take
+and turns bootcmd/runcmd items into shell lines the way cloud-init's `shellify` does.
+Messages name the node and the key, never quote the document (it holds a private key).
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+
+import yaml
+
+from lab.proc import LabError
+
+# Modules the netns lab runs (cloud-init for write_files; the commands in the node).
+APPLIED = frozenset({"write_files", "bootcmd", "runcmd"})
+# Package modules: nothing to do, the lab host already has every tool (scripts/install-debs).
+SATISFIED = frozenset({"packages", "package_update", "package_upgrade", "package_reboot_if_required", "apt"})
+
+
+@dataclass(frozen=True)
+class WriteFile:
+    path: str
+    deferred: bool  # `defer: true`: written by the write_files_deferred module, after packages
+
+
+@dataclass(frozen=True)
+class NodeUserData:
+    write_files: tuple[WriteFile, ...]
+    bootcmd: tuple[str, ...]
+    runcmd: tuple[str, ...]
+    not_applied: tuple[str, ...]  # top-level keys the netns lab does not emulate (hostname, ...)
+
+
+def parse_user_data(text: str, where: str) -> NodeUserData:
+    if not text.startswith("#cloud-config"):
+        raise LabError(f"{where}: not a #cloud-config document")
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise LabError(f"{where}: not valid YAML") from None
+    if not isinstance(doc, dict):
+        raise LabError(f"{where}: the cloud-config is not a mapping")
+    files = doc.get("write_files") or []
+    if not isinstance(files, list):
+        raise LabError(f"{where}: write_files is not a list")
+    write_files: list[WriteFile] = []
+    for i, entry in enumerate(files):
+        path = entry.get("path") if isinstance(entry, dict) else None
+        if not isinstance(path, str) or not path.startswith("/") or ".." in path.split("/"):
+            raise LabError(f"{where}: write_files[{i}].path must be an absolute path")
+        write_files.append(WriteFile(path, bool(entry.get("defer", False))))
+    return NodeUserData(
+        write_files=tuple(write_files),
+        bootcmd=_commands(doc.get("bootcmd"), f"{where}: bootcmd"),
+        runcmd=_commands(doc.get("runcmd"), f"{where}: runcmd"),
+        not_applied=tuple(sorted(k for k in doc if k not in APPLIED | SATISFIED)),
+    )
+
+
+def _commands(value: object, where: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise LabError(f"{where} is not a list")
+    return tuple(shellify(item, f"{where}[{i}]") for i, item in enumerate(value))
+
+
+def shellify(item: object, where: str) -> str:
+    """One runcmd item as the shell line cloud-init writes: a string as is, a list quoted."""
+    if isinstance(item, str):
+        return item
+    if isinstance(item, list) and item:
+        return " ".join(shlex.quote(str(arg)) for arg in item)
+    raise LabError(f"{where}: a command is a string or a non-empty list")
