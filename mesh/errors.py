@@ -19,7 +19,12 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.key}: {self.message}"
+        # User text can carry newlines or escapes; one problem must stay one line.
+        return _one_line(f"{self.key}: {self.message}")
+
+
+def _one_line(text: str) -> str:
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class ConfigError(ValueError):

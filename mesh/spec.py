@@ -26,12 +26,11 @@ DEFAULT_SIZE: dict[str, str] = {"aws": "t3.micro", "gcp": "e2-small", "hcloud": 
 # Largest packet the underlay carries without fragmenting, per cloud (GCP VPCs default to 1460).
 UNDERLAY_MTU: dict[str, int] = {"aws": 1500, "gcp": 1460, "hcloud": 1500, "lab": 1500}
 CLIENT_UNDERLAY_MTU = 1500
-NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
-AWS_REGION_RE = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
-GCP_REGION_RE = re.compile(r"^[a-z]+-[a-z]+\d+$")
-SSH_KEY_RE = re.compile(
-    r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com) [A-Za-z0-9+/=]+( .*)?$"
-)
+NAME_RE = re.compile(r"[a-z][a-z0-9-]{0,30}")
+AWS_REGION_RE = re.compile(r"[a-z]{2}(-gov)?-[a-z]+-\d")
+GCP_REGION_RE = re.compile(r"[a-z]+-[a-z]+\d+")
+SSH_KEY_TYPES = r"ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com"
+SSH_KEY_RE = re.compile(rf"({SSH_KEY_TYPES}) [A-Za-z0-9+/=]+( [^\n]*)?")
 
 
 @dataclass(frozen=True)
@@ -178,7 +177,8 @@ class _Reader:
             if not isinstance(k, str) or k not in allowed:
                 hint = difflib.get_close_matches(str(k), list(allowed), n=1)
                 tip = f" (did you mean '{hint[0]}'?)" if hint else f" (known: {', '.join(sorted(allowed))})"
-                self.problem(f"{key}.{k}", f"unknown key{tip}")
+                path = f"{key}.{k}" if isinstance(k, str) and re.fullmatch(r"\w+", k) else f"{key}[{k!r}]"
+                self.problem(path, f"unknown key{tip}")
                 continue
             out[k] = v
         return out
@@ -193,6 +193,17 @@ class _Reader:
         self.problem(f"{key}.{name}", f"must be {_kind_name(kind)}, got {_kind(value)}")
         return default
 
+    def required(self, raw: Mapping[str, Any], name: str, key: str, why: str) -> str | None:
+        """A string that must be present and non-empty: missing, empty and mistyped are told apart."""
+        value = raw.get(name)
+        if value is None or value == "":
+            self.problem(f"{key}.{name}", f"is required{why}")
+            return None
+        if not isinstance(value, str):
+            self.problem(f"{key}.{name}", f"must be a string, got {_kind(value)}")
+            return None
+        return value
+
     def int_in(self, raw: Mapping[str, Any], name: str, key: str, default: int, lo: int, hi: int) -> int:
         value = self.typed(raw, name, key, int, default)
         if not lo <= value <= hi:
@@ -205,7 +216,7 @@ class _Reader:
     ) -> str:
         value = self.typed(raw, name, key, str, default)
         if value not in choices:
-            self.problem(f"{key}.{name}", f"'{value}' is not one of {', '.join(choices)}")
+            self.problem(f"{key}.{name}", f"{value!r} is not one of {', '.join(choices)}")
             return default
         return value
 
@@ -229,7 +240,7 @@ class _Reader:
         try:
             return fn(text)
         except ValueError as e:
-            self.problem(key, f"'{text}' is not a valid {what} ({_reason(e)})")
+            self.problem(key, f"{text!r} is not a valid {what} ({_reason(e)})")
             return None
 
 
@@ -281,9 +292,9 @@ def parse(config: Mapping[str, Any]) -> MeshSpec:
 
 def _key_order(key: str) -> tuple[object, ...]:
     """Sort problems in file order: mesh first, then nodes[i], clients[i], numerically."""
-    parts = re.split(r"\[(\d+)\]", key)
+    parts = re.split(r"\[([0-9]+)\]", key)  # odd positions are the captured list indexes
     section = {"wgmesh:mesh": 0, "wgmesh:nodes": 1, "wgmesh:clients": 2}.get(parts[0].split(".")[0], 3)
-    return (section, *[int(p) if p.isdigit() else p for p in parts])
+    return (section, *[(int(p) if i % 2 else p) for i, p in enumerate(parts)])
 
 
 def _parse_mesh(r: _Reader, value: object) -> MeshSettings | None:
@@ -295,17 +306,14 @@ def _parse_mesh(r: _Reader, value: object) -> MeshSettings | None:
     if not isinstance(value, Mapping):
         return None
     cidr: ipaddress.IPv4Network | None = None
-    cidr_text = r.typed(raw, "cidr", key, str, "")
-    if not cidr_text:
-        if "cidr" not in raw:
-            r.problem(f"{key}.cidr", "is required (the overlay IPv4 network, e.g. 10.77.0.0/24)")
-    else:
+    cidr_text = r.required(raw, "cidr", key, " (the overlay IPv4 network, e.g. 10.77.0.0/24)")
+    if cidr_text:
         net = r.parsed(f"{key}.cidr", cidr_text, _network, "network")
         if net is not None and net.version != 4:
-            r.problem(f"{key}.cidr", f"'{cidr_text}' must be an IPv4 network (use cidr6 for IPv6)")
+            r.problem(f"{key}.cidr", f"{cidr_text!r} must be an IPv4 network (use cidr6 for IPv6)")
         elif isinstance(net, ipaddress.IPv4Network):
             if net.prefixlen > 30:
-                r.problem(f"{key}.cidr", f"'{cidr_text}' is too small: use a /30 or larger")
+                r.problem(f"{key}.cidr", f"{cidr_text!r} is too small: use a /30 or larger")
             else:
                 cidr = net
     cidr6: ipaddress.IPv6Network | None = None
@@ -313,10 +321,10 @@ def _parse_mesh(r: _Reader, value: object) -> MeshSettings | None:
     if cidr6_text:
         net6 = r.parsed(f"{key}.cidr6", cidr6_text, _network, "network")
         if net6 is not None and net6.version != 6:
-            r.problem(f"{key}.cidr6", f"'{cidr6_text}' must be an IPv6 network")
+            r.problem(f"{key}.cidr6", f"{cidr6_text!r} must be an IPv6 network")
         elif isinstance(net6, ipaddress.IPv6Network):
             if net6.prefixlen > 120:
-                r.problem(f"{key}.cidr6", f"'{cidr6_text}' is too small: use a /120 or larger")
+                r.problem(f"{key}.cidr6", f"{cidr6_text!r} is too small: use a /120 or larger")
             else:
                 cidr6 = net6
     admin: list[IPNetwork] = []
@@ -326,7 +334,7 @@ def _parse_mesh(r: _Reader, value: object) -> MeshSettings | None:
             admin.append(net)
     ssh_keys = []
     for k, text in r.str_list(raw, "sshPublicKeys", key):
-        if SSH_KEY_RE.match(text.strip()):
+        if SSH_KEY_RE.fullmatch(text.strip()):
             ssh_keys.append(text.strip())
         else:
             r.problem(k, "is not an OpenSSH public key ('ssh-ed25519 AAAA...')")
@@ -337,7 +345,7 @@ def _parse_mesh(r: _Reader, value: object) -> MeshSettings | None:
         r.problem(f"{key}.liveUpdates", "needs sshPublicKeys: live updates log in with an SSH key")
     ssh_user = r.typed(raw, "sshUser", key, str, "root")
     if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", ssh_user):
-        r.problem(f"{key}.sshUser", f"'{ssh_user}' is not a valid user name")
+        r.problem(f"{key}.sshUser", f"{ssh_user!r} is not a valid user name")
     settings = MeshSettings(
         cidr=cidr or ipaddress.IPv4Network("10.77.0.0/24"),
         cidr6=cidr6,
@@ -355,13 +363,11 @@ def _parse_mesh(r: _Reader, value: object) -> MeshSettings | None:
 
 
 def _name(r: _Reader, raw: Mapping[str, Any], key: str) -> str | None:
-    name = r.typed(raw, "name", key, str, "")
-    if not name:
-        if "name" not in raw:
-            r.problem(f"{key}.name", "is required")
+    name = r.required(raw, "name", key, "")
+    if name is None:
         return None
-    if not NAME_RE.match(name):
-        r.problem(f"{key}.name", f"'{name}' must match [a-z][a-z0-9-]{{0,30}}")
+    if not NAME_RE.fullmatch(name):
+        r.problem(f"{key}.name", f"{name!r} must match [a-z][a-z0-9-]{{0,30}}")
         return None
     return name
 
@@ -374,7 +380,10 @@ def _address(r: _Reader, raw: Mapping[str, Any], name: str, key: str, net: IPNet
     if addr is None:
         return None
     if addr.version != v:
-        r.problem(f"{key}.{name}", f"'{text}' must be an IPv{v} address")
+        r.problem(f"{key}.{name}", f"{text!r} must be an IPv{v} address")
+        return None
+    if isinstance(addr, ipaddress.IPv6Address) and addr.scope_id is not None:
+        r.problem(f"{key}.{name}", f"{text!r} has a scope (%zone): overlay addresses are global")
         return None
     if net is None:
         r.problem(f"{key}.{name}", "needs wgmesh:mesh.cidr6 (IPv6 overlay) to be set")
@@ -396,15 +405,14 @@ def _parse_node(r: _Reader, mesh: MeshSettings | None, i: int, value: object) ->
         return None
     raw = r.mapping(value, key, NODE_KEYS)
     name = _name(r, raw, key)
-    cloud_text = r.typed(raw, "cloud", key, str, "")
+    cloud_text = r.required(raw, "cloud", key, f" ({', '.join(CLOUDS)})")
     cloud: Cloud | None = None
-    if not cloud_text:
-        if "cloud" not in raw:
-            r.problem(f"{key}.cloud", f"is required ({', '.join(CLOUDS)})")
+    if cloud_text is None:
+        pass
     elif cloud_text not in CLOUDS:
         hint = difflib.get_close_matches(cloud_text, CLOUDS, n=1)
         tip = f" (did you mean '{hint[0]}'?)" if hint else ""
-        r.problem(f"{key}.cloud", f"unknown cloud '{cloud_text}': use one of {', '.join(CLOUDS)}{tip}")
+        r.problem(f"{key}.cloud", f"unknown cloud {cloud_text!r}: use one of {', '.join(CLOUDS)}{tip}")
     else:
         cloud = cloud_text  # narrowed to Cloud by the `in CLOUDS` check
     region = r.typed(raw, "region", key, str, "")
@@ -415,7 +423,9 @@ def _parse_node(r: _Reader, mesh: MeshSettings | None, i: int, value: object) ->
         _check_placement(r, key, cloud, region, zone, image, raw)
     public_ip = None
     pip_text = r.typed(raw, "publicIp", key, str, "")
-    if pip_text:
+    if raw.get("publicIp") not in (None, "") and not pip_text:
+        pass  # wrong type, already reported
+    elif pip_text:
         if cloud not in (None, "lab"):
             r.problem(
                 f"{key}.publicIp", f"only `cloud: lab` nodes take a fixed publicIp; {cloud} assigns one"
@@ -423,7 +433,7 @@ def _parse_node(r: _Reader, mesh: MeshSettings | None, i: int, value: object) ->
         else:
             addr = r.parsed(f"{key}.publicIp", pip_text, ipaddress.ip_address, "IP address")
             if addr is not None and addr.version != 4:
-                r.problem(f"{key}.publicIp", f"'{pip_text}' must be an IPv4 address")
+                r.problem(f"{key}.publicIp", f"{pip_text!r} must be an IPv4 address")
             elif isinstance(addr, ipaddress.IPv4Address):
                 public_ip = addr
     elif cloud == "lab":
@@ -434,7 +444,7 @@ def _parse_node(r: _Reader, mesh: MeshSettings | None, i: int, value: object) ->
         if net is not None:
             subnets.append(net)
     masquerade = r.typed(raw, "masquerade", key, bool, False)
-    if masquerade and not subnets and "subnets" not in raw:
+    if masquerade and not raw.get("subnets"):
         r.problem(f"{key}.masquerade", "needs subnets: masquerade NATs mesh traffic into them")
     hub = r.typed(raw, "hub", key, bool, False)
     if hub and mesh is not None and mesh.topology != "hub":
@@ -470,18 +480,19 @@ def _check_placement(
                 r.problem(f"{key}.{k}", "does not apply to `cloud: lab` nodes")
         return
     if not region:
-        if "region" not in raw:
-            r.problem(f"{key}.region", f"is required for cloud {cloud}")
-    elif cloud == "aws" and not AWS_REGION_RE.match(region):
-        r.problem(f"{key}.region", f"'{region}' is not an AWS region (e.g. eu-central-1)")
-    elif cloud == "gcp" and not GCP_REGION_RE.match(region):
-        r.problem(f"{key}.region", f"'{region}' is not a GCP region (e.g. europe-west3)")
+        if not isinstance(raw.get("region"), str | None):
+            return  # wrong type, already reported
+        r.problem(f"{key}.region", f"is required for cloud {cloud}")
+    elif cloud == "aws" and not AWS_REGION_RE.fullmatch(region):
+        r.problem(f"{key}.region", f"{region!r} is not an AWS region (e.g. eu-central-1)")
+    elif cloud == "gcp" and not GCP_REGION_RE.fullmatch(region):
+        r.problem(f"{key}.region", f"{region!r} is not a GCP region (e.g. europe-west3)")
     elif cloud == "hcloud" and region not in HCLOUD_LOCATIONS:
-        r.problem(f"{key}.region", f"'{region}' is not a Hetzner location ({', '.join(HCLOUD_LOCATIONS)})")
+        r.problem(f"{key}.region", f"{region!r} is not a Hetzner location ({', '.join(HCLOUD_LOCATIONS)})")
     if zone and cloud != "gcp":
         r.problem(f"{key}.zone", f"only GCP nodes take a zone; {cloud} uses region")
     elif zone and region and not zone.startswith(region + "-"):
-        r.problem(f"{key}.zone", f"'{zone}' is not a zone of region {region}")
+        r.problem(f"{key}.zone", f"{zone!r} is not a zone of region {region}")
     if cloud == "gcp" and image == "debian-12":
         r.problem(f"{key}.image", "debian-12 is not supported on gcp: GCP's Debian images ship no cloud-init")
 

@@ -35,10 +35,12 @@ def load_config(stack: str | Path) -> dict[str, Any]:
     """The raw `wgmesh:*` values of a stack file, keyed mesh/nodes/clients."""
     path = stack_path(stack)
     try:
-        doc = yaml.safe_load(path.read_text())
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError([Problem(str(path), "no such stack file")]) from None
-    except yaml.YAMLError as e:
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError([Problem(str(path), f"cannot be read ({type(e).__name__})")]) from None
+    except (yaml.YAMLError, RecursionError) as e:
         raise ConfigError([Problem(str(path), f"is not valid YAML ({_first_line(e)})")]) from None
     config = (doc or {}).get("config") if isinstance(doc, dict) else None
     if not isinstance(config, dict):
