@@ -217,8 +217,11 @@ def test_one_problem_per_line_within_one_member_sorted_by_key() -> None:
 
 def test_problem_sorting_survives_keys_with_brackets_and_digits() -> None:
     """Unknown keys are user text: sorting must not compare an int index with a str part."""
-    lines = problems(with_mesh(**{"a[1]b": 1, "a[1]2": 2, "a[1]²": 3}))
-    assert len(lines) == 3 and all(line.startswith("wgmesh:mesh.a[1]") for line in lines)
+    odd = ["a[1]b", "a[1]2", "a[1]²", "a.b"]
+    with pytest.raises(ConfigError) as info:
+        parse(with_mesh(**dict.fromkeys(odd, 1)))
+    assert sorted(p.key for p in info.value.problems) == sorted(f"wgmesh:mesh[{k!r}]" for k in odd)
+    assert all(p.message.startswith("unknown key") for p in info.value.problems)
 
 
 # ----------------------------------------------------------------------------- unknown keys
@@ -269,7 +272,7 @@ def test_non_string_keys_are_unknown_keys() -> None:
     config = valid()
     config["mesh"][7] = "x"
     key, message = only_problem(config)
-    assert key == "wgmesh:mesh.7" and message.startswith("unknown key")
+    assert key == "wgmesh:mesh[7]" and message.startswith("unknown key")
 
 
 # ----------------------------------------------------------------------------- sections and shapes
@@ -433,14 +436,14 @@ def test_empty_client_name_is_reported_not_dropped(value: object) -> None:
 
 @pytest.mark.parametrize("name", ["Aws-fra", "aws_fra", "1aws", "-aws", "aws.fra", "a" * 32, "aws fra", "é"])
 def test_malformed_names(name: str) -> None:
-    assert only_problem(with_node(0, name=name)) == ("wgmesh:nodes[0].name", f"'{name}' {NAME_RULE}")
-    assert only_problem(with_client(name=name)) == ("wgmesh:clients[0].name", f"'{name}' {NAME_RULE}")
+    assert only_problem(with_node(0, name=name)) == ("wgmesh:nodes[0].name", f"{name!r} {NAME_RULE}")
+    assert only_problem(with_client(name=name)) == ("wgmesh:clients[0].name", f"{name!r} {NAME_RULE}")
 
 
 @pytest.mark.parametrize("name", ["aws-fra\n", "laptop\n"])
 def test_name_with_trailing_newline_is_malformed(name: str) -> None:
     """`$` in a regex also matches before a final newline: a name must not carry one into configs."""
-    assert only_problem(with_node(3, name=name)) == ("wgmesh:nodes[3].name", f"'{name}' {NAME_RULE}")
+    assert only_problem(with_node(3, name=name)) == ("wgmesh:nodes[3].name", f"{name!r} {NAME_RULE}")
 
 
 @pytest.mark.parametrize("name", ["a", "a" * 31, "n0-1-x"])
@@ -797,7 +800,7 @@ def test_region_on_a_lab_node() -> None:
     [
         (0, "frankfurt", "'frankfurt' is not an AWS region (e.g. eu-central-1)"),
         (0, "europe-west3", "'europe-west3' is not an AWS region (e.g. eu-central-1)"),
-        (0, "eu-central-1\n", "'eu-central-1\n' is not an AWS region (e.g. eu-central-1)"),
+        (0, "eu-central-1\n", "'eu-central-1\\n' is not an AWS region (e.g. eu-central-1)"),
         (1, "eu-central-1", "'eu-central-1' is not a GCP region (e.g. europe-west3)"),
         (1, "europe_west3", "'europe_west3' is not a GCP region (e.g. europe-west3)"),
         (2, "fra1", f"'fra1' is not a Hetzner location {HCLOUD_LIST}"),
@@ -953,7 +956,7 @@ def test_bad_admin_cidr() -> None:
 def test_bad_ssh_user(user: str) -> None:
     assert only_problem(with_mesh(sshUser=user)) == (
         "wgmesh:mesh.sshUser",
-        f"'{user}' is not a valid user name",
+        f"{user!r} is not a valid user name",
     )
 
 
@@ -1050,3 +1053,38 @@ def test_stack_file_problems_name_wgmesh_keys(tmp_path: Path) -> None:
         "wgmesh:mesh.port: must be a whole number, got a boolean",
         "wgmesh:nodes[0].subnets[0]: 10.1.0.0/25 overlaps wgmesh:mesh.cidr (10.1.0.0/24)",
     ]
+
+
+def test_stack_path_that_is_a_directory_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "Pulumi.dir.yaml"
+    path.mkdir()
+    with pytest.raises(ConfigError) as info:
+        load_spec(path)
+    assert [p.key for p in info.value.problems] == [str(path)]
+
+
+def test_deeply_nested_yaml_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "Pulumi.deep.yaml"
+    path.write_text("config: " + "[" * 1000)
+    with pytest.raises(ConfigError) as info:
+        load_spec(path)
+    assert [p.key for p in info.value.problems] == [str(path)]
+
+
+# ----------------------------------------------------------------------------- one line per problem
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        with_node(0, name="aws\nfra"),
+        with_node(0, cloud="aws\r\nregion: x"),
+        with_mesh(**{"port\nwgmesh:mesh.fake": 1}),
+        with_mesh(sshUser="root\n"),
+    ],
+)
+def test_user_text_never_breaks_the_one_line_per_problem_output(config: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse(config)
+    lines = str(info.value).splitlines()
+    assert len(lines) == (1 if len(info.value.problems) == 1 else len(info.value.problems) + 1), lines
