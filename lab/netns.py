@@ -31,7 +31,7 @@ from lab.proc import NODE_ENV, LabError, is_root, tail
 from lab.report import format_report
 from lab.running import NetnsLab
 from lab.sandbox import apply_write_files
-from lab.state import LabState, Layout, foreign_namespaces, load_state, node_ns
+from lab.state import LabState, Layout, foreign_namespaces, load_state
 from lab.teardown import processes_in, tear_down
 from lab.userdata import NodeUserData, parse_user_data
 from tools.render import main as render_main
@@ -88,7 +88,9 @@ def bring_up(
     user_data = {n.name: parse_user_data(n.user_data.read_text(), f"{n.name}/user-data") for n in mesh.nodes}
     if load_state(layout) is not None:
         raise LabError(f"a netns lab is already up ({layout.state_file}); run `python -m lab down` first")
-    foreign = foreign_namespaces(topology.wanted_namespaces(mesh), topology.existing_namespaces(), None)
+    foreign = foreign_namespaces(
+        topology.wanted_namespaces(layout, mesh), topology.existing_namespaces(), None
+    )
     if foreign:
         raise LabError(
             f"network namespace(s) {', '.join(foreign)} exist and were not created by this lab "
@@ -242,6 +244,35 @@ def render(stack: str, out: Path) -> None:
         raise LabError(f"rendering stack {stack} failed (see above)")
 
 
+def start(
+    stack: str,
+    render_dir: Path | None = None,
+    *,
+    layout: Layout = DEFAULT_LAYOUT,
+    log: Log = print,
+    handshake_timeout: float = HANDSHAKE_TIMEOUT,
+) -> BringUp:
+    """Replace any running lab with a fresh one: render `stack` (unless given a render) and boot it."""
+    if load_state(layout) is not None:
+        log(f"a netns lab is already up ({layout.state_file}): tearing it down first")
+        tear_down(layout, log)
+    owns = render_dir is None
+    if render_dir is None:
+        if layout.root.exists():
+            tear_down(layout, log)  # leftovers with no state file (e.g. an interrupted render)
+        render_dir = layout.render_dir
+        log(f"rendering stack {stack} into {render_dir}")
+        render(stack, render_dir)
+    return bring_up(
+        render_dir,
+        layout=layout,
+        stack=stack,
+        owns_render_dir=owns,
+        log=log,
+        handshake_timeout=handshake_timeout,
+    )
+
+
 def up(
     stack: str,
     render_dir: Path | None = None,
@@ -253,17 +284,7 @@ def up(
     """`make lab`: render, boot, print the health table, leave the lab up. Exit 1 if unhealthy."""
     with interrupts_as_keyboard_interrupt():
         try:
-            if load_state(layout) is not None:
-                log(f"a netns lab is already up ({layout.state_file}): tearing it down first")
-                tear_down(layout, log)
-            owns = render_dir is None
-            if render_dir is None:
-                if layout.root.exists():
-                    tear_down(layout, log)  # leftovers with no state file (e.g. an interrupted render)
-                render_dir = layout.render_dir
-                log(f"rendering stack {stack} into {render_dir}")
-                render(stack, render_dir)
-            result = bring_up(render_dir, layout=layout, stack=stack, owns_render_dir=owns, log=log)
+            result = start(stack, render_dir, layout=layout, log=log)
             _print_timings(result, log)
             report = checks.run_all(result.lab)
             log(format_report(report))
@@ -279,7 +300,7 @@ def up(
                 tear_down(layout, log)
             return 1
     first = result.lab.nodes[0].name
-    inside = f"nsenter --net=/run/netns/{node_ns(first)} --mount={layout.mount_ns(first)}"
+    inside = f"nsenter --net=/run/netns/{layout.node_ns(first)} --mount={layout.mount_ns(first)}"
     log(
         "\nthe lab stays up: `make lab-down` removes it, `python -m lab check` re-runs the checks.\n"
         f"look inside a node: {inside} wg show"

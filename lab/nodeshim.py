@@ -28,7 +28,7 @@ SYSCTL_DIRS = (
     "/usr/lib/sysctl.d",
     "/lib/sysctl.d",
 )
-_WG_UNIT = re.compile(r"^wg-quick@([A-Za-z0-9_=+.-]{1,15})(\.service)?$")
+_WG_UNIT = re.compile(r"^wg-quick@([A-Za-z0-9_=+.-]{1,15})$")  # matched without ".service"
 
 
 class ShimError(Exception):
@@ -187,8 +187,8 @@ def _wg_unit(verb: str, iface: str) -> int:
 
 def unit_command(verb: str, unit: str) -> int:
     """start/stop/restart one unit the rendered cloud-config may name."""
-    wg = _WG_UNIT.match(unit)
     name = unit.removesuffix(".service")
+    wg = _WG_UNIT.match(name)
     if wg:
         return _wg_unit(verb, wg.group(1))
     if name == "systemd-sysctl" and verb in ("start", "restart"):

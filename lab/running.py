@@ -36,11 +36,11 @@ class NetnsLab:
 
     @property
     def internet(self) -> Place:
-        return place_internet()
+        return place_internet(self.layout)
 
     def lan_hosts(self) -> list[LanHost]:
         return [
-            LanHost(n.name, subnet_hosts(net)[1], place_lan(n.name))
+            LanHost(n.name, subnet_hosts(net)[1], place_lan(self.layout, n.name))
             for n in self.mesh.nodes
             for net in n.subnets
         ]

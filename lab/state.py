@@ -14,25 +14,30 @@ from pathlib import Path
 from typing import Any
 
 NS_PREFIX = "wgm-"
-INTERNET_NS = "wgm-inet"
 BRIDGE = "br0"
 DEFAULT_ROOT = Path("/tmp/wgmesh-lab/netns")
 
 
-def node_ns(node: str) -> str:
-    return f"{NS_PREFIX}node-{node}"
-
-
-def lan_ns(node: str) -> str:
-    """The namespace standing for the network routed behind `node` (its `subnets`)."""
-    return f"{NS_PREFIX}lan-{node}"
-
-
 @dataclass(frozen=True)
 class Layout:
-    """Paths of one netns lab; everything lives under `root` (0700) and goes on `down`."""
+    """Names and paths of one netns lab: files under `root` (0700), namespaces named `prefix`*.
+
+    Tests and benchmarks use their own root and prefix, so they never meet a `make lab`.
+    """
 
     root: Path = DEFAULT_ROOT
+    prefix: str = NS_PREFIX
+
+    @property
+    def internet_ns(self) -> str:
+        return f"{self.prefix}inet"
+
+    def node_ns(self, node: str) -> str:
+        return f"{self.prefix}node-{node}"
+
+    def lan_ns(self, node: str) -> str:
+        """The namespace standing for the network routed behind `node` (its `subnets`)."""
+        return f"{self.prefix}lan-{node}"
 
     @property
     def state_file(self) -> Path:

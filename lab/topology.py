@@ -24,7 +24,7 @@ from pathlib import Path
 from lab.manifest import IPNetwork, LabMesh, LabNode
 from lab.nodeshim import HOST_NETNS_ENV
 from lab.proc import NETNS_DIR, LabError, Place, python_argv, run
-from lab.state import BRIDGE, INTERNET_NS, LabState, Layout, NamespaceRecord, lan_ns, node_ns
+from lab.state import BRIDGE, LabState, Layout, NamespaceRecord
 
 NOFRAG_TABLE = "wgmesh_lab"
 # Bridge-level filter in the internet namespace: IPv4 fragments (MF set or an offset) are dropped.
@@ -54,23 +54,23 @@ def subnet_hosts(
 
 
 def place_node(layout: Layout, node: str) -> Place:
-    return Place(node, node_ns(node), layout.mount_ns(node))
+    return Place(node, layout.node_ns(node), layout.mount_ns(node))
 
 
-def place_lan(node: str) -> Place:
-    return Place(f"behind {node}", lan_ns(node))
+def place_lan(layout: Layout, node: str) -> Place:
+    return Place(f"behind {node}", layout.lan_ns(node))
 
 
-def place_internet() -> Place:
-    return Place("internet", INTERNET_NS)
+def place_internet(layout: Layout) -> Place:
+    return Place("internet", layout.internet_ns)
 
 
-def wanted_namespaces(mesh: LabMesh) -> list[str]:
-    names = [INTERNET_NS]
+def wanted_namespaces(layout: Layout, mesh: LabMesh) -> list[str]:
+    names = [layout.internet_ns]
     for n in mesh.nodes:
-        names.append(node_ns(n.name))
+        names.append(layout.node_ns(n.name))
         if n.subnets:
-            names.append(lan_ns(n.name))
+            names.append(layout.lan_ns(n.name))
     return names
 
 
@@ -101,12 +101,13 @@ def add_namespace(state: LabState, layout: Layout, name: str) -> None:
 
 
 def build_internet(state: LabState, layout: Layout) -> None:
-    add_namespace(state, layout, INTERNET_NS)
-    ip(INTERNET_NS, "link", "add", BRIDGE, "type", "bridge")
-    ip(INTERNET_NS, "link", "set", BRIDGE, "addrgenmode", "none")
-    ip(INTERNET_NS, "link", "set", BRIDGE, "up")
+    inet = layout.internet_ns
+    add_namespace(state, layout, inet)
+    ip(inet, "link", "add", BRIDGE, "type", "bridge")
+    ip(inet, "link", "set", BRIDGE, "addrgenmode", "none")
+    ip(inet, "link", "set", BRIDGE, "up")
     run(
-        place_internet().argv("nft", "-f", "-"),
+        place_internet(layout).argv("nft", "-f", "-"),
         what="internet: fragment-dropping bridge filter",
         stdin_text=NOFRAG_RULESET,
     )
@@ -114,14 +115,14 @@ def build_internet(state: LabState, layout: Layout) -> None:
 
 def attach_node(state: LabState, layout: Layout, mesh: LabMesh, index: int, node: LabNode) -> None:
     """The node's namespace and its underlay link to the internet bridge, at its underlay MTU."""
-    ns = node_ns(node.name)
+    ns, inet = layout.node_ns(node.name), layout.internet_ns
     port = f"p{index}"
     mtu = str(node.underlay_mtu)
     add_namespace(state, layout, ns)
-    ip(ns, "link", "add", "eth0", "mtu", mtu, "type", "veth", "peer", "name", port, "netns", INTERNET_NS)
+    ip(ns, "link", "add", "eth0", "mtu", mtu, "type", "veth", "peer", "name", port, "netns", inet)
     ip(ns, "link", "set", "eth0", "addrgenmode", "none")
-    ip(INTERNET_NS, "link", "set", port, "mtu", mtu, "addrgenmode", "none")
-    ip(INTERNET_NS, "link", "set", port, "master", BRIDGE, "up")
+    ip(inet, "link", "set", port, "mtu", mtu, "addrgenmode", "none")
+    ip(inet, "link", "set", port, "master", BRIDGE, "up")
     ip(ns, "addr", "add", f"{node.public_ip}/32", "dev", "eth0")
     ip(ns, "link", "set", "eth0", "up")
     for other in mesh.nodes:
@@ -131,7 +132,7 @@ def attach_node(state: LabState, layout: Layout, mesh: LabMesh, index: int, node
 
 def attach_lan(state: LabState, layout: Layout, node: LabNode) -> None:
     """A namespace behind the node holding a host in each of its subnets."""
-    ns, lan = node_ns(node.name), lan_ns(node.name)
+    ns, lan = layout.node_ns(node.name), layout.lan_ns(node.name)
     add_namespace(state, layout, lan)
     defaults: set[int] = set()
     for j, net in enumerate(node.subnets):
@@ -226,7 +227,7 @@ def make_node_fs(state: LabState, layout: Layout, node: str, files: Path, shims:
     run(
         [
             "nsenter",
-            f"--net={NETNS_DIR / node_ns(node)}",
+            f"--net={NETNS_DIR / layout.node_ns(node)}",
             "--",
             "unshare",
             f"--mount={ns_file}",

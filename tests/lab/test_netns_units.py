@@ -1,0 +1,221 @@
+"""The netns lab's pure parts: no root, no namespaces (user-data reading, the node stand-ins,
+underlay classification, ownership rules, state file, report)."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+
+import pytest
+
+from lab import nodeshim
+from lab.capture import mss_values
+from lab.checks import CheckResult, HealthReport, PairResult, Ping, classify_underlay
+from lab.manifest import load_mesh
+from lab.proc import LabError
+from lab.report import format_report
+from lab.state import LabState, Layout, NamespaceRecord, ProcessRecord, foreign_namespaces
+from lab.topology import subnet_hosts, wanted_namespaces
+from lab.userdata import parse_user_data, shellify
+from tools.render import main as render_main
+
+
+@pytest.fixture(scope="module")
+def lab_render(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("render") / "lab"
+    assert render_main(["--stack", "lab", "--out", str(out)]) == 0
+    return out
+
+
+# ----------------------------------------------------------------------------- rendered input
+
+
+def test_reads_the_rendered_mesh_and_user_data(lab_render: Path) -> None:
+    mesh = load_mesh(lab_render)
+    assert [n.name for n in mesh.nodes] == ["lab-a", "lab-b", "lab-c"]
+    assert [str(n.public_ip) for n in mesh.nodes] == ["198.51.100.1", "198.51.100.2", "198.51.100.3"]
+    assert mesh.node("lab-c").subnets == (ipaddress.ip_network("10.0.7.0/24"),)
+    ud = parse_user_data(mesh.node("lab-c").user_data.read_text(), "lab-c")
+    assert [f.path for f in ud.write_files] == [
+        "/etc/wireguard/wg0.conf",
+        "/etc/wireguard/wgmesh.nft",
+        "/etc/sysctl.d/90-wgmesh.conf",
+    ]
+    assert ud.runcmd[-1] == "systemctl enable --now wg-quick@wg0"
+    assert ud.runcmd[-2] == "sysctl -p /etc/sysctl.d/90-wgmesh.conf"
+    assert ud.not_applied == ("hostname",)
+
+
+def test_namespace_names_follow_the_layout_prefix(lab_render: Path) -> None:
+    names = wanted_namespaces(Layout(prefix="wgm-t-"), load_mesh(lab_render))
+    assert names == [
+        "wgm-t-inet",
+        "wgm-t-node-lab-a",
+        "wgm-t-node-lab-b",
+        "wgm-t-node-lab-c",
+        "wgm-t-lan-lab-c",
+    ]
+
+
+def test_a_stack_without_lab_nodes_is_refused(tmp_path: Path) -> None:
+    out = tmp_path / "dev"
+    assert render_main(["--stack", "dev", "--out", str(out)]) == 0
+    with pytest.raises(LabError, match="no `cloud: lab` nodes"):
+        load_mesh(out)
+
+
+def test_user_data_errors_name_the_key_and_never_quote_the_document() -> None:
+    secret = "PrivateKey = c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0MTI="
+    with pytest.raises(LabError, match=r"write_files\[0\]\.path") as e:
+        parse_user_data(f"#cloud-config\nwrite_files:\n- path: relative\n  content: '{secret}'\n", "n1")
+    assert "c2VjcmV0" not in str(e.value)
+    with pytest.raises(LabError, match="not a #cloud-config"):
+        parse_user_data("#!/bin/sh\n", "n1")
+
+
+def test_runcmd_items_become_the_lines_cloud_init_writes() -> None:
+    assert shellify(["sh", "-c", "a && b"], "x") == "sh -c 'a && b'"
+    assert shellify("echo hi", "x") == "echo hi"
+    with pytest.raises(LabError):
+        shellify([], "x")
+
+
+# ----------------------------------------------------------------------------- node stand-ins
+
+
+def test_sysctl_only_touches_per_network_namespace_keys() -> None:
+    assert nodeshim.sysctl_path("net.ipv4.ip_forward") == Path("/proc/sys/net/ipv4/ip_forward")
+    assert nodeshim.sysctl_path("net/ipv6/conf/all/forwarding") == Path(
+        "/proc/sys/net/ipv6/conf/all/forwarding"
+    )
+    for key in ("kernel.hostname", "vm.swappiness", "net..x", "net", "fs.file-max"):
+        with pytest.raises(nodeshim.ShimError):
+            nodeshim.sysctl_path(key)
+
+
+def test_sysctl_files_are_read_like_sysctl_d() -> None:
+    lines = ["# c", "; c", "", "net.ipv4.ip_forward = 1", "-net.ipv6.conf.all.forwarding=1", "junk"]
+    assert nodeshim.parse_sysctl_lines(lines) == [
+        ("net.ipv4.ip_forward", "1", False),
+        ("net.ipv6.conf.all.forwarding", "1", True),
+    ]
+
+
+def test_the_shims_refuse_to_run_in_the_host_network_namespace(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(nodeshim.HOST_NETNS_ENV, raising=False)
+    assert nodeshim.in_host_netns()
+    monkeypatch.setenv(nodeshim.HOST_NETNS_ENV, str(os.stat("/proc/self/ns/net").st_ino))
+    assert nodeshim.in_host_netns()
+    assert nodeshim.main(["sysctl", "-w", "net.ipv4.ip_forward=1"]) == 1
+    assert nodeshim.main(["systemctl", "enable", "--now", "wg-quick@wg0"]) == 1
+
+
+def test_systemctl_maps_the_wg_quick_unit_to_wg_quick(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[str, str]] = []
+    links: set[str] = set()
+
+    def fake_wg_quick(action: str, iface: str) -> int:
+        calls.append((action, iface))
+        (links.add if action == "up" else links.discard)(iface)
+        return 0
+
+    monkeypatch.setattr(nodeshim, "_wg_quick", fake_wg_quick)
+    monkeypatch.setattr(nodeshim, "_link_exists", lambda name: name in links)
+    assert nodeshim.systemctl(["enable", "--now", "wg-quick@wg0"]) == 0
+    assert nodeshim.systemctl(["start", "wg-quick@wg0.service"]) == 0  # already up: nothing to do
+    assert nodeshim.systemctl(["enable", "wg-quick@wg1"]) == 0  # no --now: only at next boot
+    assert nodeshim.systemctl(["restart", "wg-quick@wg0"]) == 0
+    assert calls == [("up", "wg0"), ("down", "wg0"), ("up", "wg0")]
+    with pytest.raises(nodeshim.ShimError, match="not emulated"):
+        nodeshim.systemctl(["start", "ssh"])
+    with pytest.raises(nodeshim.ShimError, match="not emulated"):
+        nodeshim.systemctl(["status", "wg-quick@wg0"])
+
+
+def test_package_steps_pass_only_when_the_packages_are_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(nodeshim, "_installed", lambda p: p in {"wireguard-tools", "nftables"})
+    assert nodeshim.packages("apt-get", ["update", "-q"]) == 0
+    assert nodeshim.packages("apt-get", ["install", "-y", "-q", "wireguard-tools", "nftables"]) == 0
+    with pytest.raises(nodeshim.ShimError, match="frobnicate not installed"):
+        nodeshim.packages("apt-get", ["install", "-y", "frobnicate"])
+    with pytest.raises(nodeshim.ShimError):
+        nodeshim.packages("apt", ["remove", "nftables"])
+
+
+# ----------------------------------------------------------------------------- checks as data
+
+
+def test_underlay_lines_are_wireguard_only_between_node_ports() -> None:
+    endpoints = {"198.51.100.1": 51820, "198.51.100.2": 51820}
+    lines = [
+        "IP 198.51.100.1.51820 > 198.51.100.2.51820: UDP, length 148",
+        "IP 198.51.100.2.51820 > 198.51.100.1.51820: UDP, length 92",
+        "IP 198.51.100.1.40000 > 198.51.100.2.51820: UDP, length 92",  # wrong source port
+        "IP 10.77.0.1 > 10.77.0.2: ICMP echo request, id 1, seq 1, length 64",  # cleartext overlay
+        "IP 198.51.100.1 > 198.51.100.2: ip-proto-17",  # a fragment
+    ]
+    wireguard, other = classify_underlay(lines, endpoints)
+    assert wireguard == 2
+    assert other == lines[2:]
+
+
+def test_mss_is_read_from_syn_ack_lines() -> None:
+    line = (
+        "IP 10.0.7.2.5201 > 10.77.0.1.40000: Flags [S.], seq 1, ack 2, win 64240, "
+        "options [mss 1380,sackOK], length 0"
+    )
+    assert mss_values([line, "IP x > y: Flags [.], length 0"]) == [1380]
+
+
+def test_subnet_hosts_are_the_router_then_the_host() -> None:
+    assert subnet_hosts(ipaddress.ip_network("10.0.7.0/24")) == (
+        ipaddress.ip_address("10.0.7.1"),
+        ipaddress.ip_address("10.0.7.2"),
+    )
+    with pytest.raises(LabError):
+        subnet_hosts(ipaddress.ip_network("10.0.7.0/32"))
+
+
+def test_format_report_lists_every_pair_and_check() -> None:
+    ok = Ping(3, 3, 0.5)
+    lost = Ping(3, 0, None)
+    report = HealthReport(
+        pairs=(
+            PairResult("a", "b", "10.77.0.2", 1.2, ok, 1420, Ping(2, 2, 0.6)),
+            PairResult("b", "a", "10.77.0.1", None, lost, 1420, Ping(2, 0, None)),
+        ),
+        checks=(CheckResult("underlay carries only WireGuard UDP", True, "9 packets"),),
+    )
+    text = format_report(report)
+    assert "a -> b" in text and "1.2 s ago" in text and "1420 DF ok" in text
+    assert "never" in text and "LOST 0/3" in text and "1420 DF LOST" in text
+    assert "PASS  underlay carries only WireGuard UDP" in text
+    assert text.endswith("NOT healthy: see FAIL lines above")
+    assert not report.ok
+
+
+# ----------------------------------------------------------------------------- ownership
+
+
+def test_only_unrecorded_existing_namespaces_are_foreign() -> None:
+    state = LabState(namespaces=[NamespaceRecord("wgm-inet", 7)])
+    wanted = ["wgm-inet", "wgm-node-a"]
+    assert foreign_namespaces(wanted, {"wgm-inet", "wgm-node-a", "other"}, state) == ["wgm-node-a"]
+    assert foreign_namespaces(wanted, {"wgm-inet"}, None) == ["wgm-inet"]
+    assert foreign_namespaces(wanted, set(), None) == []
+
+
+def test_state_round_trips_and_is_private(tmp_path: Path) -> None:
+    layout = Layout(root=tmp_path / "lab")
+    state = LabState(
+        stack="lab",
+        render_dir="/r",
+        namespaces=[NamespaceRecord("wgm-inet", None)],
+        processes=[ProcessRecord(10, 20, "wireguard-go")],
+        timings={"mesh": 1.5},
+    )
+    state.save(layout)
+    assert (layout.state_file.stat().st_mode & 0o777) == 0o600
+    assert (layout.root.stat().st_mode & 0o777) == 0o700
+    assert LabState.from_json(layout.state_file.read_text()) == state
