@@ -1,0 +1,367 @@
+"""The real __main__.py for every stack file, under mocks: resources, wiring, secrets, policy."""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import os
+from collections import Counter
+
+from expectations import (
+    MESH,
+    STATIC_IP,
+    VM_TYPE,
+    Rule,
+    decode_aws_user_data,
+    decoded_forms,
+    endpoints,
+    expected_type_counts,
+    firewall_rules,
+    handed_user_data,
+    key_material,
+    strings,
+)
+from snapshot import UPDATE_ENV, path_for, render
+from wgmesh_mocks import ProgramRun, Resolved, is_secret, reveal
+
+from cloudinit.render import client_config, node_user_data
+from components.gcp import network_tag
+from components.images import GCP_UBUNTU_PROJECT, ami_query, aws_arch, gcp_arch, gcp_family
+from mesh.plan_types import MeshPlan
+from policy.rules import MANDATORY_RULES, wireguard_world_only_for_roaming
+
+Run = tuple[ProgramRun, MeshPlan]
+WORLD = frozenset({"0.0.0.0/0", "::/0"})
+
+
+def test_resource_set_matches_the_plan(stack_run: Run) -> None:
+    run, plan = stack_run
+    counts = Counter(r.type for r in run.resources)
+    expected = expected_type_counts(plan)
+    # Return routes and GCP's one-firewall-per-rule vary with the plan: their own tests check them.
+    for variable in ("aws:ec2/route:Route", "gcp:compute/firewall:Firewall", "gcp:compute/route:Route"):
+        counts.pop(variable, None)
+        expected.pop(variable, None)
+    assert counts == expected
+
+
+def test_every_resource_hangs_under_the_mesh_component(stack_run: Run) -> None:
+    run, _ = stack_run
+    by_urn = run.by_urn()
+    mesh = run.one("wgmesh:index:WireGuardMesh", MESH)
+    assert mesh.parent.endswith(f"pulumi:pulumi:Stack::wgmesh-{run.stack}")
+    for r in run.resources:
+        top = r
+        while top.parent in by_urn:
+            top = by_urn[top.parent]
+        assert top is mesh, f"{r.type} {r.name} is not under the WireGuardMesh component"
+
+
+def test_keys_are_random_bytes_kept_by_epochs(stack_run: Run) -> None:
+    run, plan = stack_run
+    mesh = plan.spec.mesh
+    members = [(n.name, n.key_epoch) for n in plan.spec.nodes] + [
+        (c.name, c.key_epoch) for c in plan.spec.clients
+    ]
+    for name, epoch in members:
+        key = run.one("random:index/randomBytes:RandomBytes", f"{name}-key")
+        keepers = {"meshKeyEpoch": str(mesh.key_epoch), "keyEpoch": str(epoch)}
+        assert key.inputs == {"length": 32, "keepers": keepers}
+    roots = [r for r in run.of_type("random:index/randomBytes:RandomBytes") if r.name == f"{MESH}-psk-root"]
+    if mesh.preshared_keys:
+        assert [r.inputs for r in roots] == [{"length": 32, "keepers": {"meshKeyEpoch": str(mesh.key_epoch)}}]
+    else:
+        assert roots == []
+
+
+def test_static_ips_are_their_own_resources_and_reach_the_vms(stack_run: Run) -> None:
+    run, plan = stack_run
+    for node in plan.spec.nodes:
+        if node.cloud == "lab":
+            continue
+        typ, pattern, _ = STATIC_IP[node.cloud]
+        ip = run.one(typ, pattern.format(node.name))
+        vm = run.one(VM_TYPE[node.cloud], node.name)
+        if node.cloud == "aws":
+            assert ip.inputs["domain"] == "vpc"
+            assoc = run.one("aws:ec2/eipAssociation:EipAssociation", f"{node.name}-eip-assoc")
+            assert assoc.inputs == {"allocationId": ip.outputs["allocationId"], "instanceId": vm.id}
+        elif node.cloud == "gcp":
+            assert ip.inputs["addressType"] == "EXTERNAL"
+            assert ip.inputs["region"] == node.region
+            (nic,) = vm.inputs["networkInterfaces"]
+            assert [c["natIp"] for c in nic["accessConfigs"]] == [ip.outputs["address"]]
+        else:
+            assert ip.inputs["autoDelete"] is False
+            assert (ip.inputs["assigneeType"], ip.inputs["type"], ip.inputs["location"]) == (
+                "server",
+                "ipv4",
+                node.region,
+            )
+            (net,) = vm.inputs["publicNets"]
+            assert net == {"ipv4": int(ip.id), "ipv4Enabled": True, "ipv6Enabled": False}
+
+
+def test_firewalls_open_exactly_what_the_plan_needs(stack_run: Run) -> None:
+    run, plan = stack_run
+    mesh = plan.spec.mesh
+    eps = endpoints(run, plan)
+    for node in plan.nodes:
+        if node.cloud == "lab":
+            continue
+        wg_sources = {f"{eps[p]}/32" for p in node.peer_nodes} | (WORLD if node.wg_open_to_world else set())
+        expected: set[Rule] = {("udp", mesh.port, frozenset(wg_sources))}
+        if mesh.admin_cidrs:
+            expected.add(("tcp", 22, frozenset(str(c) for c in mesh.admin_cidrs)))
+        icmp = WORLD if node.cloud == "hcloud" else frozenset({"0.0.0.0/0"})  # only hcloud has IPv6
+        expected.add(("icmp", None, icmp))
+        assert firewall_rules(run, node.name, node.cloud) == expected, node.name
+
+
+def test_world_open_wireguard_carries_the_roaming_marker(stack_run: Run) -> None:
+    run, plan = stack_run
+    for r in run.resources:
+        if not r.custom:
+            continue
+        found = wireguard_world_only_for_roaming(r.type, r.inputs, port=plan.spec.mesh.port)
+        assert found == [], f"{r.type} {r.name}: {found}"
+
+
+def test_aws_instances_are_hardened_and_wired(stack_run: Run) -> None:
+    run, plan = stack_run
+    for node in plan.spec.nodes:
+        if node.cloud != "aws":
+            continue
+        vm = run.one(VM_TYPE["aws"], node.name)
+        inputs = vm.inputs
+        assert inputs["metadataOptions"]["httpTokens"] == "required"
+        assert inputs["rootBlockDevice"]["encrypted"] is True
+        assert inputs["sourceDestCheck"] is (not node.routes)
+        assert inputs["instanceType"] == node.size
+        assert inputs["subnetId"] == run.one("aws:ec2/subnet:Subnet", f"aws-{node.region}-subnet").id
+        assert inputs["vpcSecurityGroupIds"] == [
+            run.one("aws:ec2/securityGroup:SecurityGroup", f"{node.name}-sg").id
+        ]
+        assert "userData" not in inputs and is_secret(inputs["userDataBase64"])
+        assert set(vm.ignore_changes) >= {"userDataBase64", "ami"} and vm.delete_before_replace
+        query = ami_query(node.image, aws_arch(node.size))
+        (lookup,) = [
+            i
+            for i in run.invokes
+            if i.token == "aws:ec2/getAmi:getAmi"
+            and i.args["filters"][0]["values"] == [query.name_pattern]
+            and f"::aws-{node.region}::" in i.provider
+        ]
+        assert lookup.args["owners"] == [query.owner]
+        assert inputs["ami"].startswith("ami-")
+
+
+def test_gcp_instances_are_hardened_and_wired(stack_run: Run) -> None:
+    run, plan = stack_run
+    for node in plan.spec.nodes:
+        if node.cloud != "gcp":
+            continue
+        vm = run.one(VM_TYPE["gcp"], node.name)
+        inputs = vm.inputs
+        assert inputs["canIpForward"] is node.routes
+        assert inputs["allowStoppingForUpdate"] is True
+        assert inputs["shieldedInstanceConfig"] == {
+            "enableSecureBoot": True,
+            "enableVtpm": True,
+            "enableIntegrityMonitoring": True,
+        }
+        assert (inputs["machineType"], inputs["zone"]) == (node.size, node.zone)
+        assert inputs["tags"] == [network_tag(node.name)]
+        (nic,) = inputs["networkInterfaces"]
+        assert (
+            nic["subnetwork"] == run.one("gcp:compute/subnetwork:Subnetwork", f"{MESH}-gcp-{node.region}").id
+        )
+        family = gcp_family(node.image, gcp_arch(node.size))
+        assert inputs["bootDisk"]["initializeParams"]["image"].split("/")[-1].startswith(family)
+        assert set(vm.ignore_changes) >= {'metadata["user-data"]', "bootDisk.initializeParams.image"}
+        assert vm.delete_before_replace
+
+
+def test_hcloud_servers_are_wired(stack_run: Run) -> None:
+    run, plan = stack_run
+    keys = [k.id for k in run.of_type("hcloud:index/sshKey:SshKey")]
+    for node in plan.spec.nodes:
+        if node.cloud != "hcloud":
+            continue
+        vm = run.one(VM_TYPE["hcloud"], node.name)
+        inputs = vm.inputs
+        assert (inputs["serverType"], inputs["image"], inputs["location"]) == (
+            node.size,
+            node.image,
+            node.region,
+        )
+        assert inputs["firewallIds"] == [int(run.one("hcloud:index/firewall:Firewall", f"{node.name}-fw").id)]
+        assert sorted(inputs.get("sshKeys", [])) == sorted(keys)
+        assert set(vm.ignore_changes) >= {"userData", "image", "sshKeys"} and vm.delete_before_replace
+
+
+def test_image_lookups_happen_once_per_region_and_image(stack_run: Run) -> None:
+    run, plan = stack_run
+    aws_wanted = {(n.region, n.image, aws_arch(n.size)) for n in plan.spec.nodes if n.cloud == "aws"}
+    gcp_wanted = {(n.image, gcp_arch(n.size)) for n in plan.spec.nodes if n.cloud == "gcp"}
+    tokens = Counter(i.token for i in run.invokes)
+    assert (
+        tokens
+        == Counter(
+            {"aws:ec2/getAmi:getAmi": len(aws_wanted), "gcp:compute/getImage:getImage": len(gcp_wanted)}
+        )
+        - Counter()
+    )
+    for i in run.invokes:
+        if i.token == "gcp:compute/getImage:getImage":
+            assert i.args["project"] == GCP_UBUNTU_PROJECT
+
+
+def test_user_data_is_exactly_what_the_renderer_makes(stack_run: Run) -> None:
+    run, plan = stack_run
+    keys = key_material(run, plan)
+    eps = endpoints(run, plan)
+    for node in plan.nodes:
+        handed = handed_user_data(run, node.name, node.cloud)
+        assert is_secret(handed), f"{node.name}: user data is not secret"
+        text = reveal(handed)
+        if node.cloud == "aws":
+            text = decode_aws_user_data(text)
+        assert text == node_user_data(plan, node.name, keys.node_keys(node.name), eps), node.name
+
+
+def test_client_configs_are_secret_and_rendered_with_the_same_keys(stack_run: Run) -> None:
+    run, plan = stack_run
+    keys = key_material(run, plan)
+    eps = endpoints(run, plan)
+    clients = run.outputs["clients"]
+    assert set(clients) == {c.name for c in plan.clients}
+    for c in plan.clients:
+        leaf = clients[c.name]
+        assert isinstance(leaf, Resolved) and leaf.secret
+        assert leaf.value == client_config(plan, c.name, keys.node_keys(c.name), eps)
+
+
+def test_node_exports_are_public_facts_only(stack_run: Run) -> None:
+    run, plan = stack_run
+    keys = key_material(run, plan)
+    eps = endpoints(run, plan)
+    nodes = run.outputs["nodes"]
+    assert set(nodes) == {n.name for n in plan.nodes}
+    for node in plan.nodes:
+        exported = nodes[node.name]
+        assert all(isinstance(v, Resolved) and not v.secret for v in exported.values()), node.name
+        a6 = node.iface.address6
+        assert {k: v.value for k, v in exported.items()} == {
+            "cloud": node.cloud,
+            "publicIp": eps[node.name],
+            "address": str(node.iface.address.ip),
+            "address6": str(a6.ip) if a6 is not None else None,
+            "publicKey": keys.public[node.name],
+        }
+
+
+def test_no_private_key_or_psk_outside_a_secret(stack_run: Run) -> None:
+    """Walk every input, component output and stack output; decode base64/gzip on the way."""
+    run, plan = stack_run
+    keys = key_material(run, plan)
+    secrets = keys.secrets(plan)
+    seeds = {reveal(r.outputs["base64"]) for r in run.of_type("random:index/randomBytes:RandomBytes")}
+    secrets |= seeds
+    assert secrets, "nothing to look for"
+    places: list[tuple[str, object]] = [(f"{r.type} {r.name} input", r.inputs) for r in run.resources]
+    places += [(f"{urn} registered output", outs) for urn, outs in run.component_outputs.items()]
+    seen_in_secret: set[str] = set()
+    for where, value in places:
+        for path, text, secret in strings(value):
+            hits = {s for form in decoded_forms(text) for s in secrets if s in form}
+            if secret:
+                seen_in_secret |= hits
+            else:
+                assert not hits, f"{where} {path}: a private key or PSK in a non-secret value"
+    for where, leaf in _leaves(run.outputs):
+        hits = {s for form in decoded_forms(str(leaf.value)) for s in secrets if s in form}
+        if leaf.secret:
+            seen_in_secret |= hits
+        else:
+            assert not hits, f"stack output {where}: a private key or PSK in a non-secret value"
+    # The audit must actually have looked at the key material: every member's key is in some secret.
+    assert set(keys.private.values()) <= seen_in_secret
+    assert keys.psks(plan) <= seen_in_secret
+
+
+def _leaves(value: object, path: str = "") -> list[tuple[str, Resolved]]:
+    if isinstance(value, Resolved):
+        return [(path, value)]
+    if isinstance(value, dict):
+        return [leaf for k, v in value.items() for leaf in _leaves(v, f"{path}.{k}")]
+    if isinstance(value, list):
+        return [leaf for i, v in enumerate(value) for leaf in _leaves(v, f"{path}[{i}]")]
+    return []
+
+
+def test_example_stacks_pass_the_policy_pack(stack_run: Run) -> None:
+    run, plan = stack_run
+    found = []
+    for r in run.resources:
+        if not r.custom:
+            continue
+        for name, rule in MANDATORY_RULES.items():
+            if rule is wireguard_world_only_for_roaming:
+                messages = wireguard_world_only_for_roaming(r.type, r.inputs, port=plan.spec.mesh.port)
+            else:
+                messages = rule(r.type, r.inputs)
+            found += [f"{r.type} {r.name}: {name}: {m}" for m in messages]
+    assert found == []
+
+
+def test_routed_subnet_sites_send_the_mesh_back_through_their_node(stack_run: Run) -> None:
+    run, plan = stack_run
+    mesh_cidr = str(plan.spec.mesh.cidr)
+    routes = run.of_type("aws:ec2/route:Route")
+    for region in {n.region for n in plan.spec.nodes if n.cloud == "aws"}:
+        nodes = [n for n in plan.spec.nodes if n.cloud == "aws" and n.region == region]
+        vpc = run.one("aws:ec2/vpc:Vpc", f"aws-{region}-vpc").inputs["cidrBlock"]
+        table = run.one("aws:ec2/routeTable:RouteTable", f"aws-{region}-rt").id
+        mine = [r.inputs for r in routes if r.inputs["routeTableId"] == table]
+        igw = run.one("aws:ec2/internetGateway:InternetGateway", f"aws-{region}-igw").id
+        assert {"destinationCidrBlock": "0.0.0.0/0", "gatewayId": igw, "routeTableId": table} in mine
+        hosts = [n for n in nodes if n.subnets and str(n.subnets[0]) == vpc]
+        if hosts:
+            (router,) = hosts
+            eni = run.one(VM_TYPE["aws"], router.name).outputs["primaryNetworkInterfaceId"]
+            assert {
+                "destinationCidrBlock": mesh_cidr,
+                "networkInterfaceId": eni,
+                "routeTableId": table,
+            } in mine
+        else:
+            assert ipaddress.IPv4Network(vpc).subnet_of(ipaddress.IPv4Network("10.200.0.0/16"))
+            assert len(mine) == 1
+        overlay = plan.spec.mesh.cidr
+        assert not ipaddress.ip_network(vpc).overlaps(overlay)
+
+
+def test_snapshot_matches(stack_run: Run) -> None:
+    """The committed plan text; a change here is what a reviewer sees in the pull request."""
+    run, _ = stack_run
+    text = render(run)
+    path = path_for(run.stack)
+    if os.environ.get(UPDATE_ENV) == "1":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    assert path.exists(), f"no snapshot for stack {run.stack}: run with {UPDATE_ENV}=1 and commit it"
+    committed = path.read_text()
+    if text != committed:
+        diff = difflib.unified_diff(
+            committed.splitlines(),
+            text.splitlines(),
+            f"{path.name} (committed)",
+            f"{path.name} (program)",
+            lineterm="",
+        )
+        shown = "\n".join(list(diff)[:80])
+        raise AssertionError(
+            f"the program's plan for stack '{run.stack}' changed; if intended, regenerate with "
+            f"{UPDATE_ENV}=1 .venv/bin/pytest tests/program and commit the snapshot:\n{shown}"
+        )

@@ -1,0 +1,274 @@
+"""Run the real `__main__.py` under `pulumi.runtime.set_mocks` and capture what it would create.
+
+Shared by the program tests and `bench/program.py`. Each run gets a fresh `contextvars.Context`
+so several stacks can run in one process (Pulumi keeps its settings, root stack and config in
+context variables). The mocks echo inputs back as outputs, add the few computed outputs the
+program reads (static IPs, ids, random bytes), and raise on any invoke they do not know, so a
+new lookup cannot silently return nothing.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hashlib
+import ipaddress
+import json
+import runpy
+import sys
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pulumi
+from pulumi.runtime import rpc
+from pulumi.runtime.mocks import MockCallArgs, MockMonitor, MockResourceArgs, Mocks
+from pulumi.runtime.settings import get_root_resource
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
+
+REPO = Path(__file__).resolve().parents[2]
+PROGRAM = REPO / "__main__.py"
+PROJECT = "wgmesh"
+# How secrets travel in mock inputs (pulumi/sdk/go/common/resource/properties.go).
+SIG_KEY = "4dabf18193072939515e22adb298388d"
+SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+MOCK_IP_NET = ipaddress.IPv4Network("100.64.0.0/10")  # shared address space: never a real endpoint
+
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+
+class UnmockedInvoke(AssertionError):
+    """The program called a provider function these mocks do not model."""
+
+
+def is_secret(value: object) -> bool:
+    return isinstance(value, dict) and value.get(SIG_KEY) == SECRET_SIG
+
+
+def reveal(value: Any) -> Any:
+    """The value with every secret wrapper removed (for assertions that need the content)."""
+    if is_secret(value):
+        return reveal(value["value"])
+    if isinstance(value, dict):
+        return {k: reveal(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [reveal(v) for v in value]
+    return value
+
+
+def digest(*parts: str) -> bytes:
+    return hashlib.sha256("\0".join(parts).encode()).digest()
+
+
+def mock_ip(name: str) -> str:
+    offset = int.from_bytes(digest("ip", name)[:4], "big") % (MOCK_IP_NET.num_addresses - 2)
+    return str(MOCK_IP_NET.network_address + 1 + offset)
+
+
+def mock_random_bytes(name: str, length: int, keepers: Mapping[str, Any]) -> bytes:
+    """Deterministic 'random' bytes: a pure function of the resource name and keepers."""
+    seed = digest("random", name, json.dumps(keepers, sort_keys=True))
+    return (seed * (length // len(seed) + 1))[:length]
+
+
+@dataclass
+class Captured:
+    """One registered resource: inputs as the engine would see them (secrets still wrapped)."""
+
+    urn: str
+    id: str
+    type: str
+    name: str
+    parent: str  # parent URN ("" for the stack's direct children)
+    custom: bool
+    provider: str
+    inputs: dict[str, Any]
+    outputs: dict[str, Any]
+    ignore_changes: tuple[str, ...]
+    delete_before_replace: bool
+
+
+@dataclass
+class Invoke:
+    token: str
+    args: dict[str, Any]
+    provider: str
+
+
+class WgmeshMocks(Mocks):
+    """Echo inputs; add the outputs the program reads; refuse unknown invokes."""
+
+    def __init__(self) -> None:
+        self.invokes: list[Invoke] = []
+        self.resources: dict[tuple[str, str], tuple[str, dict[str, Any], dict[str, Any], str, bool]] = {}
+        self.lock = threading.Lock()
+
+    def new_resource(self, args: MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        outputs = dict(args.inputs)
+        rid = f"{args.name}-id"
+        h = digest("id", args.typ, args.name).hex()
+        if args.typ == "random:index/randomBytes:RandomBytes":
+            keepers = reveal(args.inputs.get("keepers", {}))
+            raw = mock_random_bytes(args.name, int(args.inputs["length"]), keepers)
+            outputs["base64"] = _b64(raw)
+            outputs["hex"] = raw.hex()
+        elif args.typ == "aws:ec2/eip:Eip":
+            rid = f"eipalloc-{h[:17]}"
+            outputs.update(publicIp=mock_ip(args.name), allocationId=rid)
+        elif args.typ == "aws:ec2/instance:Instance":
+            rid = f"i-{h[:17]}"
+            outputs["primaryNetworkInterfaceId"] = f"eni-{h[:17]}"
+        elif args.typ.startswith("aws:ec2/"):
+            rid = f"{args.typ.rsplit(':', 1)[-1].lower()}-{h[:17]}"
+        elif args.typ == "gcp:compute/address:Address":
+            outputs["address"] = mock_ip(args.name)
+        elif args.typ.startswith("hcloud:"):
+            rid = str(int(h[:12], 16) % 10**8)  # Hetzner ids are numbers
+            if args.typ == "hcloud:index/primaryIp:PrimaryIp":
+                outputs["ipAddress"] = mock_ip(args.name)
+        if args.typ.startswith("gcp:compute/"):
+            kind = args.typ.rsplit(":", 1)[-1].lower()
+            outputs.setdefault("selfLink", f"https://compute.googleapis.com/mock/{kind}s/{args.name}")
+        with self.lock:
+            key = (args.typ, args.name)
+            assert key not in self.resources, f"two resources named {args.name} of type {args.typ}"
+            self.resources[key] = (rid, dict(args.inputs), outputs, args.provider or "", bool(args.custom))
+        return rid, outputs
+
+    def call(self, args: MockCallArgs) -> dict[str, Any]:  # type: ignore[override]
+        with self.lock:
+            self.invokes.append(Invoke(args.token, dict(args.args), args.provider))
+        if args.token == "aws:ec2/getAmi:getAmi":
+            pattern = args.args["filters"][0]["values"][0]
+            ami = "ami-" + digest("ami", pattern, args.provider).hex()[:17]
+            return {"id": ami, "imageId": ami, "name": pattern.replace("*", "20250101")}
+        if args.token == "gcp:compute/getImage:getImage":
+            family = args.args["family"]
+            link = f"https://www.googleapis.com/compute/v1/projects/{args.args['project']}/global/images/{family}-v20250101"
+            return {"selfLink": link, "name": f"{family}-v20250101", "family": family}
+        raise UnmockedInvoke(f"no mock for invoke {args.token}")
+
+
+class RecordingMonitor(MockMonitor):
+    """MockMonitor that also keeps what the mocks do not see: parent, ignoreChanges, deleteBeforeReplace."""
+
+    def __init__(self, mocks: WgmeshMocks) -> None:
+        super().__init__(mocks)
+        self.options: dict[tuple[str, str], tuple[str, str, tuple[str, ...], bool]] = {}
+        self.component_outputs: dict[str, dict[str, Any]] = {}
+
+    def RegisterResource(self, request: Any) -> Any:
+        if request.type != "pulumi:pulumi:Stack":
+            urn = self.make_urn(request.parent, request.type, request.name)
+            self.options[(request.type, request.name)] = (
+                urn,
+                request.parent,
+                tuple(request.ignoreChanges),
+                bool(request.deleteBeforeReplace),
+            )
+        return super().RegisterResource(request)  # type: ignore[no-untyped-call]
+
+    def RegisterResourceOutputs(self, request: Any) -> Any:
+        """Keep what components register (secrets stay wrapped), e.g. a lab node's user data."""
+        _ensure_event_loop()  # type: ignore[no-untyped-call]
+        self.component_outputs[request.urn] = rpc.deserialize_properties(request.outputs)
+        return super().RegisterResourceOutputs(request)  # type: ignore[no-untyped-call]
+
+
+@dataclass
+class Resolved:
+    """A stack output leaf: its value and whether Pulumi would store it as a secret."""
+
+    value: Any
+    secret: bool
+
+
+@dataclass
+class ProgramRun:
+    stack: str
+    resources: list[Captured] = field(default_factory=list)
+    invokes: list[Invoke] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)  # name -> nested dict/list of Resolved
+    component_outputs: dict[str, dict[str, Any]] = field(default_factory=dict)  # urn -> outputs
+    error: BaseException | None = None
+
+    def of_type(self, typ: str) -> list[Captured]:
+        return [r for r in self.resources if r.type == typ]
+
+    def one(self, typ: str, name: str) -> Captured:
+        found = [r for r in self.resources if r.type == typ and r.name == name]
+        assert len(found) == 1, f"expected one {typ} named {name}, found {len(found)}"
+        return found[0]
+
+    def by_urn(self) -> dict[str, Captured]:
+        return {r.urn: r for r in self.resources}
+
+
+def stack_config(stack_file: Path) -> dict[str, str]:
+    """The stack file's config as Pulumi hands it to a program: fully qualified keys, JSON values."""
+    import yaml
+
+    doc = yaml.safe_load(stack_file.read_text()) or {}
+    config = doc.get("config") or {}
+    out: dict[str, str] = {}
+    for key, value in config.items():
+        if isinstance(value, dict) and set(value) == {"secure"}:
+            continue  # encrypted values need the stack's secrets provider
+        out[key] = value if isinstance(value, str) else json.dumps(value)
+    return out
+
+
+def run_program(stack: str, config: Mapping[str, str], program: Path = PROGRAM) -> ProgramRun:
+    """Run `program` for `stack` with `config`; never raises for the program's own errors."""
+    return contextvars.Context().run(_run, stack, dict(config), program)
+
+
+def _run(stack: str, config: dict[str, str], program: Path) -> ProgramRun:
+    mocks = WgmeshMocks()
+    monitor = RecordingMonitor(mocks)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
+    pulumi.runtime.set_all_config(config, [])
+    run = ProgramRun(stack=stack)
+    try:
+        _sync_await(run_pulumi_func(partial(_exec, program)))
+    except Exception as e:  # the test decides whether an error was expected
+        run.error = e
+    root = get_root_resource()
+    exported = dict(getattr(root, "outputs", {}) or {})
+    run.outputs = {k: _sync_await(_resolve(v, False)) for k, v in exported.items()}
+    for key, (urn, parent, ignore, dbr) in monitor.options.items():
+        if key not in mocks.resources:
+            continue  # registration failed before reaching the mocks
+        rid, inputs, outputs, provider, custom = mocks.resources[key]
+        run.resources.append(
+            Captured(urn, rid, key[0], key[1], parent, custom, provider, inputs, outputs, ignore, dbr)
+        )
+    run.resources.sort(key=lambda r: r.urn)
+    run.invokes = list(mocks.invokes)
+    run.component_outputs = dict(monitor.component_outputs)
+    return run
+
+
+def _exec(program: Path) -> None:
+    runpy.run_path(str(program), run_name="__main__")
+
+
+async def _resolve(value: Any, secret: bool) -> Any:
+    if isinstance(value, pulumi.Output):
+        inner = await value.future()
+        return await _resolve(inner, secret or await value.is_secret())
+    if isinstance(value, dict):
+        return {k: await _resolve(v, secret) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [await _resolve(v, secret) for v in value]
+    return Resolved(value, secret)
+
+
+def _b64(raw: bytes) -> str:
+    import base64
+
+    return base64.b64encode(raw).decode()
