@@ -10,6 +10,7 @@ import base64
 import binascii
 import gzip
 import itertools
+import json
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,7 +20,10 @@ from wgmesh_mocks import ProgramRun, is_secret, reveal
 
 from components.gcp import network_tag
 from mesh.keys import NodeKeys, derive_psk, private_key_from_b64, public_key
+from mesh.plan import build_plan
 from mesh.plan_types import MeshPlan
+from mesh.spec import parse
+from mesh.stackfile import SECTIONS
 
 MESH = "wgmesh"
 KEY_TYPE = "random:index/randomBytes:RandomBytes"
@@ -63,6 +67,12 @@ class KeyMaterial:
         if self.mesh_secret is not None:
             found.add(base64.b64encode(self.mesh_secret).decode())
         return found
+
+
+def plan_of(config: dict[str, str]) -> MeshPlan:
+    """The plan the program should build from the same config values (as Pulumi hands them over)."""
+    raw = {s: json.loads(config[f"wgmesh:{s}"]) if f"wgmesh:{s}" in config else None for s in SECTIONS}
+    return build_plan(parse(raw))
 
 
 def key_material(run: ProgramRun, plan: MeshPlan) -> KeyMaterial:

@@ -6,7 +6,9 @@ import difflib
 import ipaddress
 import os
 from collections import Counter
+from pathlib import Path
 
+import pytest
 from expectations import (
     MESH,
     STATIC_IP,
@@ -19,10 +21,11 @@ from expectations import (
     firewall_rules,
     handed_user_data,
     key_material,
+    plan_of,
     strings,
 )
 from snapshot import UPDATE_ENV, path_for, render
-from wgmesh_mocks import ProgramRun, Resolved, is_secret, reveal
+from wgmesh_mocks import REPO, ProgramRun, Resolved, is_secret, reveal, run_program, stack_config
 
 from cloudinit.render import client_config, node_user_data
 from components.gcp import network_tag
@@ -32,6 +35,34 @@ from policy.rules import MANDATORY_RULES, wireguard_world_only_for_roaming
 
 Run = tuple[ProgramRun, MeshPlan]
 WORLD = frozenset({"0.0.0.0/0", "::/0"})
+
+
+STACK_FILES = sorted((REPO / "stacks").glob("Pulumi.*.yaml"))
+STACKS = [p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in STACK_FILES]
+
+
+def stack_file(stack: str) -> Path:
+    return REPO / "stacks" / f"Pulumi.{stack}.yaml"
+
+
+# The runs are made here (set_mocks is called inside run_program), not at import time.
+@pytest.fixture(scope="session")
+def program_runs() -> dict[str, tuple[ProgramRun, MeshPlan]]:
+    """Each example stack file, run once under mocks in this process."""
+    out = {}
+    for stack in STACKS:
+        config = stack_config(stack_file(stack))
+        out[stack] = (run_program(stack, config), plan_of(config))
+    return out
+
+
+@pytest.fixture(params=STACKS)
+def stack_run(
+    request: pytest.FixtureRequest, program_runs: dict[str, tuple[ProgramRun, MeshPlan]]
+) -> tuple[ProgramRun, MeshPlan]:
+    run, plan = program_runs[request.param]
+    assert run.error is None, f"stack {request.param} failed under mocks: {run.error!r}"
+    return run, plan
 
 
 def test_resource_set_matches_the_plan(stack_run: Run) -> None:
