@@ -65,4 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # before `up` took over (its own Ctrl-C handling cleans up)
+        sys.exit(130)

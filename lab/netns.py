@@ -291,13 +291,12 @@ def up(
             if mtu_demo:
                 log(format_scenario(mtu_scenario(result.lab)))
         except KeyboardInterrupt:
-            tear_down(layout, log)
+            _clean_after_failure(layout, log)
             print("lab: interrupted; everything it created is removed", file=sys.stderr)
             return 130
         except LabError as e:
             print(f"lab: {e}", file=sys.stderr)
-            if layout.root.exists():
-                tear_down(layout, log)
+            _clean_after_failure(layout, log)
             return 1
     first = result.lab.nodes[0].name
     inside = f"nsenter --net=/run/netns/{layout.node_ns(first)} --mount={layout.mount_ns(first)}"
@@ -306,6 +305,14 @@ def up(
         f"look inside a node: {inside} wg show"
     )
     return 0 if report.ok else 1
+
+
+def _clean_after_failure(layout: Layout, log: Log) -> None:
+    if layout.root.exists():
+        try:
+            tear_down(layout, log)
+        except LabError as e:
+            print(f"lab: {e}", file=sys.stderr)
 
 
 def _print_timings(result: BringUp, log: Log) -> None:
@@ -330,10 +337,23 @@ def down(*, layout: Layout = DEFAULT_LAYOUT, log: Log = print) -> int:
     """`make lab-down`: remove what `up` recorded; a no-op when nothing is up."""
     if load_state(layout) is None and not layout.root.exists():
         log("no netns lab is up")
+        strays = stray_namespaces(layout)
+        if strays:
+            log(f"left alone (not created by this lab): {', '.join(strays)}")
         return 0
     try:
         tear_down(layout, log)
     except LabError as e:
         print(f"lab: {e}", file=sys.stderr)
         return 1
+    finally:
+        strays = stray_namespaces(layout)
+        if strays:
+            log(f"left alone (not created by this lab): {', '.join(strays)}")
     return 0
+
+
+def stray_namespaces(layout: Layout) -> list[str]:
+    """Namespaces named like this lab's that it has no record of."""
+    patterns = (layout.internet_ns, layout.node_ns(""), layout.lan_ns(""))
+    return sorted(n for n in topology.existing_namespaces() if n == patterns[0] or n.startswith(patterns[1:]))

@@ -7,6 +7,7 @@ quoted, because nothing the lab runs is given a secret on its command line.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -106,11 +107,19 @@ def _python() -> str:
     return sys.executable or "python3"
 
 
+# A base64 WireGuard key (32 bytes): `wg` quotes a malformed config line, key included.
+_KEY = re.compile(r"[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=")
+
+
+def redact_keys(text: str) -> str:
+    return _KEY.sub("<key>", text)
+
+
 def tail(text: str, lines: int = 4) -> str:
-    """The last non-empty lines of tool output, without wireguard-go's box-drawing banner."""
+    """The last non-empty lines of tool output, keys redacted, without wireguard-go's banner."""
     banner = ("┌", "│", "└")
     kept = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith(banner)]
-    return " | ".join(kept[-lines:]) or "(no output)"
+    return redact_keys(" | ".join(kept[-lines:])) or "(no output)"
 
 
 def _short(argv: Sequence[str]) -> str:

@@ -41,6 +41,8 @@ SHIMMED = {"systemctl": "/usr/bin/systemctl", "sysctl": "/usr/sbin/sysctl", "apt
 SHIMMED_OPTIONAL = {"apt": "/usr/bin/apt"}
 # Directories that are not overlaid from the written files (kernel or per-node filesystems).
 NOT_OVERLAID = frozenset({"proc", "sys", "dev", "run"})
+# Always overlaid (tmpfs upper), so whatever a node writes there never reaches the host.
+ALWAYS_OVERLAID = ("etc", "root", "var")
 
 
 def subnet_hosts(
@@ -197,7 +199,7 @@ mkdir -p /run/wgmesh-lab/upper /run/wgmesh-lab/work
 cp -a "$FILES/." /run/wgmesh-lab/upper/
 if [ -d /run/wgmesh-lab/upper/run ]; then cp -a /run/wgmesh-lab/upper/run/. /run/; fi
 for top in "$@"; do
-  mkdir -p "/run/wgmesh-lab/work/$top"
+  mkdir -p "/run/wgmesh-lab/upper/$top" "/run/wgmesh-lab/work/$top"
   mount -t overlay "wgm-$top" \
     -o "lowerdir=/$top,upperdir=/run/wgmesh-lab/upper/$top,workdir=/run/wgmesh-lab/work/$top" "/$top"
 done
@@ -209,12 +211,17 @@ done
 
 
 def overlaid_dirs(files: Path) -> list[str]:
-    """Top-level directories holding written files, each overlaid on the node's view of it."""
-    tops = sorted(p.name for p in files.iterdir() if p.is_dir()) if files.is_dir() else []
-    for top in tops:
-        if top not in NOT_OVERLAID and not Path("/", top).is_dir():
+    """/etc, /root, /var and any other top-level directory holding written files.
+
+    Each is an overlay in the node's mount namespace: the host's directory read-only below,
+    the node's written files and later writes in a tmpfs above.
+    """
+    written = {p.name for p in files.iterdir() if p.is_dir()} if files.is_dir() else set()
+    for top in sorted(written - NOT_OVERLAID):
+        if not Path("/", top).is_dir():
             raise LabError(f"/{top} does not exist on the lab host: cannot place written files there")
-    return [t for t in tops if t not in NOT_OVERLAID]
+    always = {t for t in ALWAYS_OVERLAID if Path("/", t).is_dir()}
+    return sorted((written - NOT_OVERLAID) | always)
 
 
 def make_node_fs(state: LabState, layout: Layout, node: str, files: Path, shims: dict[str, str]) -> None:

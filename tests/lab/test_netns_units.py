@@ -13,7 +13,7 @@ from lab import nodeshim
 from lab.capture import mss_values
 from lab.checks import CheckResult, HealthReport, PairResult, Ping, classify_underlay
 from lab.manifest import load_mesh
-from lab.proc import LabError
+from lab.proc import LabError, tail
 from lab.report import format_report
 from lab.state import LabState, Layout, NamespaceRecord, ProcessRecord, foreign_namespaces
 from lab.topology import subnet_hosts, wanted_namespaces
@@ -219,3 +219,10 @@ def test_state_round_trips_and_is_private(tmp_path: Path) -> None:
     assert (layout.state_file.stat().st_mode & 0o777) == 0o600
     assert (layout.root.stat().st_mode & 0o777) == 0o700
     assert LabState.from_json(layout.state_file.read_text()) == state
+
+
+def test_tool_output_quoted_in_errors_has_keys_redacted() -> None:
+    key = "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0MTI="
+    out = f"Key is not the correct length or format: `{key}'\nConfiguration parsing error"
+    text = tail(out)
+    assert key not in text and "<key>" in text and "Configuration parsing error" in text
