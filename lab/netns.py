@@ -298,6 +298,9 @@ def up(
             print(f"lab: {e}", file=sys.stderr)
             _clean_after_failure(layout, log)
             return 1
+        except BaseException:
+            _clean_after_failure(layout, lambda _: None)  # e.g. stdout closed: nothing may be left
+            raise
     first = result.lab.nodes[0].name
     inside = f"nsenter --net=/run/netns/{layout.node_ns(first)} --mount={layout.mount_ns(first)}"
     log(

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import sys
+import types
 from pathlib import Path
 
 import pytest
 
+from lab import __main__ as lab_main
 from lab import nodeshim
 from lab.capture import mss_values
 from lab.checks import CheckResult, HealthReport, PairResult, Ping, classify_underlay
@@ -226,3 +229,21 @@ def test_tool_output_quoted_in_errors_has_keys_redacted() -> None:
     out = f"Key is not the correct length or format: `{key}'\nConfiguration parsing error"
     text = tail(out)
     assert key not in text and "<key>" in text and "Configuration parsing error" in text
+
+
+def test_vm_driver_gets_a_fresh_render_that_is_removed_afterwards(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[tuple[str, Path, bool]] = []
+    fake = types.ModuleType("lab.vm")
+
+    def up(stack: str, render_dir: Path) -> int:
+        seen.append((stack, render_dir, (render_dir / "mesh.json").is_file()))
+        return 0
+
+    fake.up = up  # type: ignore[attr-defined]
+    fake.down = lambda: 3  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "lab.vm", fake)
+    assert lab_main.main(["up", "--driver", "vm", "--stack", "lab"]) == 0
+    assert lab_main.main(["down", "--driver", "vm"]) == 3
+    [(stack, render_dir, had_manifest)] = seen
+    assert stack == "lab" and had_manifest
+    assert not render_dir.exists()  # the user-data with private keys does not linger
