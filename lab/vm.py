@@ -413,7 +413,12 @@ def down() -> int:
             log(f"no state file; not touching namespaces it does not list: {', '.join(strays)}")
         return 0
     leftovers: list[str] = []
-    for node, pid in state.pids.items():
+    pids = dict(state.pids)
+    for pidfile in directory.glob("*.pid"):  # a QEMU that daemonized before its PID reached the state
+        text = pidfile.read_text().strip()
+        if text.isdigit():
+            pids.setdefault(pidfile.name.removesuffix(".pid"), int(text))
+    for node, pid in pids.items():
         if not stop_qemu(pid, directory):
             leftovers.append(f"QEMU {pid} ({node})")
     leftovers += vm_net.remove_network(state)

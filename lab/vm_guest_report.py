@@ -150,6 +150,13 @@ def handshakes() -> dict[str, int | None]:
     return ages
 
 
+def boot_summary(top: int = 6) -> str:
+    """systemd-analyze's total and the slowest units, on one line (where boot time goes under TCG)."""
+    total = run(["systemd-analyze", "time"]).stdout.splitlines()[:1]
+    blame = [" ".join(line.split()) for line in run(["systemd-analyze", "blame"]).stdout.splitlines()[:top]]
+    return " | ".join(total + blame) or "unavailable"
+
+
 def read_text(path: Path) -> str | None:
     try:
         return path.read_text()
@@ -194,6 +201,7 @@ def main() -> int:
     report.emit(f"MTU {mtu.strip() if mtu else 'none'}")
     forward = read_text(Path("/proc/sys/net/ipv4/ip_forward"))
     report.emit(f"FORWARD {forward.strip() if forward else 'none'}")
+    report.emit(f"BOOT {boot_summary()}")
     report.emit(f"END uptime={uptime():.1f}")
     return 0
 

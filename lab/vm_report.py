@@ -80,6 +80,7 @@ class NodeReport:
     forward: str | None = None
     ended: bool = False
     crash: str | None = None
+    other: dict[str, str] = field(default_factory=dict)  # facts kept as text (BOOT: systemd-analyze)
 
     @property
     def finished(self) -> bool:
@@ -115,6 +116,8 @@ def apply_fact(report: NodeReport, fact: str, rest: str) -> None:
         report.ended = True
     elif fact == "CRASH":
         report.crash = rest or "unknown"
+    else:
+        report.other[fact] = rest
 
 
 def parse_reports(lines: Iterable[str]) -> dict[str, NodeReport]:

@@ -31,9 +31,9 @@ from lab.vm_report import LabNode, NodeReport, check, load_manifest, parse_repor
 REPO = Path(__file__).resolve().parents[2]
 IN_CI = os.environ.get("CI") == "true"
 VM_TOOLS = ("qemu-system-x86_64", "qemu-img", "mmdebstrap", "cloud-localds", "mkfs.ext4", "ip", "unshare")
-BUILD_TIMEOUT = 480.0  # image download + install; measured ~60-95 s
-REPORT_TIMEOUT = 420.0  # boot to every VM's report; measured ~165-200 s for three VMs
-GUEST_WAIT = 150  # seconds a guest waits for its peers before reporting a timeout
+BUILD_TIMEOUT = 360.0  # image download + install; measured 62-116 s
+REPORT_TIMEOUT = 360.0  # boot to every VM report; measured 165-225 s for three VMs
+GUEST_WAIT = 120  # seconds a guest waits for its peers before reporting a timeout
 
 
 def render(out: Path) -> Path:
