@@ -12,11 +12,10 @@ from functools import partial
 import pulumi
 import pulumi_aws as aws
 
-from cloudinit.render import encode_for_cloud
 from components.firewall import ROAMING_MARKER, IngressRule, ingress_rules
 from components.images import Arch, ami_query, aws_arch
-from components.netplan import SitePlan
-from components.node import MeshNode, NodeArgs, StaticIp, vm_options
+from components.netplan import SitePlan, net_slug
+from components.node import MeshNode, NodeArgs, StaticIp, fit_user_data, vm_options
 from mesh.spec import NodeSpec
 
 REGION_TYPE = "wgmesh:aws:Region"
@@ -185,7 +184,7 @@ class AwsNode(MeshNode):
         if region.site.router == name:
             for net in region.site.return_routes:
                 aws.ec2.Route(
-                    f"{name}-return-{net.network_address}-{net.prefixlen}",
+                    f"{name}-rt-{net_slug(net)}",
                     route_table_id=region.route_table.id,
                     destination_cidr_block=str(net),
                     network_interface_id=self.instance.primary_network_interface_id,
@@ -199,7 +198,7 @@ def aws_user_data(text: str, node: str) -> str:
 
     One input whichever form is sent, so a node crossing the limit does not swap properties.
     """
-    encoded = encode_for_cloud(text, "aws", node)
+    encoded = fit_user_data(text, "aws", node)
     if encoded.gzip_b64 is not None:
         return encoded.gzip_b64
     assert encoded.text is not None

@@ -11,11 +11,10 @@ from functools import partial
 import pulumi
 import pulumi_gcp as gcp
 
-from cloudinit.render import encode_for_cloud
 from components.firewall import ROAMING_MARKER, IngressRule, ingress_rules
 from components.images import GCP_UBUNTU_PROJECT, Arch, gcp_arch, gcp_family
-from components.netplan import SitePlan
-from components.node import MeshNode, NodeArgs, StaticIp, vm_options
+from components.netplan import SitePlan, net_slug
+from components.node import MeshNode, NodeArgs, StaticIp, plain_user_data, vm_options
 from mesh.spec import UNDERLAY_MTU, NodeSpec
 
 NETWORK_TYPE = "wgmesh:gcp:Network"
@@ -111,7 +110,9 @@ class GcpNode(MeshNode):
         tag = network_tag(name)
         for rule in ingress_rules(args.plan, args.mesh):
             _firewalls(name, rule, tag, network, args.peer_cidrs, child)
-        user_data: pulumi.Output[str] = pulumi.Output.secret(args.user_data.apply(partial(_fit, node=name)))
+        user_data: pulumi.Output[str] = pulumi.Output.secret(
+            args.user_data.apply(partial(plain_user_data, cloud="gcp", node=name))
+        )
         static_ip = args.static_ip.address
         self.instance = gcp.compute.Instance(
             name,
@@ -150,7 +151,7 @@ class GcpNode(MeshNode):
         if network.router == name and site.router == name:
             for net in site.return_routes:
                 gcp.compute.Route(
-                    f"{name}-return-{net.network_address}-{net.prefixlen}",
+                    f"{name}-rt-{net_slug(net)}",
                     network=network.network.id,
                     dest_range=str(net),
                     next_hop_instance=self.instance.self_link,
@@ -159,12 +160,6 @@ class GcpNode(MeshNode):
                     opts=child,
                 )
         self._done()
-
-
-def _fit(text: str, node: str) -> str:
-    encoded = encode_for_cloud(text, "gcp", node)  # raises RenderError over the limit
-    assert encoded.text is not None
-    return encoded.text
 
 
 def _firewalls(

@@ -11,10 +11,9 @@ from functools import partial
 import pulumi
 import pulumi_hcloud as hcloud
 
-from cloudinit.render import encode_for_cloud
 from components.firewall import ROAMING_MARKER, IngressRule, ingress_rules
 from components.images import hcloud_image
-from components.node import MeshNode, NodeArgs, StaticIp, vm_options
+from components.node import MeshNode, NodeArgs, StaticIp, plain_user_data, vm_options
 from mesh.spec import NodeSpec
 
 PROJECT_TYPE = "wgmesh:hcloud:Project"
@@ -76,7 +75,9 @@ class HcloudNode(MeshNode):
         )
         primary_ip = args.static_ip.resource
         assert isinstance(primary_ip, hcloud.PrimaryIp)
-        user_data: pulumi.Output[str] = pulumi.Output.secret(args.user_data.apply(partial(_fit, node=name)))
+        user_data: pulumi.Output[str] = pulumi.Output.secret(
+            args.user_data.apply(partial(plain_user_data, cloud="hcloud", node=name))
+        )
         self.server = hcloud.Server(
             name,
             server_type=args.spec.size,
@@ -91,12 +92,6 @@ class HcloudNode(MeshNode):
             opts=vm_options(self, ["userData", "image", "sshKeys"]),
         )
         self._done()
-
-
-def _fit(text: str, node: str) -> str:
-    encoded = encode_for_cloud(text, "hcloud", node)  # raises RenderError over 32 KiB
-    assert encoded.text is not None
-    return encoded.text
 
 
 def _rules(rules: Sequence[IngressRule], peers: list[str]) -> list[hcloud.FirewallRuleArgs]:

@@ -22,7 +22,8 @@ from components.hcloud import HcloudNode, HcloudProject, HcloudProjectArgs
 from components.keys import WireGuardKey, mesh_secret
 from components.lab import LabNode, lab_static_ip
 from components.netplan import plan_sites
-from components.node import MeshNode, NodeArgs, StaticIp
+from components.node import MeshNode, NodeArgs, StaticIp, UserDataError
+from mesh.errors import RenderError
 from mesh.keys import NodeKeys
 from mesh.plan_types import MeshPlan, NodePlan
 from mesh.spec import ClientSpec, NodeSpec
@@ -66,7 +67,10 @@ class WireGuardMesh(pulumi.ComponentResource):
         def render(member: str, fn: Callable[..., str]) -> pulumi.Output[str]:
             def apply(values: list[Any]) -> str:
                 private, pubs, eps, root = values
-                return fn(plan, member, NodeKeys(private, pubs, root), eps)
+                try:
+                    return fn(plan, member, NodeKeys(private, pubs, root), eps)
+                except RenderError as e:
+                    raise UserDataError(str(e)) from None
 
             inputs = pulumi.Output.all(keys[member].private_key, public_keys, endpoints, psk_root)
             return pulumi.Output.secret(inputs.apply(apply))

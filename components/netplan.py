@@ -42,6 +42,11 @@ def routed_private_subnet(node: NodeSpec) -> ipaddress.IPv4Network | None:
     return None
 
 
+def net_slug(net: IPNetwork) -> str:
+    """A network as a resource-name fragment GCP accepts (no dots or slashes): 10-1-0-0-24."""
+    return f"{net.network_address}-{net.prefixlen}".replace(".", "-").replace(":", "-")
+
+
 def plan_sites(plan: MeshPlan, sites: dict[str, Sequence[NodeSpec]]) -> dict[str, SitePlan]:
     """A SitePlan for each site key (sites sharing one network, like GCP regions, get disjoint CIDRs)."""
     mesh_nets = _mesh_networks(plan)

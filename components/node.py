@@ -12,8 +12,35 @@ from dataclasses import dataclass
 
 import pulumi
 
+from cloudinit.render import EncodedUserData, encode_for_cloud
+from mesh.errors import RenderError
 from mesh.plan_types import NodePlan
 from mesh.spec import MeshSettings, NodeSpec
+
+
+class UserDataError(pulumi.RunError):
+    """User data that cannot be rendered or sent (e.g. over the cloud's size limit).
+
+    A RunError so `pulumi up` prints the one-line reason (node, size, limit), not a traceback;
+    the message never holds the user data itself. Deliberately not a ValueError (as RenderError
+    is): the SDK rewraps ValueErrors raised while it resolves inputs into its own ValueError.
+    """
+
+
+def fit_user_data(text: str, cloud: str, node: str) -> EncodedUserData:
+    """The user data as the cloud takes it, or UserDataError when it cannot fit."""
+    try:
+        return encode_for_cloud(text, cloud, node)
+    except RenderError as e:
+        raise UserDataError(str(e)) from None
+
+
+def plain_user_data(text: str, cloud: str, node: str) -> str:
+    """For clouds that take plain text only (GCP, Hetzner): the text, checked against the limit."""
+    encoded = fit_user_data(text, cloud, node)
+    if encoded.text is None:
+        raise UserDataError(f"{node}: user data needs compression, which {cloud} does not take")
+    return encoded.text
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,9 @@ import difflib
 import ipaddress
 import os
 from collections import Counter
-from pathlib import Path
 
 import pytest
+import synthetic
 from expectations import (
     MESH,
     STATIC_IP,
@@ -39,24 +39,29 @@ WORLD = frozenset({"0.0.0.0/0", "::/0"})
 
 STACK_FILES = sorted((REPO / "stacks").glob("Pulumi.*.yaml"))
 STACKS = [p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in STACK_FILES]
+# Shapes the example stacks lack; they get every check below, snapshots included.
+SYNTHETIC = {"matrix": synthetic.matrix(), "big-user-data": synthetic.big_user_data(20)}
+CASES = [*STACKS, *SYNTHETIC]
 
 
-def stack_file(stack: str) -> Path:
-    return REPO / "stacks" / f"Pulumi.{stack}.yaml"
+def case_config(case: str) -> dict[str, str]:
+    if case in SYNTHETIC:
+        return SYNTHETIC[case]
+    return stack_config(REPO / "stacks" / f"Pulumi.{case}.yaml")
 
 
 # The runs are made here (set_mocks is called inside run_program), not at import time.
 @pytest.fixture(scope="session")
 def program_runs() -> dict[str, tuple[ProgramRun, MeshPlan]]:
-    """Each example stack file, run once under mocks in this process."""
+    """Each example stack file (and synthetic case), run once under mocks in this process."""
     out = {}
-    for stack in STACKS:
-        config = stack_config(stack_file(stack))
-        out[stack] = (run_program(stack, config), plan_of(config))
+    for case in CASES:
+        config = case_config(case)
+        out[case] = (run_program(case, config), plan_of(config))
     return out
 
 
-@pytest.fixture(params=STACKS)
+@pytest.fixture(params=CASES)
 def stack_run(
     request: pytest.FixtureRequest, program_runs: dict[str, tuple[ProgramRun, MeshPlan]]
 ) -> tuple[ProgramRun, MeshPlan]:

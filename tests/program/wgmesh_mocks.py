@@ -9,6 +9,7 @@ new lookup cannot silently return nothing.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import hashlib
 import ipaddress
@@ -25,7 +26,7 @@ from typing import Any
 import pulumi
 from pulumi.runtime import rpc
 from pulumi.runtime.mocks import MockCallArgs, MockMonitor, MockResourceArgs, Mocks
-from pulumi.runtime.settings import get_root_resource
+from pulumi.runtime.settings import SETTINGS, get_root_resource
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
 
@@ -231,12 +232,18 @@ def _run(stack: str, config: dict[str, str], program: Path) -> ProgramRun:
     mocks = WgmeshMocks()
     monitor = RecordingMonitor(mocks)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
+    # set_mocks leaves these two to a process-wide default; a failed run would leak its pending
+    # outputs into the next run (which would then report the old error), so make them per run.
+    SETTINGS.outputs = set()
+    SETTINGS.lock = threading.Lock()
     pulumi.runtime.set_all_config(config, [])
     run = ProgramRun(stack=stack)
+    _ensure_event_loop().set_exception_handler(_quiet_expected_errors)  # type: ignore[no-untyped-call]
     try:
         _sync_await(run_pulumi_func(partial(_exec, program)))
     except Exception as e:  # the test decides whether an error was expected
         run.error = e
+        _sync_await(_drain())
     root = get_root_resource()
     exported = dict(getattr(root, "outputs", {}) or {})
     run.outputs = {k: _sync_await(_resolve(v, False)) for k, v in exported.items()}
@@ -251,6 +258,24 @@ def _run(stack: str, config: dict[str, str], program: Path) -> ProgramRun:
     run.invokes = list(mocks.invokes)
     run.component_outputs = dict(monitor.component_outputs)
     return run
+
+
+def _quiet_expected_errors(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """Drop "exception was never retrieved" for a program's own RunError (the run reports it once)."""
+    if isinstance(context.get("exception"), pulumi.RunError):
+        return
+    loop.default_exception_handler(context)
+
+
+async def _drain(timeout: float = 10.0) -> None:
+    """After a failed run: let its remaining tasks finish (their errors are the same failure)."""
+    current = asyncio.current_task()
+    pending = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
+    if pending:
+        await asyncio.wait(pending, timeout=timeout)
+    for task in pending:
+        if task.done() and not task.cancelled():
+            task.exception()  # mark retrieved: no "exception was never retrieved" noise
 
 
 def _exec(program: Path) -> None:

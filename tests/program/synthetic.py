@@ -1,0 +1,90 @@
+"""Stack configs made in code: shapes the example stacks do not cover, and the bench's big mesh.
+
+Each function returns config the way Pulumi hands it to the program: fully qualified keys,
+JSON values.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from typing import Any
+
+ADMIN = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINmmuPryri6glS1QlhaDJjKjzx04JfygjBfH72YlFlq/ admin@example"
+
+
+def config(
+    mesh: dict[str, Any], nodes: list[dict[str, Any]], clients: list[dict[str, Any]] | None = None
+) -> dict[str, str]:
+    out = {"wgmesh:mesh": json.dumps(mesh), "wgmesh:nodes": json.dumps(nodes)}
+    if clients:
+        out["wgmesh:clients"] = json.dumps(clients)
+    return out
+
+
+def long_ssh_key(i: int) -> str:
+    """A syntactically valid (not usable) ssh-rsa 4096 public key line, ~730 bytes."""
+    blob = b"".join(hashlib.sha256(f"key {i} {j}".encode()).digest() for j in range(17))
+    return f"ssh-rsa {base64.b64encode(blob).decode()} user{i}@example"
+
+
+def matrix() -> dict[str, str]:
+    """Two AWS regions (one with two nodes, Debian on Arm), two GCP regions (one routing a subnet),
+    Hetzner on Arm, no adminCidrs (no SSH rule), no clients (nothing open to the world), no PSKs."""
+    return config(
+        {"cidr": "10.88.0.0/24", "port": 51999, "presharedKeys": False, "sshPublicKeys": [ADMIN]},
+        [
+            {"name": "a1", "cloud": "aws", "region": "eu-central-1", "subnets": ["10.1.0.0/24"]},
+            {
+                "name": "a2",
+                "cloud": "aws",
+                "region": "eu-central-1",
+                "size": "t4g.small",
+                "image": "debian-12",
+            },
+            {"name": "a3", "cloud": "aws", "region": "us-east-1", "image": "ubuntu-22.04"},
+            {"name": "g1", "cloud": "gcp", "region": "europe-west3", "subnets": ["10.2.0.0/24"]},
+            {"name": "g2", "cloud": "gcp", "region": "us-central1", "zone": "us-central1-b"},
+            {"name": "h1", "cloud": "hcloud", "region": "fsn1", "size": "cax11", "image": "debian-12"},
+        ],
+    )
+
+
+def big_user_data(keys: int) -> dict[str, str]:
+    """One AWS and one Hetzner node whose user data grows with `keys` long admin SSH keys."""
+    return config(
+        {
+            "cidr": "10.66.0.0/24",
+            "adminCidrs": ["192.0.2.0/24"],
+            "sshPublicKeys": [long_ssh_key(i) for i in range(keys)],
+        },
+        [
+            {"name": "big-aws", "cloud": "aws", "region": "eu-west-1"},
+            {"name": "big-hetzner", "cloud": "hcloud", "region": "hel1"},
+        ],
+    )
+
+
+AWS_REGIONS = ("eu-central-1", "us-east-1", "eu-west-1")
+GCP_REGIONS = ("europe-west3", "us-central1")
+HCLOUD_LOCATIONS = ("nbg1", "fsn1", "hel1")
+
+
+def three_clouds(n: int, clients: int = 2) -> dict[str, str]:
+    """n nodes spread round-robin over AWS, GCP and Hetzner regions, with fixed overlay addresses."""
+    nodes = []
+    for i in range(n):
+        cloud = ("aws", "gcp", "hcloud")[i % 3]
+        regions = {"aws": AWS_REGIONS, "gcp": GCP_REGIONS, "hcloud": HCLOUD_LOCATIONS}[cloud]
+        nodes.append(
+            {
+                "name": f"n{i}-{cloud}",
+                "cloud": cloud,
+                "region": regions[(i // 3) % len(regions)],
+                "address": f"10.96.{i // 250}.{i % 250 + 1}",
+            }
+        )
+    members = [{"name": f"client{j}", "address": f"10.96.255.{j + 1}"} for j in range(clients)]
+    mesh = {"cidr": "10.96.0.0/16", "adminCidrs": ["203.0.113.0/24"], "sshPublicKeys": [ADMIN]}
+    return config(mesh, nodes, members)
