@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from lab.checks import IPV4_ICMP_OVERHEAD, WG, Ping, Transfer, ping, transfer
 from lab.manifest import LabNode
+from lab.probes import IPV4_ICMP_OVERHEAD, WG, Ping, Transfer, ping, transfer
 from lab.proc import run_in
 from lab.running import NetnsLab
 from lab.topology import NOFRAG_TABLE

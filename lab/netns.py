@@ -27,6 +27,7 @@ from types import FrameType
 from lab import checks, topology
 from lab.manifest import LabMesh, LabNode, load_mesh
 from lab.mtu import format_scenario, mtu_scenario
+from lab.probes import parallel
 from lab.proc import NODE_ENV, LabError, is_root, tail
 from lab.report import format_report
 from lab.running import NetnsLab
@@ -134,7 +135,7 @@ def _boot(
         if node.subnets:
             topology.attach_lan(state, layout, node)
     say("cloud-init write_files in a sandbox per node")
-    checks.parallel(lambda n: _write_files(layout, n, user_data[n.name]), mesh.nodes)
+    parallel(lambda n: _write_files(layout, n, user_data[n.name]), mesh.nodes)
     say("private mount namespace per node (/run, /sys, written files, systemctl/sysctl/apt stand-ins)")
     shims = topology.write_shims(layout)
     topology.prepare_mount_ns_dir(state, layout)
@@ -145,7 +146,7 @@ def _boot(
             say(f"{node.name}: not emulated here: {', '.join(user_data[node.name].not_applied)}")
     say("bootcmd/runcmd as rendered, inside each node")
     lab = NetnsLab(layout, mesh)
-    checks.parallel(lambda n: _run_commands(lab, n, user_data[n.name]), mesh.nodes)
+    parallel(lambda n: _run_commands(lab, n, user_data[n.name]), mesh.nodes)
     inodes = {ino for r in state.namespaces if (ino := topology.namespace_inode(r.name)) is not None}
     state.processes = processes_in(inodes)
     state.save(layout)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lab.checks import HealthReport, PairResult
+from lab.results import HealthReport, PairResult
 
 
 def _handshake(p: PairResult) -> str:

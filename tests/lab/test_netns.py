@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 
 from lab import checks, netns
-from lab.checks import HealthReport
 from lab.mtu import mtu_scenario
 from lab.proc import NETNS_DIR, LabError, run_in
 from lab.report import format_report
+from lab.results import HealthReport
 from lab.running import NetnsLab
 from lab.state import Layout, ProcessRecord, load_state
 from lab.teardown import alive, mounts_under

@@ -14,10 +14,12 @@ import pytest
 from lab import __main__ as lab_main
 from lab import nodeshim
 from lab.capture import mss_values
-from lab.checks import CheckResult, HealthReport, PairResult, Ping, classify_underlay
+from lab.checks import classify_underlay
 from lab.manifest import load_mesh
+from lab.probes import Ping
 from lab.proc import LabError, tail
 from lab.report import format_report
+from lab.results import CheckResult, HealthReport, PairResult
 from lab.state import LabState, Layout, NamespaceRecord, ProcessRecord, foreign_namespaces
 from lab.topology import subnet_hosts, wanted_namespaces
 from lab.userdata import parse_user_data, shellify

@@ -1,0 +1,85 @@
+"""Negative checks: the lab must notice a broken mesh, not only a working one.
+
+A node holding a wrong public key for a peer cannot reach it; a packet whose source is
+outside the sender's AllowedIPs is never delivered by the receiver's wg0 (cryptokey routing).
+Both change wg0 at run time and put it back from wg0.conf afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+
+from lab.capture import Capture
+from lab.manifest import LabNode
+from lab.probes import WG, allowed_ips, ping, ping_text
+from lab.proc import Place, run_in
+from lab.results import CheckResult
+from lab.running import NetnsLab
+from mesh.keys import private_key, public_key
+
+
+def _two_nodes(lab: NetnsLab) -> tuple[LabNode, LabNode] | None:
+    return (lab.nodes[0], lab.nodes[1]) if len(lab.nodes) >= 2 else None
+
+
+def restore_from_config(place: Place) -> None:
+    """Put wg0 back to what /etc/wireguard/wg0.conf says (as an operator would)."""
+    run_in(place, "bash", "-c", f"wg syncconf {WG} <(wg-quick strip {WG})")
+
+
+def random_public_key() -> str:
+    """A valid public key nobody in the lab holds the private half of."""
+    return public_key(private_key(os.urandom(32)))
+
+
+def check_wrong_peer_key(lab: NetnsLab) -> CheckResult:
+    """Node A with a wrong public key for B (same endpoint and AllowedIPs) cannot reach B."""
+    name = "negative: wrong peer key cannot reach the peer"
+    pair = _two_nodes(lab)
+    if pair is None:
+        return CheckResult(name, True, "needs two nodes", skipped=True)
+    a, b = pair
+    where = lab.node(a.name)
+    allowed = allowed_ips(where).get(b.public_key)
+    if not allowed:
+        return CheckResult(name, False, f"{a.name} has no peer entry for {b.name}")
+    try:
+        run_in(where, "wg", "set", WG, "peer", b.public_key, "remove")
+        endpoint = f"{b.public_ip}:{b.listen_port}"
+        fake = random_public_key()
+        run_in(where, "wg", "set", WG, "peer", fake, "endpoint", endpoint, "allowed-ips", ",".join(allowed))
+        broken = ping(where, b.address, count=3)
+    finally:
+        restore_from_config(where)
+    restored = ping(where, b.address, count=5)
+    ok = not broken.ok and restored.ok
+    detail = f"{a.name} -> {b.name} with a wrong key: {ping_text(broken)}; restored: {ping_text(restored)}"
+    return CheckResult(name, ok, detail)
+
+
+def check_outside_allowed_ips(lab: NetnsLab) -> CheckResult:
+    """B sends from an address outside its AllowedIPs at A: A's wg0 never delivers it."""
+    name = "negative: source outside AllowedIPs is dropped"
+    pair = _two_nodes(lab)
+    if pair is None:
+        return CheckResult(name, True, "needs two nodes", skipped=True)
+    a, b = pair
+    spoofed = str(lab.free_overlay_address())
+    sender = lab.node(b.name)
+    run_in(sender, "ip", "addr", "add", f"{spoofed}/32", "dev", WG)
+    try:
+        with Capture(lab.node(a.name), WG, "icmp") as cap:
+            outside = ping(sender, a.address, count=3, source=spoofed)
+            inside = ping(sender, a.address, count=2)
+    finally:
+        run_in(sender, "ip", "addr", "del", f"{spoofed}/32", "dev", WG, check=False)
+    from_spoofed = sum(1 for line in cap.lines if line.startswith(f"IP {spoofed} >"))
+    from_real = sum(
+        1 for line in cap.lines if line.startswith(f"IP {b.address} > {a.address}: ICMP echo request")
+    )
+    ok = not outside.ok and from_spoofed == 0 and inside.ok and from_real > 0
+    detail = (
+        f"{b.name} -> {a.name} from {spoofed}: {ping_text(outside)}, {from_spoofed} delivered on "
+        f"{a.name}'s wg0; from {b.address}: {ping_text(inside)}, {from_real} delivered"
+    )
+    return CheckResult(name, ok, detail)

@@ -1,0 +1,54 @@
+"""Check results as data: what tests assert on and what the health table prints."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lab.probes import Ping
+
+
+@dataclass(frozen=True)
+class PairResult:
+    """One direction of one node pair."""
+
+    src: str
+    dst: str
+    address: str  # dst's overlay address
+    handshake_age: float | None  # seconds since src's latest handshake with dst; None: never
+    ping: Ping
+    mtu: int  # planned wg0 MTU of src
+    df_ping: Ping  # one packet of exactly `mtu` bytes, don't-fragment
+
+    @property
+    def ok(self) -> bool:
+        return self.handshake_age is not None and self.ping.ok and self.df_ping.ok
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    ok: bool
+    detail: str
+    skipped: bool = False
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    pairs: tuple[PairResult, ...]
+    checks: tuple[CheckResult, ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(p.ok for p in self.pairs) and all(c.ok for c in self.checks)
+
+    def check(self, name: str) -> CheckResult:
+        for c in self.checks:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+    def pair(self, src: str, dst: str) -> PairResult:
+        for p in self.pairs:
+            if (p.src, p.dst) == (src, dst):
+                return p
+        raise KeyError((src, dst))
