@@ -15,7 +15,6 @@ import contextlib
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -25,13 +24,13 @@ from pathlib import Path
 from types import FrameType
 
 from lab import checks, topology
-from lab.manifest import LabMesh, LabNode, load_mesh
+from lab.boot import run_commands, write_files
+from lab.manifest import LabMesh, load_mesh
 from lab.mtu import format_scenario, mtu_scenario
 from lab.probes import parallel
-from lab.proc import NODE_ENV, LabError, is_root, tail
+from lab.proc import NODE_ENV, LabError, is_root
 from lab.report import format_report
 from lab.running import NetnsLab
-from lab.sandbox import apply_write_files
 from lab.state import LabState, Layout, foreign_namespaces, load_state
 from lab.teardown import processes_in, tear_down
 from lab.userdata import NodeUserData, parse_user_data
@@ -44,14 +43,13 @@ REQUIRED_TOOLS = (
     "wg", "wg-quick", "wireguard-go", "nft", "ping", "tcpdump", "dpkg-query",
 )  # fmt: skip
 HANDSHAKE_TIMEOUT = 20.0
-STEP_TIMEOUT = 120.0
 
 
 def unavailable_reason() -> str | None:
     """Why the netns lab cannot run on this machine, or None."""
     if not is_root():
         return "the netns lab needs root (network namespaces, mounts)"
-    missing = [t for t in REQUIRED_TOOLS if shutil.which(t) is None]
+    missing = [t for t in REQUIRED_TOOLS if shutil.which(t, path=NODE_ENV["PATH"]) is None]
     if missing:
         return f"missing tools for the netns lab: {' '.join(missing)} (scripts/install-debs)"
     if not os.path.exists("/dev/net/tun"):
@@ -135,7 +133,7 @@ def _boot(
         if node.subnets:
             topology.attach_lan(state, layout, node)
     say("cloud-init write_files in a sandbox per node")
-    parallel(lambda n: _write_files(layout, n, user_data[n.name]), mesh.nodes)
+    parallel(lambda n: write_files(layout, n, user_data[n.name]), mesh.nodes)
     say("private mount namespace per node (/run, /sys, written files, systemctl/sysctl/apt stand-ins)")
     shims = topology.write_shims(layout)
     topology.prepare_mount_ns_dir(state, layout)
@@ -146,51 +144,11 @@ def _boot(
             say(f"{node.name}: not emulated here: {', '.join(user_data[node.name].not_applied)}")
     say("bootcmd/runcmd as rendered, inside each node")
     lab = NetnsLab(layout, mesh)
-    parallel(lambda n: _run_commands(lab, n, user_data[n.name]), mesh.nodes)
+    parallel(lambda n: run_commands(lab, n, user_data[n.name]), mesh.nodes)
     inodes = {ino for r in state.namespaces if (ino := topology.namespace_inode(r.name)) is not None}
     state.processes = processes_in(inodes)
     state.save(layout)
     return lab
-
-
-def _write_files(layout: Layout, node: LabNode, ud: NodeUserData) -> None:
-    d = layout.node_dir(node.name)
-    d.mkdir(mode=0o700, parents=True, exist_ok=True)
-    apply_write_files(
-        node.user_data, ud.write_files, d / "written", d / "sandbox", d / "cloud-init.log", node.name
-    )
-
-
-def _run_commands(lab: NetnsLab, node: LabNode, ud: NodeUserData) -> None:
-    """Each step as cloud-init's runcmd script would run it (on failure, go on, then report)."""
-    log_path = lab.layout.node_dir(node.name) / "boot.log"
-    failures: list[str] = []
-    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "a", encoding="utf-8") as log:
-        for kind, steps in (("bootcmd", ud.bootcmd), ("runcmd", ud.runcmd)):
-            for i, step in enumerate(steps):
-                log.write(f"== {kind}[{i}]: {step}\n")
-                log.flush()
-                mark = log.tell()
-                try:
-                    proc = subprocess.run(
-                        lab.node(node.name).argv("sh", "-c", step),
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        stdin=subprocess.DEVNULL,
-                        env=dict(NODE_ENV),
-                        cwd="/",
-                        timeout=STEP_TIMEOUT,
-                        check=False,
-                    )
-                    status = proc.returncode
-                except subprocess.TimeoutExpired:
-                    status = -1
-                if status != 0:
-                    output = log_path.read_text(encoding="utf-8")[mark:]
-                    failures.append(f"{kind}[{i}] `{step[:80]}` exited {status}: {tail(output)}")
-    if failures:
-        raise LabError(f"{node.name}: " + "; ".join(failures) + f" (log: {log_path})")
 
 
 def load_running(layout: Layout = DEFAULT_LAYOUT) -> NetnsLab:

@@ -1,0 +1,61 @@
+"""A node's first boot inside the netns lab: cloud-init's write_files, then its commands.
+
+write_files is cloud-init's own (lab.sandbox); bootcmd and runcmd run as rendered inside the
+node's namespaces, each step as the line cloud-init's runcmd script would hold, going on
+after a failing step like that script does and reporting every failure at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+from lab.manifest import LabNode
+from lab.proc import NODE_ENV, LabError, redact_keys, tail
+from lab.running import NetnsLab
+from lab.sandbox import apply_write_files
+from lab.state import Layout
+from lab.userdata import NodeUserData
+
+STEP_TIMEOUT = 120.0
+
+
+def write_files(layout: Layout, node: LabNode, ud: NodeUserData) -> None:
+    d = layout.node_dir(node.name)
+    d.mkdir(mode=0o700, parents=True, exist_ok=True)
+    apply_write_files(
+        node.user_data, ud.write_files, d / "written", d / "sandbox", d / "cloud-init.log", node.name
+    )
+
+
+def run_commands(lab: NetnsLab, node: LabNode, ud: NodeUserData) -> None:
+    """Each step as cloud-init's runcmd script would run it (on failure, go on, then report)."""
+    log_path = lab.layout.node_dir(node.name) / "boot.log"
+    failures: list[str] = []
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "a", encoding="utf-8") as log:
+        for kind, steps in (("bootcmd", ud.bootcmd), ("runcmd", ud.runcmd)):
+            for i, step in enumerate(steps):
+                log.write(f"== {kind}[{i}]: {step}\n")
+                log.flush()
+                mark = log.tell()
+                try:
+                    proc = subprocess.run(
+                        lab.node(node.name).argv("sh", "-c", step),
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        stdin=subprocess.DEVNULL,
+                        env=dict(NODE_ENV),
+                        cwd="/",
+                        timeout=STEP_TIMEOUT,
+                        check=False,
+                    )
+                    status = proc.returncode
+                except subprocess.TimeoutExpired:
+                    status = -1
+                if status != 0:
+                    output = log_path.read_bytes()[mark:].decode(errors="replace")
+                    shown = redact_keys(step[:80])
+                    failures.append(f"{kind}[{i}] `{shown}` exited {status}: {tail(output)}")
+    if failures:
+        raise LabError(f"{node.name}: " + "; ".join(failures) + f" (log: {log_path})")
