@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import yaml
 
 from lab import checks, netns
 from lab.mtu import mtu_scenario
@@ -253,3 +254,16 @@ def test_missing_prerequisites_skip_outside_ci_and_fail_under_ci(monkeypatch: py
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match="CI=true"):
         require_netns_lab()
+
+
+def test_a_failing_runcmd_step_is_reported_and_everything_is_removed(env: LabEnv) -> None:
+    render_dir = env.render("lab")
+    user_data = render_dir / "lab-b" / "user-data"
+    doc = yaml.safe_load(user_data.read_text())
+    doc["runcmd"].insert(0, ["systemctl", "restart", "ssh"])  # a unit the lab cannot emulate
+    user_data.write_text("#cloud-config\n" + yaml.safe_dump(doc))
+
+    with pytest.raises(LabError, match=r"lab-b: runcmd\[0\] `systemctl restart ssh` exited 1") as e:
+        env.bring_up(render_dir)
+    assert "not emulated" in str(e.value)
+    assert any("removing everything" in m for m in env.messages)
