@@ -15,6 +15,7 @@ from mesh.plan_types import NodePlan
 from mesh.spec import MeshSettings
 
 Protocol = Literal["udp", "tcp", "icmp"]
+IPNetworkT = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPV4_ANY = "0.0.0.0/0"
 IPV6_ANY = "::/0"
 SSH_PORT = 22
@@ -95,7 +96,12 @@ def ingress_rules(node: NodePlan, mesh: MeshSettings) -> tuple[IngressRule, ...]
     return tuple(rules)
 
 
-def peer_cidrs(node: NodePlan, endpoints: dict[str, str]) -> list[str]:
-    """The peers' static IPs as /32 (or /128) networks, sorted so plans do not churn."""
-    nets = {ipaddress.ip_network(endpoints[p]) for p in node.peer_nodes}
+def host_networks(endpoints: dict[str, str]) -> dict[str, IPNetworkT]:
+    """Each node's static IP as a host network (/32 or /128), parsed once for the whole mesh."""
+    return {name: ipaddress.ip_network(ip) for name, ip in endpoints.items()}
+
+
+def peer_cidrs(node: NodePlan, hosts: dict[str, IPNetworkT]) -> list[str]:
+    """The peers' static IPs as host networks, sorted (by address) so plans do not churn."""
+    nets = {hosts[p] for p in node.peer_nodes}
     return [str(n) for n in sorted(nets, key=lambda n: (n.version, n.network_address.packed))]

@@ -16,7 +16,7 @@ import pulumi
 
 from cloudinit.render import client_config, node_user_data
 from components.aws import AwsNode, AwsRegion, AwsRegionArgs
-from components.firewall import peer_cidrs
+from components.firewall import host_networks, peer_cidrs
 from components.gcp import GcpNetwork, GcpNetworkArgs, GcpNode
 from components.hcloud import HcloudNode, HcloudProject, HcloudProjectArgs
 from components.keys import WireGuardKey, mesh_secret
@@ -63,6 +63,7 @@ class WireGuardMesh(pulumi.ComponentResource):
         static_ips, sites = self._static_ips(name, plan, args, labels)
         endpoints = pulumi.Output.all(**{n: ip.address for n, ip in static_ips.items()})
         public_keys = pulumi.Output.all(**{m: k.public_key for m, k in keys.items()})
+        hosts = endpoints.apply(host_networks)
 
         def render(member: str, fn: Callable[..., str]) -> pulumi.Output[str]:
             def apply(values: list[Any]) -> str:
@@ -85,7 +86,7 @@ class WireGuardMesh(pulumi.ComponentResource):
                 user_data=render(n.name, node_user_data),
                 static_ip=static_ips[n.name],
                 public_key=keys[n.name].public_key,
-                peer_cidrs=endpoints.apply(partial(peer_cidrs, node_plan)),
+                peer_cidrs=hosts.apply(partial(peer_cidrs, node_plan)),
             )
             self.nodes[n.name] = _node(n, node_args, sites, child)
 
