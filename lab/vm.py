@@ -45,7 +45,17 @@ MEMORY_MB = 512
 ACCEL = "tcg,tb-size=256"  # /dev/kvm here cannot run a stock kernel (FINDINGS); TCG works
 CPU = "qemu64"
 
-__all__ = ["Lab", "LabResult", "down", "run_checks", "start", "timings", "up", "wait_for_reports"]
+__all__ = [
+    "Lab",
+    "LabResult",
+    "down",
+    "first_boot_seconds",
+    "run_checks",
+    "start",
+    "timings",
+    "up",
+    "wait_for_reports",
+]
 
 
 def state_dir() -> Path:
@@ -375,8 +385,13 @@ def up(stack: str, render_dir: Path) -> int:
         log(str(e))
         return 1
     log(f"stack {stack}: booted {len(lab.nodes)} VMs (TCG); waiting up to {timeout:.0f} s for reports")
-    reports, mesh_seen = wait_for_reports(lab, timeout, on_fact=print)
-    result = run_checks(lab, reports, mesh_seen)
+    try:
+        reports, mesh_seen = wait_for_reports(lab, timeout, on_fact=print)
+        result = run_checks(lab, reports, mesh_seen)
+    except KeyboardInterrupt:
+        log("interrupted: taking the VMs down")
+        down()
+        return 130
     for line in summary(result.reports, lab.nodes):
         print(line)
     for name, seconds in sorted(timings(result.reports).items()):
@@ -386,6 +401,16 @@ def up(stack: str, render_dir: Path) -> int:
         print(f"FAIL {problem}")
     print(f"consoles: {lab.state.directory}/*.console.log; remove with `python -m lab down --driver vm`")
     return 0 if not result.problems else 1
+
+
+def first_boot_seconds(render_dir: Path, timeout: float = DEFAULT_TIMEOUT) -> dict[str, float]:
+    """For a benchmark: boot, read per-node first-boot-to-mesh seconds (guest uptime), take down."""
+    lab = start(render_dir)
+    try:
+        reports, _ = wait_for_reports(lab, timeout)
+        return timings(reports)
+    finally:
+        down()
 
 
 def stop_qemu(pid: int, directory: Path, grace: float = 10.0) -> bool:
