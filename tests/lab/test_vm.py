@@ -180,6 +180,16 @@ def require_vm_host() -> None:
     pytest.skip(problem)
 
 
+def test_missing_vm_host_skips_outside_ci_and_fails_under_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(sys.modules[__name__], "IN_CI", False)
+    with pytest.raises(pytest.skip.Exception, match="needs root"):
+        require_vm_host()
+    monkeypatch.setattr(sys.modules[__name__], "IN_CI", True)
+    with pytest.raises(pytest.fail.Exception, match="CI=true: VM lab needs root"):
+        require_vm_host()
+
+
 @pytest.fixture(scope="session")
 def vm_image() -> lab_image.Image:
     """The cached image, built here when missing (always on a fresh CI machine)."""
