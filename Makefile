@@ -13,6 +13,7 @@ help:
 	@echo "make test       install what is needed and run every test tier (lab included)"
 	@echo "make render STACK=dev OUT=dir   render every node's cloud-init and client config offline"
 	@echo "make lab-vm     the same mesh in real QEMU VMs booting the rendered cloud-init"
+	@echo "make bench      print timings: the program under mocks, lab bring-up"
 
 # Incremental: a changed requirements.txt installs the difference, never wipes a working venv.
 $(VENV_STAMP): requirements.txt
@@ -52,6 +53,10 @@ lab-vm: venv debs
 
 lab-vm-down: venv
 	$(PY) -m lab down --driver vm
+
+bench: venv debs
+	$(PY) -m bench.program
+	$(PY) -m bench.lab
 
 clean:
 	rm -rf build .mypy_cache .ruff_cache .pytest_cache .hypothesis
