@@ -49,7 +49,7 @@ def child(n: int) -> None:
     print(json.dumps(report))
 
 
-def measure(n: int) -> dict[str, float]:
+def measure(n: int) -> dict[str, float] | str:
     started = time.perf_counter()
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     out = subprocess.run(
@@ -57,7 +57,7 @@ def measure(n: int) -> dict[str, float]:
     )
     wall = time.perf_counter() - started
     if out.returncode != 0:
-        sys.exit(f"N={n}: {out.stderr.strip().splitlines()[-1] if out.stderr else out.returncode}")
+        return out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"exit {out.returncode}"
     report: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
     peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     report["wall_s"] = wall
@@ -86,6 +86,9 @@ def main() -> None:
     )
     for n in args.nodes:
         r = measure(n)
+        if isinstance(r, str):
+            print(f"{n:>5} failed: {r}")
+            continue
         print(
             f"{n:>5} {r['wall_s']:>7.2f} {r['cpu_s']:>6.2f} {r['import_s']:>8.2f} {r['program_s']:>9.2f} "
             f"{r['resources']:>9.0f} {r['custom']:>6.0f} {r['invokes']:>7.0f} {r['peak_rss_mib']:>12.0f}"
