@@ -206,11 +206,12 @@ def endpoints(plan: MeshPlan, name: str) -> Iterator[Address]:
         yield net.network_address if net.num_addresses == 1 else net.network_address + 1
 
 
-@given(meshes())
-@settings(suppress_health_check=[HealthCheck.too_slow])
-def test_packets_reach_their_destination_and_are_accepted_on_every_hop(config: dict[str, Any]) -> None:
-    """Every node reaches every member and every member every node, whichever address family."""
-    plan = build_plan(parse(config))
+def all_paths(plan: MeshPlan) -> Iterator[list[str]]:
+    """The hop-by-hop path of every packet that must (or, by the plan, can) be delivered.
+
+    Every node reaches every member and every member every node, in each address family and to
+    each routed subnet; a pair with no route at all (two split clients of a full mesh) is skipped.
+    """
     node_names = {n.name for n in plan.nodes}
     for src in members(plan):
         for dest in members(plan):
@@ -219,12 +220,34 @@ def test_packets_reach_their_destination_and_are_accepted_on_every_hop(config: d
             required = src.name in node_names or dest.name in node_names
             for s in endpoints(plan, src.name):
                 for d in endpoints(plan, dest.name):
-                    if s.version != d.version:
+                    if s.version != d.version or (route(src.iface, d) is None and not required):
                         continue
-                    if route(src.iface, d) is None and not required:
-                        continue  # e.g. two split clients of a full mesh: no path by design
                     note(f"{src.name} {s} -> {dest.name} {d}")
-                    deliver(plan, src.name, s, dest.name, d)
+                    yield deliver(plan, src.name, s, dest.name, d)
+
+
+@given(meshes())
+@settings(suppress_health_check=[HealthCheck.too_slow])
+def test_packets_reach_their_destination_and_are_accepted_on_every_hop(config: dict[str, Any]) -> None:
+    plan = build_plan(parse(config))
+    for path in all_paths(plan):
+        assert path[0] != path[-1]
+
+
+@given(meshes())
+@settings(suppress_health_check=[HealthCheck.too_slow])
+def test_full_size_packets_fit_every_hop_of_their_path(config: dict[str, Any]) -> None:
+    """What a member sends at its MTU crosses each underlay on the way (spoke -> hub -> spoke
+    traverses both) and fits the wg0 MTU of every node that forwards it, so nothing fragments."""
+    plan = build_plan(parse(config))
+    underlay = {m.name: m.underlay_mtu for m in spec_members(plan.spec)}
+    for path in all_paths(plan):
+        mtu = plan.interface(path[0]).mtu
+        assert mtu <= min(underlay[n] for n in path) - WG_OVERHEAD, path
+        for hop in path[1:-1]:
+            assert plan.interface(hop).mtu >= mtu, (
+                f"{path}: {hop} forwards at MTU {plan.interface(hop).mtu} < {mtu}"
+            )
 
 
 # ----------------------------------------------------------------------------- stable addresses
