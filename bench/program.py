@@ -29,7 +29,7 @@ def child(n: int) -> None:
     started = time.perf_counter()
     sys.path[:0] = [str(REPO), str(HARNESS)]
     # The mocks harness lives with the program tests; imports are part of what is measured.
-    synthetic = importlib.import_module("synthetic")
+    synthetic = importlib.import_module("synthetic_stacks")
     run_program = importlib.import_module("wgmesh_mocks").run_program
 
     imported = time.perf_counter()

@@ -8,8 +8,9 @@ import os
 from collections import Counter
 
 import pytest
-import synthetic
-from expectations import (
+import synthetic_stacks as synthetic
+from plan_snapshot import UPDATE_ENV, path_for, render
+from program_expectations import (
     MESH,
     STATIC_IP,
     VM_TYPE,
@@ -24,7 +25,6 @@ from expectations import (
     plan_of,
     strings,
 )
-from snapshot import UPDATE_ENV, path_for, render
 from wgmesh_mocks import REPO, ProgramRun, Resolved, is_secret, reveal, run_program, stack_config
 
 from cloudinit.render import client_config, node_user_data

@@ -10,8 +10,8 @@ import re
 
 import pulumi
 import pytest
-import synthetic
-from expectations import VM_TYPE, firewall_rules, handed_user_data, key_material, plan_of
+import synthetic_stacks as synthetic
+from program_expectations import VM_TYPE, firewall_rules, handed_user_data, key_material, plan_of
 from wgmesh_mocks import REPO, ProgramRun, reveal, run_program, stack_config
 
 from components.images import CANONICAL_OWNER, DEBIAN_OWNER
