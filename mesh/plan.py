@@ -34,8 +34,10 @@ def build_plan(spec: MeshSpec) -> MeshPlan:
     """The whole mesh plan; raises ConfigError when automatic addresses cannot be stable."""
     addrs = allocate_addresses(spec)
     topo = _Topology(spec, addrs)
-    nodes = tuple(_node_plan(topo, n) for n in spec.nodes)
-    clients = tuple(_client_plan(topo, c) for c in spec.clients)
+    tables = {m: topo.routing_table(m) for m in topo.members}
+    mtus = _mtus(topo, tables)
+    nodes = tuple(_node_plan(topo, n, tables[n.name], mtus[n.name]) for n in spec.nodes)
+    clients = tuple(_client_plan(topo, c, tables[c.name], mtus[c.name]) for c in spec.clients)
     return MeshPlan(spec=spec, nodes=nodes, clients=clients)
 
 
@@ -243,34 +245,48 @@ def _peers(topo: _Topology, viewer: str, table: dict[str, list[str]]) -> tuple[P
     return tuple(out)
 
 
-def _mtu(topo: _Topology, viewer: str, table: dict[str, list[str]]) -> int:
-    """Smallest underlay among the member, its peers and everything routed through them, minus 80.
+def _mtus(topo: _Topology, tables: dict[str, dict[str, list[str]]]) -> dict[str, int]:
+    """Each member's wg0 MTU.
 
-    Counting what is reached through a hub matters: spoke -> hub -> spoke crosses both underlays.
+    Start from the smallest underlay among the member, its peers and everything routed through
+    them, minus 80 (spoke -> hub -> spoke crosses both underlays). Then cap it by the MTU of
+    every peer that forwards for it: a forwarder has one wg0 MTU for all its peers, so a packet
+    it cannot pass on whole would fragment there. Iterate to the fixed point (MTUs only fall).
     """
-    names = {viewer, *table, *(d for routed in table.values() for d in routed)}
-    return min(topo.members[n].underlay_mtu for n in names) - WG_OVERHEAD
+    mtus = {
+        v: min(topo.members[n].underlay_mtu for n in {v, *t, *(d for ds in t.values() for d in ds)})
+        - WG_OVERHEAD
+        for v, t in tables.items()
+    }
+    forwarders = {v: [hop for hop, dests in t.items() if dests != [hop]] for v, t in tables.items()}
+    changed = True
+    while changed:
+        changed = False
+        for v, hops in forwarders.items():
+            capped = min([mtus[v], *(mtus[h] for h in hops)])
+            if capped < mtus[v]:
+                mtus[v], changed = capped, True
+    return mtus
 
 
-def _iface(topo: _Topology, m: Member) -> InterfacePlan:
+def _iface(topo: _Topology, m: Member, table: dict[str, list[str]], mtu: int) -> InterfacePlan:
     mesh = topo.spec.mesh
     a = topo.addrs[m.name]
     v6 = ipaddress.IPv6Interface(f"{a.v6}/{mesh.cidr6.prefixlen}") if a.v6 and mesh.cidr6 else None
     is_node = isinstance(m, NodeSpec)
-    table = topo.routing_table(m.name)
     return InterfacePlan(
         name=m.name,
         kind="node" if is_node else "client",
         address=ipaddress.IPv4Interface(f"{a.v4}/{mesh.cidr.prefixlen}"),
         address6=v6,
         listen_port=mesh.port if is_node else None,
-        mtu=_mtu(topo, m.name, table),
+        mtu=mtu,
         peers=_peers(topo, m.name, table),
     )
 
 
-def _node_plan(topo: _Topology, n: NodeSpec) -> NodePlan:
-    iface = _iface(topo, n)
+def _node_plan(topo: _Topology, n: NodeSpec, table: dict[str, list[str]], mtu: int) -> NodePlan:
+    iface = _iface(topo, n, table, mtu)
     mesh = topo.spec.mesh
     overlay = _overlay(mesh.cidr, mesh.cidr6)
     routes = _sorted(net for p in iface.peers for net in p.allowed_ips if not _within(net, overlay))
@@ -287,5 +303,5 @@ def _node_plan(topo: _Topology, n: NodeSpec) -> NodePlan:
     )
 
 
-def _client_plan(topo: _Topology, c: ClientSpec) -> ClientPlan:
-    return ClientPlan(iface=_iface(topo, c), dns=c.dns, full_tunnel=c.full_tunnel)
+def _client_plan(topo: _Topology, c: ClientSpec, table: dict[str, list[str]], mtu: int) -> ClientPlan:
+    return ClientPlan(iface=_iface(topo, c, table, mtu), dns=c.dns, full_tunnel=c.full_tunnel)
