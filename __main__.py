@@ -9,3 +9,10 @@ mesh = WireGuardMesh("wgmesh", WireGuardMeshArgs(plan=load_plan(), gcp_project=g
 
 pulumi.export("nodes", mesh.node_outputs)
 pulumi.export("clients", {name: pulumi.Output.secret(conf) for name, conf in mesh.client_configs.items()})
+# Each node's wg0.conf as deployed (secret): what to push to a running node after a change.
+pulumi.export("wgConfigs", {name: pulumi.Output.secret(conf) for name, conf in mesh.node_configs.items()})
+# What the lab boots: the user data Pulumi rendered for `cloud: lab` nodes (secret).
+pulumi.export(
+    "labUserData",
+    {name: node.user_data for name, node in mesh.nodes.items() if node.cloud == "lab"},
+)

@@ -14,7 +14,7 @@ from typing import Any
 
 import pulumi
 
-from cloudinit.render import client_config, node_user_data
+from cloudinit.render import client_config, node_user_data, node_wg_conf
 from components.aws import AwsNode, AwsRegion, AwsRegionArgs
 from components.firewall import host_networks, peer_cidrs
 from components.gcp import GcpNetwork, GcpNetworkArgs, GcpNode
@@ -43,6 +43,7 @@ class WireGuardMesh(pulumi.ComponentResource):
     nodes: dict[str, MeshNode]
     node_outputs: dict[str, pulumi.Output[dict[str, Any]]]
     client_configs: dict[str, pulumi.Output[str]]
+    node_configs: dict[str, pulumi.Output[str]]  # secret: each node's wg0.conf, for manual day-2
 
     def __init__(
         self, name: str, args: WireGuardMeshArgs, opts: pulumi.ResourceOptions | None = None
@@ -98,7 +99,10 @@ class WireGuardMesh(pulumi.ComponentResource):
             if (node := self.nodes[n.name])
         }
         self.client_configs = {c.name: render(c.name, client_config) for c in spec.clients}
-        self.register_outputs({"nodes": self.node_outputs, "clients": self.client_configs})
+        self.node_configs = {n.name: render(n.name, node_wg_conf) for n in spec.nodes}
+        self.register_outputs(
+            {"nodes": self.node_outputs, "clients": self.client_configs, "wgConfigs": self.node_configs}
+        )
 
     def _static_ips(
         self, name: str, plan: MeshPlan, args: WireGuardMeshArgs, labels: dict[str, str]

@@ -27,7 +27,7 @@ from program_expectations import (
 )
 from wgmesh_mocks import REPO, ProgramRun, Resolved, is_secret, reveal, run_program, stack_config
 
-from cloudinit.render import client_config, node_user_data
+from cloudinit.render import client_config, node_user_data, node_wg_conf
 from components.gcp import network_tag
 from components.images import GCP_UBUNTU_PROJECT, ami_query, aws_arch, gcp_arch, gcp_family
 from mesh.plan_types import MeshPlan
@@ -276,6 +276,35 @@ def test_client_configs_are_secret_and_rendered_with_the_same_keys(stack_run: Ru
         leaf = clients[c.name]
         assert isinstance(leaf, Resolved) and leaf.secret
         assert leaf.value == client_config(plan, c.name, keys.node_keys(c.name), eps)
+
+
+def test_node_wg_configs_are_secret_and_match_the_user_data(stack_run: Run) -> None:
+    """`wgConfigs` is the manual day-2 path: it must be exactly what each node booted with."""
+    run, plan = stack_run
+    keys = key_material(run, plan)
+    eps = endpoints(run, plan)
+    configs = run.outputs["wgConfigs"]
+    assert set(configs) == {n.name for n in plan.nodes}
+    for node in plan.nodes:
+        leaf = configs[node.name]
+        assert isinstance(leaf, Resolved) and leaf.secret, node.name
+        conf = node_wg_conf(plan, node.name, keys.node_keys(node.name), eps)
+        assert leaf.value == conf
+        user_data = node_user_data(plan, node.name, keys.node_keys(node.name), eps)
+        assert "\n".join("    " + line if line else "" for line in conf.splitlines()) in user_data
+
+
+def test_lab_user_data_is_exported_secret_for_lab_nodes_only(stack_run: Run) -> None:
+    run, plan = stack_run
+    keys = key_material(run, plan)
+    eps = endpoints(run, plan)
+    exported = run.outputs["labUserData"]
+    lab_nodes = [n for n in plan.nodes if n.cloud == "lab"]
+    assert set(exported) == {n.name for n in lab_nodes}
+    for node in lab_nodes:
+        leaf = exported[node.name]
+        assert isinstance(leaf, Resolved) and leaf.secret, node.name
+        assert leaf.value == node_user_data(plan, node.name, keys.node_keys(node.name), eps)
 
 
 def test_node_exports_are_public_facts_only(stack_run: Run) -> None:
