@@ -225,6 +225,7 @@ class Lab:
     subnet_hosts: list[tuple[str, str]] = field(default_factory=list)  # (namespace, owner node)
     booted_at: float = 0.0  # time.monotonic() when the first VM started
     guest_wait: int = GUEST_MESH_WAIT
+    netns: str = vm_net.NS_PREFIX  # the namespace holding the bridges, taps and QEMUs
 
     def paths(self, node: str) -> VmPaths:
         return VmPaths(Path(self.state.directory), node)
@@ -264,7 +265,7 @@ def start(render_dir: Path, guest_wait: int = GUEST_MESH_WAIT, image: Image | No
     directory.mkdir(mode=0o700, parents=True)
     state = vm_net.State(str(directory))
     state.save()
-    lab = Lab(state, nodes, render_dir, hashes, guest_wait=guest_wait)
+    lab = Lab(state, nodes, render_dir, hashes, guest_wait=guest_wait, netns=vm_net.ns_prefix())
     old_umask = os.umask(0o077)  # seeds and overlays hold private keys
     try:
         build_network(lab)
@@ -288,24 +289,25 @@ def start(render_dir: Path, guest_wait: int = GUEST_MESH_WAIT, image: Image | No
 def build_network(lab: Lab) -> None:
     state = lab.state
     mtu = max(n.underlay_mtu for n in lab.nodes)
-    vm_net.add_namespace(state, vm_net.MAIN_NS)
-    vm_net.add_bridge(state, vm_net.MAIN_NS, "br0", mtu)
+    main = lab.netns
+    vm_net.add_namespace(state, main)
+    vm_net.add_bridge(state, main, "br0", mtu)
     for node in lab.nodes:
-        vm_net.add_tap(state, vm_net.MAIN_NS, tap_name(node.index), "br0", mtu)
+        vm_net.add_tap(state, main, tap_name(node.index), "br0", mtu)
         if not node.subnets:
             continue
         bridge = f"sb{node.index}"
-        vm_net.add_bridge(state, vm_net.MAIN_NS, bridge, 1500)
-        vm_net.add_tap(state, vm_net.MAIN_NS, subnet_tap_name(node.index), bridge, 1500)
+        vm_net.add_bridge(state, main, bridge, 1500)
+        vm_net.add_tap(state, main, subnet_tap_name(node.index), bridge, 1500)
         for j, net in enumerate(node.subnets):
-            host_ns = f"{vm_net.NS_PREFIX}-sub{node.index}-{j}"
-            vm_net.add_subnet_host(state, vm_net.MAIN_NS, bridge, host_ns, f"sv{node.index}-{j}", net)
+            host_ns = f"{main}-sub{node.index}-{j}"
+            vm_net.add_subnet_host(state, main, bridge, host_ns, f"sv{node.index}-{j}", net)
             lab.subnet_hosts.append((host_ns, node.name))
 
 
 def boot(lab: Lab, node: LabNode, image: Image) -> None:
     paths = lab.paths(node.name)
-    argv = ["ip", "netns", "exec", vm_net.MAIN_NS, *qemu_argv(node, image, paths, lab.guest_wait)]
+    argv = ["ip", "netns", "exec", lab.netns, *qemu_argv(node, image, paths, lab.guest_wait)]
     subprocess.run(argv, check=True, timeout=60)  # returns once QEMU has daemonized
     lab.state.pids[node.name] = int(paths.pidfile.read_text().strip())
     lab.state.save()

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 NS_PREFIX = "wglabvm"
-MAIN_NS = NS_PREFIX
+NS_PREFIX_ENV = "WGMESH_LAB_VM_NETNS"  # tests use their own, so they never meet a `make lab-vm`
 STATE_FILE = "state.json"
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -72,12 +72,17 @@ def namespace_exists(name: str) -> bool:
     return Path("/run/netns", name).exists()
 
 
+def ns_prefix() -> str:
+    """The lab's main namespace name, also the prefix of its subnet-host namespaces."""
+    return os.environ.get(NS_PREFIX_ENV) or NS_PREFIX
+
+
 def our_namespaces() -> list[str]:
     """Namespaces carrying the lab's prefix (whether or not a state file lists them)."""
     run_netns = Path("/run/netns")
     if not run_netns.is_dir():
         return []
-    return sorted(p.name for p in run_netns.iterdir() if p.name.startswith(NS_PREFIX))
+    return sorted(p.name for p in run_netns.iterdir() if p.name.startswith(ns_prefix()))
 
 
 def add_namespace(state: State, name: str) -> None:

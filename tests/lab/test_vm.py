@@ -223,6 +223,7 @@ def booted(
     state_dir = tmp_path_factory.mktemp("vmlab") / "state"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(vm.STATE_ENV, str(state_dir))
+        mp.setenv(vm_net.NS_PREFIX_ENV, f"wgtestvm{os.getpid()}")
         lab = vm.start(rendered, guest_wait=GUEST_WAIT, image=vm_image)
         try:
             reports, mesh_seen = vm.wait_for_reports(lab, REPORT_TIMEOUT)
