@@ -319,7 +319,7 @@ def qemu_alive(pid: int, directory: Path) -> bool:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
-    return b"qemu-system" in cmdline and str(directory).encode() in cmdline
+    return b"qemu-system" in cmdline and f"{directory}/".encode() in cmdline
 
 
 def wait_for_reports(
