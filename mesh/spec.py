@@ -305,28 +305,10 @@ def _parse_mesh(r: _Reader, value: object) -> MeshSettings | None:
     raw = r.mapping(value, key, MESH_KEYS)
     if not isinstance(value, Mapping):
         return None
-    cidr: ipaddress.IPv4Network | None = None
     cidr_text = r.required(raw, "cidr", key, " (the overlay IPv4 network, e.g. 10.77.0.0/24)")
-    if cidr_text:
-        net = r.parsed(f"{key}.cidr", cidr_text, _network, "network")
-        if net is not None and net.version != 4:
-            r.problem(f"{key}.cidr", f"{cidr_text!r} must be an IPv4 network (use cidr6 for IPv6)")
-        elif isinstance(net, ipaddress.IPv4Network):
-            if net.prefixlen > 30:
-                r.problem(f"{key}.cidr", f"{cidr_text!r} is too small: use a /30 or larger")
-            else:
-                cidr = net
-    cidr6: ipaddress.IPv6Network | None = None
+    cidr = _overlay_network(r, f"{key}.cidr", cidr_text, 4, 30, " (use cidr6 for IPv6)")
     cidr6_text = r.typed(raw, "cidr6", key, str, "")
-    if cidr6_text:
-        net6 = r.parsed(f"{key}.cidr6", cidr6_text, _network, "network")
-        if net6 is not None and net6.version != 6:
-            r.problem(f"{key}.cidr6", f"{cidr6_text!r} must be an IPv6 network")
-        elif isinstance(net6, ipaddress.IPv6Network):
-            if net6.prefixlen > 120:
-                r.problem(f"{key}.cidr6", f"{cidr6_text!r} is too small: use a /120 or larger")
-            else:
-                cidr6 = net6
+    cidr6 = _overlay_network(r, f"{key}.cidr6", cidr6_text, 6, 120, "")
     admin: list[IPNetwork] = []
     for k, text in r.str_list(raw, "adminCidrs", key):
         net = r.parsed(k, text, _network, "CIDR")
@@ -360,6 +342,22 @@ def _parse_mesh(r: _Reader, value: object) -> MeshSettings | None:
         ssh_user=ssh_user,
     )
     return settings if cidr is not None else None
+
+
+def _overlay_network(r: _Reader, key: str, text: str | None, version: int, longest: int, hint: str) -> Any:
+    """An overlay network of one IP version, large enough to hold a mesh; None if absent or bad."""
+    if not text:
+        return None
+    net = r.parsed(key, text, _network, "network")
+    if net is None:
+        return None
+    if net.version != version:
+        r.problem(key, f"{text!r} must be an IPv{version} network{hint}")
+        return None
+    if net.prefixlen > longest:
+        r.problem(key, f"{text!r} is too small: use a /{longest} or larger")
+        return None
+    return net
 
 
 def _name(r: _Reader, raw: Mapping[str, Any], key: str) -> str | None:
