@@ -12,7 +12,8 @@ from pathlib import Path
 from cloudinit.cloudconfig import INSTALL_STEP
 from cloudinit.host import NFT_PATH, SYSCTL_PATH
 
-from .artifact_helpers import Rendered, need_root, need_tool, parse_wg_conf, run
+from .artifact_helpers import Rendered, need_root, need_tool, run
+from .wgconf import parse_wg_conf
 
 
 def netns_tool(name: str) -> str:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from .artifact_helpers import Rendered, parse_wg_conf
+from .artifact_helpers import Rendered
+from .wgconf import parse_wg_conf
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .artifact_helpers import Rendered, is_wg_key, need_root, need_tool, parse_wg_conf, run
+from .artifact_helpers import Rendered, is_wg_key, need_root, need_tool, run
+from .wgconf import parse_wg_conf
 
 WG_QUICK_ONLY = {"Address", "DNS", "MTU", "Table", "PreUp", "PostUp", "PreDown", "PostDown", "SaveConfig"}
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 from mesh.keys import NodeKeys, private_key, public_key
 from mesh.plan_types import ClientPlan, InterfacePlan, MeshPlan, NodePlan, PeerPlan
@@ -164,34 +163,3 @@ def public_ips(plan: MeshPlan, *, v6: bool = False) -> dict[str, str]:
     return {
         n.name: (f"2001:db8::{10 + i:x}" if v6 else f"192.0.2.{10 + i}") for i, n in enumerate(plan.nodes)
     }
-
-
-@dataclass
-class Section:
-    """One `[Interface]`/`[Peer]` block of a wg conf: its `#` comments and key -> values."""
-
-    kind: str
-    comments: list[str] = field(default_factory=list)
-    values: dict[str, list[str]] = field(default_factory=dict)
-
-    def one(self, key: str) -> str:
-        (value,) = self.values[key]
-        return value
-
-
-def parse_wg_conf(text: str) -> list[Section]:
-    """A small independent reader of wg-quick files, so tests do not trust the renderer's own view."""
-    sections: list[Section] = []
-    for line in text.splitlines():
-        stripped = line.strip()
-        if not stripped:
-            continue
-        if stripped.startswith("[") and stripped.endswith("]"):
-            sections.append(Section(stripped[1:-1]))
-        elif stripped.startswith("#"):
-            sections[-1].comments.append(stripped[1:].strip())
-        else:
-            key, sep, value = stripped.partition("=")
-            assert sep, f"not a key = value line: {stripped!r}"
-            sections[-1].values.setdefault(key.strip(), []).append(value.strip())
-    return sections

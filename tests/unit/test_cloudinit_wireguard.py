@@ -5,12 +5,12 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
+from artifacts.wgconf import parse_wg_conf
 from test_cloudinit_plans import (
     MESH_SECRET,
     PORT,
     keys_for,
     mesh_plan,
-    parse_wg_conf,
     private_of,
     public_ips,
     public_of,
