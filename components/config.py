@@ -10,11 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 import pulumi
+import pulumi.runtime.config
 
 from mesh.errors import ConfigError, Problem
 from mesh.plan import build_plan
 from mesh.plan_types import MeshPlan
-from mesh.spec import parse
+from mesh.spec import parse, unknown_config_keys
 from mesh.stackfile import SECTIONS
 
 
@@ -26,7 +27,7 @@ def read_config() -> dict[str, Any]:
     """The raw `wgmesh:mesh`, `wgmesh:nodes`, `wgmesh:clients` values (None when unset)."""
     config = pulumi.Config("wgmesh")
     raw: dict[str, Any] = {}
-    problems: list[Problem] = []
+    problems: list[Problem] = unknown_config_keys(_config_keys())
     for section in SECTIONS:
         try:
             raw[section] = config.get_object(section)
@@ -35,6 +36,12 @@ def read_config() -> dict[str, Any]:
     if problems:
         raise StackConfigError(problems)
     return raw
+
+
+def _config_keys() -> set[str]:
+    """Every stack config key the engine handed the program (explicit, then PULUMI_CONFIG)."""
+    runtime = pulumi.runtime.config
+    return set(runtime.CONFIG.get()) | set(runtime.get_config_env() or {})
 
 
 def load_plan() -> MeshPlan:

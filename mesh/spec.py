@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, cast
 
@@ -154,6 +154,7 @@ CLIENT_KEYS = {
     "keyEpoch": "key_epoch",
 }
 MTU_RANGE = (1280, 9216)
+SHORTEST_SUBNET = {4: 8, 6: 16}
 T = TypeVar("T")
 
 
@@ -263,6 +264,21 @@ def _network(text: str) -> IPNetwork:
     return ipaddress.ip_network(text, strict=True)
 
 
+CONFIG_SECTIONS = ("mesh", "nodes", "clients")
+
+
+def unknown_config_keys(keys: Iterable[str]) -> list[Problem]:
+    """`wgmesh:*` stack config keys that are not ours: a misspelled `wgmesh:client` is not ignored."""
+    known = [f"wgmesh:{s}" for s in CONFIG_SECTIONS]
+    problems = []
+    for k in sorted(keys):
+        if k.startswith("wgmesh:") and k not in known:
+            hint = difflib.get_close_matches(k.removeprefix("wgmesh:"), CONFIG_SECTIONS, n=1)
+            tip = f" (did you mean 'wgmesh:{hint[0]}'?)" if hint else f" (known: {', '.join(known)})"
+            problems.append(Problem(k, f"unknown config key{tip}"))
+    return problems
+
+
 def parse(config: Mapping[str, Any]) -> MeshSpec:
     """Parse and validate `{"mesh": ..., "nodes": [...], "clients": [...]}` (the wgmesh:* values).
 
@@ -277,8 +293,10 @@ def parse(config: Mapping[str, Any]) -> MeshSpec:
     elif not isinstance(raw_nodes, list):
         r.problem("wgmesh:nodes", f"must be a list, got {_kind(raw_nodes)}")
         raw_nodes = []
-    raw_clients = config.get("clients") or []
-    if not isinstance(raw_clients, list):
+    raw_clients = config.get("clients")
+    if raw_clients is None:
+        raw_clients = []
+    elif not isinstance(raw_clients, list):
         r.problem("wgmesh:clients", f"must be a list, got {_kind(raw_clients)}")
         raw_clients = []
     nodes = tuple(n for i, v in enumerate(raw_nodes) if (n := _parse_node(r, mesh, i, v)) is not None)
@@ -439,7 +457,13 @@ def _parse_node(r: _Reader, mesh: MeshSettings | None, i: int, value: object) ->
     subnets: list[IPNetwork] = []
     for k, text in r.str_list(raw, "subnets", key):
         net = r.parsed(k, text, _network, "network")
-        if net is not None:
+        if net is None:
+            continue
+        shortest = SHORTEST_SUBNET[net.version]
+        if net.prefixlen < shortest:
+            # Peers' endpoints would route into wg0; internet egress is `gateway`, not a subnet.
+            r.problem(k, f"{net} is too broad to route behind a node: use /{shortest} or longer")
+        else:
             subnets.append(net)
     masquerade = r.typed(raw, "masquerade", key, bool, False)
     if masquerade and not raw.get("subnets"):
@@ -562,6 +586,12 @@ def _check_members(
                 r.problem(k, f"{net} overlaps {clash} ({other})")
             else:
                 routed.append((k, net))
+    for k, net in routed:
+        for n in nodes:
+            if n.public_ip is not None and n.public_ip in net:
+                r.problem(
+                    k, f"{net} contains {n.key}.publicIp {n.public_ip}: its tunnel would route into itself"
+                )
     if mesh.topology == "hub" and nodes and not any(n.hub for n in nodes):
         r.problem("wgmesh:mesh.topology", "hub needs at least one node with `hub: true`")
     for c in clients:

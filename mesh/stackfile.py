@@ -12,10 +12,10 @@ from typing import Any
 import yaml
 
 from mesh.errors import ConfigError, Problem
-from mesh.spec import MeshSpec, parse
+from mesh.spec import CONFIG_SECTIONS, MeshSpec, parse, unknown_config_keys
 
 STACKS_DIR = Path(__file__).resolve().parent.parent / "stacks"
-SECTIONS = ("mesh", "nodes", "clients")
+SECTIONS = CONFIG_SECTIONS
 
 
 def stack_path(stack: str | Path) -> Path:
@@ -45,6 +45,9 @@ def load_config(stack: str | Path) -> dict[str, Any]:
     config = (doc or {}).get("config") if isinstance(doc, dict) else None
     if not isinstance(config, dict):
         raise ConfigError([Problem(f"{path}: config", "the stack file has no `config:` mapping")])
+    unknown = unknown_config_keys(str(k) for k in config)
+    if unknown:
+        raise ConfigError(unknown)
     return {s: config.get(f"wgmesh:{s}") for s in SECTIONS}
 
 

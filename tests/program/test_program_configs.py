@@ -59,8 +59,12 @@ def matrix() -> ProgramRun:
         ),
         ({"wgmesh:mesh": json.dumps(GOOD_MESH)}, "wgmesh:nodes"),
         ({"wgmesh:mesh": "{not json", "wgmesh:nodes": json.dumps([GOOD_NODE])}, "wgmesh:mesh"),
+        (
+            {**synthetic.config(GOOD_MESH, [GOOD_NODE]), "wgmesh:client": "[]"},
+            "wgmesh:client: unknown config key (did you mean 'wgmesh:clients'?)",
+        ),
     ],
-    ids=["bad-cidr", "debian-on-gcp", "overlapping-subnets", "no-nodes", "not-structured"],
+    ids=["bad-cidr", "debian-on-gcp", "overlapping-subnets", "no-nodes", "not-structured", "misspelled-key"],
 )
 def test_bad_config_is_a_run_error_and_creates_nothing(config: dict[str, str], key: str) -> None:
     run = run_program("bad", config)

@@ -648,11 +648,34 @@ def test_two_automatic_addresses_clash_names_the_later_member(v6: bool) -> None:
         ("10.0.4.1/24", "'10.0.4.1/24' is not a valid network (10.0.4.1/24 has host bits set)"),
         ("10.77.0.128/25", "10.77.0.128/25 overlaps wgmesh:mesh.cidr (10.77.0.0/24)"),
         ("10.0.0.0/8", "10.0.0.0/8 overlaps wgmesh:mesh.cidr (10.77.0.0/24)"),
-        ("0.0.0.0/0", "0.0.0.0/0 overlaps wgmesh:mesh.cidr (10.77.0.0/24)"),
+        ("0.0.0.0/0", "0.0.0.0/0 is too broad to route behind a node: use /8 or longer"),
+        ("128.0.0.0/1", "128.0.0.0/1 is too broad to route behind a node: use /8 or longer"),
+        ("::/0", "::/0 is too broad to route behind a node: use /16 or longer"),
+        ("2000::/15", "2000::/15 is too broad to route behind a node: use /16 or longer"),
     ],
 )
 def test_bad_subnet(subnet: str, message: str) -> None:
     assert only_problem(with_node(1, subnets=[subnet])) == ("wgmesh:nodes[1].subnets[0]", message)
+
+
+def test_broadest_allowed_subnets_are_accepted() -> None:
+    spec = parse(with_node(1, subnets=["11.0.0.0/8", "2001::/16"]))
+    assert [str(n) for n in spec.nodes[1].subnets] == ["11.0.0.0/8", "2001::/16"]
+
+
+def test_subnet_containing_a_lab_public_ip_is_rejected() -> None:
+    """The peer's endpoint would be routed into the tunnel that is meant to reach it."""
+    assert only_problem(with_node(1, subnets=["198.51.100.0/24"])) == (
+        "wgmesh:nodes[1].subnets[0]",
+        "198.51.100.0/24 contains wgmesh:nodes[3].publicIp 198.51.100.1: its tunnel would route into itself",
+    )
+
+
+@pytest.mark.parametrize("clients", [{}, False, "laptop"])
+def test_clients_that_are_not_a_list_are_reported(clients: object) -> None:
+    config = valid()
+    config["clients"] = clients
+    assert only_problem(config)[0] == "wgmesh:clients"
 
 
 def test_subnets_overlapping_across_nodes() -> None:
@@ -1003,6 +1026,17 @@ def test_load_config_returns_the_three_sections(tmp_path: Path) -> None:
     path = tmp_path / "Pulumi.t.yaml"
     path.write_text("config:\n  wgmesh:mesh: {cidr: 10.1.0.0/24}\n  aws:region: eu-west-1\n")
     assert load_config(path) == {"mesh": {"cidr": "10.1.0.0/24"}, "nodes": None, "clients": None}
+
+
+def test_misspelled_top_level_key_is_reported(tmp_path: Path) -> None:
+    path = tmp_path / "Pulumi.t.yaml"
+    path.write_text("config:\n  wgmesh:mesh: {cidr: 10.1.0.0/24}\n  wgmesh:client: []\n  wgmesh:x: 1\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert [str(p) for p in info.value.problems] == [
+        "wgmesh:client: unknown config key (did you mean 'wgmesh:clients'?)",
+        "wgmesh:x: unknown config key (known: wgmesh:mesh, wgmesh:nodes, wgmesh:clients)",
+    ]
 
 
 def test_missing_stack_file(tmp_path: Path) -> None:
