@@ -48,7 +48,7 @@ def check_wrong_peer_key(lab: NetnsLab) -> CheckResult:
         endpoint = f"{b.public_ip}:{b.listen_port}"
         fake = random_public_key()
         run_in(where, "wg", "set", WG, "peer", fake, "endpoint", endpoint, "allowed-ips", ",".join(allowed))
-        broken = ping(where, b.address, count=3)
+        broken = ping(where, b.address, count=3, deadline=3)
     finally:
         restore_from_config(where)
     restored = ping(where, b.address, count=5)
@@ -69,7 +69,7 @@ def check_outside_allowed_ips(lab: NetnsLab) -> CheckResult:
     run_in(sender, "ip", "addr", "add", f"{spoofed}/32", "dev", WG)
     try:
         with Capture(lab.node(a.name), WG, "icmp") as cap:
-            outside = ping(sender, a.address, count=3, source=spoofed)
+            outside = ping(sender, a.address, count=3, source=spoofed, deadline=3)
             inside = ping(sender, a.address, count=2)
     finally:
         run_in(sender, "ip", "addr", "del", f"{spoofed}/32", "dev", WG, check=False)
