@@ -266,16 +266,21 @@ def test_user_data_is_exactly_what_the_renderer_makes(stack_run: Run) -> None:
         assert text == node_user_data(plan, node.name, keys.node_keys(node.name), eps), node.name
 
 
+def assert_secret_outputs(exported: dict[str, object], expected: dict[str, str]) -> None:
+    """A stack output map holds exactly these members, each a secret with exactly this text."""
+    assert set(exported) == set(expected)
+    for name, text in expected.items():
+        leaf = exported[name]
+        assert isinstance(leaf, Resolved) and leaf.secret, name
+        assert leaf.value == text, name
+
+
 def test_client_configs_are_secret_and_rendered_with_the_same_keys(stack_run: Run) -> None:
     run, plan = stack_run
     keys = key_material(run, plan)
     eps = endpoints(run, plan)
-    clients = run.outputs["clients"]
-    assert set(clients) == {c.name for c in plan.clients}
-    for c in plan.clients:
-        leaf = clients[c.name]
-        assert isinstance(leaf, Resolved) and leaf.secret
-        assert leaf.value == client_config(plan, c.name, keys.node_keys(c.name), eps)
+    expected = {c.name: client_config(plan, c.name, keys.node_keys(c.name), eps) for c in plan.clients}
+    assert_secret_outputs(run.outputs["clients"], expected)
 
 
 def test_node_wg_configs_are_secret_and_match_the_user_data(stack_run: Run) -> None:
@@ -283,28 +288,24 @@ def test_node_wg_configs_are_secret_and_match_the_user_data(stack_run: Run) -> N
     run, plan = stack_run
     keys = key_material(run, plan)
     eps = endpoints(run, plan)
-    configs = run.outputs["wgConfigs"]
-    assert set(configs) == {n.name for n in plan.nodes}
+    expected = {n.name: node_wg_conf(plan, n.name, keys.node_keys(n.name), eps) for n in plan.nodes}
+    assert_secret_outputs(run.outputs["wgConfigs"], expected)
     for node in plan.nodes:
-        leaf = configs[node.name]
-        assert isinstance(leaf, Resolved) and leaf.secret, node.name
-        conf = node_wg_conf(plan, node.name, keys.node_keys(node.name), eps)
-        assert leaf.value == conf
         user_data = node_user_data(plan, node.name, keys.node_keys(node.name), eps)
-        assert "\n".join("    " + line if line else "" for line in conf.splitlines()) in user_data
+        indented = "\n".join("    " + line if line else "" for line in expected[node.name].splitlines())
+        assert indented in user_data, node.name
 
 
 def test_lab_user_data_is_exported_secret_for_lab_nodes_only(stack_run: Run) -> None:
     run, plan = stack_run
     keys = key_material(run, plan)
     eps = endpoints(run, plan)
-    exported = run.outputs["labUserData"]
-    lab_nodes = [n for n in plan.nodes if n.cloud == "lab"]
-    assert set(exported) == {n.name for n in lab_nodes}
-    for node in lab_nodes:
-        leaf = exported[node.name]
-        assert isinstance(leaf, Resolved) and leaf.secret, node.name
-        assert leaf.value == node_user_data(plan, node.name, keys.node_keys(node.name), eps)
+    expected = {
+        n.name: node_user_data(plan, n.name, keys.node_keys(n.name), eps)
+        for n in plan.nodes
+        if n.cloud == "lab"
+    }
+    assert_secret_outputs(run.outputs["labUserData"], expected)
 
 
 def test_node_exports_are_public_facts_only(stack_run: Run) -> None:
