@@ -46,8 +46,6 @@ class MeshSettings:
     admin_cidrs: tuple[IPNetwork, ...] = ()
     ssh_public_keys: tuple[str, ...] = ()
     key_epoch: int = 0  # bump to rotate every key and PSK in the mesh
-    live_updates: bool = False  # push changes to running nodes over SSH (day-2)
-    ssh_user: str = "root"  # user the live-update path logs in as
 
 
 @dataclass(frozen=True)
@@ -124,8 +122,6 @@ MESH_KEYS = {
     "adminCidrs": "admin_cidrs",
     "sshPublicKeys": "ssh_public_keys",
     "keyEpoch": "key_epoch",
-    "liveUpdates": "live_updates",
-    "sshUser": "ssh_user",
 }
 NODE_KEYS = {
     "name": "name",
@@ -338,14 +334,6 @@ def _parse_mesh(r: _Reader, value: object) -> MeshSettings | None:
             ssh_keys.append(text.strip())
         else:
             r.problem(k, "is not an OpenSSH public key ('ssh-ed25519 AAAA...')")
-    live = r.typed(raw, "liveUpdates", key, bool, False)
-    if live and not admin:
-        r.problem(f"{key}.liveUpdates", "needs adminCidrs: live updates reach nodes over SSH")
-    if live and not ssh_keys:
-        r.problem(f"{key}.liveUpdates", "needs sshPublicKeys: live updates log in with an SSH key")
-    ssh_user = r.typed(raw, "sshUser", key, str, "root")
-    if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", ssh_user):
-        r.problem(f"{key}.sshUser", f"{ssh_user!r} is not a valid user name")
     settings = MeshSettings(
         cidr=cidr or ipaddress.IPv4Network("10.77.0.0/24"),
         cidr6=cidr6,
@@ -356,8 +344,6 @@ def _parse_mesh(r: _Reader, value: object) -> MeshSettings | None:
         admin_cidrs=tuple(admin),
         ssh_public_keys=tuple(ssh_keys),
         key_epoch=r.int_in(raw, "keyEpoch", key, 0, 0, 2**31),
-        live_updates=live,
-        ssh_user=ssh_user,
     )
     return settings if cidr is not None else None
 

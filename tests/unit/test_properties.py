@@ -405,7 +405,7 @@ def test_mesh_key_epoch_bump_changes_every_psk(config: dict[str, Any], secret: b
 
 KNOWN_KEYS = [
     "mesh", "nodes", "clients", "cidr", "cidr6", "port", "topology", "keepalive", "presharedKeys",
-    "adminCidrs", "sshPublicKeys", "keyEpoch", "liveUpdates", "sshUser", "name", "cloud", "region",
+    "adminCidrs", "sshPublicKeys", "keyEpoch", "name", "cloud", "region",
     "zone", "size", "image", "address", "address6", "subnets", "masquerade", "hub", "gateway",
     "publicIp", "underlayMtu", "fullTunnel", "dns",
 ]  # fmt: skip

@@ -95,7 +95,7 @@ def test_valid_config_parses_with_defaults() -> None:
     assert [c.name for c in spec.clients] == ["laptop"]
     mesh = spec.mesh
     assert (mesh.port, mesh.topology, mesh.keepalive, mesh.preshared_keys) == (51820, "mesh", 25, True)
-    assert mesh.cidr6 is None and mesh.ssh_user == "root" and not mesh.live_updates
+    assert mesh.cidr6 is None
     gcp = spec.node("gcp-fra")
     assert gcp.zone == "europe-west3-a" and gcp.size == "e2-small" and gcp.underlay_mtu == 1460
     assert spec.node("aws-fra").size == "t3.micro" and spec.node("aws-fra").underlay_mtu == 1500
@@ -116,8 +116,6 @@ def test_every_setting_is_read() -> None:
         adminCidrs=["203.0.113.0/24", "2001:db8::/32"],
         sshPublicKeys=[f"  {ED25519}  "],
         keyEpoch=3,
-        liveUpdates=True,
-        sshUser="ubuntu",
     )
     config["nodes"][0].update(
         hub=True,
@@ -140,7 +138,6 @@ def test_every_setting_is_read() -> None:
     assert (m.port, m.topology, m.keepalive, m.preshared_keys, m.key_epoch) == (51999, "hub", 0, False, 3)
     assert m.admin_cidrs == (ipaddress.ip_network("203.0.113.0/24"), ipaddress.ip_network("2001:db8::/32"))
     assert m.ssh_public_keys == (ED25519,)
-    assert m.live_updates and m.ssh_user == "ubuntu"
     n = spec.node("aws-fra")
     assert n.hub and n.gateway and n.masquerade and n.routes
     assert n.subnets == (ipaddress.ip_network("10.0.4.0/24"), ipaddress.ip_network("2001:db8:4::/48"))
@@ -259,8 +256,8 @@ def test_problem_sorting_survives_keys_with_brackets_and_digits() -> None:
         (
             with_mesh(zzz=1),
             "wgmesh:mesh.zzz",
-            "unknown key (known: adminCidrs, cidr, cidr6, keepalive, keyEpoch, liveUpdates, port, "
-            "presharedKeys, sshPublicKeys, sshUser, topology)",
+            "unknown key (known: adminCidrs, cidr, cidr6, keepalive, keyEpoch, port, "
+            "presharedKeys, sshPublicKeys, topology)",
         ),
     ],
 )
@@ -341,11 +338,9 @@ TRUE_OR_FALSE = "must be true or false, got"
         (with_mesh(keyEpoch=True), "wgmesh:mesh.keyEpoch", f"{WHOLE_NUMBER} a boolean"),
         (with_mesh(presharedKeys="yes"), "wgmesh:mesh.presharedKeys", f"{TRUE_OR_FALSE} a string"),
         (with_mesh(presharedKeys=1), "wgmesh:mesh.presharedKeys", f"{TRUE_OR_FALSE} a number"),
-        (with_mesh(liveUpdates="true"), "wgmesh:mesh.liveUpdates", f"{TRUE_OR_FALSE} a string"),
         (with_mesh(topology=1), "wgmesh:mesh.topology", "must be a string, got a number"),
         (with_mesh(cidr=10), "wgmesh:mesh.cidr", "must be a string, got a number"),
         (with_mesh(cidr6=["fd00::/64"]), "wgmesh:mesh.cidr6", "must be a string, got a list"),
-        (with_mesh(sshUser=0), "wgmesh:mesh.sshUser", "must be a string, got a number"),
         (with_mesh(adminCidrs="203.0.113.0/24"), "wgmesh:mesh.adminCidrs", "must be a list, got a string"),
         (with_mesh(adminCidrs=[24]), "wgmesh:mesh.adminCidrs[0]", "must be a string, got a number"),
         (with_mesh(sshPublicKeys={"a": "b"}), "wgmesh:mesh.sshPublicKeys", "must be a list, got a mapping"),
@@ -956,39 +951,11 @@ def test_good_ssh_keys(key: str) -> None:
     assert parse(with_mesh(sshPublicKeys=[key])).mesh.ssh_public_keys == (key,)
 
 
-def test_live_updates_need_admin_cidrs_and_ssh_keys() -> None:
-    assert problems(with_mesh(liveUpdates=True)) == [
-        "wgmesh:mesh.liveUpdates: needs adminCidrs: live updates reach nodes over SSH",
-        "wgmesh:mesh.liveUpdates: needs sshPublicKeys: live updates log in with an SSH key",
-    ]
-    assert only_problem(with_mesh(liveUpdates=True, adminCidrs=["203.0.113.0/24"])) == (
-        "wgmesh:mesh.liveUpdates",
-        "needs sshPublicKeys: live updates log in with an SSH key",
-    )
-    assert parse(with_mesh(liveUpdates=True, adminCidrs=["203.0.113.0/24"], sshPublicKeys=[ED25519]))
-
-
 def test_bad_admin_cidr() -> None:
     assert only_problem(with_mesh(adminCidrs=["203.0.113.0/24", "203.0.113.7/24"])) == (
         "wgmesh:mesh.adminCidrs[1]",
         "'203.0.113.7/24' is not a valid CIDR (203.0.113.7/24 has host bits set)",
     )
-
-
-@pytest.mark.parametrize("user", ["Root", "1admin", "ad min", "a" * 33, "", "admin\n", "ädmin"])
-def test_bad_ssh_user(user: str) -> None:
-    assert only_problem(with_mesh(sshUser=user)) == (
-        "wgmesh:mesh.sshUser",
-        f"{user!r} is not a valid user name",
-    )
-
-
-@pytest.mark.parametrize("user", ["ubuntu", "_svc", "a" * 32, "deploy-bot_2"])
-def test_good_ssh_user(user: str) -> None:
-    assert parse(with_mesh(sshUser=user)).mesh.ssh_user == user
-
-
-# ----------------------------------------------------------------------------- client options
 
 
 def test_bad_client_dns() -> None:
@@ -1114,7 +1081,6 @@ def test_deeply_nested_yaml_is_a_config_error(tmp_path: Path) -> None:
         with_node(0, name="aws\nfra"),
         with_node(0, cloud="aws\r\nregion: x"),
         with_mesh(**{"port\nwgmesh:mesh.fake": 1}),
-        with_mesh(sshUser="root\n"),
     ],
 )
 def test_user_text_never_breaks_the_one_line_per_problem_output(config: dict[str, Any]) -> None:
