@@ -6,6 +6,7 @@ import difflib
 import ipaddress
 import os
 from collections import Counter
+from pathlib import Path
 
 import pytest
 import synthetic_stacks as synthetic
@@ -68,6 +69,24 @@ def stack_run(
     run, plan = program_runs[request.param]
     assert run.error is None, f"stack {request.param} failed under mocks: {run.error!r}"
     return run, plan
+
+
+def test_no_resource_is_created_inside_an_apply(stack_run: Run) -> None:
+    run, _ = stack_run
+    assert run.resources, "the watch needs a run that created resources"
+    assert run.created_in_apply == []
+
+
+def test_a_resource_created_inside_an_apply_is_caught(tmp_path: Path) -> None:
+    """The watch above can fail: a program that builds a resource in an apply is reported."""
+    program = tmp_path / "__main__.py"
+    program.write_text(
+        "import pulumi, pulumi_random\n"
+        "pulumi.Output.from_input(8).apply(lambda n: pulumi_random.RandomBytes('late', length=n))\n"
+    )
+    run = run_program("apply", {}, program)
+    assert run.error is None, repr(run.error)
+    assert run.created_in_apply == ["random:index/randomBytes:RandomBytes::late"]
 
 
 def test_resource_set_matches_the_plan(stack_run: Run) -> None:

@@ -10,6 +10,7 @@ new lookup cannot silently return nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import hashlib
 import ipaddress
@@ -17,7 +18,7 @@ import json
 import runpy
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -196,6 +197,7 @@ class ProgramRun:
     outputs: dict[str, Any] = field(default_factory=dict)  # name -> nested dict/list of Resolved
     component_outputs: dict[str, dict[str, Any]] = field(default_factory=dict)  # urn -> outputs
     error: BaseException | None = None
+    created_in_apply: list[str] = field(default_factory=list)  # "type::name" of each such resource
 
     def of_type(self, typ: str) -> list[Captured]:
         return [r for r in self.resources if r.type == typ]
@@ -223,6 +225,43 @@ def stack_config(stack_file: Path) -> dict[str, str]:
     return out
 
 
+_IN_APPLY: contextvars.ContextVar[bool] = contextvars.ContextVar("wgmesh_in_apply", default=False)
+
+
+@contextlib.contextmanager
+def _watch_resources_created_in_applies(found: list[str]) -> Iterator[None]:
+    """Record every resource constructed while an `apply` callback runs.
+
+    Such a resource is invisible to `pulumi preview` whenever the value is unknown, so the
+    program must never do it; the program tests assert the list stays empty.
+    """
+    original_apply = pulumi.Output.apply
+    original_init = pulumi.Resource.__init__
+
+    def apply(self: pulumi.Output[Any], func: Any, run_with_unknowns: bool = False) -> Any:
+        def flagged(value: Any) -> Any:
+            token = _IN_APPLY.set(True)
+            try:
+                return func(value)
+            finally:
+                _IN_APPLY.reset(token)
+
+        return original_apply(self, flagged, run_with_unknowns)
+
+    def init(self: pulumi.Resource, t: str, name: str, *args: Any, **kwargs: Any) -> None:
+        if _IN_APPLY.get():
+            found.append(f"{t}::{name}")
+        original_init(self, t, name, *args, **kwargs)
+
+    pulumi.Output.apply = apply  # type: ignore[method-assign]
+    pulumi.Resource.__init__ = init  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        pulumi.Output.apply = original_apply  # type: ignore[method-assign]
+        pulumi.Resource.__init__ = original_init  # type: ignore[method-assign]
+
+
 def run_program(stack: str, config: Mapping[str, str], program: Path = PROGRAM) -> ProgramRun:
     """Run `program` for `stack` with `config`; never raises for the program's own errors."""
     return contextvars.Context().run(_run, stack, dict(config), program)
@@ -240,7 +279,8 @@ def _run(stack: str, config: dict[str, str], program: Path) -> ProgramRun:
     run = ProgramRun(stack=stack)
     _ensure_event_loop().set_exception_handler(_quiet_expected_errors)  # type: ignore[no-untyped-call]
     try:
-        _sync_await(run_pulumi_func(partial(_exec, program)))
+        with _watch_resources_created_in_applies(run.created_in_apply):
+            _sync_await(run_pulumi_func(partial(_exec, program)))
     except Exception as e:  # the test decides whether an error was expected
         run.error = e
         _sync_await(_drain())
