@@ -62,15 +62,21 @@ def allocate_addresses(spec: MeshSpec) -> dict[str, Addresses]:
     mesh = spec.mesh
     taken4: dict[object, Member] = {m.address: m for m in members if m.address is not None}
     taken6: dict[object, Member] = {m.address6: m for m in members if m.address6 is not None}
+    # A suggested free address must not be one another automatic member already lands on.
+    avoid4: set[object] = {hashed_host(m.name, mesh.cidr) for m in members if m.address is None}
+    avoid6: set[object] = set()
+    if mesh.cidr6 is not None:
+        avoid6 = {hashed_host(m.name, mesh.cidr6) for m in members if m.address6 is None}
     problems: list[Problem] = []
     out: dict[str, Addresses] = {}
     for m in members:
         v4: object = m.address
         if v4 is None:
-            v4 = _claim(m, "address", hashed_host(m.name, mesh.cidr), taken4, mesh.cidr, problems)
+            v4 = _claim(m, "address", hashed_host(m.name, mesh.cidr), taken4, avoid4, mesh.cidr, problems)
         v6: object = m.address6
         if v6 is None and mesh.cidr6 is not None:
-            v6 = _claim(m, "address6", hashed_host(m.name, mesh.cidr6), taken6, mesh.cidr6, problems)
+            addr6 = hashed_host(m.name, mesh.cidr6)
+            v6 = _claim(m, "address6", addr6, taken6, avoid6, mesh.cidr6, problems)
         assert isinstance(v4, ipaddress.IPv4Address)
         assert v6 is None or isinstance(v6, ipaddress.IPv6Address)
         out[m.name] = Addresses(v4, v6)
@@ -80,13 +86,21 @@ def allocate_addresses(spec: MeshSpec) -> dict[str, Addresses]:
 
 
 def _claim(
-    m: Member, attr: str, addr: object, taken: dict[object, Member], net: IPNetwork, problems: list[Problem]
+    m: Member,
+    attr: str,
+    addr: object,
+    taken: dict[object, Member],
+    avoid: set[object],
+    net: IPNetwork,
+    problems: list[Problem],
 ) -> object:
     holder = taken.get(addr)
     if holder is None:
         taken[addr] = m
         return addr
-    free = next((h for h in net.hosts() if h not in taken), None)
+    free = next((h for h in net.hosts() if h not in taken and h not in avoid), None)
+    if free is not None:
+        avoid.add(free)  # two clashes in one run get two different suggestions
     tip = f" (free: {free})" if free is not None else f" ({net} is full)"
     problems.append(
         Problem(

@@ -602,6 +602,32 @@ def test_automatic_address_taken_by_an_explicit_one_names_the_automatic_member()
     assert free not in {taken, *(ipaddress.IPv4Address(f"10.77.0.{i}") for i in (1, 2, 4))}
 
 
+def test_following_the_suggested_free_addresses_resolves_every_clash() -> None:
+    """The hint never names an address another automatic member lands on, nor one given twice."""
+    net = ipaddress.IPv4Network("10.77.0.0/24")
+    by_addr: dict[ipaddress.IPv4Address | ipaddress.IPv6Address, list[str]] = {}
+    for i in range(5000):
+        by_addr.setdefault(hashed_host(f"c{i}", net), []).append(f"c{i}")
+    low = [by_addr[ipaddress.IPv4Address(f"10.77.0.{h}")][0] for h in (1, 2, 3)]
+    pairs = [names[:2] for names in by_addr.values() if len(names) >= 2][:2]
+    clients = [{"name": n} for n in [*low, *(n for pair in pairs for n in pair)]]
+    config: dict[str, Any] = {
+        "mesh": {"cidr": str(net)},
+        "nodes": [{"name": "n", "cloud": "lab", "publicIp": "198.51.100.1", "address": "10.77.0.250"}],
+        "clients": clients,
+    }
+    with pytest.raises(ConfigError) as info:
+        build_plan(parse(config))
+    assert len(info.value.problems) == 2
+    for problem in info.value.problems:
+        index = int(problem.key.split("[")[1].split("]")[0])
+        free = problem.message.removesuffix(")").rsplit(" ", 1)[1]
+        config["clients"][index]["address"] = free
+    plan = build_plan(parse(config))
+    addresses = [c.iface.address.ip for c in plan.clients]
+    assert len(set(addresses)) == len(addresses) == len(clients)
+
+
 def clashing_names(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> tuple[str, str]:
     """Two member names whose automatic addresses collide in `net` (birthday search)."""
     seen: dict[object, str] = {}
