@@ -6,7 +6,7 @@ VENV_STAMP := .venv/.installed-$(shell sha256sum requirements.txt | cut -c1-12)
 STACK ?= lab
 OUT ?= build/render/$(STACK)
 
-.PHONY: help venv debs lint test test-fast render lab lab-down lab-vm lab-vm-down client bench diagram clean
+.PHONY: help venv debs lint test test-fast render lab lab-down lab-vm lab-vm-down bench clean
 
 help:
 	@echo "make lab        bring the example mesh up in network namespaces, print its health (make lab-down)"
