@@ -19,6 +19,7 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 @dataclass(frozen=True)
 class LabNode:
     name: str
+    index: int  # position in mesh.json: fixes the VM driver's MACs and tap names
     public_ip: ipaddress.IPv4Address
     address: ipaddress.IPv4Address
     address6: ipaddress.IPv6Address | None
@@ -63,7 +64,7 @@ def load_mesh(render_dir: Path) -> LabMesh:
         if raw.get("cloud") != "lab":
             skipped.append(str(raw.get("name")))
             continue
-        nodes.append(_node(raw, render_dir, f"{path}: nodes[{i}]"))
+        nodes.append(_node(raw, i, render_dir, f"{path}: nodes[{i}]"))
     if not nodes:
         raise LabError(f"{path}: no `cloud: lab` nodes to boot (see stacks/Pulumi.lab.yaml)")
     return LabMesh(
@@ -75,7 +76,7 @@ def load_mesh(render_dir: Path) -> LabMesh:
     )
 
 
-def _node(raw: dict[str, Any], render_dir: Path, where: str) -> LabNode:
+def _node(raw: dict[str, Any], index: int, render_dir: Path, where: str) -> LabNode:
     try:
         name = str(raw["name"])
         user_data = render_dir / name / "user-data"
@@ -83,6 +84,7 @@ def _node(raw: dict[str, Any], render_dir: Path, where: str) -> LabNode:
             raise LabError(f"{where}: {user_data} not found")
         return LabNode(
             name=name,
+            index=index,
             public_ip=ipaddress.IPv4Address(raw["public_ip"]),
             address=ipaddress.IPv4Interface(raw["address"]).ip,
             address6=None if not raw.get("address6") else ipaddress.IPv6Interface(raw["address6"]).ip,

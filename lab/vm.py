@@ -25,11 +25,10 @@ import yaml
 
 from lab import vm_net
 from lab.image import Image, ensure_image
+from lab.manifest import LabNode, load_mesh
 from lab.vm_report import (
-    LabNode,
     NodeReport,
     check,
-    load_manifest,
     parse_reports,
     summary,
     timings,
@@ -240,13 +239,10 @@ class LabResult:
 
 
 def lab_nodes(render_dir: Path) -> list[LabNode]:
-    nodes = load_manifest(render_dir)
-    others = [n.name for n in nodes if n.cloud != "lab"]
-    if others:
-        raise ValueError(f"the VM lab runs lab nodes only; not lab: {', '.join(others)}")
-    if not nodes:
-        raise ValueError("mesh.json lists no nodes")
-    return nodes
+    mesh = load_mesh(render_dir)  # LabError when mesh.json has no lab node
+    if mesh.skipped:
+        raise ValueError(f"the VM lab runs lab nodes only; not lab: {', '.join(mesh.skipped)}")
+    return list(mesh.nodes)
 
 
 def start(render_dir: Path, guest_wait: int = GUEST_MESH_WAIT, image: Image | None = None) -> Lab:

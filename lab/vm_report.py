@@ -10,52 +10,16 @@ saw byte-identical to the rendered file.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
-import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from lab.manifest import LabNode
 from lab.vm_guest_report import subnet_probe
 
 LINE_RE = re.compile(r"WGLAB (\S+) (\S+)(?: (.*))?$")
 UPTIME_RE = re.compile(r"uptime=([0-9.]+)")
-
-
-@dataclass(frozen=True)
-class LabNode:
-    """One node of mesh.json as the VM driver needs it."""
-
-    name: str
-    index: int
-    cloud: str
-    public_ip: ipaddress.IPv4Address
-    address: ipaddress.IPv4Address | ipaddress.IPv6Address
-    public_key: str
-    subnets: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
-    underlay_mtu: int
-    mtu: int
-
-
-def load_manifest(render_dir: Path) -> list[LabNode]:
-    """The nodes of `<render_dir>/mesh.json` (written by tools.render), in file order."""
-    doc: dict[str, Any] = json.loads((render_dir / "mesh.json").read_text())
-    return [
-        LabNode(
-            name=n["name"],
-            index=i,
-            cloud=n["cloud"],
-            public_ip=ipaddress.IPv4Address(n["public_ip"]),
-            address=ipaddress.ip_interface(n["address"]).ip,
-            public_key=n["public_key"],
-            subnets=tuple(ipaddress.ip_network(s) for s in n.get("subnets", ())),
-            underlay_mtu=int(n["underlay_mtu"]),
-            mtu=int(n["mtu"]),
-        )
-        for i, n in enumerate(doc["nodes"])
-    ]
 
 
 def user_data_sha256(render_dir: Path, node: str) -> str:

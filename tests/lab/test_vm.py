@@ -25,8 +25,9 @@ import yaml
 
 from lab import image as lab_image
 from lab import vm, vm_net
+from lab.manifest import LabNode, load_mesh
 from lab.vm_guest_report import parse_wg_conf, subnet_probe
-from lab.vm_report import LabNode, NodeReport, check, load_manifest, parse_reports, timings
+from lab.vm_report import NodeReport, check, parse_reports, timings
 
 REPO = Path(__file__).resolve().parents[2]
 IN_CI = os.environ.get("CI") == "true"
@@ -54,7 +55,7 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def nodes(rendered: Path) -> list[LabNode]:
-    return load_manifest(rendered)
+    return list(load_mesh(rendered).nodes)
 
 
 def wg_conf_of(user_data: Path) -> str:
@@ -72,6 +73,25 @@ def test_guest_reads_peers_and_subnets_from_rendered_wg0_conf(rendered: Path, no
         others = [n for n in nodes if n.name != node.name]
         assert sorted(map(str, targets.overlay)) == sorted(str(n.address) for n in others)
         assert sorted(map(str, targets.subnets)) == sorted(str(s) for n in others for s in n.subnets)
+
+
+def test_vm_lab_refuses_a_render_with_cloud_nodes(tmp_path: Path) -> None:
+    """Cloud nodes' endpoints are unreachable here, so guests would wait for them: refuse early."""
+    stack = tmp_path / "Pulumi.mixed.yaml"
+    stack.write_text(
+        "config:\n"
+        "  wgmesh:mesh: {cidr: 10.77.0.0/24}\n"
+        "  wgmesh:nodes:\n"
+        "    - {name: lab-a, cloud: lab, publicIp: 198.51.100.1}\n"
+        "    - {name: fra, cloud: aws, region: eu-central-1}\n"
+    )
+    out = tmp_path / "render"
+    subprocess.run(
+        [sys.executable, "-m", "tools.render", "--stack", str(stack), "--out", str(out)], check=True
+    )
+    with pytest.raises(ValueError, match="the VM lab runs lab nodes only; not lab: fra"):
+        vm.lab_nodes(out)
+    assert [n.name for n in vm.lab_nodes(render(tmp_path / "lab"))] == ["lab-a", "lab-b", "lab-c"]
 
 
 def test_guest_skips_roaming_peers_without_endpoint() -> None:
