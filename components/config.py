@@ -15,8 +15,7 @@ import pulumi.runtime.config
 from mesh.errors import ConfigError, Problem
 from mesh.plan import build_plan
 from mesh.plan_types import MeshPlan
-from mesh.spec import parse, unknown_config_keys
-from mesh.stackfile import SECTIONS
+from mesh.spec import CONFIG_SECTIONS, parse, unknown_config_keys
 
 
 class StackConfigError(ConfigError, pulumi.RunError):
@@ -28,7 +27,7 @@ def read_config() -> dict[str, Any]:
     config = pulumi.Config("wgmesh")
     raw: dict[str, Any] = {}
     problems: list[Problem] = unknown_config_keys(_config_keys())
-    for section in SECTIONS:
+    for section in CONFIG_SECTIONS:
         try:
             raw[section] = config.get_object(section)
         except pulumi.ConfigTypeError:

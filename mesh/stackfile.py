@@ -15,7 +15,6 @@ from mesh.errors import ConfigError, Problem
 from mesh.spec import CONFIG_SECTIONS, MeshSpec, parse, unknown_config_keys
 
 STACKS_DIR = Path(__file__).resolve().parent.parent / "stacks"
-SECTIONS = CONFIG_SECTIONS
 
 
 def stack_path(stack: str | Path) -> Path:
@@ -48,7 +47,7 @@ def load_config(stack: str | Path) -> dict[str, Any]:
     unknown = unknown_config_keys(str(k) for k in config)
     if unknown:
         raise ConfigError(unknown)
-    return {s: config.get(f"wgmesh:{s}") for s in SECTIONS}
+    return {s: config.get(f"wgmesh:{s}") for s in CONFIG_SECTIONS}
 
 
 def load_spec(stack: str | Path) -> MeshSpec:

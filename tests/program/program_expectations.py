@@ -22,8 +22,7 @@ from components.gcp import network_tag
 from mesh.keys import NodeKeys, derive_psk, private_key_from_b64, public_key
 from mesh.plan import build_plan
 from mesh.plan_types import MeshPlan
-from mesh.spec import parse
-from mesh.stackfile import SECTIONS
+from mesh.spec import CONFIG_SECTIONS, parse
 
 MESH = "wgmesh"
 KEY_TYPE = "random:index/randomBytes:RandomBytes"
@@ -71,7 +70,7 @@ class KeyMaterial:
 
 def plan_of(config: dict[str, str]) -> MeshPlan:
     """The plan the program should build from the same config values (as Pulumi hands them over)."""
-    raw = {s: json.loads(config[f"wgmesh:{s}"]) if f"wgmesh:{s}" in config else None for s in SECTIONS}
+    raw = {s: json.loads(config[f"wgmesh:{s}"]) if f"wgmesh:{s}" in config else None for s in CONFIG_SECTIONS}
     return build_plan(parse(raw))
 
 
