@@ -29,6 +29,25 @@ class LabNode:
     mtu: int
     listen_port: int
     user_data: Path
+    peers: tuple[str, ...] = ()  # members in its wg0.conf (nodes and clients), as the plan wants
+    hub: bool = False
+    gateway: bool = False
+    masquerade: bool = False  # NAT mesh traffic into its subnets (jumpbox)
+
+
+@dataclass(frozen=True)
+class LabClient:
+    """A roaming client: no VM, its wg conf is a secret file next to mesh.json."""
+
+    name: str
+    address: ipaddress.IPv4Address
+    address6: ipaddress.IPv6Address | None
+    public_key: str
+    mtu: int
+    full_tunnel: bool
+    peers: tuple[str, ...]
+    keepalive: int | None
+    conf: Path
 
 
 @dataclass(frozen=True)
@@ -37,7 +56,21 @@ class LabMesh:
     cidr: ipaddress.IPv4Network
     nodes: tuple[LabNode, ...]
     skipped: tuple[str, ...]  # nodes of other clouds: rendered, not booted here
-    client_addresses: tuple[ipaddress.IPv4Address, ...] = ()
+    clients: tuple[LabClient, ...] = ()
+    topology: str = "mesh"  # mesh | hub
+    cidr6: ipaddress.IPv6Network | None = None
+
+    @property
+    def client_addresses(self) -> tuple[ipaddress.IPv4Address, ...]:
+        return tuple(c.address for c in self.clients)
+
+    @property
+    def lab_names(self) -> frozenset[str]:
+        return frozenset(n.name for n in self.nodes)
+
+    def node_peers(self, name: str) -> tuple[str, ...]:
+        """The booted nodes `name`'s wg0.conf lists (clients and other clouds left out)."""
+        return tuple(p for p in self.node(name).peers if p in self.lab_names)
 
     def node(self, name: str) -> LabNode:
         for n in self.nodes:
@@ -72,7 +105,11 @@ def load_mesh(render_dir: Path) -> LabMesh:
         cidr=ipaddress.IPv4Network(doc["cidr"]),
         nodes=tuple(nodes),
         skipped=tuple(skipped),
-        client_addresses=tuple(ipaddress.IPv4Address(c["address"]) for c in doc.get("clients", [])),
+        clients=tuple(
+            _client(raw, render_dir, f"{path}: clients[{i}]") for i, raw in enumerate(doc.get("clients", []))
+        ),
+        topology=str(doc.get("topology") or "mesh"),
+        cidr6=None if not doc.get("cidr6") else ipaddress.IPv6Network(doc["cidr6"]),
     )
 
 
@@ -94,6 +131,30 @@ def _node(raw: dict[str, Any], index: int, render_dir: Path, where: str) -> LabN
             mtu=int(raw["mtu"]),
             listen_port=int(raw["listen_port"]),
             user_data=user_data,
+            peers=tuple(str(p) for p in raw.get("peers", ())),
+            hub=bool(raw.get("hub", False)),
+            gateway=bool(raw.get("gateway", False)),
+            masquerade=bool(raw.get("masquerade", False)),
+        )
+    except (KeyError, ValueError, TypeError) as e:
+        raise LabError(f"{where}: unusable entry ({type(e).__name__}: {e})") from None
+
+
+def _client(raw: dict[str, Any], render_dir: Path, where: str) -> LabClient:
+    """A client entry; its conf path is relative to the render dir (clients/<name>.conf)."""
+    try:
+        name = str(raw["name"])
+        keepalive = raw.get("keepalive")
+        return LabClient(
+            name=name,
+            address=ipaddress.IPv4Interface(raw["address"]).ip,
+            address6=None if not raw.get("address6") else ipaddress.IPv6Interface(raw["address6"]).ip,
+            public_key=str(raw["public_key"]),
+            mtu=int(raw["mtu"]),
+            full_tunnel=bool(raw.get("full_tunnel", False)),
+            peers=tuple(str(p) for p in raw.get("peers", ())),
+            keepalive=None if keepalive is None else int(keepalive),
+            conf=render_dir / str(raw.get("conf") or f"clients/{name}.conf"),
         )
     except (KeyError, ValueError, TypeError) as e:
         raise LabError(f"{where}: unusable entry ({type(e).__name__}: {e})") from None

@@ -88,14 +88,25 @@ def placeholder_endpoints(spec: MeshSpec) -> dict[str, str]:
 def manifest(
     stack: str, plan: MeshPlan, endpoints: Mapping[str, str], public_keys: Mapping[str, str]
 ) -> dict[str, Any]:
-    """mesh.json: what the lab and a reader need to know about the mesh, and nothing secret."""
+    """mesh.json: what the lab and a reader need to know about the mesh, and nothing secret.
+
+    Each member lists its `peers` (the names in its wg0.conf) so the lab checks what the plan
+    wants (hub and spoke, clients) instead of assuming a full mesh.
+    """
     mesh = plan.spec.mesh
 
     def ip6(iface: InterfacePlan) -> str | None:
         return None if iface.address6 is None else str(iface.address6.ip)
 
+    def peers(iface: InterfacePlan) -> list[str]:
+        return [p.name for p in iface.peers]
+
+    def keepalive(iface: InterfacePlan) -> int | None:
+        return next((p.keepalive for p in iface.peers if p.keepalive is not None), None)
+
     return {
         "stack": stack,
+        "topology": mesh.topology,
         "cidr": str(mesh.cidr),
         "cidr6": None if mesh.cidr6 is None else str(mesh.cidr6),
         "port": mesh.port,
@@ -111,6 +122,10 @@ def manifest(
                 "underlay_mtu": n.underlay_mtu,
                 "mtu": n.iface.mtu,
                 "listen_port": n.iface.listen_port,
+                "peers": peers(n.iface),
+                "hub": plan.spec.node(n.name).hub,
+                "gateway": n.gateway,
+                "masquerade": bool(n.masquerade),
             }
             for n in plan.nodes
         ],
@@ -121,6 +136,10 @@ def manifest(
                 "address6": ip6(c.iface),
                 "public_key": public_keys[c.name],
                 "mtu": c.iface.mtu,
+                "full_tunnel": c.full_tunnel,
+                "peers": peers(c.iface),
+                "keepalive": keepalive(c.iface),
+                "conf": f"clients/{c.name}.conf",
             }
             for c in plan.clients
         ],

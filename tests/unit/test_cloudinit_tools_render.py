@@ -96,7 +96,12 @@ def test_mesh_json_describes_the_mesh_and_holds_no_secret(tmp_path: Path) -> Non
         "underlay_mtu",
         "mtu",
         "listen_port",
+        "peers",
+        "hub",
+        "gateway",
+        "masquerade",
     }
+    assert aws["peers"] == ["gcp-fra", "hetzner-nbg", "laptop"]
     assert (aws["cloud"], aws["address"], aws["subnets"], aws["listen_port"]) == (
         "aws",
         "10.77.0.1",
