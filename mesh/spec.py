@@ -46,6 +46,8 @@ class MeshSettings:
     admin_cidrs: tuple[IPNetwork, ...] = ()
     ssh_public_keys: tuple[str, ...] = ()
     key_epoch: int = 0  # bump to rotate every key and PSK in the mesh
+    live_updates: bool = False  # push config changes to running nodes over SSH (day-2)
+    ssh_user: str | None = None  # login user for live updates; None: the image's default user
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,7 @@ class NodeSpec:
     public_ip: ipaddress.IPv4Address | None = None  # lab only: fixed underlay address
     underlay_mtu: int = 1500
     key_epoch: int = 0  # bump to rotate this node's key (and its PSKs)
+    ssh_host_key: str | None = None  # pinned SSH host key for live updates ("ssh-ed25519 AAAA...")
     index: int = 0  # position in wgmesh:nodes, for error messages
 
     @property
@@ -122,6 +125,8 @@ MESH_KEYS = {
     "adminCidrs": "admin_cidrs",
     "sshPublicKeys": "ssh_public_keys",
     "keyEpoch": "key_epoch",
+    "liveUpdates": "live_updates",
+    "sshUser": "ssh_user",
 }
 NODE_KEYS = {
     "name": "name",
@@ -139,6 +144,7 @@ NODE_KEYS = {
     "publicIp": "public_ip",
     "underlayMtu": "underlay_mtu",
     "keyEpoch": "key_epoch",
+    "sshHostKey": "ssh_host_key",
 }
 CLIENT_KEYS = {
     "name": "name",
@@ -261,15 +267,33 @@ def _network(text: str) -> IPNetwork:
 
 
 CONFIG_SECTIONS = ("mesh", "nodes", "clients")
+# Stack config keys read on their own (not sections of the spec): kept as Pulumi secrets.
+SSH_PRIVATE_KEY_CONFIG = "sshPrivateKey"
+SECRET_CONFIG_KEYS = (SSH_PRIVATE_KEY_CONFIG,)
+# The user cloud-init gives `ssh_authorized_keys` on each cloud's images (AWS: the AMI's
+# documented login; GCP Ubuntu images: cloud-init's default user; Hetzner: root).
+DEFAULT_SSH_USER: dict[tuple[str, str], str] = {
+    **{("aws", image): "ubuntu" for image in IMAGES if image.startswith("ubuntu")},
+    ("aws", "debian-12"): "admin",
+    **{("gcp", image): "ubuntu" for image in IMAGES if image.startswith("ubuntu")},
+    **{("hcloud", image): "root" for image in IMAGES},
+}
+USER_RE = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+
+
+def login_user(mesh: MeshSettings, node: NodeSpec) -> str:
+    """Who live updates log in as on `node`: `sshUser` when set, else its image's default user."""
+    return mesh.ssh_user or DEFAULT_SSH_USER.get((node.cloud, node.image), "root")
 
 
 def unknown_config_keys(keys: Iterable[str]) -> list[Problem]:
     """`wgmesh:*` stack config keys that are not ours: a misspelled `wgmesh:client` is not ignored."""
-    known = [f"wgmesh:{s}" for s in CONFIG_SECTIONS]
+    known = [f"wgmesh:{s}" for s in (*CONFIG_SECTIONS, *SECRET_CONFIG_KEYS)]
     problems = []
     for k in sorted(keys):
         if k.startswith("wgmesh:") and k not in known:
-            hint = difflib.get_close_matches(k.removeprefix("wgmesh:"), CONFIG_SECTIONS, n=1)
+            names = (*CONFIG_SECTIONS, *SECRET_CONFIG_KEYS)
+            hint = difflib.get_close_matches(k.removeprefix("wgmesh:"), names, n=1)
             tip = f" (did you mean 'wgmesh:{hint[0]}'?)" if hint else f" (known: {', '.join(known)})"
             problems.append(Problem(k, f"unknown config key{tip}"))
     return problems
@@ -334,6 +358,14 @@ def _parse_mesh(r: _Reader, value: object) -> MeshSettings | None:
             ssh_keys.append(text.strip())
         else:
             r.problem(k, "is not an OpenSSH public key ('ssh-ed25519 AAAA...')")
+    live = r.typed(raw, "liveUpdates", key, bool, False)
+    if live and not admin:
+        r.problem(f"{key}.liveUpdates", "needs adminCidrs: live updates reach nodes over SSH")
+    if live and not ssh_keys:
+        r.problem(f"{key}.liveUpdates", "needs sshPublicKeys: live updates log in with an SSH key")
+    ssh_user = r.typed(raw, "sshUser", key, str, "")
+    if isinstance(raw.get("sshUser"), str) and not USER_RE.fullmatch(ssh_user):
+        r.problem(f"{key}.sshUser", f"{ssh_user!r} is not a valid user name")
     settings = MeshSettings(
         cidr=cidr or ipaddress.IPv4Network("10.77.0.0/24"),
         cidr6=cidr6,
@@ -344,6 +376,8 @@ def _parse_mesh(r: _Reader, value: object) -> MeshSettings | None:
         admin_cidrs=tuple(admin),
         ssh_public_keys=tuple(ssh_keys),
         key_epoch=r.int_in(raw, "keyEpoch", key, 0, 0, 2**31),
+        live_updates=live,
+        ssh_user=ssh_user or None,
     )
     return settings if cidr is not None else None
 
@@ -474,9 +508,21 @@ def _parse_node(r: _Reader, mesh: MeshSettings | None, i: int, value: object) ->
         public_ip=public_ip,
         underlay_mtu=r.int_in(raw, "underlayMtu", key, default_mtu, *MTU_RANGE),
         key_epoch=r.int_in(raw, "keyEpoch", key, 0, 0, 2**31),
+        ssh_host_key=_host_key(r, raw, key),
         index=i,
     )
     return node if name is not None and cloud is not None else None
+
+
+def _host_key(r: _Reader, raw: Mapping[str, Any], key: str) -> str | None:
+    """A pinned SSH host key (`sshHostKey`), as in known_hosts without the host name."""
+    text = r.typed(raw, "sshHostKey", key, str, "").strip()
+    if not text:
+        return None
+    if not SSH_KEY_RE.fullmatch(text):
+        r.problem(f"{key}.sshHostKey", "is not an SSH host public key ('ssh-ed25519 AAAA...')")
+        return None
+    return text
 
 
 def _check_placement(

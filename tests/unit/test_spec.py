@@ -207,7 +207,7 @@ def test_one_problem_per_line_within_one_member_sorted_by_key() -> None:
     assert problems(with_node(0, port=1, region="nowhere", address="10.78.0.1")) == [
         "wgmesh:nodes[0].address: 10.78.0.1 is outside wgmesh:mesh.cidr 10.77.0.0/24",
         "wgmesh:nodes[0].port: unknown key (known: address, address6, cloud, gateway, hub, image, "
-        "keyEpoch, masquerade, name, publicIp, region, size, subnets, underlayMtu, zone)",
+        "keyEpoch, masquerade, name, publicIp, region, size, sshHostKey, subnets, underlayMtu, zone)",
         "wgmesh:nodes[0].region: 'nowhere' is not an AWS region (e.g. eu-central-1)",
     ]
 
@@ -256,8 +256,8 @@ def test_problem_sorting_survives_keys_with_brackets_and_digits() -> None:
         (
             with_mesh(zzz=1),
             "wgmesh:mesh.zzz",
-            "unknown key (known: adminCidrs, cidr, cidr6, keepalive, keyEpoch, port, "
-            "presharedKeys, sshPublicKeys, topology)",
+            "unknown key (known: adminCidrs, cidr, cidr6, keepalive, keyEpoch, liveUpdates, port, "
+            "presharedKeys, sshPublicKeys, sshUser, topology)",
         ),
     ],
 )
@@ -1028,7 +1028,8 @@ def test_misspelled_top_level_key_is_reported(tmp_path: Path) -> None:
         load_config(path)
     assert [str(p) for p in info.value.problems] == [
         "wgmesh:client: unknown config key (did you mean 'wgmesh:clients'?)",
-        "wgmesh:x: unknown config key (known: wgmesh:mesh, wgmesh:nodes, wgmesh:clients)",
+        "wgmesh:x: unknown config key "
+        "(known: wgmesh:mesh, wgmesh:nodes, wgmesh:clients, wgmesh:sshPrivateKey)",
     ]
 
 
