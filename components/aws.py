@@ -1,10 +1,15 @@
 """AWS: per region a provider, VPC, public subnet, internet gateway, route table, AMI lookups and
 the nodes' Elastic IPs; per node a security group, an instance and the EIP association.
+
+With `cidr6` the VPC also takes an Amazon-provided IPv6 /56, the subnet its first /64 with a
+::/0 route to the internet gateway, and each instance one IPv6 address from it (kept for the
+instance's life; a replaced instance gets a new one, unlike the Elastic IP).
 """
 
 from __future__ import annotations
 
 import base64
+import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -12,7 +17,13 @@ from functools import partial
 import pulumi
 import pulumi_aws as aws
 
-from components.firewall import ROAMING_MARKER, IngressRule, ingress_rules
+from components.firewall import (
+    ICMPV6_PACKET_TOO_BIG,
+    ROAMING_MARKER,
+    IngressRule,
+    has_public_ipv6,
+    ingress_rules,
+)
 from components.images import Arch, ami_query, aws_arch
 from components.netplan import SitePlan, net_slug
 from components.node import MeshNode, NodeArgs, StaticIp, fit_user_data, vm_options
@@ -31,6 +42,7 @@ class AwsRegionArgs:
     site: SitePlan
     nodes: Sequence[NodeSpec]  # the region's nodes: one Elastic IP and an AMI lookup each needs
     tags: dict[str, str]
+    ipv6: bool = False  # dual-stack VPC and subnet (the mesh has `cidr6`)
 
 
 class AwsRegion(pulumi.ComponentResource):
@@ -55,6 +67,7 @@ class AwsRegion(pulumi.ComponentResource):
             cidr_block=cidr,
             enable_dns_support=True,
             enable_dns_hostnames=True,
+            assign_generated_ipv6_cidr_block=True if args.ipv6 else None,
             tags={"Name": f"{name}-vpc"},
             opts=child,
         )
@@ -63,6 +76,7 @@ class AwsRegion(pulumi.ComponentResource):
             vpc_id=self.vpc.id,
             cidr_block=cidr,
             map_public_ip_on_launch=False,
+            ipv6_cidr_block=self.vpc.ipv6_cidr_block.apply(first_ipv6_subnet) if args.ipv6 else None,
             tags={"Name": f"{name}-subnet"},
             opts=child,
         )
@@ -80,6 +94,14 @@ class AwsRegion(pulumi.ComponentResource):
             gateway_id=gateway.id,
             opts=child,
         )
+        if args.ipv6:
+            aws.ec2.Route(
+                f"{name}-default6",
+                route_table_id=self.route_table.id,
+                destination_ipv6_cidr_block="::/0",
+                gateway_id=gateway.id,
+                opts=child,
+            )
         aws.ec2.RouteTableAssociation(
             f"{name}-rta", subnet_id=self.subnet.id, route_table_id=self.route_table.id, opts=child
         )
@@ -114,6 +136,11 @@ class AwsRegion(pulumi.ComponentResource):
         return self.amis[(spec.image, aws_arch(spec.size))]
 
 
+def first_ipv6_subnet(vpc_block: str) -> str:
+    """The subnet's IPv6 block: the first /64 of the VPC's Amazon-provided /56."""
+    return str(next(ipaddress.IPv6Network(vpc_block).subnets(new_prefix=64)))
+
+
 def _image_keys(nodes: Sequence[NodeSpec]) -> list[tuple[str, Arch]]:
     """Distinct (image, arch) pairs, in node order: one AMI lookup per pair per region."""
     keys: list[tuple[str, Arch]] = []
@@ -132,11 +159,12 @@ class AwsNode(MeshNode):
         child = pulumi.ResourceOptions(parent=self, provider=region.provider)
         rules = ingress_rules(args.plan, args.mesh)
         roaming = any(r.roaming for r in rules)
+        ipv6 = has_public_ipv6(args.mesh)
         group = aws.ec2.SecurityGroup(
             f"{name}-sg",
             vpc_id=region.vpc.id,
             description=f"wgmesh node {name}",
-            ingress=args.peer_cidrs.apply(partial(_ingress_blocks, rules)),
+            ingress=args.peer_cidrs.apply(partial(_ingress_blocks, rules, ipv6)),
             egress=[
                 aws.ec2.SecurityGroupEgressArgs(
                     protocol="-1",
@@ -162,6 +190,7 @@ class AwsNode(MeshNode):
             # An ephemeral address until the Elastic IP is associated, so first boot can reach a mirror.
             associate_public_ip_address=True,
             source_dest_check=not args.spec.routes,
+            ipv6_address_count=1 if ipv6 else None,
             metadata_options=aws.ec2.InstanceMetadataOptionsArgs(
                 http_tokens="required", http_endpoint="enabled", http_put_response_hop_limit=1
             ),
@@ -173,6 +202,8 @@ class AwsNode(MeshNode):
             tags={"Name": name},
             opts=vm_options(self, ["userDataBase64", "ami"], provider=region.provider),
         )
+        if ipv6:
+            self.public_ip6 = self.instance.ipv6_addresses.apply(_first_address)
         static_ip = args.static_ip.resource
         assert isinstance(static_ip, aws.ec2.Eip)
         aws.ec2.EipAssociation(
@@ -205,8 +236,26 @@ def aws_user_data(text: str, node: str) -> str:
     return base64.b64encode(encoded.text.encode()).decode()
 
 
-def _ingress_blocks(rules: Sequence[IngressRule], peers: list[str]) -> list[aws.ec2.SecurityGroupIngressArgs]:
-    return [_ingress(r, peers) for r in rules]
+def _first_address(addresses: Sequence[str] | None) -> str | None:
+    return addresses[0] if addresses else None
+
+
+def _ingress_blocks(
+    rules: Sequence[IngressRule], ipv6: bool, peers: list[str]
+) -> list[aws.ec2.SecurityGroupIngressArgs]:
+    blocks = [_ingress(r, peers) for r in rules]
+    icmp = next((r for r in rules if r.protocol == "icmp"), None)
+    if ipv6 and icmp is not None and icmp.ipv6_sources:
+        blocks.append(
+            aws.ec2.SecurityGroupIngressArgs(
+                protocol="icmpv6",
+                from_port=ICMPV6_PACKET_TOO_BIG[0],  # for ICMP, from_port is the type, to_port the code
+                to_port=ICMPV6_PACKET_TOO_BIG[1],
+                ipv6_cidr_blocks=list(icmp.ipv6_sources),
+                description="ICMPv6 packet too big, for IPv6 path MTU discovery",
+            )
+        )
+    return blocks
 
 
 def _ingress(rule: IngressRule, peers: list[str]) -> aws.ec2.SecurityGroupIngressArgs:
@@ -215,7 +264,7 @@ def _ingress(rule: IngressRule, peers: list[str]) -> aws.ec2.SecurityGroupIngres
     v4 = [s for s in sources if ":" not in s]
     v6 = [s for s in sources if ":" in s]
     if rule.protocol == "icmp":
-        # IPv4 only: the subnet has no IPv6, so no ICMPv6 can arrive.
+        # IPv4 ICMP only; ICMPv6 is its own protocol, added by _ingress_blocks on dual-stack VPCs.
         return aws.ec2.SecurityGroupIngressArgs(
             protocol="icmp",
             from_port=ICMP_FRAG_NEEDED[0],

@@ -22,6 +22,8 @@ SSH_PORT = 22
 # Label/tag key marking the resources that deliberately open WireGuard to the world (roaming
 # clients connect there); the policy pack allows a world-open WireGuard port only with it.
 ROAMING_MARKER = "wgmesh-roaming"
+# ICMPv6 type 2 code 0 ("packet too big"): what IPv6 path-MTU discovery needs.
+ICMPV6_PACKET_TOO_BIG = (2, 0)
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,14 @@ def ingress_rules(node: NodePlan, mesh: MeshSettings) -> tuple[IngressRule, ...]
         )
     )
     return tuple(rules)
+
+
+def has_public_ipv6(mesh: MeshSettings) -> bool:
+    """With an IPv6 overlay (`cidr6`) every cloud node also gets a public IPv6 address.
+
+    Then its firewall must let ICMPv6 "packet too big" in, or IPv6 path-MTU discovery breaks.
+    """
+    return mesh.cidr6 is not None
 
 
 def host_networks(endpoints: dict[str, str]) -> dict[str, IPNetworkT]:

@@ -1,5 +1,8 @@
 """GCP: one explicit provider and VPC network per stack, a subnetwork per region, image lookups
 and the nodes' static external addresses; per node firewalls, the instance and return routes.
+
+With `cidr6` the subnetworks are dual stack with external IPv6 and each instance takes an
+external IPv6 through its ipv6 access config (the first address of the /96 GCP gives a VM).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from functools import partial
 import pulumi
 import pulumi_gcp as gcp
 
-from components.firewall import ROAMING_MARKER, IngressRule, ingress_rules
+from components.firewall import ROAMING_MARKER, IngressRule, has_public_ipv6, ingress_rules
 from components.images import GCP_UBUNTU_PROJECT, Arch, gcp_arch, gcp_family
 from components.netplan import SitePlan, net_slug
 from components.node import MeshNode, NodeArgs, StaticIp, plain_user_data, vm_options
@@ -20,7 +23,9 @@ from mesh.spec import UNDERLAY_MTU, NodeSpec
 NETWORK_TYPE = "wgmesh:gcp:Network"
 NODE_TYPE = "wgmesh:gcp:Node"
 BOOT_DISK_GB = 10
-NETWORK_TIER = "PREMIUM"
+NETWORK_TIER = "PREMIUM"  # also the only tier GCP offers for external IPv6
+DUAL_STACK = "IPV4_IPV6"
+ICMPV6 = "58"  # GCP firewalls name ICMPv6 by protocol number ("icmp" is IPv4 only)
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,7 @@ class GcpNetworkArgs:
     project: str | None  # `gcp:project`; None: the provider falls back to GOOGLE_PROJECT / gcloud
     sites: dict[str, SitePlan]  # region -> its subnetwork plan
     nodes: Sequence[NodeSpec]
+    ipv6: bool = False  # dual-stack subnetworks with external IPv6 (the mesh has `cidr6`)
 
 
 class GcpNetwork(pulumi.ComponentResource):
@@ -53,6 +59,8 @@ class GcpNetwork(pulumi.ComponentResource):
                 network=self.network.id,
                 ip_cidr_range=str(site.cidr),
                 private_ip_google_access=True,
+                stack_type=DUAL_STACK if args.ipv6 else None,
+                ipv6_access_type="EXTERNAL" if args.ipv6 else None,
                 opts=child,
             )
             for region, site in args.sites.items()
@@ -108,12 +116,20 @@ class GcpNode(MeshNode):
         super().__init__(NODE_TYPE, name, args, opts)
         child = pulumi.ResourceOptions(parent=self, provider=network.provider)
         tag = network_tag(name)
+        ipv6 = has_public_ipv6(args.mesh)
         for rule in ingress_rules(args.plan, args.mesh):
-            _firewalls(name, rule, tag, network, args.peer_cidrs, child)
+            _firewalls(name, rule, tag, network, args.peer_cidrs, child, ipv6)
         user_data: pulumi.Output[str] = pulumi.Output.secret(
             args.user_data.apply(partial(plain_user_data, cloud="gcp", node=name))
         )
         static_ip = args.static_ip.address
+        nic: gcp.compute.InstanceNetworkInterfaceArgsDict = {
+            "subnetwork": network.subnetworks[args.spec.region].id,
+            "access_configs": [{"nat_ip": static_ip, "network_tier": NETWORK_TIER}],
+        }
+        if ipv6:
+            nic["stack_type"] = DUAL_STACK
+            nic["ipv6_access_configs"] = [{"network_tier": NETWORK_TIER}]
         self.instance = gcp.compute.Instance(
             name,
             machine_type=args.spec.size,
@@ -126,12 +142,7 @@ class GcpNode(MeshNode):
                     "type": "pd-balanced",
                 },
             },
-            network_interfaces=[
-                {
-                    "subnetwork": network.subnetworks[args.spec.region].id,
-                    "access_configs": [{"nat_ip": static_ip, "network_tier": NETWORK_TIER}],
-                }
-            ],
+            network_interfaces=[nic],
             metadata={"user-data": user_data, "block-project-ssh-keys": "true"},
             can_ip_forward=args.spec.routes,
             allow_stopping_for_update=True,
@@ -147,6 +158,8 @@ class GcpNode(MeshNode):
                 provider=network.provider,
             ),
         )
+        if ipv6:
+            self.public_ip6 = self.instance.network_interfaces.apply(_external_ipv6)
         site = network.sites[args.spec.region]
         if network.router == name and site.router == name:
             for net in site.return_routes:
@@ -162,6 +175,11 @@ class GcpNode(MeshNode):
         self._done()
 
 
+def _external_ipv6(nics: Sequence[gcp.compute.outputs.InstanceNetworkInterface]) -> str | None:
+    configs = nics[0].ipv6_access_configs if nics else None
+    return configs[0].external_ipv6 if configs else None
+
+
 def _firewalls(
     node: str,
     rule: IngressRule,
@@ -169,27 +187,29 @@ def _firewalls(
     network: GcpNetwork,
     peer_cidrs: pulumi.Output[list[str]],
     opts: pulumi.ResourceOptions,
+    ipv6: bool,
 ) -> None:
     """One firewall per rule and address family (GCP rules cannot mix IPv4 and IPv6 sources)."""
-    allow = gcp.compute.FirewallAllowArgs(
-        protocol=rule.protocol, ports=[str(rule.port)] if rule.port is not None else None
-    )
+    ports = [str(rule.port)] if rule.port is not None else None
     description = rule.description + (f" [{ROAMING_MARKER}]" if rule.roaming else "")
-    families: list[tuple[str, pulumi.Input[Sequence[str]]]] = []
+    families: list[tuple[str, str, pulumi.Input[Sequence[str]]]] = []
     if rule.from_peers:
-        families.append(("", peer_cidrs))
+        families.append(("", rule.protocol, peer_cidrs))
     else:
         if rule.ipv4_sources:
-            families.append(("", list(rule.ipv4_sources)))
-        # The subnetworks are IPv4-only: IPv6 ICMP cannot arrive, the roaming rule keeps ::/0 anyway.
+            families.append(("", rule.protocol, list(rule.ipv4_sources)))
+        # ICMPv6 only where the subnetworks have IPv6; the roaming rule keeps ::/0 anyway.
         if rule.ipv6_sources and rule.protocol != "icmp":
-            families.append(("6", list(rule.ipv6_sources)))
-    for suffix, sources in families:
+            families.append(("6", rule.protocol, list(rule.ipv6_sources)))
+        elif rule.ipv6_sources and ipv6:
+            # GCP cannot filter by ICMP type: this lets all ICMPv6 in (packet too big among it).
+            families.append(("6", ICMPV6, list(rule.ipv6_sources)))
+    for suffix, protocol, sources in families:
         gcp.compute.Firewall(
             f"{node}-{rule.key}{suffix}",
             network=network.network.id,
             direction="INGRESS",
-            allows=[allow],
+            allows=[gcp.compute.FirewallAllowArgs(protocol=protocol, ports=ports)],
             source_ranges=sources,
             target_tags=[tag],
             description=description,

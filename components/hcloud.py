@@ -1,9 +1,13 @@
 """Hetzner Cloud: the admins' SSH keys and the nodes' primary IPs per stack; per node a firewall
 and a server that takes its primary IP at creation.
+
+With `cidr6` each node also gets a static IPv6 primary IP (a /64; the server answers on its
+::1, which Hetzner's cloud-init network config sets up), kept like the IPv4 one.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -25,6 +29,7 @@ class HcloudProjectArgs:
     ssh_public_keys: Sequence[str]
     nodes: Sequence[NodeSpec]
     labels: dict[str, str]
+    ipv6: bool = False  # a static IPv6 primary IP per node too (the mesh has `cidr6`)
 
 
 class HcloudProject(pulumi.ComponentResource):
@@ -41,13 +46,19 @@ class HcloudProject(pulumi.ComponentResource):
             hcloud.SshKey(f"{name}-admin-{i}", public_key=key, labels=args.labels, opts=child).id
             for i, key in enumerate(args.ssh_public_keys)
         ]
-        self.static_ips = {n.name: self._primary_ip(n) for n in args.nodes}
+        self.static_ips = {n.name: self._primary_ip(n, "ipv4") for n in args.nodes}
+        self.primary_ip6s: dict[str, hcloud.PrimaryIp] = {}
+        if args.ipv6:
+            for n in args.nodes:
+                ip6 = self._primary_ip(n, "ipv6").resource
+                assert isinstance(ip6, hcloud.PrimaryIp)
+                self.primary_ip6s[n.name] = ip6
         self.register_outputs({})
 
-    def _primary_ip(self, node: NodeSpec) -> StaticIp:
+    def _primary_ip(self, node: NodeSpec, family: str) -> StaticIp:
         ip = hcloud.PrimaryIp(
-            f"{node.name}-ip",
-            type="ipv4",
+            f"{node.name}-ip" if family == "ipv4" else f"{node.name}-ip6",
+            type=family,
             assignee_type="server",
             location=node.region,
             auto_delete=False,  # outlives a server replacement; deleted with the stack
@@ -85,13 +96,30 @@ class HcloudNode(MeshNode):
             location=args.spec.region,
             ssh_keys=project.ssh_key_ids,
             firewall_ids=[firewall.id.apply(int)],
-            public_nets=[{"ipv4_enabled": True, "ipv4": primary_ip.id.apply(int), "ipv6_enabled": False}],
+            public_nets=[_public_net(primary_ip, project.primary_ip6s.get(name))],
             user_data=user_data,
             labels=labels,
             # user_data, image and ssh_keys all force a new server on Hetzner.
             opts=vm_options(self, ["userData", "image", "sshKeys"]),
         )
+        primary_ip6 = project.primary_ip6s.get(name)
+        if primary_ip6 is not None:
+            self.public_ip6 = primary_ip6.ip_network.apply(server_ipv6)
         self._done()
+
+
+def _public_net(ip4: hcloud.PrimaryIp, ip6: hcloud.PrimaryIp | None) -> hcloud.ServerPublicNetArgsDict:
+    if ip6 is None:
+        return {"ipv4_enabled": True, "ipv4": ip4.id.apply(int), "ipv6_enabled": False}
+    return {"ipv4_enabled": True, "ipv4": ip4.id.apply(int), "ipv6_enabled": True, "ipv6": ip6.id.apply(int)}
+
+
+def server_ipv6(network: str) -> str:
+    """The server's address in its IPv6 primary IP: ::1 of the /64 (PrimaryIp.ip_network).
+
+    `ip_address` of an IPv6 primary IP is the network address itself, which nothing answers on.
+    """
+    return str(ipaddress.IPv6Network(network)[1])
 
 
 def _rules(rules: Sequence[IngressRule], peers: list[str]) -> list[hcloud.FirewallRuleArgs]:

@@ -16,7 +16,7 @@ import pulumi
 
 from cloudinit.render import client_config, node_user_data, node_wg_conf
 from components.aws import AwsNode, AwsRegion, AwsRegionArgs
-from components.firewall import host_networks, peer_cidrs
+from components.firewall import has_public_ipv6, host_networks, peer_cidrs
 from components.gcp import GcpNetwork, GcpNetworkArgs, GcpNode
 from components.hcloud import HcloudNode, HcloudProject, HcloudProjectArgs
 from components.keys import WireGuardKey, mesh_secret
@@ -92,8 +92,8 @@ class WireGuardMesh(pulumi.ComponentResource):
             self.nodes[n.name] = _node(n, node_args, sites, child)
 
         self.node_outputs = {
-            n.name: pulumi.Output.all(node.public_ip, node.public_key).apply(
-                partial(_node_summary, plan.node(n.name))
+            n.name: pulumi.Output.all(node.public_ip, node.public_key, node.public_ip6).apply(
+                partial(_node_summary, plan.node(n.name), spec.mesh.cidr6 is not None)
             )
             for n in spec.nodes
             if (node := self.nodes[n.name])
@@ -126,7 +126,8 @@ class WireGuardMesh(pulumi.ComponentResource):
         static_ips: dict[str, StaticIp] = {}
         for region, nodes in aws_regions.items():
             key = f"aws-{region}"
-            aws_site = AwsRegion(key, AwsRegionArgs(region, site_plans[key], nodes, labels), child)
+            aws_args = AwsRegionArgs(region, site_plans[key], nodes, labels, ipv6=has_public_ipv6(spec.mesh))
+            aws_site = AwsRegion(key, aws_args, child)
             sites.update({n.name: aws_site for n in nodes})
             static_ips.update(aws_site.static_ips)
         if gcp_regions:
@@ -134,12 +135,15 @@ class WireGuardMesh(pulumi.ComponentResource):
                 project=args.gcp_project,
                 sites={r: site_plans[f"gcp-{r}"] for r in gcp_regions},
                 nodes=by_cloud["gcp"],
+                ipv6=has_public_ipv6(spec.mesh),
             )
             gcp_site = GcpNetwork(f"{name}-gcp", gcp_args, child)
             sites.update({n.name: gcp_site for n in by_cloud["gcp"]})
             static_ips.update(gcp_site.static_ips)
         if by_cloud.get("hcloud"):
-            hcloud_args = HcloudProjectArgs(spec.mesh.ssh_public_keys, by_cloud["hcloud"], labels)
+            hcloud_args = HcloudProjectArgs(
+                spec.mesh.ssh_public_keys, by_cloud["hcloud"], labels, ipv6=has_public_ipv6(spec.mesh)
+            )
             hcloud_site = HcloudProject(f"{name}-hcloud", hcloud_args, child)
             sites.update({n.name: hcloud_site for n in by_cloud["hcloud"]})
             static_ips.update(hcloud_site.static_ips)
@@ -149,17 +153,20 @@ class WireGuardMesh(pulumi.ComponentResource):
         return {n.name: static_ips[n.name] for n in spec.nodes}, sites
 
 
-def _node_summary(node: NodePlan, resolved: list[str]) -> dict[str, Any]:
-    """The exported, non-secret view of a node."""
-    public_ip, public_key = resolved
+def _node_summary(node: NodePlan, dual_stack: bool, resolved: list[str | None]) -> dict[str, Any]:
+    """The exported, non-secret view of a node (publicIp6 only in a mesh with `cidr6`)."""
+    public_ip, public_key, public_ip6 = resolved
     a6 = node.iface.address6
-    return {
+    summary = {
         "cloud": node.cloud,
         "publicIp": public_ip,
         "address": str(node.iface.address.ip),
         "address6": str(a6.ip) if a6 is not None else None,
         "publicKey": public_key,
     }
+    if dual_stack:
+        summary["publicIp6"] = public_ip6  # None on lab nodes: the lab underlay is IPv4
+    return summary
 
 
 def _group(nodes: Sequence[NodeSpec], key: Callable[[NodeSpec], str]) -> dict[str, list[NodeSpec]]:

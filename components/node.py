@@ -2,7 +2,8 @@
 
 A node gets its name, its plan entry, its rendered user data (a secret Output), its static
 IP (created earlier, so every endpoint was known before any VM) and its public key; it
-exposes its cloud, public IP, public key and user data. Callers never need to know which
+exposes its cloud, public IP, public IPv6 (None unless the mesh has `cidr6` and the cloud
+gives one), public key and user data. Callers never need to know which
 cloud a node is on.
 """
 
@@ -67,6 +68,7 @@ class MeshNode(pulumi.ComponentResource):
 
     cloud: str
     public_ip: pulumi.Output[str]
+    public_ip6: pulumi.Output[str | None]  # set by the cloud's node when it has a public IPv6
     public_key: pulumi.Output[str]
     user_data: pulumi.Output[str]
 
@@ -74,6 +76,7 @@ class MeshNode(pulumi.ComponentResource):
         super().__init__(type_, name, None, opts)
         self.cloud = args.spec.cloud
         self.public_ip = args.static_ip.address
+        self.public_ip6 = pulumi.Output.from_input(None)
         self.public_key = args.public_key
         self.user_data = pulumi.Output.secret(args.user_data)
 
@@ -83,6 +86,7 @@ class MeshNode(pulumi.ComponentResource):
             {
                 "cloud": self.cloud,
                 "publicIp": self.public_ip,
+                "publicIp6": self.public_ip6,
                 "publicKey": self.public_key,
                 "userData": self.user_data,
             }

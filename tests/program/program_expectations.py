@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import gzip
+import ipaddress
 import itertools
 import json
 from collections import Counter
@@ -97,6 +98,20 @@ def endpoints(run: ProgramRun, plan: MeshPlan) -> dict[str, str]:
     return out
 
 
+def public_ip6(run: ProgramRun, name: str, cloud: str) -> str | None:
+    """The public IPv6 a dual-stack node should export, read from the mocked cloud resources."""
+    if cloud == "aws":
+        return str(run.one(VM_TYPE["aws"], name).outputs["ipv6Addresses"][0])
+    if cloud == "gcp":
+        (nic,) = run.one(VM_TYPE["gcp"], name).outputs["networkInterfaces"]
+        (config,) = nic["ipv6AccessConfigs"]
+        return str(config["externalIpv6"])
+    if cloud == "hcloud":
+        network = run.one("hcloud:index/primaryIp:PrimaryIp", f"{name}-ip6").outputs["ipNetwork"]
+        return str(ipaddress.IPv6Network(network)[1])  # Hetzner servers answer on ::1 of their /64
+    return None
+
+
 def handed_user_data(run: ProgramRun, name: str, cloud: str) -> Any:
     """The user data the VM (or lab node component) receives, still wrapped if secret."""
     if cloud == "lab":
@@ -123,6 +138,9 @@ def decode_aws_user_data(b64: str) -> str:
 
 
 Rule = tuple[str, int | None, frozenset[str]]  # protocol, port, sources
+# ICMPv6 as AWS ("icmpv6", type 2 code 0 only) and GCP (protocol number 58) spell it: counted as
+# the same "icmp" rule as Hetzner's, whose one ICMP rule covers both families.
+ICMP6_PROTOCOLS = {"aws": ("icmpv6", 2, 0), "gcp": ("58", None, None)}
 
 
 def firewall_rules(run: ProgramRun, name: str, cloud: str) -> set[Rule]:
@@ -131,11 +149,16 @@ def firewall_rules(run: ProgramRun, name: str, cloud: str) -> set[Rule]:
     if cloud == "aws":
         group = run.one("aws:ec2/securityGroup:SecurityGroup", f"{name}-sg")
         for r in reveal(group.inputs["ingress"]):
-            port = None if r["protocol"] == "icmp" else int(r["fromPort"])
+            proto = r["protocol"]
+            if proto == "icmpv6":
+                assert (int(r["fromPort"]), int(r["toPort"])) == ICMP6_PROTOCOLS["aws"][1:]
+                assert not r.get("cidrBlocks")
+                proto = "icmp"
+            port = None if proto == "icmp" else int(r["fromPort"])
             if port is not None:
                 assert int(r["toPort"]) == port
             sources = [*r.get("cidrBlocks", []), *r.get("ipv6CidrBlocks", [])]
-            rules.append((r["protocol"], port, frozenset(sources)))
+            rules.append((proto, port, frozenset(sources)))
     elif cloud == "gcp":
         for fw in run.of_type("gcp:compute/firewall:Firewall"):
             inputs = reveal(fw.inputs)
@@ -143,11 +166,13 @@ def firewall_rules(run: ProgramRun, name: str, cloud: str) -> set[Rule]:
                 continue
             assert inputs["direction"] == "INGRESS"
             for allow in inputs["allows"]:
+                proto = allow["protocol"]
+                if proto == ICMP6_PROTOCOLS["gcp"][0]:
+                    assert all(":" in src for src in inputs["sourceRanges"])
+                    proto = "icmp"
                 ports = allow.get("ports") or [None]
                 for p in ports:
-                    rules.append(
-                        (allow["protocol"], None if p is None else int(p), frozenset(inputs["sourceRanges"]))
-                    )
+                    rules.append((proto, None if p is None else int(p), frozenset(inputs["sourceRanges"])))
     elif cloud == "hcloud":
         fw = run.one("hcloud:index/firewall:Firewall", f"{name}-fw")
         for r in reveal(fw.inputs["rules"]):
@@ -211,6 +236,8 @@ def expected_type_counts(plan: MeshPlan) -> Counter[str]:
             "hcloud:index/server:Server",
         ):
             c[typ] = by_cloud["hcloud"]
+        if spec.mesh.cidr6 is not None:
+            c["hcloud:index/primaryIp:PrimaryIp"] *= 2  # an IPv6 primary IP per server too
     return +c
 
 

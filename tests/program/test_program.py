@@ -24,6 +24,7 @@ from program_expectations import (
     handed_user_data,
     key_material,
     plan_of,
+    public_ip6,
     strings,
 )
 from wgmesh_mocks import REPO, ProgramRun, Resolved, is_secret, reveal, run_program, stack_config
@@ -154,7 +155,10 @@ def test_static_ips_are_their_own_resources_and_reach_the_vms(stack_run: Run) ->
                 node.region,
             )
             (net,) = vm.inputs["publicNets"]
-            assert net == {"ipv4": int(ip.id), "ipv4Enabled": True, "ipv6Enabled": False}
+            v6 = {"ipv6Enabled": False}
+            if plan.spec.mesh.cidr6 is not None:  # a static IPv6 primary IP too (test_patterns checks it)
+                v6 = {"ipv6Enabled": True, "ipv6": int(run.one(typ, f"{node.name}-ip6").id)}
+            assert net == {"ipv4": int(ip.id), "ipv4Enabled": True, **v6}
 
 
 def test_firewalls_open_exactly_what_the_plan_needs(stack_run: Run) -> None:
@@ -168,7 +172,9 @@ def test_firewalls_open_exactly_what_the_plan_needs(stack_run: Run) -> None:
         expected: set[Rule] = {("udp", mesh.port, frozenset(wg_sources))}
         if mesh.admin_cidrs:
             expected.add(("tcp", 22, frozenset(str(c) for c in mesh.admin_cidrs)))
-        icmp = WORLD if node.cloud == "hcloud" else frozenset({"0.0.0.0/0"})  # only hcloud has IPv6
+        # Hetzner's one ICMP rule covers both families; AWS and GCP add ICMPv6 only when dual stack.
+        dual_stack = node.cloud == "hcloud" or mesh.cidr6 is not None
+        icmp = WORLD if dual_stack else frozenset({"0.0.0.0/0"})
         expected.add(("icmp", None, icmp))
         assert firewall_rules(run, node.name, node.cloud) == expected, node.name
 
@@ -337,12 +343,14 @@ def test_node_exports_are_public_facts_only(stack_run: Run) -> None:
         exported = nodes[node.name]
         assert all(isinstance(v, Resolved) and not v.secret for v in exported.values()), node.name
         a6 = node.iface.address6
+        v6 = {"publicIp6": public_ip6(run, node.name, node.cloud)} if plan.spec.mesh.cidr6 else {}
         assert {k: v.value for k, v in exported.items()} == {
             "cloud": node.cloud,
             "publicIp": eps[node.name],
             "address": str(node.iface.address.ip),
             "address6": str(a6.ip) if a6 is not None else None,
             "publicKey": keys.public[node.name],
+            **v6,
         }
 
 

@@ -38,6 +38,7 @@ PROJECT = "wgmesh"
 SIG_KEY = "4dabf18193072939515e22adb298388d"
 SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
 MOCK_IP_NET = ipaddress.IPv4Network("100.64.0.0/10")  # shared address space: never a real endpoint
+MOCK_IP6_NET = ipaddress.IPv6Network("2001:db8::/32")  # documentation prefix, for clouds' IPv6
 
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
@@ -69,6 +70,22 @@ def digest(*parts: str) -> bytes:
 def mock_ip(name: str) -> str:
     offset = int.from_bytes(digest("ip", name)[:4], "big") % (MOCK_IP_NET.num_addresses - 2)
     return str(MOCK_IP_NET.network_address + 1 + offset)
+
+
+def mock_ip6_net(name: str, prefix: int) -> ipaddress.IPv6Network:
+    """A /`prefix` inside the documentation prefix, picked by name (a VPC's /56, a Hetzner /64)."""
+    index = int.from_bytes(digest("ip6", name)[:8], "big") % 2 ** (prefix - MOCK_IP6_NET.prefixlen)
+    size = 2 ** (128 - prefix)
+    return ipaddress.IPv6Network((int(MOCK_IP6_NET.network_address) + index * size, prefix))
+
+
+def _gcp_nic(name: str, nic: dict[str, Any]) -> dict[str, Any]:
+    """GCP hands a VM with an ipv6 access config the first address of a /96 as `externalIpv6`."""
+    configs = [
+        {**c, "externalIpv6": str(mock_ip6_net(name, 96)[0]), "externalIpv6PrefixLength": "96"}
+        for c in nic.get("ipv6AccessConfigs", [])
+    ]
+    return {**nic, "ipv6AccessConfigs": configs} if configs else nic
 
 
 def mock_random_bytes(name: str, length: int, keepers: Mapping[str, Any]) -> bytes:
@@ -124,14 +141,28 @@ class WgmeshMocks(Mocks):
         elif args.typ == "aws:ec2/instance:Instance":
             rid = f"i-{h[:17]}"
             outputs["primaryNetworkInterfaceId"] = f"eni-{h[:17]}"
+            if args.inputs.get("ipv6AddressCount"):
+                outputs["ipv6Addresses"] = [str(mock_ip6_net(args.name, 64)[0x10])]
+        elif args.typ == "aws:ec2/vpc:Vpc":
+            rid = f"vpc-{h[:17]}"
+            if args.inputs.get("assignGeneratedIpv6CidrBlock"):
+                outputs["ipv6CidrBlock"] = str(mock_ip6_net(args.name, 56))
         elif args.typ.startswith("aws:ec2/"):
             rid = f"{args.typ.rsplit(':', 1)[-1].lower()}-{h[:17]}"
         elif args.typ == "gcp:compute/address:Address":
             outputs["address"] = mock_ip(args.name)
         elif args.typ.startswith("hcloud:"):
             rid = str(int(h[:12], 16) % 10**8)  # Hetzner ids are numbers
-            if args.typ == "hcloud:index/primaryIp:PrimaryIp":
+            if args.typ == "hcloud:index/primaryIp:PrimaryIp" and args.inputs.get("type") == "ipv6":
+                # As the provider reports an IPv6 primary IP: the /64, and its network address.
+                net = mock_ip6_net(args.name, 64)
+                outputs.update(ipNetwork=str(net), ipAddress=str(net.network_address))
+            elif args.typ == "hcloud:index/primaryIp:PrimaryIp":
                 outputs["ipAddress"] = mock_ip(args.name)
+        elif args.typ == "gcp:compute/instance:Instance":
+            outputs["networkInterfaces"] = [
+                _gcp_nic(args.name, nic) for nic in args.inputs["networkInterfaces"]
+            ]
         if args.typ.startswith("gcp:compute/"):
             kind = args.typ.rsplit(":", 1)[-1].lower()
             outputs.setdefault("selfLink", f"https://compute.googleapis.com/mock/{kind}s/{args.name}")
