@@ -155,7 +155,7 @@ def test_static_ips_are_their_own_resources_and_reach_the_vms(stack_run: Run) ->
                 node.region,
             )
             (net,) = vm.inputs["publicNets"]
-            v6 = {"ipv6Enabled": False}
+            v6: dict[str, object] = {"ipv6Enabled": False}
             if plan.spec.mesh.cidr6 is not None:  # a static IPv6 primary IP too (test_patterns checks it)
                 v6 = {"ipv6Enabled": True, "ipv6": int(run.one(typ, f"{node.name}-ip6").id)}
             assert net == {"ipv4": int(ip.id), "ipv4Enabled": True, **v6}
