@@ -23,6 +23,8 @@ from pulumi_policy import (
     ReportViolation,
     ResourceValidationArgs,
     ResourceValidationPolicy,
+    StackValidationArgs,
+    StackValidationPolicy,
 )
 
 from policy.rules import (
@@ -30,7 +32,9 @@ from policy.rules import (
     SECRET_SIG,
     SIG_KEY,
     imdsv2_required,
+    live_updates_keep_ssh_closed,
     no_ssh_from_world,
+    remote_command_secrets,
     root_volume_encrypted,
     user_data_secret,
     wireguard_world_only_for_roaming,
@@ -115,7 +119,13 @@ def _wireguard_validator(args: ResourceValidationArgs, report_violation: ReportV
         report_violation(message, None)
 
 
-def policies() -> list[ResourceValidationPolicy]:
+def _live_updates_validator(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+    resources = [(r.resource_type, to_wire(r.props)) for r in args.resources]
+    for message in live_updates_keep_ssh_closed(resources):
+        report_violation(message, None)
+
+
+def policies() -> list[ResourceValidationPolicy | StackValidationPolicy]:
     mandatory = EnforcementLevel.MANDATORY
     return [
         ResourceValidationPolicy(
@@ -149,6 +159,18 @@ def policies() -> list[ResourceValidationPolicy]:
             name="wgmesh-user-data-secret",
             description="VM user data carries WireGuard private keys and must be a Pulumi secret.",
             validate=_validator(user_data_secret),
+            enforcement_level=mandatory,
+        ),
+        ResourceValidationPolicy(
+            name="wgmesh-remote-command-secrets",
+            description="Live-update commands carry their SSH key and wg0.conf (stdin) as secrets.",
+            validate=_validator(remote_command_secrets),
+            enforcement_level=mandatory,
+        ),
+        StackValidationPolicy(
+            name="wgmesh-live-updates-keep-ssh-closed",
+            description="With live updates (remote commands over SSH), no firewall opens tcp/22 to 0/0.",
+            validate=_live_updates_validator,
             enforcement_level=mandatory,
         ),
     ]

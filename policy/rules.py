@@ -39,6 +39,7 @@ GCP_FIREWALL = "gcp:compute/firewall:Firewall"
 GCP_INSTANCE = "gcp:compute/instance:Instance"
 HCLOUD_FIREWALL = "hcloud:index/firewall:Firewall"
 HCLOUD_SERVER = "hcloud:index/server:Server"
+REMOTE_COMMAND = "command:remote:Command"  # live updates (components/sync.py, components/health.py)
 
 Rule = Callable[[str, Mapping[str, Any]], list[str]]
 
@@ -257,12 +258,48 @@ def user_data_secret(resource_type: str, props: Mapping[str, Any]) -> list[str]:
     ]
 
 
+def remote_command_secrets(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    """A live-update command's SSH private key and its stdin (a wg0.conf) must be secrets."""
+    if resource_type != REMOTE_COMMAND:
+        return []
+    out = []
+    connection = props.get("connection")
+    if isinstance(connection, Mapping) and not is_secret(connection):
+        key = connection.get("privateKey")
+        if key not in (None, "") and not is_secret(key) and not is_unknown(key):
+            out.append("connection.privateKey is not a secret (read it with Config.get_secret)")
+    stdin = props.get("stdin")
+    if stdin not in (None, "") and not is_secret(stdin) and not is_unknown(stdin):
+        out.append("stdin is not a secret: it carries a wg0.conf with a private key")
+    return out
+
+
+def live_updates_keep_ssh_closed(resources: Sequence[tuple[str, Mapping[str, Any]]]) -> list[str]:
+    """Stack rule: with live updates (any remote Command), no firewall opens SSH to the world.
+
+    Live updates make SSH a deploy path, so a world-open port 22 is a standing risk on every
+    node; the rule names each offending resource type once per opening.
+    """
+    if not any(t == REMOTE_COMMAND for t, _ in resources):
+        return []
+    return [
+        f"live updates run over SSH, and {t} opens it to the world: {what}"
+        for t, props in resources
+        for what in _ingress_open_to_world(t, plain(props), "tcp", SSH_PORT)
+    ]
+
+
 MANDATORY_RULES: dict[str, Rule] = {
     "wgmesh-no-ssh-from-world": no_ssh_from_world,
     "wgmesh-wireguard-world-only-for-roaming": wireguard_world_only_for_roaming,
     "wgmesh-imdsv2-required": imdsv2_required,
     "wgmesh-root-volume-encrypted": root_volume_encrypted,
     "wgmesh-user-data-secret": user_data_secret,
+    "wgmesh-remote-command-secrets": remote_command_secrets,
+}
+# Rules over the whole stack (name -> rule over (type, inputs) pairs).
+STACK_RULES: dict[str, Callable[[Sequence[tuple[str, Mapping[str, Any]]]], list[str]]] = {
+    "wgmesh-live-updates-keep-ssh-closed": live_updates_keep_ssh_closed,
 }
 
 

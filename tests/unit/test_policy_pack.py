@@ -25,6 +25,7 @@ from policy.rules import (
     MANDATORY_RULES,
     SECRET_SIG,
     SIG_KEY,
+    STACK_RULES,
 )
 
 POLICY_DIR = Path(__file__).resolve().parents[2] / "policy"
@@ -57,7 +58,7 @@ def test_every_rule_is_a_mandatory_policy() -> None:
     from pulumi_policy import EnforcementLevel
 
     built = policies()
-    assert sorted(p.name for p in built) == sorted(MANDATORY_RULES)
+    assert sorted(p.name for p in built) == sorted([*MANDATORY_RULES, *STACK_RULES])
     assert {p.enforcement_level for p in built} == {EnforcementLevel.MANDATORY}
 
 
