@@ -1,9 +1,15 @@
-"""What a node's host needs around wg0: forwarding sysctls and one nftables table.
+"""What a node's host needs around wg0: forwarding sysctls, one nftables table, a metadata guard.
 
-Both are files, loaded by tools that exist on every image (`sysctl -p`, `nft -f` from
+All are files, loaded by tools that exist on every image (`sysctl -p`, `nft -f` from
 wg-quick's PostUp), so the same text works on first boot, after a reboot and inside the
 lab's network namespaces. Only per-network-namespace sysctl keys are written: the lab
 applies this file inside namespaces and must never change the host.
+
+The metadata guard is its own table in its own file, loaded by its own oneshot unit ordered
+before the network (like Debian's nftables.service), so it holds from early boot on every boot
+and does not depend on wg0: `wg-quick down` (PostDown drops `inet wgmesh`) leaves it in place.
+It does not use nftables.service because /etc/nftables.conf starts with `flush ruleset` on
+Debian and Ubuntu, and taking that file over would wipe other tools' rules.
 """
 
 from __future__ import annotations
@@ -19,6 +25,15 @@ from mesh.spec import IPNetwork
 SYSCTL_PATH = "/etc/sysctl.d/90-wgmesh.conf"
 NFT_PATH = "/etc/wireguard/wgmesh.nft"
 NFT_TABLE = "inet wgmesh"
+NFT_BINARY = "/usr/sbin/nft"  # Debian and Ubuntu (merged /usr)
+
+# The cloud metadata service serves the user data, and so this node's WireGuard private key.
+METADATA_V4 = ipaddress.IPv4Address("169.254.169.254")  # AWS, GCP, Hetzner
+METADATA_V6 = ipaddress.IPv6Address("fd00:ec2::254")  # AWS IMDS over IPv6
+METADATA_TABLE = "inet wgmesh_metadata"
+METADATA_GUARD_PATH = "/etc/wgmesh/metadata-guard.nft"
+METADATA_GUARD_UNIT = "wgmesh-metadata-guard.service"
+METADATA_GUARD_UNIT_PATH = f"/etc/systemd/system/{METADATA_GUARD_UNIT}"
 # Spaces, not tabs: PyYAML will not emit a block scalar holding a tab (the ruleset travels in one).
 _TAB = "    "
 
@@ -106,3 +121,82 @@ def _set(networks: Iterable[IPNetwork]) -> str:
 
 def _indent(lines: list[str]) -> list[str]:
     return [f"{_TAB}{line}" if line else line for line in lines]
+
+
+# ----------------------------------------------------------------------------- metadata guard
+
+
+def metadata_guard_ruleset() -> str:
+    """Only root (cloud-init, the cloud agents) reaches the metadata service; nothing is forwarded to it.
+
+    Output: a packet from a non-root socket to the metadata address is rejected (fails at once).
+    Packets with no full socket (kernel replies, TIME_WAIT) have no owner to test and pass.
+    Forward: mesh peers (a gateway's full-tunnel clients) and containers never reach it.
+    DNS to that address stays open: on GCP it is the resolver systemd-resolved (not root) uses.
+    """
+    dns = "meta l4proto { tcp, udp } th dport 53 accept"
+    chains = [
+        *_chain(
+            "output",
+            "type filter hook output priority filter",
+            [
+                dns,
+                f"ip daddr {METADATA_V4} meta skuid != 0 reject",
+                f"ip6 daddr {METADATA_V6} meta skuid != 0 reject",
+            ],
+        ),
+        "",
+        *_chain(
+            "forward",
+            "type filter hook forward priority filter",
+            [dns, f"ip daddr {METADATA_V4} reject", f"ip6 daddr {METADATA_V6} reject"],
+        ),
+    ]
+    lines = [
+        "#!/usr/sbin/nft -f",
+        "# wgmesh: the metadata service holds the user data (this node's private key): root only.",
+        f"# Loaded at boot by {METADATA_GUARD_UNIT}; independent of wg0.",
+        f"table {METADATA_TABLE} {{}}",
+        f"delete table {METADATA_TABLE}",
+        "",
+        f"table {METADATA_TABLE} {{",
+        *_indent(chains),
+        "}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def metadata_guard_unit(path: str = METADATA_GUARD_PATH) -> str:
+    """A oneshot unit loading the guard before the network on every boot (nftables.service's ordering).
+
+    No ExecStop: stopping the unit does not lift the guard; `restart` reloads it atomically.
+    """
+    return "\n".join(
+        [
+            "[Unit]",
+            "Description=wgmesh: only root may reach the cloud metadata service",
+            "DefaultDependencies=no",
+            "Wants=network-pre.target",
+            "Before=network-pre.target shutdown.target",
+            "Conflicts=shutdown.target",
+            "",
+            "[Service]",
+            "Type=oneshot",
+            "RemainAfterExit=yes",
+            f"ExecStart={NFT_BINARY} -f {path}",
+            "",
+            "[Install]",
+            "WantedBy=sysinit.target",
+            "",
+        ]
+    )
+
+
+def metadata_guard_load_step(path: str = METADATA_GUARD_PATH) -> tuple[str, ...]:
+    """First boot: load the guard now (the unit only exists once write_files has run)."""
+    return ("nft", "-f", path)
+
+
+def metadata_guard_enable_step() -> tuple[str, ...]:
+    """Every later boot: the unit loads it before the network comes up."""
+    return ("systemctl", "enable", METADATA_GUARD_UNIT)

@@ -46,6 +46,8 @@ def test_reads_the_rendered_mesh_and_user_data(lab_render: Path) -> None:
         "/etc/wireguard/wg0.conf",
         "/etc/wireguard/wgmesh.nft",
         "/etc/sysctl.d/90-wgmesh.conf",
+        "/etc/wgmesh/metadata-guard.nft",
+        "/etc/systemd/system/wgmesh-metadata-guard.service",
     ]
     assert ud.runcmd[-1] == "systemctl enable --now wg-quick@wg0"
     assert ud.runcmd[-2] == "sysctl -p /etc/sysctl.d/90-wgmesh.conf"

@@ -1,13 +1,32 @@
-"""Host text around wg0: sysctl keys (per namespace only) and the nftables table (NAT only where planned)."""
+"""Host text around wg0: sysctl keys (per namespace only), the nftables table (NAT only where
+planned) and the metadata guard (its own table and boot unit)."""
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 from test_cloudinit_plans import mesh_plan, node_plan
 
-from cloudinit.host import NFT_PATH, NFT_TABLE, nft_load_command, nft_remove_command, nft_ruleset, sysctl_conf
+from cloudinit.host import (
+    METADATA_GUARD_PATH,
+    METADATA_GUARD_UNIT,
+    METADATA_TABLE,
+    NFT_PATH,
+    NFT_TABLE,
+    metadata_guard_enable_step,
+    metadata_guard_load_step,
+    metadata_guard_ruleset,
+    metadata_guard_unit,
+    nft_load_command,
+    nft_remove_command,
+    nft_ruleset,
+    sysctl_conf,
+)
 from mesh.plan_types import NodePlan
 
 
@@ -115,3 +134,100 @@ def test_chain_names_avoid_nft_reserved_words() -> None:
 def test_hooks_load_the_file_and_remove_the_table_idempotently() -> None:
     assert nft_load_command() == f"nft -f {NFT_PATH}"
     assert nft_remove_command() == f"nft 'add table {NFT_TABLE}; delete table {NFT_TABLE}'"
+
+
+# ----------------------------------------------------------------------------- metadata guard
+
+
+def test_metadata_guard_rejects_non_root_sockets_and_every_forwarded_packet() -> None:
+    guard = chains(metadata_guard_ruleset())
+    assert set(guard) == {"output", "forward"}
+    dns = "meta l4proto { tcp, udp } th dport 53 accept"  # GCP's resolver lives at that address
+    assert guard["output"] == [
+        "type filter hook output priority filter; policy accept;",
+        dns,
+        "ip daddr 169.254.169.254 meta skuid != 0 reject",
+        "ip6 daddr fd00:ec2::254 meta skuid != 0 reject",
+    ]
+    assert guard["forward"] == [
+        "type filter hook forward priority filter; policy accept;",
+        dns,
+        "ip daddr 169.254.169.254 reject",
+        "ip6 daddr fd00:ec2::254 reject",
+    ]
+
+
+def test_metadata_guard_is_its_own_table_untouched_by_wg_quick() -> None:
+    text = metadata_guard_ruleset()
+    assert METADATA_TABLE != NFT_TABLE
+    lines = [line for line in text.splitlines() if line and not line.startswith("#")]
+    assert lines[:3] == [
+        f"table {METADATA_TABLE} {{}}",
+        f"delete table {METADATA_TABLE}",
+        f"table {METADATA_TABLE} {{",
+    ]
+    assert METADATA_TABLE not in nft_remove_command()  # wg-quick PostDown drops only `inet wgmesh`
+    assert "\t" not in text
+
+
+def test_metadata_guard_unit_loads_the_file_before_the_network_on_every_boot() -> None:
+    unit = metadata_guard_unit()
+    sections: dict[str, dict[str, str]] = {}
+    current = ""
+    for line in unit.splitlines():
+        if line.startswith("["):
+            current = line.strip("[]")
+            sections[current] = {}
+        elif "=" in line:
+            key, value = line.split("=", 1)
+            sections[current][key] = value
+    assert sections["Unit"]["DefaultDependencies"] == "no"
+    assert "network-pre.target" in sections["Unit"]["Before"].split()
+    assert sections["Unit"]["Wants"] == "network-pre.target"
+    assert sections["Service"] == {
+        "Type": "oneshot",
+        "RemainAfterExit": "yes",
+        "ExecStart": f"/usr/sbin/nft -f {METADATA_GUARD_PATH}",
+    }  # no ExecStop: stopping the unit does not lift the guard
+    assert sections["Install"] == {"WantedBy": "sysinit.target"}
+
+
+def test_first_boot_loads_the_guard_now_and_enables_it_for_later_boots() -> None:
+    assert metadata_guard_load_step() == ("nft", "-f", METADATA_GUARD_PATH)
+    assert metadata_guard_enable_step() == ("systemctl", "enable", METADATA_GUARD_UNIT)
+
+
+def require_root_and(tool: str) -> str:
+    """Root for a throwaway network namespace; outside CI a missing piece skips, under CI=true fails."""
+    path = shutil.which(tool, path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"]))
+    problem = "needs root (unshare --net)" if os.geteuid() != 0 else None
+    problem = problem or (None if path else f"{tool} is not installed (scripts/install-debs)")
+    if problem:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true: {problem}")
+        pytest.skip(problem)
+    assert path is not None
+    return path
+
+
+def in_new_netns(script: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["unshare", "--net", "sh", "-eu", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_metadata_guard_passes_nft_check_and_loads_twice_without_duplicates(tmp_path: Path) -> None:
+    nft = require_root_and("nft")
+    ruleset = tmp_path / "guard.nft"
+    ruleset.write_text(metadata_guard_ruleset())
+    assert in_new_netns(f"{nft} -c -f {ruleset}").returncode == 0
+    loaded = in_new_netns(f"{nft} -f {ruleset}; {nft} -f {ruleset}; {nft} list ruleset")
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.count("skuid != 0 reject") == 2  # v4 + v6, once each after two loads
+    broken = tmp_path / "broken.nft"
+    broken.write_text(metadata_guard_ruleset().replace("skuid != 0", "skuid != nosuchuser0"))
+    assert in_new_netns(f"{nft} -c -f {broken}").returncode != 0  # the check is a real gate

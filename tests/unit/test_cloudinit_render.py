@@ -12,8 +12,24 @@ import pytest
 import yaml
 from test_cloudinit_plans import keys_for, mesh_plan, private_of, public_ips
 
-from cloudinit.cloudconfig import INSTALL_STEP, SYSCTL_STEP, WG_CONF_PATH, WG_UP_STEP
-from cloudinit.host import NFT_PATH, SYSCTL_PATH, nft_ruleset, sysctl_conf
+from cloudinit.cloudconfig import (
+    GUARD_ENABLE_STEP,
+    GUARD_LOAD_STEP,
+    INSTALL_STEP,
+    SYSCTL_STEP,
+    WG_CONF_PATH,
+    WG_UP_STEP,
+)
+from cloudinit.host import (
+    METADATA_GUARD_PATH,
+    METADATA_GUARD_UNIT_PATH,
+    NFT_PATH,
+    SYSCTL_PATH,
+    metadata_guard_ruleset,
+    metadata_guard_unit,
+    nft_ruleset,
+    sysctl_conf,
+)
 from cloudinit.render import USER_DATA_LIMITS, encode_for_cloud, node_user_data, node_wg_conf
 from mesh.errors import RenderError
 from mesh.plan_types import MeshPlan
@@ -43,14 +59,18 @@ def test_write_files_hold_the_rendered_files_with_string_permissions() -> None:
     text = user_data(plan, "n1")
     files = {f["path"]: f for f in load(text)["write_files"]}
 
-    assert list(files) == [WG_CONF_PATH, NFT_PATH, SYSCTL_PATH]
+    assert list(files) == [WG_CONF_PATH, NFT_PATH, SYSCTL_PATH, METADATA_GUARD_PATH, METADATA_GUARD_UNIT_PATH]
     assert files[WG_CONF_PATH]["content"] == node_wg_conf(plan, "n1", keys_for(plan, "n1"), public_ips(plan))
     assert files[NFT_PATH]["content"] == nft_ruleset(plan.node("n1"))
     assert files[SYSCTL_PATH]["content"] == sysctl_conf(ipv6=True)
+    assert files[METADATA_GUARD_PATH]["content"] == metadata_guard_ruleset()
+    assert files[METADATA_GUARD_UNIT_PATH]["content"] == metadata_guard_unit()
     assert {f["owner"] for f in files.values()} == {"root:root"}
     assert files[WG_CONF_PATH]["permissions"] == "0600"  # a string, not the integer 384
     assert files[NFT_PATH]["permissions"] == "0600"
     assert files[SYSCTL_PATH]["permissions"] == "0644"
+    assert files[METADATA_GUARD_PATH]["permissions"] == "0644"  # rules, not secrets
+    assert files[METADATA_GUARD_UNIT_PATH]["permissions"] == "0644"
     assert "permissions: '0600'" in text
 
 
@@ -60,11 +80,14 @@ def test_wg_conf_is_a_readable_block_not_an_escaped_string() -> None:
     assert "\\n" not in text
 
 
-def test_runcmd_installs_if_missing_applies_this_sysctl_file_then_starts_wg_quick() -> None:
+def test_runcmd_installs_if_missing_guards_metadata_applies_this_sysctl_file_then_starts_wg_quick() -> None:
     runcmd = load(user_data(mesh_plan()))["runcmd"]
-    assert runcmd == [list(INSTALL_STEP), list(SYSCTL_STEP), list(WG_UP_STEP)]
-    assert runcmd[1] == ["sysctl", "-p", "/etc/sysctl.d/90-wgmesh.conf"]
-    assert runcmd[2] == ["systemctl", "enable", "--now", "wg-quick@wg0"]
+    steps = [INSTALL_STEP, GUARD_LOAD_STEP, GUARD_ENABLE_STEP, SYSCTL_STEP, WG_UP_STEP]
+    assert runcmd == [list(step) for step in steps]
+    assert runcmd[1] == ["nft", "-f", "/etc/wgmesh/metadata-guard.nft"]
+    assert runcmd[2] == ["systemctl", "enable", "wgmesh-metadata-guard.service"]
+    assert runcmd[3] == ["sysctl", "-p", "/etc/sysctl.d/90-wgmesh.conf"]
+    assert runcmd[4] == ["systemctl", "enable", "--now", "wg-quick@wg0"]
     install = runcmd[0][-1]
     assert install.startswith("command -v wg >/dev/null && command -v nft >/dev/null ||")
     assert "wireguard-tools" in install
