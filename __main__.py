@@ -4,8 +4,10 @@ import pulumi
 
 from components.config import gcp_project, load_plan
 from components.mesh import WireGuardMesh, WireGuardMeshArgs
+from mesh.diagram import mermaid
 
-mesh = WireGuardMesh("wgmesh", WireGuardMeshArgs(plan=load_plan(), gcp_project=gcp_project()))
+plan = load_plan()
+mesh = WireGuardMesh("wgmesh", WireGuardMeshArgs(plan=plan, gcp_project=gcp_project()))
 
 pulumi.export("nodes", mesh.node_outputs)
 pulumi.export("clients", {name: pulumi.Output.secret(conf) for name, conf in mesh.client_configs.items()})
@@ -16,3 +18,5 @@ pulumi.export(
     "labUserData",
     {name: node.user_data for name, node in mesh.nodes.items() if node.cloud == "lab"},
 )
+# The topology as a Mermaid flowchart (`make diagram` renders SVG/PNG from the stack file).
+pulumi.export("diagram", mermaid(plan))

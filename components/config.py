@@ -7,6 +7,7 @@ problem message instead of a Python traceback.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pulumi
@@ -15,7 +16,7 @@ import pulumi.runtime.config
 from mesh.errors import ConfigError, Problem
 from mesh.plan import build_plan
 from mesh.plan_types import MeshPlan
-from mesh.spec import CONFIG_SECTIONS, parse, unknown_config_keys
+from mesh.spec import CONFIG_SECTIONS, SSH_PRIVATE_KEY_CONFIG, MeshSpec, parse, unknown_config_keys
 
 
 class StackConfigError(ConfigError, pulumi.RunError):
@@ -56,3 +57,27 @@ def load_plan() -> MeshPlan:
 def gcp_project() -> str | None:
     """`gcp:project` for the explicit GCP provider (None: GOOGLE_PROJECT or gcloud's default)."""
     return pulumi.Config("gcp").get("project")
+
+
+PRIVATE_KEY_RE = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.+-----END [A-Z ]*PRIVATE KEY-----\s*", re.S)
+
+
+def ssh_private_key(spec: MeshSpec) -> pulumi.Output[str] | None:
+    """`wgmesh:sshPrivateKey` (a secret) for live updates; None when they are off.
+
+    Problems name the key and never quote the value.
+    """
+    if not spec.mesh.live_updates:
+        return None
+    key = f"wgmesh:{SSH_PRIVATE_KEY_CONFIG}"
+    value = pulumi.runtime.config.get_config(key)
+    how = f"set it with `pulumi config set --secret {key} < ~/.ssh/id_ed25519`"
+    if not value:
+        raise StackConfigError([Problem(key, f"is required with wgmesh:mesh.liveUpdates: {how}")])
+    if not pulumi.runtime.config.is_config_secret(key):
+        raise StackConfigError([Problem(key, f"must be a secret, not plain text in the stack file: {how}")])
+    if not PRIVATE_KEY_RE.fullmatch(str(value)):
+        raise StackConfigError(
+            [Problem(key, "is not a PEM/OpenSSH private key (-----BEGIN ... PRIVATE KEY-----)")]
+        )
+    return pulumi.Output.secret(str(value))

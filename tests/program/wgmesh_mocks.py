@@ -109,6 +109,7 @@ class Captured:
     outputs: dict[str, Any]
     ignore_changes: tuple[str, ...]
     delete_before_replace: bool
+    dependencies: tuple[str, ...] = ()  # URNs from depends_on (and inputs' resources)
 
 
 @dataclass
@@ -163,6 +164,9 @@ class WgmeshMocks(Mocks):
             outputs["networkInterfaces"] = [
                 _gcp_nic(args.name, nic) for nic in args.inputs["networkInterfaces"]
             ]
+        if args.typ == "command:remote:Command":
+            # What a remote command prints; the program exports the health commands' stdout.
+            outputs.update(stdout=f"(mocked stdout of {args.name})", stderr="")
         if args.typ.startswith("gcp:compute/"):
             kind = args.typ.rsplit(":", 1)[-1].lower()
             outputs.setdefault("selfLink", f"https://compute.googleapis.com/mock/{kind}s/{args.name}")
@@ -193,6 +197,7 @@ class RecordingMonitor(MockMonitor):
         super().__init__(mocks)
         self.options: dict[tuple[str, str], tuple[str, str, tuple[str, ...], bool]] = {}
         self.component_outputs: dict[str, dict[str, Any]] = {}
+        self.dependencies: dict[tuple[str, str], tuple[str, ...]] = {}
 
     def RegisterResource(self, request: Any) -> Any:
         if request.type != "pulumi:pulumi:Stack":
@@ -203,6 +208,7 @@ class RecordingMonitor(MockMonitor):
                 tuple(request.ignoreChanges),
                 bool(request.deleteBeforeReplace),
             )
+            self.dependencies[(request.type, request.name)] = tuple(request.dependencies)
         return super().RegisterResource(request)  # type: ignore[no-untyped-call]
 
     def RegisterResourceOutputs(self, request: Any) -> Any:
@@ -293,12 +299,14 @@ def _watch_resources_created_in_applies(found: list[str]) -> Iterator[None]:
         pulumi.Resource.__init__ = original_init  # type: ignore[method-assign]
 
 
-def run_program(stack: str, config: Mapping[str, str], program: Path = PROGRAM) -> ProgramRun:
+def run_program(
+    stack: str, config: Mapping[str, str], program: Path = PROGRAM, secret_keys: tuple[str, ...] = ()
+) -> ProgramRun:
     """Run `program` for `stack` with `config`; never raises for the program's own errors."""
-    return contextvars.Context().run(_run, stack, dict(config), program)
+    return contextvars.Context().run(_run, stack, dict(config), program, secret_keys)
 
 
-def _run(stack: str, config: dict[str, str], program: Path) -> ProgramRun:
+def _run(stack: str, config: dict[str, str], program: Path, secret_keys: tuple[str, ...] = ()) -> ProgramRun:
     mocks = WgmeshMocks()
     monitor = RecordingMonitor(mocks)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
@@ -306,7 +314,7 @@ def _run(stack: str, config: dict[str, str], program: Path) -> ProgramRun:
     # outputs into the next run (which would then report the old error), so make them per run.
     SETTINGS.outputs = set()
     SETTINGS.lock = threading.Lock()
-    pulumi.runtime.set_all_config(config, [])
+    pulumi.runtime.set_all_config(config, list(secret_keys))  # keys set with `config set --secret`
     run = ProgramRun(stack=stack)
     _ensure_event_loop().set_exception_handler(_quiet_expected_errors)  # type: ignore[no-untyped-call]
     try:
@@ -322,8 +330,9 @@ def _run(stack: str, config: dict[str, str], program: Path) -> ProgramRun:
         if key not in mocks.resources:
             continue  # registration failed before reaching the mocks
         rid, inputs, outputs, provider, custom = mocks.resources[key]
+        deps = monitor.dependencies.get(key, ())
         run.resources.append(
-            Captured(urn, rid, key[0], key[1], parent, custom, provider, inputs, outputs, ignore, dbr)
+            Captured(urn, rid, key[0], key[1], parent, custom, provider, inputs, outputs, ignore, dbr, deps)
         )
     run.resources.sort(key=lambda r: r.urn)
     run.invokes = list(mocks.invokes)
