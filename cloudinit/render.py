@@ -16,11 +16,18 @@ from cloudinit.cloudconfig import dump_cloud_config, node_cloud_config
 from cloudinit.wireguard import format_endpoint, render_wg_conf
 from mesh.errors import RenderError
 from mesh.keys import NodeKeys
-from mesh.plan_types import InterfacePlan, MeshPlan
+from mesh.plan_types import InterfacePlan, MeshPlan, NodePlan
 
 # Largest user data each cloud accepts, in bytes (None: no limit). AWS counts the decoded
 # bytes of user_data_base64, so a gzip payload is measured before base64.
 USER_DATA_LIMITS: dict[str, int | None] = {"aws": 16384, "hcloud": 32768, "gcp": 262144, "lab": None}
+# Clouds that take gzip user data (AWS `user_data_base64`): the whole document is compressed.
+GZIPPED_CLOUDS = frozenset({"aws"})
+# What to do when a node's user data cannot fit: said in every size error.
+TOO_BIG_ADVICE = (
+    "use `topology: hub` in wgmesh:mesh (spokes then carry only the hubs as peers) "
+    "or split the mesh into smaller stacks"
+)
 
 
 @dataclass(frozen=True)
@@ -53,15 +60,41 @@ def node_wg_conf(plan: MeshPlan, name: str, keys: NodeKeys, endpoints: Mapping[s
     )
 
 
-def node_user_data(plan: MeshPlan, name: str, keys: NodeKeys, endpoints: Mapping[str, str]) -> str:
-    """The node's exact `#cloud-config` text."""
+def node_user_data(
+    plan: MeshPlan,
+    name: str,
+    keys: NodeKeys,
+    endpoints: Mapping[str, str],
+    *,
+    compress_wg_conf: bool | None = None,
+) -> str:
+    """The node's exact `#cloud-config` text.
+
+    Readable (wg0.conf as text) while it fits the node's cloud; beyond that, wg0.conf goes
+    as cloud-init `gz+b64`, so a full mesh with PSKs still boots from user data alone on the
+    clouds that take no compressed user data (Hetzner, GCP). AWS gzips the whole document
+    instead (`encode_for_cloud`), which is at least as small. `compress_wg_conf` True/False
+    forces one form (tests, the bench); None chooses as above.
+    """
     node = plan.node(name)
+    wg_conf = node_wg_conf(plan, name, keys, endpoints)
+    if compress_wg_conf is not None:
+        return _node_document(plan, node, wg_conf, compress_wg_conf=compress_wg_conf)
+    text = _node_document(plan, node, wg_conf, compress_wg_conf=False)
+    limit = USER_DATA_LIMITS.get(node.cloud)
+    if limit is None or node.cloud in GZIPPED_CLOUDS or len(text.encode()) <= limit:
+        return text
+    return _node_document(plan, node, wg_conf, compress_wg_conf=True)
+
+
+def _node_document(plan: MeshPlan, node: NodePlan, wg_conf: str, *, compress_wg_conf: bool) -> str:
     doc = node_cloud_config(
         hostname=node.name,
-        wg_conf=node_wg_conf(plan, name, keys, endpoints),
+        wg_conf=wg_conf,
         nft_ruleset=host.nft_ruleset(node),
         sysctl_conf=host.sysctl_conf(ipv6=plan.spec.mesh.cidr6 is not None),
         ssh_authorized_keys=plan.spec.mesh.ssh_public_keys,
+        compress_wg_conf=compress_wg_conf,
     )
     return dump_cloud_config(doc)
 
@@ -83,13 +116,15 @@ def encode_for_cloud(user_data: str, cloud: str, node: str) -> EncodedUserData:
     raw = user_data.encode()
     if limit is None or len(raw) <= limit:
         return EncodedUserData(text=user_data, gzip_b64=None, raw_bytes=len(raw), sent_bytes=len(raw))
-    if cloud != "aws":
-        raise RenderError(f"{node}: user data is {len(raw)} bytes, over the {limit}-byte limit of {cloud}")
+    if cloud not in GZIPPED_CLOUDS:
+        raise RenderError(
+            f"{node}: user data is {len(raw)} bytes, over the {limit}-byte limit of {cloud}; {TOO_BIG_ADVICE}"
+        )
     packed = gzip.compress(raw, compresslevel=9, mtime=0)  # mtime=0: same input, same bytes
     if len(packed) > limit:
         raise RenderError(
             f"{node}: user data is {len(raw)} bytes ({len(packed)} gzipped), "
-            f"over the {limit}-byte limit of {cloud}"
+            f"over the {limit}-byte limit of {cloud}; {TOO_BIG_ADVICE}"
         )
     return EncodedUserData(
         text=None,

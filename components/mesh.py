@@ -37,6 +37,18 @@ class WireGuardMeshArgs:
     gcp_project: str | None = None  # `gcp:project`, for the explicit GCP provider
 
 
+@dataclass(frozen=True)
+class _Resolved:
+    """Every member's public key and every node's public IP, as one opaque value.
+
+    Output.all deep-walks dicts it is handed; passing the two N-entry dicts to each of the
+    N renders made N² Outputs (most of a 200-node run). Pulumi does not walk this object.
+    """
+
+    public_keys: dict[str, str]
+    endpoints: dict[str, str]
+
+
 class WireGuardMesh(pulumi.ComponentResource):
     """The whole mesh. Per node: cloud, public IP, overlay address, public key; per client: config."""
 
@@ -65,16 +77,17 @@ class WireGuardMesh(pulumi.ComponentResource):
         endpoints = pulumi.Output.all(**{n: ip.address for n, ip in static_ips.items()})
         public_keys = pulumi.Output.all(**{m: k.public_key for m, k in keys.items()})
         hosts = endpoints.apply(host_networks)
+        shared = pulumi.Output.all(public_keys, endpoints).apply(lambda v: _Resolved(v[0], v[1]))
 
         def render(member: str, fn: Callable[..., str]) -> pulumi.Output[str]:
             def apply(values: list[Any]) -> str:
-                private, pubs, eps, root = values
+                private, resolved, root = values
                 try:
-                    return fn(plan, member, NodeKeys(private, pubs, root), eps)
+                    return fn(plan, member, NodeKeys(private, resolved.public_keys, root), resolved.endpoints)
                 except RenderError as e:
                     raise UserDataError(str(e)) from None
 
-            inputs = pulumi.Output.all(keys[member].private_key, public_keys, endpoints, psk_root)
+            inputs = pulumi.Output.all(keys[member].private_key, shared, psk_root)
             return pulumi.Output.secret(inputs.apply(apply))
 
         self.nodes = {}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal
 
 from mesh.spec import IPNetwork, MeshSpec
@@ -78,20 +79,22 @@ class MeshPlan:
     clients: tuple[ClientPlan, ...]
 
     def node(self, name: str) -> NodePlan:
-        for n in self.nodes:
-            if n.name == name:
-                return n
-        raise KeyError(name)
+        return self._nodes_by_name[name]
 
     def client(self, name: str) -> ClientPlan:
-        for c in self.clients:
-            if c.name == name:
-                return c
-        raise KeyError(name)
+        return self._clients_by_name[name]
 
     def interface(self, name: str) -> InterfacePlan:
-        members: list[NodePlan | ClientPlan] = [*self.nodes, *self.clients]
-        for m in members:
-            if m.name == name:
-                return m.iface
-        raise KeyError(name)
+        member = self._nodes_by_name.get(name) or self._clients_by_name.get(name)
+        if member is None:
+            raise KeyError(name)
+        return member.iface
+
+    # Lookups by name are made once per peer while rendering: dicts keep that O(1), not O(N).
+    @cached_property
+    def _nodes_by_name(self) -> dict[str, NodePlan]:
+        return {n.name: n for n in self.nodes}
+
+    @cached_property
+    def _clients_by_name(self) -> dict[str, ClientPlan]:
+        return {c.name: c for c in self.clients}

@@ -71,9 +71,14 @@ GCP_REGIONS = ("europe-west3", "us-central1")
 HCLOUD_LOCATIONS = ("nbg1", "fsn1", "hel1")
 
 
-def three_clouds(n: int, clients: int = 2) -> dict[str, str]:
-    """n nodes spread round-robin over AWS, GCP and Hetzner regions, with fixed overlay addresses."""
-    nodes = []
+def three_clouds(n: int, clients: int = 2, *, gcp_hubs: bool = False) -> dict[str, str]:
+    """n nodes spread round-robin over AWS, GCP and Hetzner regions, with fixed overlay addresses.
+
+    A full mesh with preshared keys (the default, and the worst case for size and time);
+    `gcp_hubs`: `topology: hub` with every GCP node a hub (GCP takes 256 KB of user data), the
+    shape a mesh too big for AWS's 16 KB takes.
+    """
+    nodes: list[dict[str, Any]] = []
     for i in range(n):
         cloud = ("aws", "gcp", "hcloud")[i % 3]
         regions = {"aws": AWS_REGIONS, "gcp": GCP_REGIONS, "hcloud": HCLOUD_LOCATIONS}[cloud]
@@ -85,6 +90,14 @@ def three_clouds(n: int, clients: int = 2) -> dict[str, str]:
                 "address": f"10.96.{i // 250}.{i % 250 + 1}",
             }
         )
+        if gcp_hubs and cloud == "gcp":
+            nodes[-1]["hub"] = True
     members = [{"name": f"client{j}", "address": f"10.96.255.{j + 1}"} for j in range(clients)]
-    mesh = {"cidr": "10.96.0.0/16", "adminCidrs": ["203.0.113.0/24"], "sshPublicKeys": [ADMIN]}
+    mesh: dict[str, Any] = {
+        "cidr": "10.96.0.0/16",
+        "adminCidrs": ["203.0.113.0/24"],
+        "sshPublicKeys": [ADMIN],
+    }
+    if gcp_hubs:
+        mesh["topology"] = "hub"
     return config(mesh, nodes, members)
