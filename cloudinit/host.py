@@ -49,6 +49,37 @@ def sysctl_conf(ipv6: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
+# ----------------------------------------------------------------------------- IPv6 RA guard
+
+ACCEPT_RA_PATH = "/etc/sysctl.d/89-wgmesh-accept-ra.conf"  # sorts before SYSCTL_PATH
+
+# For each interface holding an IPv6 default route whose RAs the kernel handles (accept_ra 1):
+# raise it to 2 now and write the same key, "-" prefixed (absent interface: no error), for later boots.
+_ACCEPT_RA_SCRIPT = r"""conf=""
+devs='{for (i = 1; i < NF; i++) if ($i == "dev") print $(i + 1)}'
+for dev in $(ip -6 -o route show default 2>/dev/null | awk "$devs" | sort -u); do
+    f="/proc/sys/net/ipv6/conf/$dev/accept_ra"
+    [ "$(cat "$f" 2>/dev/null)" = 1 ] || continue
+    echo 2 > "$f"
+    conf="$conf-net.ipv6.conf.$(echo "$dev" | tr . /).accept_ra = 2
+"
+done
+[ -z "$conf" ] || printf '# wgmesh: keep RA default routes with forwarding on\n%s' "$conf" > "$0"
+"""
+
+
+def accept_ra_guard_step(path: str = ACCEPT_RA_PATH) -> tuple[str, ...]:
+    """Run before the sysctl file: forwarding must not cost an uplink its kernel-learned IPv6 route.
+
+    Turning `all.forwarding` on makes the kernel delete its RA-learned default routes at once and
+    ignore later RAs, except on interfaces with accept_ra=2 (ip-sysctl.rst; rt6_purge_dflt_routers).
+    That bites where the kernel handles RAs (ifupdown `inet6 dhcp`, a bare `dhclient -6`). The
+    supported images use systemd-networkd via netplan, which sets accept_ra=0 and handles RAs in
+    userspace whatever the sysctl says: their uplinks are at 0 and are left alone.
+    """
+    return ("sh", "-c", _ACCEPT_RA_SCRIPT, path)
+
+
 def nft_load_command(path: str = NFT_PATH) -> str:
     """wg-quick PostUp: (re)load the table; the file replaces it atomically."""
     return f"nft -f {shlex.quote(path)}"
