@@ -1,0 +1,199 @@
+"""The live-update script: install a node's new wg0.conf and apply it without dropping the mesh.
+
+`apply_command()` is the one shell command line a live update runs on a node (over SSH from
+`components/sync.py`, inside a namespace in the lab). It holds no secret: the new wg0.conf
+arrives on its standard input (or as a file named by its first argument). The script:
+
+1. checks the new file (an [Interface] with a PrivateKey, parseable by `wg-quick strip`);
+2. compares it with the running wg0: a full restart (`systemctl restart wg-quick@wg0`, or
+   `wg-quick down/up` without systemd) only when wg0 is down or its own Address, MTU,
+   ListenPort or PrivateKey changed (or a default route is involved: wg-quick's policy rules);
+3. otherwise `wg syncconf` in place, then the route diff wg-quick would have made: a route
+   for each AllowedIP not yet routed on wg0, and the routes wg-quick added (proto boot on
+   wg0, nothing else) whose AllowedIP is gone;
+4. installs the file atomically (umask 077, temp file in /etc/wireguard, root-owned, mv);
+5. prints one summary line, `wgmesh-apply: wg0 action=... key=value ...` (never a key).
+
+Anything `wg` prints on stderr passes through a filter that replaces base64 keys, because
+`wg` quotes a malformed config line verbatim.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from cloudinit.wireguard import WG_INTERFACE
+
+SUMMARY_PREFIX = "wgmesh-apply:"
+SCRIPT_NAME = "wgmesh-apply"
+
+_SCRIPT = r"""set -euo pipefail
+umask 077
+IF=@IF@
+DIR=${WGMESH_WG_DIR:-/etc/wireguard}  # tests point this elsewhere; sudo drops the variable
+CONF="$DIR/$IF.conf"
+START=${EPOCHREALTIME:-0}
+
+redact() { sed -E 's#[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=#<key>#g'; }
+die() { printf 'wgmesh-apply: error: %s\n' "$*" >&2; exit 1; }
+# Run a command, its output (stderr and stdout) redacted onto stderr; keeps its exit status.
+# It never inherits the lock (fd 9): a daemon it starts (wireguard-go) would hold it for good.
+quietly() { "$@" 9>&- 2>&1 | redact >&2; }
+elapsed() { awk -v a="$START" -v b="${EPOCHREALTIME:-0}" 'BEGIN { printf "%.2f", b - a }'; }
+
+mkdir -p "$DIR"
+chmod 700 "$DIR"
+exec 9>"$DIR/.$IF.apply.lock"
+flock -w 120 9 || die "another apply on $IF holds the lock"  # one apply at a time per interface
+# Same directory as the target (so mv is atomic); the name ends in .conf for wg-quick strip.
+TMP=$(mktemp --suffix=.conf "$DIR/.$IF-XXXXXX")
+trap 'rm -f "$TMP"' EXIT
+cat "${1:-/dev/stdin}" >"$TMP"
+chown root:root "$TMP"
+chmod 600 "$TMP"
+
+# Value(s) of an [Interface] key in the new file, comma-separated values split one per line.
+iface_values() {
+  awk -v key="$1" '
+    /^[[:space:]]*\[/ { section = $0; gsub(/[[:space:]]/, "", section); next }
+    section == "[Interface]" {
+      line = $0; sub(/#.*/, "", line)
+      split(line, kv, "=")
+      k = kv[1]; gsub(/[[:space:]]/, "", k)
+      if (k != key) next
+      v = substr(line, index(line, "=") + 1); gsub(/[[:space:]]/, "", v)
+      n = split(v, parts, ",")
+      for (i = 1; i <= n; i++) if (parts[i] != "") print parts[i]
+    }' "$TMP"
+}
+
+grep -q '^\[Interface\]' "$TMP" || die "the new config has no [Interface] section"
+[ "$(iface_values PrivateKey | wc -l)" -eq 1 ] || die "the new config needs exactly one PrivateKey"
+KEY_LINE='^[[:space:]]*(PrivateKey|PublicKey|PresharedKey)[[:space:]]*='
+KEY_OK='[[:space:]]*[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=[[:space:]]*$'
+if grep -E "$KEY_LINE" "$TMP" | grep -Evq "$KEY_LINE$KEY_OK"; then
+  die "the new config has a malformed key (line not shown)"
+fi
+{ wg-quick strip "$TMP" 2>&1 >/dev/null | redact >&2; } || die "wg-quick cannot read the new config"
+
+DEFAULT_ROUTE='(^|[[:space:],=])(0\.0\.0\.0|::)/0([[:space:],]|$)'
+reasons=()
+if ! ip link show dev "$IF" >/dev/null 2>&1; then
+  reasons+=(down)
+else
+  want_addr=$(iface_values Address | sort)
+  have_addr=$(ip -o addr show dev "$IF" scope global | awk '{ print $4 }' | sort)
+  [ "$want_addr" = "$have_addr" ] || reasons+=(address)
+  want_mtu=$(iface_values MTU)
+  if [ -n "$want_mtu" ] && [ "$want_mtu" != "$(cat "/sys/class/net/$IF/mtu")" ]; then reasons+=(mtu); fi
+  want_port=$(iface_values ListenPort)
+  if [ -n "$want_port" ] && [ "$want_port" != "$(wg show "$IF" listen-port)" ]; then reasons+=(port); fi
+  # Compared in memory only: neither key is ever printed.
+  if [ "$(iface_values PrivateKey)" != "$(wg show "$IF" private-key)" ]; then reasons+=(private-key); fi
+  if grep -Eq "^[[:space:]]*AllowedIPs.*$DEFAULT_ROUTE" "$TMP" \
+    || wg show "$IF" allowed-ips | grep -Eq "$DEFAULT_ROUTE"; then
+    reasons+=(default-route)
+  fi
+fi
+
+PREV="$DIR/.$IF.conf.prev"
+install_conf() {
+  if [ -f "$CONF" ]; then cp -p "$CONF" "$PREV"; else rm -f "$PREV"; fi
+  mv -f "$TMP" "$CONF"
+  trap - EXIT
+}
+
+restart() {
+  if [ -d /run/systemd/system ] && systemctl is-active --quiet "wg-quick@$IF"; then
+    quietly systemctl restart "wg-quick@$IF"
+  elif [ -d /run/systemd/system ] && [ "${reasons[0]}" = down ] \
+    && systemctl is-enabled --quiet "wg-quick@$IF"; then
+    quietly systemctl start "wg-quick@$IF"
+  else
+    if ip link show dev "$IF" >/dev/null 2>&1; then quietly wg-quick down "$IF"; fi
+    quietly wg-quick up "$IF"
+  fi
+}
+
+if [ "${#reasons[@]}" -gt 0 ]; then
+  install_conf
+  if ! restart; then
+    [ -f "$PREV" ] || die "wg-quick could not bring $IF up with the new config"
+    mv -f "$PREV" "$CONF"
+    restart || die "$IF is down: neither the new nor the previous config came up"
+    die "wg-quick could not bring $IF up with the new config: the previous config is back up"
+  fi
+  rm -f "$PREV"
+  peers=$(wg show "$IF" peers | wc -l)
+  why=$(IFS=,; printf '%s' "${reasons[*]}")
+  printf 'wgmesh-apply: %s action=restart reason=%s peers=%s seconds=%s\n' "$IF" "$why" "$peers" "$(elapsed)"
+  exit 0
+fi
+
+before=$(wg show "$IF" peers | sort)
+quietly wg syncconf "$IF" <(wg-quick strip "$TMP") \
+  || die "wg syncconf rejected the new config (nothing changed)"
+install_conf
+rm -f "$PREV"
+after=$(wg show "$IF" peers | sort)
+peers_added=$(comm -13 <(printf '%s\n' "$before") <(printf '%s\n' "$after") | grep -c . || true)
+peers_removed=$(comm -23 <(printf '%s\n' "$before") <(printf '%s\n' "$after") | grep -c . || true)
+
+# What wg-quick up routes: every AllowedIP (most specific first) not already routed on wg0.
+wanted=$(wg show "$IF" allowed-ips \
+  | awk '{ for (i = 2; i <= NF; i++) if ($i ~ /\/[0-9]+$/) print $i }' | sort -u | sort -t/ -k2,2nr)
+routes_added=0
+while read -r net; do
+  [ -n "$net" ] || continue
+  family=-4; [[ $net == *:* ]] && family=-6
+  if [ -z "$(ip "$family" route show dev "$IF" match "$net" 2>/dev/null)" ]; then
+    quietly ip "$family" route add "$net" dev "$IF" || die "could not add the route to $net on $IF"
+    routes_added=$((routes_added + 1))
+  fi
+done <<<"$wanted"
+# Routes wg-quick added (proto boot, on wg0 only) whose AllowedIP no peer has any more.
+routes_removed=0
+for family in -4 -6; do
+  host=32; [ "$family" = -6 ] && host=128
+  while read -r dst _; do
+    case $dst in "" | default) continue ;; esac
+    [[ $dst == */* ]] || dst="$dst/$host"
+    if ! grep -qxF -- "$dst" <<<"$wanted"; then
+      quietly ip "$family" route del "$dst" dev "$IF" || die "could not remove the route to $dst on $IF"
+      routes_removed=$((routes_removed + 1))
+    fi
+  done < <(ip "$family" route show dev "$IF" proto boot)
+done
+
+peers=$(printf '%s\n' "$after" | grep -c . || true)
+printf 'wgmesh-apply: %s action=sync peers=%s peers_added=%s peers_removed=%s' \
+  "$IF" "$peers" "$peers_added" "$peers_removed"
+printf ' routes_added=%s routes_removed=%s seconds=%s\n' "$routes_added" "$routes_removed" "$(elapsed)"
+"""
+
+
+def apply_script(interface: str = WG_INTERFACE) -> str:
+    """The bash script text (no secret in it): reads the new conf on stdin or from `$1`."""
+    return _SCRIPT.replace("@IF@", shlex.quote(interface))
+
+
+def apply_command(*, sudo: bool = True, interface: str = WG_INTERFACE) -> str:
+    """One command line running the script with bash (as root through `sudo -n` by default).
+
+    The new wg0.conf goes on the command's standard input, never on its command line.
+    """
+    argv = ["bash", "-c", apply_script(interface), SCRIPT_NAME]
+    if sudo:
+        argv = ["sudo", "-n", "--", *argv]
+    return shlex.join(argv)
+
+
+def parse_summary(output: str) -> dict[str, str]:
+    """The key=value fields of the script's summary line (the last `wgmesh-apply:` line)."""
+    lines = [ln for ln in output.splitlines() if ln.startswith(SUMMARY_PREFIX)]
+    if not lines:
+        raise ValueError("no wgmesh-apply summary line in the output")
+    words = lines[-1].removeprefix(SUMMARY_PREFIX).split()
+    fields = dict(w.split("=", 1) for w in words[1:] if "=" in w)
+    fields["interface"] = words[0]
+    return fields
