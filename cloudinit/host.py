@@ -53,11 +53,11 @@ def sysctl_conf(ipv6: bool) -> str:
 
 ACCEPT_RA_PATH = "/etc/sysctl.d/89-wgmesh-accept-ra.conf"  # sorts before SYSCTL_PATH
 
-# For each interface holding an IPv6 default route whose RAs the kernel handles (accept_ra 1):
+# For each interface holding an RA-learned IPv6 default route whose RAs the kernel handles (accept_ra 1):
 # raise it to 2 now and write the same key, "-" prefixed (absent interface: no error), for later boots.
 _ACCEPT_RA_SCRIPT = r"""conf=""
 devs='{for (i = 1; i < NF; i++) if ($i == "dev") print $(i + 1)}'
-for dev in $(ip -6 -o route show default 2>/dev/null | awk "$devs" | sort -u); do
+for dev in $(ip -6 -o route show default proto ra 2>/dev/null | awk "$devs" | sort -u); do
     f="/proc/sys/net/ipv6/conf/$dev/accept_ra"
     [ "$(cat "$f" 2>/dev/null)" = 1 ] || continue
     echo 2 > "$f"

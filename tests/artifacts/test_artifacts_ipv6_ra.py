@@ -51,6 +51,8 @@ echo "REFRESHED=$(ip -6 route show default dev up0)"
 KERNEL_LEARNS = "{python} {sender} rt0 1800\nwait_for 'ip -6 route show default dev up0 | grep -q proto.ra'"
 # systemd-networkd installs the route it learned from an RA itself, over netlink, as `proto ra`.
 NETWORKD_INSTALLS = "ip -6 route add default via fe80::1 dev up0 proto ra"
+# Hetzner: a static IPv6 from the metadata network-config, gateway fe80::1 (cloud-init renders it).
+STATIC_GATEWAY = "ip -6 route add default via fe80::1 dev up0 proto static"
 
 
 def expires(route: str) -> int | None:
@@ -59,7 +61,7 @@ def expires(route: str) -> int | None:
 
 
 def run_scenario(
-    rendered: Rendered, tmp_path: Path, *, accept_ra: int, kernel: bool, guard: bool
+    rendered: Rendered, tmp_path: Path, *, accept_ra: int, learn: str, guard: bool
 ) -> dict[str, str]:
     sysctl = netns_tool("sysctl")
     netns_tool("ip")
@@ -70,7 +72,7 @@ def run_scenario(
     fill = {"python": shlex.quote(sys.executable), "sender": shlex.quote(str(RA_SENDER))}
     script = SCENARIO.format(
         accept_ra=accept_ra,
-        learn=KERNEL_LEARNS.format(**fill) if kernel else NETWORKD_INSTALLS,
+        learn=learn.format(**fill),
         guard=shlex.join(accept_ra_guard_step(str(persisted))) if guard else ":",
         sysctl=sysctl,
         conf=shlex.quote(str(conf)),
@@ -92,14 +94,14 @@ def ipv6_stack(rendered_stacks: dict[str, Rendered]) -> Rendered:
 
 def test_forwarding_without_the_guard_drops_a_kernel_ra_route(ipv6_stack: Rendered, tmp_path: Path) -> None:
     """The risk is real: the rendered file alone deletes the route at once, and later RAs are ignored."""
-    v = run_scenario(ipv6_stack, tmp_path, accept_ra=1, kernel=True, guard=False)
+    v = run_scenario(ipv6_stack, tmp_path, accept_ra=1, learn=KERNEL_LEARNS, guard=False)
     assert "proto ra" in v["BEFORE"] and expires(v["BEFORE"]) is not None
     assert v["AFTER"] == ""
     assert v["REFRESHED"] == ""
 
 
 def test_guard_keeps_a_kernel_ra_route_and_later_ras(ipv6_stack: Rendered, tmp_path: Path) -> None:
-    v = run_scenario(ipv6_stack, tmp_path, accept_ra=1, kernel=True, guard=True)
+    v = run_scenario(ipv6_stack, tmp_path, accept_ra=1, learn=KERNEL_LEARNS, guard=True)
     assert "proto ra" in v["AFTER"], v
     assert v["ACCEPT_RA"] == "2"
     refreshed = expires(v["REFRESHED"])
@@ -109,9 +111,17 @@ def test_guard_keeps_a_kernel_ra_route_and_later_ras(ipv6_stack: Rendered, tmp_p
 
 def test_guard_leaves_networkd_links_alone(ipv6_stack: Rendered, tmp_path: Path) -> None:
     """networkd sets accept_ra=0 and installs RA routes itself: forwarding keeps them, the guard stays out."""
-    v = run_scenario(ipv6_stack, tmp_path, accept_ra=0, kernel=False, guard=True)
+    v = run_scenario(ipv6_stack, tmp_path, accept_ra=0, learn=NETWORKD_INSTALLS, guard=True)
     assert "via fe80::1" in v["AFTER"] and "proto ra" in v["AFTER"], v
     assert v["ACCEPT_RA"] == "0"
+    assert v["PERSISTED"] == ""
+
+
+def test_guard_leaves_static_routes_alone(ipv6_stack: Rendered, tmp_path: Path) -> None:
+    """A static gateway (Hetzner) survives forwarding as it is; the guard only acts on RA routes."""
+    v = run_scenario(ipv6_stack, tmp_path, accept_ra=1, learn=STATIC_GATEWAY, guard=True)
+    assert "via fe80::1" in v["AFTER"] and "proto static" in v["AFTER"], v
+    assert v["ACCEPT_RA"] == "1"
     assert v["PERSISTED"] == ""
 
 
@@ -122,7 +132,7 @@ def test_persisted_file_applies_at_boot_with_systemd_sysctl(ipv6_stack: Rendered
     if not os.access(SYSTEMD_SYSCTL, os.X_OK):
         message = f"{SYSTEMD_SYSCTL} is not installed"
         pytest.fail(message) if UNDER_CI else pytest.skip(message)
-    persisted = run_scenario(ipv6_stack, tmp_path, accept_ra=1, kernel=True, guard=True)["PERSISTED"]
+    persisted = run_scenario(ipv6_stack, tmp_path, accept_ra=1, learn=KERNEL_LEARNS, guard=True)["PERSISTED"]
     kept = tmp_path / "kept.conf"
     kept.write_text(persisted + "-net.ipv6.conf.gone0.accept_ra = 2\n")
     code, output = in_new_netns(

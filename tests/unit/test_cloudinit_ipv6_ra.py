@@ -42,7 +42,7 @@ def test_guard_only_raises_interfaces_at_one_and_keeps_them_optional() -> None:
     assert "= 1 ] || continue" in script  # 0 (networkd) and 2 (ifupdown `inet6 auto`) untouched
     assert "echo 2 >" in script
     assert "-net.ipv6.conf." in script  # '-': an interface gone at boot is no error
-    assert "route show default" in script  # only uplinks carrying an IPv6 default route
+    assert "route show default proto ra" in script  # only RA-learned defaults, never static ones
 
 
 def test_guard_script_parses_as_posix_sh() -> None:
