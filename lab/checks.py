@@ -1,10 +1,12 @@
 """Health checks of a running netns lab, as data: tests assert on them, `make lab` prints them.
 
 Positive: every node pair pings over wg0 (with a handshake and a full-size don't-fragment
-ping at the planned MTU), hosts behind routed subnets reach the nodes and each other, the
-underlay carries nothing but WireGuard UDP, and a SYN-ACK crossing a forwarding node has its
-MSS clamped. Negative: a node holding a wrong key for a peer cannot reach it, and a packet
-from an address outside the sender's AllowedIPs is dropped by the receiver.
+ping at the planned MTU; over IPv6 too with cidr6; through the hub in hub and spoke), hosts
+behind routed subnets reach the nodes and each other, the underlay carries nothing but
+WireGuard UDP, a SYN-ACK crossing a forwarding node has its MSS clamped, and each deployment
+pattern in the stack does what it promises (lab.pattern_checks). Negative: a node holding a
+wrong key for a peer cannot reach it, and a packet from an address outside the sender's
+AllowedIPs is dropped by the receiver.
 """
 
 from __future__ import annotations
@@ -12,10 +14,12 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from lab.capture import Capture, mss_values
 from lab.manifest import LabNode
 from lab.negative import check_outside_allowed_ips, check_wrong_peer_key
+from lab.pattern_checks import run_patterns
 from lab.probes import (
     IPV4_ICMP_OVERHEAD,
     TCP_IPV4_OVERHEAD,
@@ -32,56 +36,110 @@ from lab.results import CheckResult, HealthReport, PairResult
 from lab.running import Address, NetnsLab
 from lab.state import BRIDGE
 
+IPV6_ICMP_OVERHEAD = 48  # IPv6 header + ICMPv6 header: ping -s payload for a packet of the MTU
 _UDP = re.compile(r"^IP (\d+\.\d+\.\d+\.\d+)\.(\d+) > (\d+\.\d+\.\d+\.\d+)\.(\d+): UDP, length \d+$")
 
 
 # ----------------------------------------------------------------------------- positive checks
 
 
-def check_pairs(lab: NetnsLab) -> tuple[PairResult, ...]:
-    """Every ordered node pair: ping, full-size DF ping at the planned MTU, handshake age."""
-    pairs = [(a, b) for a in lab.nodes for b in lab.nodes if a.name != b.name]
+@dataclass(frozen=True)
+class _Pair:
+    src: LabNode
+    dst: LabNode
+    family: int
 
-    def probe(pair: tuple[LabNode, LabNode]) -> tuple[Ping, Ping]:
-        a, b = pair
-        where = lab.node(a.name)
-        first = ping(where, b.address)
-        full = ping(where, b.address, count=2, size=a.mtu - IPV4_ICMP_OVERHEAD, df=True)
+    @property
+    def address(self) -> Address:
+        address = self.dst.address6 if self.family == 6 else self.dst.address
+        assert address is not None  # only built for nodes holding an address of the family
+        return address
+
+
+def expected_pairs(lab: NetnsLab) -> list[_Pair]:
+    """Every ordered node pair over IPv4, and over IPv6 when the mesh has cidr6.
+
+    Every node reaches every node's overlay address, directly or through its hub.
+    """
+    pairs = [_Pair(a, b, 4) for a in lab.nodes for b in lab.nodes if a.name != b.name]
+    if lab.mesh.cidr6 is not None:
+        pairs += [
+            _Pair(a, b, 6)
+            for a in lab.nodes
+            for b in lab.nodes
+            if a.name != b.name and a.address6 is not None and b.address6 is not None
+        ]
+    return pairs
+
+
+def check_pairs(lab: NetnsLab) -> tuple[PairResult, ...]:
+    """Every expected pair: ping, full-size DF ping at the planned MTU, handshake age.
+
+    The handshake is src's with dst when they peer directly, else with the hub carrying it.
+    """
+    pairs = expected_pairs(lab)
+
+    def probe(pair: _Pair) -> tuple[Ping, Ping]:
+        where = lab.node(pair.src.name)
+        overhead = IPV6_ICMP_OVERHEAD if pair.family == 6 else IPV4_ICMP_OVERHEAD
+        first = ping(where, pair.address)
+        full = ping(where, pair.address, count=2, size=pair.src.mtu - overhead, df=True)
         return first, full
 
     results = parallel(probe, pairs)
     now = time.time()
     handshakes = {n.name: latest_handshakes(lab.node(n.name)) for n in lab.nodes}
     out: list[PairResult] = []
-    for (a, b), (first, full) in zip(pairs, results, strict=True):
-        ts = handshakes[a.name].get(b.public_key, 0)
+    for pair, (first, full) in zip(pairs, results, strict=True):
+        a, b = pair.src, pair.dst
+        via = lab.mesh.route_via(a.name, b.name)
+        key = lab.mesh.node(via).public_key if via else b.public_key
+        ts = handshakes[a.name].get(key, 0)
         out.append(
             PairResult(
                 src=a.name,
                 dst=b.name,
-                address=str(b.address),
+                address=str(pair.address),
                 handshake_age=round(max(0.0, now - ts), 1) if ts else None,
                 ping=first,
                 mtu=a.mtu,
                 df_ping=full,
+                via=via,
+                family=pair.family,
             )
         )
     return tuple(out)
 
 
+def _node_address(node: LabNode, version: int) -> Address | None:
+    return node.address6 if version == 6 else node.address
+
+
 def check_subnets(lab: NetnsLab) -> tuple[CheckResult, ...]:
-    """Routed subnets across the mesh: nodes -> lan hosts, lan hosts -> nodes, lan -> lan."""
+    """Routed subnets across the mesh: nodes -> lan hosts, lan hosts -> nodes, lan -> lan.
+
+    Hosts behind a masquerading node (jumpbox) have no route back to the mesh, so only the
+    nodes -> lan host direction applies to them (lab.pattern_checks proves the NAT).
+    """
     probes: list[tuple[str, Place, Address]] = []
     hosts = lab.lan_hosts()
     for host in hosts:
+        masqueraded = lab.mesh.node(host.router).masquerade
         for n in lab.nodes:
-            if n.name != host.router:
-                probes.append(
-                    (f"{n.name} -> {host.address} (behind {host.router})", lab.node(n.name), host.address)
-                )
-                probes.append((f"{host.address} (behind {host.router}) -> {n.name}", host.place, n.address))
+            to_node = _node_address(n, host.address.version)
+            if n.name == host.router or to_node is None:
+                continue
+            probes.append(
+                (f"{n.name} -> {host.address} (behind {host.router})", lab.node(n.name), host.address)
+            )
+            if not masqueraded:
+                probes.append((f"{host.address} (behind {host.router}) -> {n.name}", host.place, to_node))
         for other in hosts:
-            if other.router != host.router and other.address.version == host.address.version:
+            if (
+                other.router != host.router
+                and other.address.version == host.address.version
+                and not masqueraded
+            ):
                 label = f"{host.address} (behind {host.router}) -> {other.address} (behind {other.router})"
                 probes.append((label, host.place, other.address))
 
@@ -131,7 +189,8 @@ def check_mss_clamp(lab: NetnsLab) -> CheckResult:
     fits its wg0 route, or the far end would send segments the tunnel cannot carry.
     """
     name = "MSS clamped across a forwarding node"
-    lan = next((h for h in lab.lan_hosts() if h.address.version == 4), None)
+    v4 = [h for h in lab.lan_hosts() if h.address.version == 4]
+    lan = next((h for h in v4 if not lab.mesh.node(h.router).masquerade), next(iter(v4), None))
     if lan is None or len(lab.nodes) < 2:
         return CheckResult(name, True, "no IPv4 routed subnet in this stack", skipped=True)
     router = lab.mesh.node(lan.router)
@@ -158,22 +217,23 @@ def run_all(lab: NetnsLab, *, negative: bool = True) -> HealthReport:
         pairs = check_pairs(lab)
         subnets = check_subnets(lab)
         mss = check_mss_clamp(lab)
-    checks = [*subnets, check_underlay(lab, underlay.lines), mss]
+    checks = [*subnets, check_underlay(lab, underlay.lines), mss, *run_patterns(lab, pairs, subnets)]
     if negative:
         checks += [check_wrong_peer_key(lab), check_outside_allowed_ips(lab)]
     return HealthReport(pairs, tuple(checks))
 
 
 def all_handshaken(lab: NetnsLab) -> bool:
+    """Every node has a handshake with every node its wg0.conf lists (clients are not waited for)."""
     for n in lab.nodes:
         seen = latest_handshakes(lab.node(n.name))
-        if any(seen.get(p.public_key, 0) == 0 for p in lab.nodes if p.name != n.name):
+        if any(seen.get(lab.mesh.node(p).public_key, 0) == 0 for p in lab.mesh.node_peers(n.name)):
             return False
     return True
 
 
 def wait_for_handshakes(lab: NetnsLab, timeout: float) -> float | None:
-    """Seconds until every node has a handshake with every other (keepalives start them)."""
+    """Seconds until every node has a handshake with each node peer it expects (keepalives start them)."""
     start = time.monotonic()
     while True:
         if all_handshaken(lab):

@@ -29,7 +29,7 @@ class LabNode:
     mtu: int
     listen_port: int
     user_data: Path
-    peers: tuple[str, ...] = ()  # members in its wg0.conf (nodes and clients), as the plan wants
+    peers: tuple[str, ...] | None = None  # members in its wg0.conf (nodes, clients); None: not told
     hub: bool = False
     gateway: bool = False
     masquerade: bool = False  # NAT mesh traffic into its subnets (jumpbox)
@@ -69,8 +69,21 @@ class LabMesh:
         return frozenset(n.name for n in self.nodes)
 
     def node_peers(self, name: str) -> tuple[str, ...]:
-        """The booted nodes `name`'s wg0.conf lists (clients and other clouds left out)."""
-        return tuple(p for p in self.node(name).peers if p in self.lab_names)
+        """The booted nodes `name`'s wg0.conf lists (clients and other clouds left out).
+
+        A mesh.json without `peers` (an older render) means a full mesh.
+        """
+        peers = self.node(name).peers
+        if peers is None:
+            return tuple(n.name for n in self.nodes if n.name != name)
+        return tuple(p for p in peers if p in self.lab_names)
+
+    def route_via(self, src: str, dst: str) -> str | None:
+        """The node src sends dst's traffic to: None when they peer directly, else src's first hub."""
+        peers = self.node_peers(src)
+        if dst in peers:
+            return None
+        return next((p for p in peers if self.node(p).hub), None)
 
     def node(self, name: str) -> LabNode:
         for n in self.nodes:
@@ -131,7 +144,7 @@ def _node(raw: dict[str, Any], index: int, render_dir: Path, where: str) -> LabN
             mtu=int(raw["mtu"]),
             listen_port=int(raw["listen_port"]),
             user_data=user_data,
-            peers=tuple(str(p) for p in raw.get("peers", ())),
+            peers=None if raw.get("peers") is None else tuple(str(p) for p in raw["peers"]),
             hub=bool(raw.get("hub", False)),
             gateway=bool(raw.get("gateway", False)),
             masquerade=bool(raw.get("masquerade", False)),

@@ -1,8 +1,14 @@
-"""The health table `make lab` prints: one row per node pair, then one line per other check."""
+"""The health table `make lab` prints: one row per node pair (and IPv6 pair), then one line per check."""
 
 from __future__ import annotations
 
 from lab.results import HealthReport, PairResult
+
+
+def _pair(p: PairResult) -> str:
+    family = " (v6)" if p.family == 6 else ""
+    via = f" via {p.via}" if p.via else ""
+    return f"{p.src} -> {p.dst}{family}{via}"
 
 
 def _handshake(p: PairResult) -> str:
@@ -22,7 +28,7 @@ def _mtu(p: PairResult) -> str:
 
 def format_report(report: HealthReport) -> str:
     rows = [("node pair", "handshake", "ping", "path MTU")]
-    rows += [(f"{p.src} -> {p.dst}", _handshake(p), _ping(p), _mtu(p)) for p in report.pairs]
+    rows += [(_pair(p), _handshake(p), _ping(p), _mtu(p)) for p in report.pairs]
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))

@@ -9,15 +9,17 @@ from lab.probes import Ping
 
 @dataclass(frozen=True)
 class PairResult:
-    """One direction of one node pair."""
+    """One direction of one node pair, over IPv4 or (with cidr6) IPv6."""
 
     src: str
     dst: str
     address: str  # dst's overlay address
-    handshake_age: float | None  # seconds since src's latest handshake with dst; None: never
+    handshake_age: float | None  # seconds since src's latest handshake with dst (or `via`); None: never
     ping: Ping
     mtu: int  # planned wg0 MTU of src
     df_ping: Ping  # one packet of exactly `mtu` bytes, don't-fragment
+    via: str | None = None  # the hub src reaches dst through (hub and spoke); None: direct peers
+    family: int = 4
 
     @property
     def ok(self) -> bool:
@@ -47,8 +49,8 @@ class HealthReport:
                 return c
         raise KeyError(name)
 
-    def pair(self, src: str, dst: str) -> PairResult:
+    def pair(self, src: str, dst: str, family: int = 4) -> PairResult:
         for p in self.pairs:
-            if (p.src, p.dst) == (src, dst):
+            if (p.src, p.dst, p.family) == (src, dst, family):
                 return p
-        raise KeyError((src, dst))
+        raise KeyError((src, dst, family))

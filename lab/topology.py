@@ -6,7 +6,8 @@
   route to each other node), and a private mount namespace (own /run, /sys, and the files
   cloud-init wrote overlaid on /etc, stand-ins over systemctl/sysctl/apt).
 - `wgm-lan-<n>`: the network routed behind a node with `subnets`; the node holds the first
-  host of each subnet, the lan namespace the second and routes through the node.
+  host of each subnet, the lan namespace the second and routes through the node (no route
+  at all behind a masquerading node: a jumpbox's network knows nothing of the mesh).
 
 Underlay links get no IPv6 link-local address, so the only traffic on the bridge is what
 the nodes send on purpose.
@@ -36,6 +37,7 @@ table bridge {NOFRAG_TABLE} {{
     }}
 }}
 """
+UNDERLAY_DISABLE_IPV6 = "/proc/sys/net/ipv6/conf/eth0/disable_ipv6"
 # Host binaries a node sees replaced by lab.nodeshim (resolved, must be regular files).
 SHIMMED = {"systemctl": "/usr/bin/systemctl", "sysctl": "/usr/sbin/sysctl", "apt-get": "/usr/bin/apt-get"}
 SHIMMED_OPTIONAL = {"apt": "/usr/bin/apt"}
@@ -126,24 +128,40 @@ def attach_node(state: LabState, layout: Layout, mesh: LabMesh, index: int, node
     ip(inet, "link", "set", port, "mtu", mtu, "addrgenmode", "none")
     ip(inet, "link", "set", port, "master", BRIDGE, "up")
     ip(ns, "addr", "add", f"{node.public_ip}/32", "dev", "eth0")
+    no_ipv6_on_underlay(ns)
     ip(ns, "link", "set", "eth0", "up")
     for other in mesh.nodes:
         if other.name != node.name:
             ip(ns, "route", "add", f"{other.public_ip}/32", "dev", "eth0", "scope", "link")
 
 
+def no_ipv6_on_underlay(netns: str) -> None:
+    """The lab underlay is IPv4 only: without this, a node that forwards IPv6 (cidr6) joins the
+    all-routers group and sends MLD reports onto the internet bridge. Per-namespace key."""
+    run(
+        ["nsenter", f"--net={NETNS_DIR / netns}", "--", "sh", "-c", f"echo 1 > {UNDERLAY_DISABLE_IPV6}"],
+        what=f"{netns}: no IPv6 on the underlay",
+    )
+
+
 def attach_lan(state: LabState, layout: Layout, node: LabNode) -> None:
-    """A namespace behind the node holding a host in each of its subnets."""
+    """A namespace behind the node holding a host in each of its subnets.
+
+    The hosts route through the node, except behind a masquerading node (jumpbox): there the
+    network has no route back to the mesh at all (a VLAN of webcams with no gateway), so only
+    the node's NAT can make replies find their way.
+    """
     ns, lan = layout.node_ns(node.name), layout.lan_ns(node.name)
     add_namespace(state, layout, lan)
-    defaults: set[int] = set()
+    defaults: set[int] = set() if not node.masquerade else {4, 6}
     for j, net in enumerate(node.subnets):
         router, host = subnet_hosts(net)
         inner, outer = f"lan{j}", f"eth{j}"
+        nodad = ["nodad"] if net.version == 6 else []  # usable at once, no duplicate detection wait
         ip(ns, "link", "add", inner, "type", "veth", "peer", "name", outer, "netns", lan)
-        ip(ns, "addr", "add", f"{router}/{net.prefixlen}", "dev", inner)
+        ip(ns, "addr", "add", f"{router}/{net.prefixlen}", "dev", inner, *nodad)
         ip(ns, "link", "set", inner, "up")
-        ip(lan, "addr", "add", f"{host}/{net.prefixlen}", "dev", outer)
+        ip(lan, "addr", "add", f"{host}/{net.prefixlen}", "dev", outer, *nodad)
         ip(lan, "link", "set", outer, "up")
         if net.version not in defaults:
             defaults.add(net.version)
