@@ -2,12 +2,15 @@
 
 import pulumi
 
-from components.config import gcp_project, load_plan
+from components.config import gcp_project, load_plan, ssh_private_key
 from components.mesh import WireGuardMesh, WireGuardMeshArgs
 from mesh.diagram import mermaid
 
 plan = load_plan()
-mesh = WireGuardMesh("wgmesh", WireGuardMeshArgs(plan=plan, gcp_project=gcp_project()))
+mesh = WireGuardMesh(
+    "wgmesh",
+    WireGuardMeshArgs(plan=plan, gcp_project=gcp_project(), ssh_private_key=ssh_private_key(plan.spec)),
+)
 
 pulumi.export("nodes", mesh.node_outputs)
 pulumi.export("clients", {name: pulumi.Output.secret(conf) for name, conf in mesh.client_configs.items()})
@@ -20,3 +23,6 @@ pulumi.export(
 )
 # The topology as a Mermaid flowchart (`make diagram` renders SVG/PNG from the stack file).
 pulumi.export("diagram", mermaid(plan))
+if mesh.live is not None:
+    # Each live node's health table after this update (liveUpdates): handshake age, full-MTU ping.
+    pulumi.export("meshHealth", mesh.live.health.tables)

@@ -21,6 +21,7 @@ from components.gcp import GcpNetwork, GcpNetworkArgs, GcpNode
 from components.hcloud import HcloudNode, HcloudProject, HcloudProjectArgs
 from components.keys import WireGuardKey, mesh_secret
 from components.lab import LabNode, lab_static_ip
+from components.live import LiveUpdates
 from components.netplan import plan_sites
 from components.node import MeshNode, NodeArgs, StaticIp, UserDataError
 from mesh.errors import RenderError
@@ -35,6 +36,7 @@ MESH_TYPE = "wgmesh:index:WireGuardMesh"
 class WireGuardMeshArgs:
     plan: MeshPlan
     gcp_project: str | None = None  # `gcp:project`, for the explicit GCP provider
+    ssh_private_key: pulumi.Output[str] | None = None  # secret; set when liveUpdates is on
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,10 @@ class WireGuardMesh(pulumi.ComponentResource):
         }
         self.client_configs = {c.name: render(c.name, client_config) for c in spec.clients}
         self.node_configs = {n.name: render(n.name, node_wg_conf) for n in spec.nodes}
+        # Day-2: push each conf to its running node, then check the tunnels (opt-in).
+        self.live: LiveUpdates | None = None
+        if spec.mesh.live_updates and args.ssh_private_key is not None:
+            self.live = LiveUpdates(name, plan, self.nodes, self.node_configs, args.ssh_private_key, child)
         self.register_outputs(
             {"nodes": self.node_outputs, "clients": self.client_configs, "wgConfigs": self.node_configs}
         )

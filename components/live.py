@@ -1,0 +1,47 @@
+"""Live updates as one step of the mesh: sync every live node, then check every live node's health."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pulumi
+
+from components.health import MeshHealth, mesh_digest
+from components.node import MeshNode
+from components.sync import LiveSync, sync_targets
+from mesh.plan_types import MeshPlan
+
+LIVE_TYPE = "wgmesh:live:LiveUpdates"
+
+
+class LiveUpdates(pulumi.ComponentResource):
+    """The sync commands (`sync.commands`) and the health commands after them (`health.tables`)."""
+
+    sync: LiveSync
+    health: MeshHealth
+
+    def __init__(
+        self,
+        name: str,
+        plan: MeshPlan,
+        nodes: Mapping[str, MeshNode],
+        confs: Mapping[str, pulumi.Output[str]],
+        private_key: pulumi.Output[str],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__(LIVE_TYPE, name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        hosts = {n: node.public_ip for n, node in nodes.items()}
+        targets = sync_targets(plan, hosts, confs, nodes, private_key)
+        self.sync = LiveSync(f"{name}-sync", targets, child)
+        live_confs = {t.name: confs[t.name] for t in targets}
+        self.health = MeshHealth(
+            f"{name}-health",
+            plan,
+            targets,
+            {n: node.public_key for n, node in nodes.items()},
+            after=list(self.sync.commands.values()),
+            trigger=mesh_digest(live_confs),
+            opts=child,
+        )
+        self.register_outputs({"health": self.health.tables})

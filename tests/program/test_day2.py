@@ -1,0 +1,471 @@
+"""Day-2 under mocks: add, remove and re-key nodes of the dev stack with live updates on.
+
+The dev stack runs with `wgmesh:mesh.liveUpdates: true` and a (fake) secret
+`wgmesh:sshPrivateKey`, as a user would set them. Each scenario runs the program before and
+after the change and diffs every resource's inputs by URN: an input that forces replacement
+for its type (from the providers' docs) may not change on any existing resource unless the
+program ignores it, and existing nodes may change only through their sync and health
+commands and in-place firewall updates.
+
+    .venv/bin/python tests/program/test_day2.py    # prints the add-node snapshot diff
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from wgmesh_mocks import REPO, Captured, ProgramRun, is_secret, reveal, run_program, stack_config
+
+from policy.rules import MANDATORY_RULES, STACK_RULES, wireguard_world_only_for_roaming
+
+COMMAND = "command:remote:Command"
+SECRET_KEYS = ("wgmesh:sshPrivateKey",)
+FAKE_SSH_KEY = (
+    "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAAday2fakeKeyForTheMocksOnly\n"
+    "-----END OPENSSH PRIVATE KEY-----\n"
+)
+HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+
+# Inputs whose change replaces the resource (provider docs: aws/google/hcloud/random/command
+# schemas' ForceNew fields), per type. Keys are the engine's camelCase input names.
+FORCES_REPLACEMENT: dict[str, frozenset[str]] = {
+    "aws:ec2/instance:Instance": frozenset(
+        {"ami", "availabilityZone", "subnetId", "privateIp", "keyName", "associatePublicIpAddress",
+         "userData", "userDataBase64", "placementGroup", "tenancy", "hostId", "ipv6AddressCount"}
+    ),  # user data: replaced with userDataReplaceOnChange, else a stop/start; both break day-2
+    "aws:ec2/eip:Eip": frozenset({"domain", "address", "networkBorderGroup", "publicIpv4Pool"}),
+    "aws:ec2/eipAssociation:EipAssociation": frozenset(
+        {"allocationId", "instanceId", "networkInterfaceId", "privateIpAddress", "publicIp"}
+    ),
+    "aws:ec2/securityGroup:SecurityGroup": frozenset({"name", "namePrefix", "description", "vpcId"}),
+    "aws:ec2/vpc:Vpc": frozenset({"cidrBlock", "instanceTenancy"}),
+    "aws:ec2/subnet:Subnet": frozenset({"vpcId", "cidrBlock", "availabilityZone", "availabilityZoneId"}),
+    "aws:ec2/routeTable:RouteTable": frozenset({"vpcId"}),
+    "aws:ec2/route:Route": frozenset(
+        {"routeTableId", "destinationCidrBlock", "destinationIpv6CidrBlock", "destinationPrefixListId"}
+    ),
+    "aws:ec2/routeTableAssociation:RouteTableAssociation": frozenset({"subnetId", "gatewayId"}),
+    "aws:ec2/mainRouteTableAssociation:MainRouteTableAssociation": frozenset({"vpcId"}),
+    "gcp:compute/instance:Instance": frozenset(
+        {"name", "zone", "project", "bootDisk", "metadataStartupScript", "hostname", "scratchDisks",
+         "networkInterfaces", "reservationAffinity", "confidentialInstanceConfig"}
+    ),  # networkInterfaces: the network/subnetwork inside force a new VM
+    "gcp:compute/address:Address": frozenset(
+        {"name", "address", "addressType", "region", "networkTier", "project", "subnetwork", "purpose"}
+    ),
+    "gcp:compute/firewall:Firewall": frozenset({"name", "network", "project", "direction"}),
+    "gcp:compute/network:Network": frozenset({"name", "autoCreateSubnetworks", "project", "mtu"}),
+    "gcp:compute/subnetwork:Subnetwork": frozenset({"name", "network", "region", "project"}),
+    "gcp:compute/route:Route": frozenset(
+        {"name", "destRange", "network", "nextHopInstance", "nextHopInstanceZone", "nextHopIp",
+         "nextHopGateway", "priority", "tags", "project"}
+    ),
+    "gcp:compute/router:Router": frozenset({"name", "network", "region", "project"}),
+    "gcp:compute/routerNat:RouterNat": frozenset({"name", "router", "region", "project"}),
+    "hcloud:index/server:Server": frozenset({"userData", "image", "location", "datacenter", "sshKeys"}),
+    "hcloud:index/primaryIp:PrimaryIp": frozenset({"type", "datacenter", "location", "assigneeType"}),
+    "hcloud:index/sshKey:SshKey": frozenset({"publicKey"}),
+    "hcloud:index/firewall:Firewall": frozenset(),
+    "random:index/randomBytes:RandomBytes": frozenset({"length", "keepers"}),
+    COMMAND: frozenset(),  # with an `update` command, triggers and stdin changes update in place
+}  # fmt: skip
+# What may change on an existing node's resources when another node joins or leaves.
+IN_PLACE: dict[str, frozenset[str]] = {
+    "aws:ec2/securityGroup:SecurityGroup": frozenset({"ingress"}),
+    "gcp:compute/firewall:Firewall": frozenset({"sourceRanges"}),
+    "hcloud:index/firewall:Firewall": frozenset({"rules"}),
+}
+SYNC_INPUTS = frozenset({"stdin", "triggers"})  # the sync command: the new conf and its digest
+HEALTH_INPUTS = frozenset({"create", "update", "triggers"})  # the health script lists the peers
+
+
+def dev_config(
+    nodes: list[dict[str, Any]] | None = None, live: bool = True, key: str | None = FAKE_SSH_KEY
+) -> dict[str, str]:
+    """The dev stack's config with liveUpdates and the SSH key set (as `config set --secret` would)."""
+    config = stack_config(REPO / "stacks" / "Pulumi.dev.yaml")
+    mesh = json.loads(config["wgmesh:mesh"])
+    mesh["liveUpdates"] = live
+    config["wgmesh:mesh"] = json.dumps(mesh)
+    if nodes is not None:
+        config["wgmesh:nodes"] = json.dumps(nodes)
+    if key is not None:
+        config["wgmesh:sshPrivateKey"] = key
+    return config
+
+
+def dev_nodes() -> list[dict[str, Any]]:
+    nodes: list[dict[str, Any]] = json.loads(dev_config()["wgmesh:nodes"])
+    return nodes
+
+
+NEW_NODE = {"name": "aws-fra2", "cloud": "aws", "region": "eu-central-1", "address": "10.77.0.4"}
+
+
+def scenario_nodes(name: str) -> list[dict[str, Any]]:
+    nodes = dev_nodes()
+    if name == "add":
+        return [*nodes, NEW_NODE]
+    if name == "remove":
+        return [n for n in nodes if n["name"] != "hetzner-nbg"]
+    if name == "rotate":
+        return [{**n, "keyEpoch": 1} if n["name"] == "gcp-fra" else n for n in nodes]
+    if name == "pinned":
+        return [{**n, "sshHostKey": HOST_KEY} if n["name"] == "aws-fra" else n for n in nodes]
+    return nodes
+
+
+@cache
+def run(name: str) -> ProgramRun:
+    """One mocked `pulumi up` per scenario, shared by the tests (runs are deterministic)."""
+    result = run_program("dev", dev_config(scenario_nodes(name)), secret_keys=SECRET_KEYS)
+    assert result.error is None, result.error
+    return result
+
+
+# ----------------------------------------------------------------------------- the diff
+
+
+@dataclass(frozen=True)
+class Change:
+    """One existing resource whose inputs differ: which paths, and which of them Pulumi ignores."""
+
+    before: Captured
+    after: Captured
+    paths: tuple[str, ...]
+
+    @property
+    def effective(self) -> tuple[str, ...]:
+        """Changed paths the engine acts on (ignoreChanges drops the rest)."""
+        return tuple(p for p in self.paths if not any(_covers(i, p) for i in self.before.ignore_changes))
+
+    @property
+    def replacing(self) -> tuple[str, ...]:
+        forcing = FORCES_REPLACEMENT.get(self.before.type)
+        assert forcing is not None, (
+            f"no replacement list for {self.before.type}: add it from the provider docs"
+        )
+        return tuple(p for p in self.effective if _top(p) in forcing)
+
+
+@dataclass(frozen=True)
+class Diff:
+    created: list[Captured]
+    deleted: list[Captured]
+    changed: list[Change]
+
+
+def _top(path: str) -> str:
+    return re.split(r"[.\[]", path, maxsplit=1)[0]
+
+
+def _covers(ignore: str, path: str) -> bool:
+    return path == ignore or path.startswith((ignore + ".", ignore + "["))
+
+
+def _paths(a: Any, b: Any, prefix: str = "") -> Iterator[str]:
+    """Changed leaf paths in Pulumi's property-path syntax (`metadata["user-data"]`, `a.b`)."""
+    a, b = reveal(a), reveal(b)
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        for k in sorted(set(a) | set(b)):
+            sub = k if not prefix else (f"{prefix}.{k}" if re.fullmatch(r"\w+", k) else f'{prefix}["{k}"]')
+            if a.get(k) != b.get(k):
+                yield from _paths(a.get(k), b.get(k), sub)
+    elif a != b:
+        yield prefix
+
+
+def diff(before: ProgramRun, after: ProgramRun) -> Diff:
+    old, new = before.by_urn(), after.by_urn()
+    changed = []
+    for urn in sorted(set(old) & set(new)):
+        paths = tuple(_paths(old[urn].inputs, new[urn].inputs))
+        if paths:
+            changed.append(Change(old[urn], new[urn], paths))
+    return Diff(
+        created=[new[u] for u in sorted(set(new) - set(old))],
+        deleted=[old[u] for u in sorted(set(old) - set(new))],
+        changed=changed,
+    )
+
+
+def _show(value: Any) -> str:
+    if is_secret(value):
+        return "[secret]"
+    text = json.dumps(reveal(value), sort_keys=True)
+    return text if len(text) <= 100 else text[:97] + "..."
+
+
+def _change(old: Any, new: Any) -> list[str]:
+    """One value's change: items added/removed for lists, changed lines for scripts."""
+    if is_secret(old) or is_secret(new):
+        return ["[secret] changed"]
+    if isinstance(old, list) and isinstance(new, list):
+        removed = [f"- {_show(v)}" for v in old if v not in new]
+        added = [f"+ {_show(v)}" for v in new if v not in old]
+        return [*removed, *added] or ["reordered"]
+    if isinstance(old, str) and isinstance(new, str) and "\n" in old + new:
+        delta = difflib.unified_diff(old.splitlines(), new.splitlines(), lineterm="", n=0)
+        return [f"script line {d}" for d in delta if d[:1] in "+-" and d[:3] not in ("+++", "---")]
+    return [f"{_show(old)} -> {_show(new)}"]
+
+
+def describe(d: Diff) -> str:
+    """The snapshot diff, readable: + created, - deleted, ~ updated in place, = ignored by the program."""
+    lines = []
+    for r in d.created:
+        lines.append(f"+ {r.type} {r.name}")
+    for r in d.deleted:
+        lines.append(f"- {r.type} {r.name}")
+    for c in d.changed:
+        mark = "~" if c.effective else "="
+        lines.append(f"{mark} {c.before.type} {c.before.name}")
+        for p in c.paths:
+            note = "" if p in c.effective else "   (ignoreChanges: the VM keeps its first-boot user data)"
+            top = _top(p)
+            old, new = c.before.inputs.get(top), c.after.inputs.get(top)
+            lines += [f"    {p}: {line}{note}" for line in _change(old, new)]
+    replacements = sum(1 for c in d.changed if c.replacing)
+    lines.append(
+        f"{len(d.created)} to create, {len(d.deleted)} to delete, "
+        f"{sum(1 for c in d.changed if c.effective)} to update in place, {replacements} to replace"
+    )
+    return "\n".join(lines)
+
+
+def _node_of(r: Captured) -> str:
+    """The node a resource belongs to, from its name (`aws-fra`, `aws-fra-sg`, `aws-fra-sync`, ...)."""
+    names = sorted({n["name"] for n in [*dev_nodes(), NEW_NODE]}, key=len, reverse=True)
+    return next((n for n in names if r.name == n or r.name.startswith(n + "-")), "")
+
+
+# ----------------------------------------------------------------------------- adding a node
+
+
+def test_adding_a_node_replaces_nothing() -> None:
+    d = diff(run("base"), run("add"))
+    print("\n" + describe(d))
+    assert d.deleted == []
+    assert [f"{c.before.type} {c.before.name}: {c.replacing}" for c in d.changed if c.replacing] == []
+    assert {_node_of(r) for r in d.created} == {"aws-fra2"}
+
+
+def test_existing_nodes_change_only_through_their_commands_and_firewalls() -> None:
+    d = diff(run("base"), run("add"))
+    unexpected = []
+    touched: dict[str, set[str]] = {}
+    for c in d.changed:
+        allowed = IN_PLACE.get(c.before.type, frozenset())
+        if c.before.type == COMMAND:
+            allowed = SYNC_INPUTS if c.before.name.endswith("-sync") else HEALTH_INPUTS
+        extra = {_top(p) for p in c.effective} - allowed
+        if extra:
+            unexpected.append(f"{c.before.type} {c.before.name}: {sorted(extra)}")
+        touched.setdefault(_node_of(c.before), set()).add(c.before.type)
+    assert unexpected == []
+    # Every existing node got its new conf through its sync command (and nothing ran elsewhere).
+    syncs = {c.before.name for c in d.changed if c.before.type == COMMAND and c.before.name.endswith("-sync")}
+    assert syncs == {"aws-fra-sync", "gcp-fra-sync", "hetzner-nbg-sync"}
+    for c in d.changed:
+        if c.before.name.endswith("-sync"):
+            assert set(c.effective) == {"stdin", "triggers"}
+            assert "# aws-fra2\n" in reveal(c.after.inputs["stdin"])
+
+
+def test_unchanged_nodes_run_nothing() -> None:
+    """Same config twice: no input of any resource differs, so no command runs again."""
+    again = run_program("dev", dev_config(scenario_nodes("base")), secret_keys=SECRET_KEYS)
+    d = diff(run("base"), again)
+    assert (d.created, d.deleted, d.changed) == ([], [], [])
+
+
+# ----------------------------------------------------------------------------- removing a node
+
+
+def test_removing_a_node_removes_its_peer_everywhere() -> None:
+    before, after = run("base"), run("remove")
+    gone_key = before.outputs["nodes"]["hetzner-nbg"]["publicKey"].value
+    gone_ip = before.outputs["nodes"]["hetzner-nbg"]["publicIp"].value
+    d = diff(before, after)
+    # The node's own resources, and the Hetzner project's shared ones: it was the last Hetzner node.
+    assert {_node_of(r) or r.name.split("-admin")[0] for r in d.deleted} == {"hetzner-nbg", "wgmesh-hcloud"}
+    assert d.created == []
+    assert [c.replacing for c in d.changed if c.replacing] == []
+    for name in ("aws-fra", "gcp-fra"):
+        conf = reveal(after.one(COMMAND, f"{name}-sync").inputs["stdin"])
+        assert gone_key not in conf and "# hetzner-nbg" not in conf and "10.77.0.3/32" not in conf
+        assert gone_key in reveal(before.one(COMMAND, f"{name}-sync").inputs["stdin"])
+    firewall_inputs = json.dumps(
+        [reveal(r.inputs) for r in after.resources if "irewall" in r.type or "Group" in r.type]
+    )
+    assert gone_ip not in firewall_inputs
+
+
+# ----------------------------------------------------------------------------- key rotation
+
+
+def _deps(r: Captured) -> set[str]:
+    return {u.rsplit("::", 1)[-1] for u in r.dependencies}
+
+
+def test_rotation_changes_only_the_key_and_the_confs() -> None:
+    d = diff(run("base"), run("rotate"))
+    assert (d.created, d.deleted) == ([], [])
+    replaced = [(c.before.name, c.replacing) for c in d.changed if c.replacing]
+    assert replaced == [("gcp-fra-key", ("keepers.keyEpoch",))]
+    commands = {c.before.name for c in d.changed if c.before.type == COMMAND and c.effective}
+    assert commands == {f"{n}-{k}" for n in ("aws-fra", "gcp-fra", "hetzner-nbg") for k in ("sync", "health")}
+    others = [
+        c for c in d.changed if c.before.type != COMMAND and c.effective and c.before.name != "gcp-fra-key"
+    ]
+    assert others == []
+
+
+def test_rotated_node_syncs_after_its_peers_then_health_checks() -> None:
+    rotated = run("rotate")
+    assert {"aws-fra-sync", "hetzner-nbg-sync"} <= _deps(rotated.one(COMMAND, "gcp-fra-sync"))
+    for peer in ("aws-fra", "hetzner-nbg"):
+        assert not any(d.endswith("-sync") for d in _deps(rotated.one(COMMAND, f"{peer}-sync")))
+    for node in ("aws-fra", "gcp-fra", "hetzner-nbg"):
+        assert {"aws-fra-sync", "gcp-fra-sync", "hetzner-nbg-sync"} <= _deps(
+            rotated.one(COMMAND, f"{node}-health")
+        )
+    # Without a rotation no sync waits for another: they run in parallel.
+    for node in ("aws-fra", "gcp-fra", "hetzner-nbg"):
+        assert not any(d.endswith("-sync") for d in _deps(run("base").one(COMMAND, f"{node}-sync")))
+
+
+# ----------------------------------------------------------------------------- the commands
+
+
+def test_sync_command_per_cloud_node_after_its_vm() -> None:
+    base = run("base")
+    users = {"aws-fra": "ubuntu", "gcp-fra": "ubuntu", "hetzner-nbg": "root"}
+    ips = {n: base.outputs["nodes"][n]["publicIp"].value for n in users}
+    for node, user in users.items():
+        sync = base.one(COMMAND, f"{node}-sync")
+        connection = reveal(sync.inputs["connection"])
+        assert (connection["host"], connection["user"]) == (ips[node], user)
+        assert connection["privateKey"] == FAKE_SSH_KEY
+        assert connection["dialErrorLimit"] > 10 and "hostKey" not in connection
+        assert sync.inputs["create"] == sync.inputs["update"]
+        assert sync.inputs["create"].startswith("if command -v cloud-init")  # a new VM finishes first boot
+        assert ("sudo -n" in sync.inputs["create"]) == (user != "root")
+        assert sync.inputs["logging"] == "stdoutAndStderr"
+        assert node in _deps(sync)  # the VM (and its firewall) exist before the first sync
+        conf = reveal(sync.inputs["stdin"])
+        assert conf == reveal(base.outputs["wgConfigs"][node].value)
+        assert sync.inputs["triggers"] == [__import__("hashlib").sha256(conf.encode()).hexdigest()]
+
+
+def test_pinned_host_key_reaches_the_connection() -> None:
+    connection = reveal(run("pinned").one(COMMAND, "aws-fra-sync").inputs["connection"])
+    assert connection["hostKey"] == HOST_KEY
+
+
+def test_health_commands_and_outputs() -> None:
+    base = run("base")
+    health = {r.name: r for r in base.of_type(COMMAND) if r.name.endswith("-health")}
+    assert sorted(health) == ["aws-fra-health", "gcp-fra-health", "hetzner-nbg-health"]
+    script = health["aws-fra-health"].inputs["create"]
+    for peer in ("gcp-fra", "hetzner-nbg"):
+        assert base.outputs["nodes"][peer]["publicKey"].value in script
+    assert "laptop" not in script  # roaming clients are not expected to be online
+    tables = base.outputs["meshHealth"]
+    assert {n: t.value for n, t in tables.items()} == {n: f"(mocked stdout of {n}-health)" for n in (
+        "aws-fra", "gcp-fra", "hetzner-nbg")}  # fmt: skip
+    assert base.outputs["diagram"].value.startswith("flowchart LR\n")
+
+
+def test_without_live_updates_there_are_no_commands() -> None:
+    plain = run_program("dev", dev_config(live=False, key=None))
+    assert plain.error is None
+    assert plain.of_type(COMMAND) == [] and "meshHealth" not in plain.outputs
+    assert "diagram" in plain.outputs
+
+
+# ----------------------------------------------------------------------------- secrets and policy
+
+
+def _strings(value: Any, secret: bool = False) -> Iterator[tuple[str, bool]]:
+    if is_secret(value):
+        yield from _strings(value["value"], True)
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _strings(v, secret)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v, secret)
+    elif isinstance(value, str):
+        yield value, secret
+
+
+def test_ssh_key_and_wireguard_keys_only_in_secrets() -> None:
+    base = run("base")
+    private = {
+        m.group(1)
+        for r in base.of_type(COMMAND)
+        if r.name.endswith("-sync")
+        for m in re.finditer(r"^PrivateKey = (\S+)$", reveal(r.inputs["stdin"]), re.M)
+    }
+    assert len(private) == 3
+    needles = {*private, "fakeKeyForTheMocksOnly"}
+    for r in base.resources:
+        for text, secret in _strings(r.inputs):
+            leaked = {n for n in needles if n in text}
+            assert secret or not leaked, f"{r.type} {r.name}: key material in a non-secret input"
+    for r in base.of_type(COMMAND):
+        assert is_secret(r.inputs["connection"]) or is_secret(r.inputs["connection"]["privateKey"])
+        if r.name.endswith("-sync"):
+            assert is_secret(r.inputs["stdin"])
+        else:
+            assert "stdin" not in r.inputs
+
+
+def test_live_stack_passes_the_policy_pack() -> None:
+    base = run("base")
+    found = []
+    for r in base.resources:
+        for name, rule in MANDATORY_RULES.items():
+            messages = rule(r.type, r.inputs) if rule is not wireguard_world_only_for_roaming else []
+            found += [f"{r.type} {r.name}: {name}: {m}" for m in messages]
+    resources = [(r.type, r.inputs) for r in base.resources]
+    found += [f"{name}: {m}" for name, rule in STACK_RULES.items() for m in rule(resources)]
+    assert found == []
+    assert base.of_type(COMMAND)  # the stack rule had something to judge
+
+
+@pytest.mark.parametrize(
+    ("key", "secret", "expected"),
+    [
+        (None, False, "wgmesh:sshPrivateKey: is required with wgmesh:mesh.liveUpdates: set it with "
+                      "`pulumi config set --secret wgmesh:sshPrivateKey < ~/.ssh/id_ed25519`"),
+        (FAKE_SSH_KEY, False, "wgmesh:sshPrivateKey: must be a secret, not plain text in the stack file"),
+        ("hunter2-not-a-key", True, "wgmesh:sshPrivateKey: is not a PEM/OpenSSH private key"),
+    ],
+)  # fmt: skip
+def test_ssh_private_key_problems_name_the_key_never_the_value(
+    key: str | None, secret: bool, expected: str
+) -> None:
+    result = run_program("dev", dev_config(key=key), secret_keys=SECRET_KEYS if secret else ())
+    assert result.error is not None
+    message = str(result.error)
+    assert message.startswith(expected) and "\n" not in message.strip()
+    assert "hunter2" not in message and "fakeKeyForTheMocksOnly" not in message
+    assert result.resources == []
+
+
+if __name__ == "__main__":
+    print(describe(diff(run("base"), run("add"))))
