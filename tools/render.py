@@ -28,6 +28,7 @@ from mesh.plan import build_plan
 from mesh.plan_types import InterfacePlan, MeshPlan
 from mesh.spec import MeshSpec
 from mesh.stackfile import load_spec, stack_name
+from tools.keyfile import load_or_create
 
 # Documentation ranges (RFC 5737) for nodes whose real IP only exists once a cloud allocates it.
 PLACEHOLDER_NETS = (ipaddress.IPv4Network("192.0.2.0/24"), ipaddress.IPv4Network("203.0.113.0/24"))
@@ -62,6 +63,12 @@ class KeyMaterial:
         return NodeKeys(
             private_key=self.private_keys[name], public_keys=public_keys, mesh_secret=self.mesh_secret
         )
+
+
+def stored_key_material(path: Path, spec: MeshSpec) -> KeyMaterial:
+    """Keys from a `--keys` file (tools.keyfile): stable across renders, like Pulumi state."""
+    stored = load_or_create(path, spec)
+    return KeyMaterial.from_raw(stored.members, stored.mesh_secret)
 
 
 def placeholder_endpoints(spec: MeshSpec) -> dict[str, str]:
@@ -212,12 +219,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.render", description=__doc__.splitlines()[0])
     parser.add_argument("--stack", required=True, help="stack name (stacks/Pulumi.<name>.yaml) or a path")
     parser.add_argument("--out", required=True, type=Path, help="output directory (created 0700)")
+    parser.add_argument(
+        "--keys",
+        type=Path,
+        help="0600 keys file reused across renders (created when absent; new keys only on keyEpoch bumps)",
+    )
     args = parser.parse_args(argv)
     try:
         spec = load_spec(args.stack)
         plan = build_plan(spec)
         endpoints = placeholder_endpoints(spec)
-        rendered = render_stack(stack_name(args.stack), plan, args.out, KeyMaterial.fresh(spec), endpoints)
+        keys = KeyMaterial.fresh(spec) if args.keys is None else stored_key_material(args.keys, spec)
+        rendered = render_stack(stack_name(args.stack), plan, args.out, keys, endpoints)
     except ConfigError as e:
         print(e, file=sys.stderr)
         return 2
