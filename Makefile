@@ -6,13 +6,14 @@ VENV_STAMP := .venv/.installed-$(shell sha256sum requirements.txt | cut -c1-12)
 STACK ?= lab
 OUT ?= build/render/$(STACK)
 
-.PHONY: help venv debs lint test test-fast render client lab lab-down lab-vm lab-vm-down bench clean
+.PHONY: help venv debs lint test test-fast render client diagram lab lab-down lab-vm lab-vm-down bench clean
 
 help:
 	@echo "make lab        bring the example mesh up in network namespaces, print its health (make lab-down)"
 	@echo "make test       install what is needed and run every test tier (lab included)"
 	@echo "make render STACK=dev OUT=dir   render every node's cloud-init and client config offline"
 	@echo "make client NAME=laptop STACK=dev   a roaming client's conf + QR code (RENDER=dir: offline)"
+	@echo "make diagram STACK=dev OUT=dir   the topology as Mermaid, DOT, SVG and PNG (Graphviz)"
 	@echo "make lab-vm     the same mesh in real QEMU VMs booting the rendered cloud-init"
 	@echo "make bench      print timings: the program under mocks, lab bring-up"
 
@@ -42,6 +43,9 @@ test-fast: venv
 
 render: venv
 	$(PY) -m tools.render --stack $(STACK) --out $(OUT)
+
+diagram: venv debs
+	$(PY) -m tools.diagram --stack $(STACK) --out $(OUT)
 
 client: venv
 	@test -n "$(NAME)" || { echo "make client: set NAME=<client name in wgmesh:clients>" >&2; exit 2; }

@@ -21,7 +21,7 @@ from mesh.errors import ConfigError
 from mesh.keys import derive_psk
 from mesh.plan import build_plan, hashed_host
 from mesh.plan_types import ClientPlan, InterfacePlan, MeshPlan, NodePlan
-from mesh.spec import ClientSpec, IPNetwork, MeshSpec, NodeSpec, parse
+from mesh.spec import CLIENT_KEYS, MESH_KEYS, NODE_KEYS, ClientSpec, IPNetwork, MeshSpec, NodeSpec, parse
 from mesh.stackfile import load_spec
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -403,12 +403,8 @@ def test_mesh_key_epoch_bump_changes_every_psk(config: dict[str, Any], secret: b
 
 # ----------------------------------------------------------------------------- fuzzing the parser
 
-KNOWN_KEYS = [
-    "mesh", "nodes", "clients", "cidr", "cidr6", "port", "topology", "keepalive", "presharedKeys",
-    "adminCidrs", "sshPublicKeys", "keyEpoch", "name", "cloud", "region",
-    "zone", "size", "image", "address", "address6", "subnets", "masquerade", "hub", "gateway",
-    "publicIp", "underlayMtu", "fullTunnel", "dns",
-]  # fmt: skip
+# Every key the parser knows (so mutations hit real keys), plus the section names.
+KNOWN_KEYS = sorted({"mesh", "nodes", "clients", *MESH_KEYS, *NODE_KEYS, *CLIENT_KEYS})
 JUNK = [
     "", " ", "\n", "a\nb", "10.77.0.0/24", "10.77.0.1", "10.77.0.0/31", "fd77::/64", "fd77::1%eth0",
     "0.0.0.0/0", "::/0", "198.51.100.1", "aws", "gcp", "lab", "hub", "mesh", "debian-12", "nbg1",
