@@ -10,6 +10,7 @@ import base64
 import gzip
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 
 from cloudinit import host
 from cloudinit.cloudconfig import dump_cloud_config, node_cloud_config
@@ -76,8 +77,14 @@ def node_user_data(
     instead (`encode_for_cloud`), which is at least as small. `compress_wg_conf` True/False
     forces one form (tests, the bench); None chooses as above.
     """
+    return node_user_data_from_conf(plan, name, node_wg_conf(plan, name, keys, endpoints), compress_wg_conf)
+
+
+def node_user_data_from_conf(
+    plan: MeshPlan, name: str, wg_conf: str, compress_wg_conf: bool | None = None
+) -> str:
+    """`node_user_data` around an already rendered wg0.conf (the program renders each once)."""
     node = plan.node(name)
-    wg_conf = node_wg_conf(plan, name, keys, endpoints)
     if compress_wg_conf is not None:
         return _node_document(plan, node, wg_conf, compress_wg_conf=compress_wg_conf)
     text = _node_document(plan, node, wg_conf, compress_wg_conf=False)
@@ -134,6 +141,10 @@ def encode_for_cloud(user_data: str, cloud: str, node: str) -> EncodedUserData:
     )
 
 
+# Every node dials the same N endpoints: parse each public IP once per process, not N times.
+_endpoint = lru_cache(maxsize=65536)(format_endpoint)
+
+
 def _peer_endpoints(plan: MeshPlan, iface: InterfacePlan, endpoints: Mapping[str, str]) -> dict[str, str]:
     """`host:port` for each peer this config dials, from its public IP and its listen port."""
     result: dict[str, str] = {}
@@ -147,7 +158,7 @@ def _peer_endpoints(plan: MeshPlan, iface: InterfacePlan, endpoints: Mapping[str
         if port is None:
             raise RenderError(f"{iface.name}: peer {peer.name} has no listen port to dial")
         try:
-            result[peer.name] = format_endpoint(ip, port)
+            result[peer.name] = _endpoint(ip, port)
         except RenderError as err:
             raise RenderError(f"{iface.name}: peer {peer.name}: {err}") from None
     return result

@@ -14,7 +14,7 @@ from typing import Any
 
 import pulumi
 
-from cloudinit.render import client_config, node_user_data, node_wg_conf
+from cloudinit.render import client_config, node_user_data_from_conf, node_wg_conf
 from components.aws import AwsNode, AwsRegion, AwsRegionArgs
 from components.firewall import has_public_ipv6, host_networks, peer_cidrs
 from components.gcp import GcpNetwork, GcpNetworkArgs, GcpNode
@@ -92,6 +92,7 @@ class WireGuardMesh(pulumi.ComponentResource):
             inputs = pulumi.Output.all(keys[member].private_key, shared, psk_root)
             return pulumi.Output.secret(inputs.apply(apply))
 
+        self.node_configs = {n.name: render(n.name, node_wg_conf) for n in spec.nodes}
         self.nodes = {}
         for n in spec.nodes:
             node_plan = plan.node(n.name)
@@ -99,7 +100,7 @@ class WireGuardMesh(pulumi.ComponentResource):
                 spec=n,
                 plan=node_plan,
                 mesh=spec.mesh,
-                user_data=render(n.name, node_user_data),
+                user_data=self.node_configs[n.name].apply(partial(_user_data, plan, n.name)),
                 static_ip=static_ips[n.name],
                 public_key=keys[n.name].public_key,
                 peer_cidrs=hosts.apply(partial(peer_cidrs, node_plan)),
@@ -114,7 +115,6 @@ class WireGuardMesh(pulumi.ComponentResource):
             if (node := self.nodes[n.name])
         }
         self.client_configs = {c.name: render(c.name, client_config) for c in spec.clients}
-        self.node_configs = {n.name: render(n.name, node_wg_conf) for n in spec.nodes}
         # Day-2: push each conf to its running node, then check the tunnels (opt-in).
         self.live: LiveUpdates | None = None
         if spec.mesh.live_updates and args.ssh_private_key is not None:
@@ -186,6 +186,14 @@ def _node_summary(node: NodePlan, dual_stack: bool, resolved: list[str | None]) 
     if dual_stack:
         summary["publicIp6"] = public_ip6  # None on lab nodes: the lab underlay is IPv4
     return summary
+
+
+def _user_data(plan: MeshPlan, node: str, wg_conf: str) -> str:
+    """The node's user data around its wg0.conf (rendered once, shared with the wgConfigs output)."""
+    try:
+        return node_user_data_from_conf(plan, node, wg_conf)
+    except RenderError as e:
+        raise UserDataError(str(e)) from None
 
 
 def _group(nodes: Sequence[NodeSpec], key: Callable[[NodeSpec], str]) -> dict[str, list[NodeSpec]]:

@@ -228,7 +228,10 @@ def _within(net: IPNetwork, nets: Sequence[IPNetwork]) -> bool:
 
 
 def _sorted(nets: Iterable[IPNetwork]) -> tuple[IPNetwork, ...]:
-    return tuple(sorted(set(nets), key=lambda n: (n.version, n.network_address.packed, n.prefixlen)))
+    unique = set(nets)
+    if len(unique) < 2:  # most peers route one /32: skip the sort key (N² calls in a big mesh)
+        return tuple(unique)
+    return tuple(sorted(unique, key=lambda n: (n.version, n.network_address.packed, n.prefixlen)))
 
 
 def _psk_epoch(spec: MeshSpec, a: Member, b: Member) -> str | None:
