@@ -19,6 +19,7 @@ from cloudinit.cloudconfig import (
     SYSCTL_STEP,
     WG_CONF_PATH,
     WG_UP_STEP,
+    write_file,
 )
 from cloudinit.host import (
     METADATA_GUARD_PATH,
@@ -215,3 +216,53 @@ def test_encoded_repr_shows_sizes_not_content() -> None:
     assert private_of("n1") not in shown
     assert "PrivateKey" not in shown
     assert f"raw_bytes={len(text.encode())}" in shown
+
+
+# ----------------------------------------------------------------------------- big meshes
+
+
+def gunzip_b64(content: str) -> str:
+    return gzip.decompress(base64.b64decode(content, validate=True)).decode()
+
+
+def test_compressed_write_file_is_gz_b64_of_the_content_and_deterministic() -> None:
+    content = "[Interface]\nPrivateKey = x\n" * 50
+    entry = write_file("/etc/wireguard/wg0.conf", content, "0600", compress=True)
+    assert entry["encoding"] == "gz+b64"
+    assert gunzip_b64(entry["content"]) == content
+    assert entry == write_file("/etc/wireguard/wg0.conf", content, "0600", compress=True)
+    assert "encoding" not in write_file("/etc/wireguard/wg0.conf", content, "0600")
+
+
+def test_forced_compact_user_data_carries_the_same_wg_conf_and_leaves_other_files_plain() -> None:
+    plan = mesh_plan()
+    keys, ips = keys_for(plan, "n1"), public_ips(plan)
+    compact = load(node_user_data(plan, "n1", keys, ips, compress_wg_conf=True))
+    files = {f["path"]: f for f in compact["write_files"]}
+    assert gunzip_b64(files[WG_CONF_PATH]["content"]) == node_wg_conf(plan, "n1", keys, ips)
+    assert [p for p, f in files.items() if "encoding" in f] == [WG_CONF_PATH]
+    plain = load(node_user_data(plan, "n1", keys, ips))  # small: readable
+    assert all("encoding" not in f for f in plain["write_files"])
+    assert {p: f["permissions"] for p, f in files.items()} == {
+        f["path"]: f["permissions"] for f in plain["write_files"]
+    }
+
+
+def test_user_data_compresses_wg_conf_only_when_the_plain_text_is_over_the_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    plan = mesh_plan()
+    hcloud = next(n.name for n in plan.nodes if n.cloud == "hcloud")
+    plain = user_data(plan, hcloud)
+    monkeypatch.setitem(USER_DATA_LIMITS, "hcloud", len(plain.encode()))
+    assert user_data(plan, hcloud) == plain  # exactly at the limit: still plain
+    monkeypatch.setitem(USER_DATA_LIMITS, "hcloud", len(plain.encode()) - 1)
+    compact = user_data(plan, hcloud)
+    assert "encoding: gz+b64" in compact and len(compact) < len(plain)
+
+
+def test_size_errors_tell_the_user_what_to_do() -> None:
+    text = "#cloud-config\n" + "# x\n" * 20000
+    for cloud in ("aws", "hcloud"):
+        with pytest.raises(RenderError, match="use `topology: hub` in wgmesh:mesh"):
+            encode_for_cloud(text + os.urandom(20000).hex(), cloud, "n1")
