@@ -1,0 +1,251 @@
+"""Day-2 changes in a running netns lab: add or remove a node, and apply a new render live.
+
+`apply` runs the exact command a live update runs on a node (cloudinit.sync.apply_command,
+without sudo: the lab is root) inside the node, with the node's new wg0.conf on stdin, the
+way components/sync.py runs it over SSH. `add_node` boots one more node namespace from a
+newer render (same keys file), `remove_node` takes one away by PID, mount and namespace,
+and both keep the lab's state file exact so `python -m lab down` still removes everything.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import gzip
+import os
+import re
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from cloudinit.cloudconfig import GZIP_BASE64
+from cloudinit.sync import apply_command, parse_summary
+from lab import topology
+from lab.boot import run_commands, write_files
+from lab.manifest import LabMesh, load_mesh
+from lab.proc import NODE_ENV, LabError, Place, run, run_in
+from lab.running import NetnsLab
+from lab.state import LabState, Layout, load_state
+from lab.teardown import processes_in, stop_processes
+from lab.userdata import parse_user_data
+
+WG_CONF_PATH = "/etc/wireguard/wg0.conf"
+
+
+def rendered_wg_conf(render_dir: Path, node: str) -> str:
+    """The node's wg0.conf as its user-data writes it (plain or gz+b64). Secret: never log it."""
+    doc = yaml.safe_load((render_dir / node / "user-data").read_text())
+    for entry in doc.get("write_files") or []:
+        if entry.get("path") == WG_CONF_PATH:
+            content = str(entry.get("content", ""))
+            if entry.get("encoding") == GZIP_BASE64:
+                return gzip.decompress(base64.b64decode(content)).decode()
+            return content
+    raise LabError(f"{node}: its user-data writes no {WG_CONF_PATH}")
+
+
+@dataclass(frozen=True)
+class Applied:
+    node: str
+    summary: dict[str, str]  # the script's key=value summary (action, peers, routes_added, ...)
+    seconds: float  # wall time of the whole command, nsenter included
+
+
+def apply(lab: NetnsLab, node: str, conf: str) -> Applied:
+    """Run the live-update command inside `node` with `conf` on stdin."""
+    start = time.monotonic()
+    proc = run_in(lab.node(node), "sh", "-c", apply_command(sudo=False), stdin_text=conf, timeout=60)
+    return Applied(node, parse_summary(proc.stdout), time.monotonic() - start)
+
+
+def apply_render(lab: NetnsLab, render_dir: Path, nodes: list[str]) -> list[Applied]:
+    """Apply each listed node's wg0.conf from `render_dir`, one node after the other."""
+    return [apply(lab, n, rendered_wg_conf(render_dir, n)) for n in nodes]
+
+
+# ----------------------------------------------------------------------------- membership
+
+
+def _state(layout: Layout) -> LabState:
+    state = load_state(layout)
+    if state is None:
+        raise LabError("no netns lab is up")
+    return state
+
+
+def _free_port_index(layout: Layout) -> int:
+    """An index whose bridge port name (p<i>) is not in use in the internet namespace."""
+    out = run(["ip", "-n", layout.internet_ns, "-o", "link", "show"], what="list bridge ports").stdout
+    used = {int(m.group(1)) for m in re.finditer(r"^\d+: p(\d+)@", out, re.MULTILINE)}
+    return next(i for i in range(len(used) + 1) if i not in used)
+
+
+def add_node(layout: Layout, render_dir: Path, name: str) -> NetnsLab:
+    """Boot node `name` of a newer render into the running lab (its wg0 comes up as on first boot).
+
+    The other nodes are not touched except for an underlay route to the new node's public IP
+    (in a cloud it is just reachable); their wg0 learns the node only through `apply`.
+    """
+    state = _state(layout)
+    mesh = load_mesh(render_dir)
+    node = mesh.node(name)
+    ud = parse_user_data(node.user_data.read_text(), f"{name}/user-data")
+    topology.attach_node(state, layout, mesh, _free_port_index(layout), node)
+    if node.subnets:
+        topology.attach_lan(state, layout, node)
+    for other in state.nodes:
+        topology.ip(
+            layout.node_ns(other), "route", "replace", f"{node.public_ip}/32", "dev", "eth0", "scope", "link"
+        )
+    write_files(layout, node, ud)
+    shims = topology.write_shims(layout)
+    topology.make_node_fs(state, layout, name, layout.node_dir(name) / "written", shims)
+    state.nodes.append(name)
+    state.render_dir = str(render_dir)
+    state.save(layout)
+    lab = NetnsLab(layout, _booted(mesh, state.nodes))
+    run_commands(lab, node, ud)
+    return lab
+
+
+def remove_node(layout: Layout, render_dir: Path, name: str) -> NetnsLab:
+    """Take node `name` (and the network behind it) out of the lab: processes, mount, namespaces."""
+    state = _state(layout)
+    mesh = load_mesh(render_dir)
+    public_ip = _public_ip_of(layout, name)
+    namespaces = [r for r in state.namespaces if r.name in (layout.node_ns(name), layout.lan_ns(name))]
+    inodes = {i for r in namespaces if (i := topology.namespace_inode(r.name)) is not None}
+    stuck = stop_processes(processes_in(inodes))
+    if stuck:
+        raise LabError(f"{name}: processes {[r.pid for r in stuck]} would not stop")
+    mount_ns = str(layout.mount_ns(name))
+    if run(["umount", mount_ns], check=False).returncode != 0:
+        run(["umount", "--lazy", mount_ns], what=f"{name}: unmount its mount namespace")
+    state.mounts = [m for m in state.mounts if m != mount_ns]
+    for record in namespaces:
+        run(["ip", "netns", "delete", record.name], what=f"delete namespace {record.name}")
+    state.namespaces = [r for r in state.namespaces if r not in namespaces]
+    state.nodes = [n for n in state.nodes if n != name]
+    state.render_dir = str(render_dir)
+    state.save(layout)
+    Path(mount_ns).unlink(missing_ok=True)
+    if public_ip is not None:
+        for other in state.nodes:
+            run(["ip", "-n", layout.node_ns(other), "route", "del", f"{public_ip}/32"], check=False)
+    return NetnsLab(layout, _booted(mesh, state.nodes))
+
+
+def _public_ip_of(layout: Layout, name: str) -> str | None:
+    out = run(
+        ["ip", "-n", layout.node_ns(name), "-4", "-o", "addr", "show", "dev", "eth0"], check=False
+    ).stdout
+    m = re.search(r"inet (\S+)/32", out)
+    return m.group(1) if m else None
+
+
+def _booted(mesh: LabMesh, names: list[str]) -> LabMesh:
+    """The render's mesh restricted to the nodes the lab runs (a render may list one not booted yet)."""
+    return LabMesh(
+        stack=mesh.stack,
+        cidr=mesh.cidr,
+        nodes=tuple(n for n in mesh.nodes if n.name in names),
+        skipped=mesh.skipped,
+        clients=mesh.clients,
+        topology=mesh.topology,
+        cidr6=mesh.cidr6,
+    )
+
+
+def kill_wireguard(layout: Layout, name: str) -> int:
+    """SIGKILL the node's wireguard-go (a crashed node); returns its PID."""
+    inode = topology.namespace_inode(layout.node_ns(name))
+    found = [r for r in processes_in({inode} if inode is not None else set()) if r.what == "wireguard-go"]
+    if len(found) != 1:
+        raise LabError(f"{name}: expected one wireguard-go, found {len(found)}")
+    os.kill(found[0].pid, signal.SIGKILL)
+    return found[0].pid
+
+
+# ----------------------------------------------------------------------------- observation
+
+
+def conf_peers(conf: str) -> dict[str, set[str]]:
+    """Peer public key -> AllowedIPs as a wg0.conf lists them."""
+    peers: dict[str, set[str]] = {}
+    key: str | None = None
+    for raw in conf.splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if line.startswith("["):
+            key = None
+        name, _, value = (part.strip() for part in line.partition("="))
+        if name == "PublicKey":
+            key = value
+            peers[key] = set()
+        elif name == "AllowedIPs" and key is not None:
+            peers[key] |= {v.strip() for v in value.split(",") if v.strip()}
+    return peers
+
+
+def wg0_routes(place: Place) -> set[str]:
+    """Destinations routed on wg0 (IPv4), as `ip route` prints them."""
+    out = run_in(place, "ip", "-4", "route", "show", "dev", "wg0").stdout
+    return {line.split()[0] for line in out.splitlines() if line.strip()}
+
+
+@dataclass
+class PingLog:
+    """A running `ping -i 0.02`: every reply's sequence number, and ping's own summary at the end."""
+
+    proc: subprocess.Popen[str]
+    summary: str = ""
+    replies: frozenset[int] = frozenset()
+    sent: int = 0
+    received: int = 0
+
+    @property
+    def lost(self) -> int:
+        """Probes with no reply among those sent before the last reply (the final in-flight probe,
+        cut off when ping is stopped, is not a loss)."""
+        last = max(self.replies, default=0)
+        return last - len({s for s in self.replies if s <= last})
+
+
+_SEQ = re.compile(r"icmp_seq=(\d+)")
+_SUMMARY = re.compile(r"(\d+) packets transmitted, (\d+) received")
+
+
+@contextlib.contextmanager
+def continuous_ping(src: Place, dst: str, interval: float = 0.02) -> Iterator[PingLog]:
+    """Ping `dst` from `src` every `interval` seconds for the duration of the block."""
+    with tempfile.TemporaryFile("w+") as sink:  # a file, not a pipe: ping never blocks on a full pipe
+        proc = subprocess.Popen(
+            src.argv("ping", "-n", "-i", f"{interval:g}", dst),
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            env=dict(NODE_ENV),
+        )
+        log = PingLog(proc)
+        try:
+            yield log
+        finally:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            sink.seek(0)
+            out = sink.read()
+        log.replies = frozenset(int(m.group(1)) for m in _SEQ.finditer(out))
+        counts = _SUMMARY.search(out)
+        if counts:
+            log.sent, log.received = int(counts.group(1)), int(counts.group(2))
+        log.summary = next((ln for ln in out.splitlines() if "packets transmitted" in ln), "")
