@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from lab.capture import Capture, mss_values
+from lab.client_checks import run_client_checks, without_client_wireguard
 from lab.manifest import LabNode
 from lab.negative import check_outside_allowed_ips, check_wrong_peer_key
 from lab.pattern_checks import run_patterns
@@ -217,7 +218,9 @@ def run_all(lab: NetnsLab, *, negative: bool = True) -> HealthReport:
         pairs = check_pairs(lab)
         subnets = check_subnets(lab)
         mss = check_mss_clamp(lab)
-    checks = [*subnets, check_underlay(lab, underlay.lines), mss, *run_patterns(lab, pairs, subnets)]
+    node_underlay = without_client_wireguard(lab, underlay.lines)
+    checks = [*subnets, check_underlay(lab, node_underlay), mss, *run_patterns(lab, pairs, subnets)]
+    checks += run_client_checks(lab)
     if negative:
         checks += [check_wrong_peer_key(lab), check_outside_allowed_ips(lab)]
     return HealthReport(pairs, tuple(checks))

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from lab import checks, topology
+from lab import checks, clients, topology
 from lab.boot import run_commands, write_files
 from lab.manifest import LabMesh, load_mesh
 from lab.mtu import format_scenario, mtu_scenario
@@ -88,7 +88,9 @@ def bring_up(
     if load_state(layout) is not None:
         raise LabError(f"a netns lab is already up ({layout.state_file}); run `python -m lab down` first")
     foreign = foreign_namespaces(
-        topology.wanted_namespaces(layout, mesh), topology.existing_namespaces(), None
+        topology.wanted_namespaces(layout, mesh) + clients.wanted_namespaces(layout, mesh),
+        topology.existing_namespaces(),
+        None,
     )
     if foreign:
         raise LabError(
@@ -145,6 +147,7 @@ def _boot(
     say("bootcmd/runcmd as rendered, inside each node")
     lab = NetnsLab(layout, mesh)
     parallel(lambda n: run_commands(lab, n, user_data[n.name]), mesh.nodes)
+    clients.attach_clients(lab, state, say)  # roaming clients dial the nodes, which are up now
     inodes = {ino for r in state.namespaces if (ino := topology.namespace_inode(r.name)) is not None}
     state.processes = processes_in(inodes)
     state.save(layout)

@@ -1,0 +1,295 @@
+"""Roaming clients in the netns lab: each behind its own NAT box, plus an "internet" host.
+
+Per client `c` of the rendered mesh:
+- `wgm-nat-c`: a home router. Its uplink sits on the lab internet with its own public IP
+  (198.51.100.101, .102, ...); it source-NATs the client LAN to that IP, UDP and TCP into an
+  explicit port range, so a test can move the mapping (`change_nat_ports`) like a real NAT
+  that reboots or times out an entry.
+- `wgm-cli-c`: the laptop, 192.168.<100+i>.2 with a default route via the NAT box, and a
+  private mount namespace (own /run for wireguard-go's control socket, /etc and /var
+  overlaid) in which `wg-quick up <render>/clients/c.conf` runs on the conf exactly as rendered.
+And once per lab with clients, `wgm-www`: an "internet host" (198.51.100.250) on the bridge,
+for full-tunnel clients to reach through a gateway node.
+
+Every node gets an on-link route to each NAT box (the clients' public addresses); gateway
+nodes get a default route out of their underlay, as a cloud VM has. Everything is created in
+namespaces recorded in the lab state, so teardown removes it like the nodes.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from lab import topology
+from lab.manifest import LabClient, LabMesh
+from lab.proc import NETNS_DIR, NODE_ENV, LabError, Place, run, run_in, tail
+from lab.running import NetnsLab
+from lab.state import BRIDGE, LabState, Layout
+from lab.topology import add_namespace, ip
+
+Log = Callable[[str], None]
+PortRange = tuple[int, int]
+
+NAT_TABLE = "wgmesh_lab_nat"
+# The first mapping every NAT box uses, and the one `change_nat_ports` moves to (and back).
+PORT_RANGES: tuple[PortRange, PortRange] = ((20000, 20999), (40000, 40999))
+FIRST_NAT_IP = ipaddress.IPv4Address("198.51.100.101")
+INTERNET_HOST = ipaddress.IPv4Address("198.51.100.250")
+INTERNET_PREFIX = 24
+INTERNET_TCP_PORT = 8080
+_SNAT = re.compile(r"snat (?:ip )?to [\d.]+:(\d+)-(\d+)")
+_DNS_LINE = re.compile(r"^\s*DNS\s*=", re.MULTILINE)
+_IFNAME = re.compile(r"^[a-zA-Z0-9_=+.-]{1,15}$")
+
+
+@dataclass(frozen=True)
+class ClientSite:
+    """Where one client lives in the lab: its NAT box and its laptop namespace."""
+
+    client: LabClient
+    index: int
+    nat_ip: ipaddress.IPv4Address
+    lan: ipaddress.IPv4Network
+    nat: Place
+    laptop: Place
+
+    @property
+    def name(self) -> str:
+        return self.client.name
+
+    @property
+    def router(self) -> ipaddress.IPv4Address:
+        return self.lan.network_address + 1
+
+    @property
+    def lan_address(self) -> ipaddress.IPv4Address:
+        return self.lan.network_address + 2
+
+    @property
+    def interface(self) -> str:
+        """wg-quick names the interface after the conf file: clients/<name>.conf -> <name>."""
+        return self.client.name
+
+
+def nat_ns(layout: Layout, client: str) -> str:
+    return f"{layout.prefix}nat-{client}"
+
+
+def client_ns(layout: Layout, client: str) -> str:
+    return f"{layout.prefix}cli-{client}"
+
+
+def internet_host_ns(layout: Layout) -> str:
+    return f"{layout.prefix}www"
+
+
+def client_mount_ns(layout: Layout, client: str) -> Path:
+    return layout.mount_ns_dir / "clients" / client
+
+
+def internet_host(layout: Layout) -> Place:
+    return Place("internet host", internet_host_ns(layout))
+
+
+def sites(layout: Layout, mesh: LabMesh) -> list[ClientSite]:
+    """Every client's place in the lab, in mesh.json order (which fixes its addresses)."""
+    out: list[ClientSite] = []
+    for i, c in enumerate(mesh.clients):
+        out.append(
+            ClientSite(
+                client=c,
+                index=i,
+                nat_ip=FIRST_NAT_IP + i,
+                lan=ipaddress.IPv4Network(f"192.168.{100 + i}.0/24"),
+                nat=Place(f"NAT of {c.name}", nat_ns(layout, c.name)),
+                laptop=Place(c.name, client_ns(layout, c.name), client_mount_ns(layout, c.name)),
+            )
+        )
+    return out
+
+
+def site(lab: NetnsLab, name: str) -> ClientSite:
+    for s in sites(lab.layout, lab.mesh):
+        if s.name == name:
+            return s
+    raise KeyError(name)
+
+
+def wanted_namespaces(layout: Layout, mesh: LabMesh) -> list[str]:
+    if not mesh.clients:
+        return []
+    names = [internet_host_ns(layout)]
+    for c in mesh.clients:
+        names += [nat_ns(layout, c.name), client_ns(layout, c.name)]
+    return names
+
+
+def _check_fits(layout: Layout, mesh: LabMesh) -> None:
+    """Refuse a mesh whose addresses or names collide with the lab's client wiring."""
+    taken = {n.public_ip: n.name for n in mesh.nodes}
+    for s in sites(layout, mesh):
+        for addr in (s.nat_ip, INTERNET_HOST):
+            if addr in taken:
+                raise LabError(
+                    f"{taken[addr]}'s publicIp {addr} is an address the lab gives a client's NAT box"
+                )
+        if s.nat_ip >= INTERNET_HOST:
+            raise LabError(f"too many clients for the lab internet ({len(mesh.clients)})")
+        if not _IFNAME.match(s.interface):
+            raise LabError(
+                f"client {s.name}: wg-quick cannot name an interface after it (15 characters at most)"
+            )
+        if not s.client.conf.is_file():
+            raise LabError(f"client {s.name}: {s.client.conf} not found")
+        if _DNS_LINE.search(s.client.conf.read_text(encoding="utf-8")):
+            raise LabError(f"client {s.name}: the lab does not run resolvconf; drop `dns` from lab stacks")
+
+
+# ----------------------------------------------------------------------------- wiring
+
+
+def nat_ruleset(s: ClientSite, ports: PortRange) -> str:
+    """The NAT box's table: the client LAN out of eth0 as nat_ip, UDP/TCP into `ports`."""
+    lo, hi = ports
+    return f"""
+table ip {NAT_TABLE} {{}}
+delete table ip {NAT_TABLE}
+table ip {NAT_TABLE} {{
+    chain postrouting {{
+        type nat hook postrouting priority srcnat; policy accept;
+        oifname "eth0" ip saddr {s.lan} meta l4proto {{ tcp, udp }} snat ip to {s.nat_ip}:{lo}-{hi}
+        oifname "eth0" ip saddr {s.lan} snat ip to {s.nat_ip}
+    }}
+}}
+"""
+
+
+def _uplink(state: LabState, layout: Layout, ns: str, port: str, address: str) -> None:
+    """A veth from `ns` (eth0, `address`) to the lab internet bridge (`port`)."""
+    inet = layout.internet_ns
+    add_namespace(state, layout, ns)
+    ip(ns, "link", "add", "eth0", "type", "veth", "peer", "name", port, "netns", inet)
+    ip(ns, "link", "set", "eth0", "addrgenmode", "none")
+    ip(inet, "link", "set", port, "addrgenmode", "none")
+    ip(inet, "link", "set", port, "master", BRIDGE, "up")
+    ip(ns, "addr", "add", address, "dev", "eth0")
+    ip(ns, "link", "set", "eth0", "up")
+
+
+def _attach_internet_host(state: LabState, layout: Layout) -> None:
+    _uplink(state, layout, internet_host_ns(layout), "www0", f"{INTERNET_HOST}/{INTERNET_PREFIX}")
+
+
+def _attach_site(state: LabState, layout: Layout, s: ClientSite) -> None:
+    nat, laptop = s.nat.netns, s.laptop.netns
+    _uplink(state, layout, nat, f"c{s.index}", f"{s.nat_ip}/{INTERNET_PREFIX}")
+    add_namespace(state, layout, laptop)
+    ip(nat, "link", "add", "lan0", "type", "veth", "peer", "name", "eth0", "netns", laptop)
+    ip(nat, "link", "set", "lan0", "addrgenmode", "none")
+    ip(laptop, "link", "set", "eth0", "addrgenmode", "none")
+    ip(nat, "addr", "add", f"{s.router}/{s.lan.prefixlen}", "dev", "lan0")
+    ip(nat, "link", "set", "lan0", "up")
+    ip(laptop, "addr", "add", f"{s.lan_address}/{s.lan.prefixlen}", "dev", "eth0")
+    ip(laptop, "link", "set", "eth0", "up")
+    ip(laptop, "route", "add", "default", "via", str(s.router))
+    run_in(s.nat, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")  # this namespace's, not the host's
+    run_in(s.nat, "nft", "-f", "-", stdin_text=nat_ruleset(s, PORT_RANGES[0]))
+
+
+# Runs in the client's new mount namespace (already in its network namespace).
+# $1 the lab's mount-ns dir, then the top-level dirs to overlay (host's below, tmpfs above).
+_CLIENT_FS_SCRIPT = r"""
+set -eu
+NSDIR=$1; shift
+umount -l "$NSDIR"
+awk '$5 ~ "^/run/" {print $5}' /proc/self/mountinfo | sort -r | while read -r m; do umount -l "$m"; done
+mount -t tmpfs -o mode=0755,size=16m wgm-run /run
+for top in "$@"; do
+  mkdir -p "/run/wgmesh-lab/upper/$top" "/run/wgmesh-lab/work/$top"
+  mount -t overlay "wgm-$top" \
+    -o "lowerdir=/$top,upperdir=/run/wgmesh-lab/upper/$top,workdir=/run/wgmesh-lab/work/$top" "/$top"
+done
+mkdir -p /etc/wireguard
+"""
+
+
+def _make_client_fs(state: LabState, layout: Layout, s: ClientSite) -> None:
+    """The laptop's own /run (wireguard-go's socket), /etc and /var, bound on <lab>/mnt/clients/<c>."""
+    assert s.laptop.mount_ns is not None
+    s.laptop.mount_ns.parent.mkdir(mode=0o700, exist_ok=True)
+    s.laptop.mount_ns.touch(mode=0o600)
+    state.mounts.append(str(s.laptop.mount_ns))
+    state.save(layout)
+    run(
+        [
+            "nsenter", f"--net={NETNS_DIR / s.laptop.netns}", "--",
+            "unshare", f"--mount={s.laptop.mount_ns}", "--propagation", "private", "--",
+            "sh", "-c", _CLIENT_FS_SCRIPT, "wgm-client-fs", str(layout.mount_ns_dir), "etc", "var",
+        ],
+        what=f"{s.name}: private mount namespace",
+    )  # fmt: skip
+
+
+def _route_nodes_to_sites(lab: NetnsLab, all_sites: list[ClientSite]) -> None:
+    """Nodes reach the NAT boxes on-link; gateways also reach the rest of the lab internet."""
+    for node in lab.nodes:
+        ns = lab.layout.node_ns(node.name)
+        for s in all_sites:
+            ip(ns, "route", "add", f"{s.nat_ip}/32", "dev", "eth0", "scope", "link")
+        if node.gateway:
+            ip(ns, "route", "add", "default", "dev", "eth0", "scope", "link")
+
+
+def attach_clients(lab: NetnsLab, state: LabState, say: Log) -> None:
+    """Wire every client of the mesh behind its NAT box and bring its tunnel up (nodes are up)."""
+    layout, mesh = lab.layout, lab.mesh
+    if not mesh.clients:
+        return
+    if shutil.which("conntrack", path=NODE_ENV["PATH"]) is None:
+        raise LabError("conntrack is not installed (Debian package conntrack, scripts/install-debs)")
+    _check_fits(layout, mesh)
+    existing = topology.existing_namespaces()
+    foreign = [n for n in wanted_namespaces(layout, mesh) if n in existing and not state.owns(n)]
+    if foreign:
+        raise LabError(f"network namespace(s) {', '.join(foreign)} exist and were not created by this lab")
+    all_sites = sites(layout, mesh)
+    say(f"{len(all_sites)} client(s) behind NAT boxes, and the internet host {INTERNET_HOST}")
+    _attach_internet_host(state, layout)
+    for s in all_sites:
+        _attach_site(state, layout, s)
+        _make_client_fs(state, layout, s)
+    _route_nodes_to_sites(lab, all_sites)
+    for s in all_sites:
+        say(f"{s.name}: wg-quick up {s.client.conf}")
+        run_in(s.laptop, "wg-quick", "up", str(s.client.conf), timeout=60)
+
+
+# ----------------------------------------------------------------------------- the NAT mapping
+
+
+def nat_ports(s: ClientSite) -> PortRange:
+    """The source-port range the NAT box maps the client's UDP/TCP into right now."""
+    out = run_in(s.nat, "nft", "list", "table", "ip", NAT_TABLE).stdout
+    m = _SNAT.search(out)
+    if m is None:
+        raise LabError(f"{s.nat.label}: no port-range snat rule in table {NAT_TABLE}")
+    return int(m.group(1)), int(m.group(2))
+
+
+def change_nat_ports(s: ClientSite) -> PortRange:
+    """Move the mapping to the other port range and forget every UDP flow, as a NAT reboot would.
+
+    Returns the new range. The client is not told: its next packet (a keepalive) leaves from
+    a new public port, and the nodes must follow it there.
+    """
+    new = PORT_RANGES[1] if nat_ports(s) == PORT_RANGES[0] else PORT_RANGES[0]
+    run_in(s.nat, "nft", "-f", "-", stdin_text=nat_ruleset(s, new))
+    forgot = run_in(s.nat, "conntrack", "-D", "-p", "udp", check=False)
+    if forgot.returncode not in (0, 1):  # 1: no entry matched, nothing to forget
+        raise LabError(f"{s.nat.label}: conntrack -D failed: {tail(forgot.stderr)}")
+    return new
