@@ -6,11 +6,17 @@ byte for byte plus a lab network-config (underlay address, and the node's addres
 subnet), waits for each VM's reporter to speak on the second serial port, and checks the
 reports against the mesh. The VMs stay up until `down`, which removes only what `up` recorded.
 
+Like a cloud, the lab network has a metadata host at 169.254.169.254 (an HTTP server in the lab's
+namespace, reached through the lab bridge's address): the reporter checks that root reaches it
+and that the rendered guard refuses uid 65534. Each QEMU has a QMP socket (lab.vm_faults reboots
+VMs through it).
+
 Slow by nature (TCG emulation, ~3 minutes for three VMs); the netns driver is the quick one.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import shutil
 import signal
@@ -95,6 +101,10 @@ class VmPaths:
     def pidfile(self) -> Path:
         return self.file("pid")
 
+    @property
+    def qmp(self) -> Path:
+        return self.file("qmp")
+
 
 def mac(kind: int, index: int) -> str:
     """Stable locally administered MACs: kind 0 = underlay NIC, 1 = routed-subnet NIC."""
@@ -118,19 +128,31 @@ def underlay_prefix(nodes: Sequence[LabNode]) -> int:
     return prefix
 
 
-def network_config(node: LabNode, prefix: int) -> str:
+def lab_gateway(nodes: Sequence[LabNode], prefix: int) -> ipaddress.IPv4Address:
+    """The lab bridge's own address on the underlay: the highest host no node holds."""
+    net = ipaddress.ip_network(f"{nodes[0].public_ip}/{prefix}", strict=False)
+    taken = {n.public_ip for n in nodes}
+    for host in reversed(list(net.hosts())):
+        if host not in taken and isinstance(host, ipaddress.IPv4Address):
+            return host
+    raise ValueError(f"no free address for the lab gateway in {net}")
+
+
+def network_config(node: LabNode, prefix: int, gateway: ipaddress.IPv4Address | None = None) -> str:
     """Lab network-config v2: the underlay address on eth0, the node's routed-subnet addresses on eth1.
 
-    This stands in for what a cloud's own network gives a VM; the rendered user-data stays untouched.
+    This stands in for what a cloud's own network gives a VM (with `gateway`, a route to the
+    metadata address through it); the rendered user-data stays untouched.
     """
-    ethernets: dict[str, object] = {
-        "eth0": {
-            "match": {"macaddress": mac(0, node.index)},
-            "set-name": "eth0",
-            "addresses": [f"{node.public_ip}/{prefix}"],
-            "mtu": node.underlay_mtu,
-        }
+    eth0: dict[str, object] = {
+        "match": {"macaddress": mac(0, node.index)},
+        "set-name": "eth0",
+        "addresses": [f"{node.public_ip}/{prefix}"],
+        "mtu": node.underlay_mtu,
     }
+    if gateway is not None:
+        eth0["routes"] = [{"to": f"{vm_net.METADATA_ADDRESS}/32", "via": str(gateway)}]
+    ethernets: dict[str, object] = {"eth0": eth0}
     if node.subnets:
         ethernets["eth1"] = {
             "match": {"macaddress": mac(1, node.index)},
@@ -144,12 +166,14 @@ def meta_data(node: LabNode) -> str:
     return yaml.safe_dump({"instance-id": f"wglab-{node.name}", "local-hostname": node.name})
 
 
-def make_seed(node: LabNode, render_dir: Path, paths: VmPaths, prefix: int) -> None:
+def make_seed(
+    node: LabNode, render_dir: Path, paths: VmPaths, prefix: int, gateway: ipaddress.IPv4Address
+) -> None:
     """NoCloud seed ISO: the rendered user-data file as is, plus lab meta-data and network-config."""
     seed_src = paths.file("seed")
     seed_src.mkdir(mode=0o700, exist_ok=True)
     (seed_src / "meta-data").write_text(meta_data(node))
-    (seed_src / "network-config").write_text(network_config(node, prefix))
+    (seed_src / "network-config").write_text(network_config(node, prefix, gateway))
     argv = [
         "cloud-localds",
         "-N",
@@ -186,6 +210,8 @@ def qemu_argv(node: LabNode, image: Image, paths: VmPaths, guest_wait: int = GUE
         f"file:{paths.console}",
         "-serial",
         f"file:{paths.report}",
+        "-qmp",
+        f"unix:{paths.qmp},server=on,wait=off",
         "-kernel",
         str(image.kernel),
         "-initrd",
@@ -264,11 +290,13 @@ def start(render_dir: Path, guest_wait: int = GUEST_MESH_WAIT, image: Image | No
     lab = Lab(state, nodes, render_dir, hashes, guest_wait=guest_wait, netns=vm_net.ns_prefix())
     old_umask = os.umask(0o077)  # seeds and overlays hold private keys
     try:
-        build_network(lab)
         prefix = underlay_prefix(nodes)
+        gateway = lab_gateway(nodes, prefix)
+        build_network(lab)
+        vm_net.add_metadata_host(state, lab.netns, "br0", f"{gateway}/{prefix}", directory / "metadata")
         for node in nodes:
             paths = lab.paths(node.name)
-            make_seed(node, render_dir, paths, prefix)
+            make_seed(node, render_dir, paths, prefix, gateway)
             overlay = ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(image.disk)]
             subprocess.run([*overlay, str(paths.overlay)], check=True, timeout=60)
         lab.booted_at = time.monotonic()
@@ -340,7 +368,7 @@ def wait_for_reports(
         elapsed = time.monotonic() - lab.booted_at
         for line in lines:
             fact = line.strip().replace("\r", "")
-            if fact.startswith("WGLAB ") and fact not in seen:
+            if fact.startswith("WGLAB ") and " TICK " not in fact and fact not in seen:
                 seen.add(fact)
                 if on_fact is not None:
                     on_fact(f"[{elapsed:6.1f}s] {fact.removeprefix('WGLAB ')}")
@@ -444,6 +472,7 @@ def down() -> int:
     for node, pid in pids.items():
         if not stop_qemu(pid, directory):
             leftovers.append(f"QEMU {pid} ({node})")
+    leftovers += vm_net.stop_servers(state)
     leftovers += vm_net.remove_network(state)
     if leftovers:
         log("could not remove: " + "; ".join(leftovers))

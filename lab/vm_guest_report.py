@@ -7,6 +7,9 @@ image runs this script from its own systemd unit after cloud-final (calling
 node's own /etc/wireguard/wg0.conf, so the image stays generic, and writes one
 `WGLAB <node> <fact>` line per fact to the second serial port, which the host reads.
 
+It runs on every boot (the lab reboots a VM on purpose), and after END it keeps pinging its peers
+once a second (`TICK` lines) so the host can count loss while it reboots or kills another VM.
+
 Runs inside the guest with the Debian 12 python3 and the standard library only. Never prints
 a key other than peers' public keys.
 """
@@ -15,8 +18,10 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import os
 import re
 import socket
+import stat
 import subprocess
 import time
 from collections.abc import Iterable, Sequence
@@ -29,6 +34,23 @@ USER_DATA = Path("/var/lib/cloud/instance/user-data.txt")
 CMDLINE = Path("/proc/cmdline")
 MESH_WAIT_DEFAULT = 300.0  # seconds after cloud-init is done to wait for every peer
 SUBNET_PROBE_OFFSET = 2  # the lab's subnet host sits at <network> + 2 (the node at + 1)
+TICK_SECONDS = 1.0
+TICK_WAIT = 2  # ping deadline per tick (s): a reply slower than this under TCG counts as lost
+METADATA_URL = "http://169.254.169.254/latest/user-data"  # the lab's fake metadata host
+NOBODY = ("setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups")
+GUARD_TABLE = ("inet", "wgmesh_metadata")
+# Where a copy of the private key could land (cloud-init's instance data, logs, temp files).
+KEY_SEARCH_ROOTS = ("/etc", "/var/lib/cloud", "/var/log", "/run", "/root", "/tmp", "/var/tmp")
+KEY_SEARCH_MAX_BYTES = 4 << 20
+# One GET, one word out: ok, or the error's class (ConnectionRefusedError when the guard rejects).
+PROBE = """
+import sys, urllib.request
+try:
+    urllib.request.urlopen(sys.argv[1], timeout=5).read()
+    print("ok")
+except Exception as e:
+    print(type(getattr(e, "reason", e)).__name__)
+"""
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -157,6 +179,66 @@ def boot_summary(top: int = 6) -> str:
     return " | ".join(total + blame) or "unavailable"
 
 
+def metadata_probe(as_nobody: bool) -> str:
+    """Fetch the metadata URL as root or as uid 65534: `ok` or the error's class name."""
+    argv = [*(NOBODY if as_nobody else ()), "python3", "-c", PROBE, METADATA_URL]
+    return run(argv, timeout=20).stdout.strip() or "no-output"
+
+
+def guard_fact() -> str:
+    """Is the metadata guard's table loaded, and who reaches the metadata host (root should, nobody not)."""
+    table = run(["nft", "list", "table", *GUARD_TABLE]).returncode == 0
+    return f"table={'yes' if table else 'no'} root={metadata_probe(False)} nobody={metadata_probe(True)}"
+
+
+def private_key(conf: str) -> str | None:
+    match = re.search(r"^\s*PrivateKey\s*=\s*(\S+)", conf, re.MULTILINE | re.IGNORECASE)
+    return match.group(1) if match else None
+
+
+def files_holding(secret: bytes, roots: Iterable[str] = KEY_SEARCH_ROOTS) -> list[Path]:
+    """Regular files under `roots` whose bytes contain `secret` (only their paths leave the guest)."""
+    found: list[Path] = []
+    for root in roots:
+        for directory, _, names in os.walk(root):
+            for name in names:
+                path = Path(directory, name)
+                try:
+                    st = path.lstat()
+                    if not stat.S_ISREG(st.st_mode) or st.st_size > KEY_SEARCH_MAX_BYTES:
+                        continue
+                    if secret in path.read_bytes():
+                        found.append(path)
+                except OSError:
+                    continue
+    return sorted(found)
+
+
+def key_file_facts(conf: str | None, roots: Iterable[str] = KEY_SEARCH_ROOTS) -> list[str]:
+    """`KEYFILE <mode> <uid>:<gid> <path>` for every file holding this node's private key."""
+    key = private_key(conf or "")
+    if key is None:
+        return ["KEYFILES none"]
+    paths = files_holding(key.encode(), roots)
+    facts = [f"KEYFILES {len(paths)}"]
+    for path in paths:
+        st = path.stat()
+        facts.append(f"KEYFILE {stat.S_IMODE(st.st_mode):04o} {st.st_uid}:{st.st_gid} {path}")
+    return facts
+
+
+def tick_forever(report: Reporter, addresses: Sequence[Address]) -> None:
+    """Ping every peer once a second, forever: `TICK <n> <addr>=ok|lost ...` (one line per round)."""
+    n = 0
+    while True:
+        start = time.monotonic()
+        answered = pings_answered(addresses, count=1, wait=TICK_WAIT)
+        states = " ".join(f"{a}={'ok' if a in answered else 'lost'}" for a in addresses)
+        report.emit(f"TICK {n} {states}")
+        n += 1
+        time.sleep(max(0.0, TICK_SECONDS - (time.monotonic() - start)))
+
+
 def read_text(path: Path) -> str | None:
     try:
         return path.read_text()
@@ -201,8 +283,13 @@ def main() -> int:
     report.emit(f"MTU {mtu.strip() if mtu else 'none'}")
     forward = read_text(Path("/proc/sys/net/ipv4/ip_forward"))
     report.emit(f"FORWARD {forward.strip() if forward else 'none'}")
+    report.emit(f"GUARD {guard_fact()}")
+    for fact in key_file_facts(conf):
+        report.emit(fact)
     report.emit(f"BOOT {boot_summary()}")
     report.emit(f"END uptime={uptime():.1f}")
+    if targets.overlay:
+        tick_forever(report, targets.overlay)
     return 0
 
 

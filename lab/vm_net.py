@@ -11,11 +11,16 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import shutil
+import signal
 import subprocess
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 NS_PREFIX = "wglabvm"
+METADATA_ADDRESS = ipaddress.IPv4Address("169.254.169.254")
+METADATA_USER_DATA = "wgmesh lab stand-in user data (no key here)\n"
 NS_PREFIX_ENV = "WGMESH_LAB_VM_NETNS"  # tests use their own, so they never meet a `make lab-vm`
 STATE_FILE = "state.json"
 
@@ -34,6 +39,7 @@ class State:
     namespaces: list[str] = field(default_factory=list)
     links: list[list[str]] = field(default_factory=list)  # [namespace, link name]
     pids: dict[str, int] = field(default_factory=dict)  # node -> QEMU PID
+    servers: dict[str, int] = field(default_factory=dict)  # helper name -> PID (the metadata host)
 
     @property
     def path(self) -> Path:
@@ -57,6 +63,7 @@ class State:
             namespaces=list(doc["namespaces"]),
             links=[list(link) for link in doc["links"]],
             pids={k: int(v) for k, v in doc["pids"].items()},
+            servers={k: int(v) for k, v in doc.get("servers", {}).items()},
         )
 
 
@@ -153,3 +160,52 @@ def ping_from(netns: str, address: str, count: int = 3) -> bool:
     """Ping from inside one of the lab's namespaces."""
     argv = ["ip", "netns", "exec", netns, "ping", "-n", "-q", "-c", str(count), "-W", "2", address]
     return subprocess.run(argv, capture_output=True, timeout=30, check=False).returncode == 0
+
+
+def add_metadata_host(state: State, netns: str, bridge: str, gateway: str, docroot: Path) -> None:
+    """The bridge becomes the VMs' gateway holding 169.254.169.254, where an HTTP server answers.
+
+    The server's command line names `docroot` (inside the lab's state directory): that is how
+    `stop_servers` knows the PID is still ours.
+    """
+    ip("addr", "add", gateway, "dev", bridge, netns=netns)
+    ip("addr", "add", f"{METADATA_ADDRESS}/32", "dev", bridge, netns=netns)
+    (docroot / "latest").mkdir(parents=True, exist_ok=True)
+    (docroot / "latest" / "user-data").write_text(METADATA_USER_DATA)
+    python = shutil.which("python3", path="/usr/bin:/bin") or "python3"
+    argv = ["ip", "netns", "exec", netns, python, "-m", "http.server"]
+    argv += ["--bind", str(METADATA_ADDRESS), "--directory", str(docroot), "80"]
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
+    proc = subprocess.Popen(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=env, start_new_session=True,
+    )  # fmt: skip
+    state.servers["metadata"] = proc.pid  # `ip netns exec` execs: this PID is the server
+    state.save()
+
+
+def server_alive(pid: int, directory: Path) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"http.server" in cmdline and f"{directory}/".encode() in cmdline
+
+
+def stop_servers(state: State, grace: float = 5.0) -> list[str]:
+    """SIGTERM (then SIGKILL) each recorded helper that is still ours; return those still running."""
+    directory = Path(state.directory)
+    left = []
+    for name, pid in state.servers.items():
+        if not server_alive(pid, directory):
+            continue
+        os.kill(pid, signal.SIGTERM)
+        end = time.monotonic() + grace
+        while server_alive(pid, directory) and time.monotonic() < end:
+            time.sleep(0.1)
+        if server_alive(pid, directory):
+            os.kill(pid, signal.SIGKILL)
+            time.sleep(0.3)
+        if server_alive(pid, directory):
+            left.append(f"{name} server {pid}")
+    return left

@@ -3,8 +3,9 @@
 Each VM's image-baked reporter writes `WGLAB <node> <fact>` lines (see lab/vm_guest_report.py).
 The guest only knows its own wg0.conf; the host knows the whole mesh (mesh.json), so the pass or
 fail decision is made here: every lab peer pinged, every routed subnet reached, a handshake with
-every peer's real public key, wg0 MTU as planned, cloud-init done, and the user-data cloud-init
-saw byte-identical to the rendered file.
+every peer's real public key, wg0 MTU as planned, cloud-init done, the user-data cloud-init
+saw byte-identical to the rendered file, the metadata guard loaded (root reaches the lab's fake
+metadata host, uid 65534 is refused), and every file holding the private key root-only.
 """
 
 from __future__ import annotations
@@ -20,6 +21,21 @@ from lab.vm_guest_report import subnet_probe
 
 LINE_RE = re.compile(r"WGLAB (\S+) (\S+)(?: (.*))?$")
 UPTIME_RE = re.compile(r"uptime=([0-9.]+)")
+# What the guest says when the guard works: loaded, root reaches the metadata host, nobody is refused.
+GUARD_OK = {"table": "yes", "root": "ok", "nobody": "ConnectionRefusedError"}
+
+
+@dataclass(frozen=True)
+class KeyFile:
+    """A guest file holding the node's private key: its mode, owner and path (never its content)."""
+
+    mode: int
+    owner: str  # uid:gid
+    path: str
+
+    @property
+    def root_only(self) -> bool:
+        return self.owner == "0:0" and self.mode & 0o077 == 0
 
 
 def user_data_sha256(render_dir: Path, node: str) -> str:
@@ -42,6 +58,9 @@ class NodeReport:
     handshakes: dict[str, int | None] = field(default_factory=dict)  # peer public key -> age (s)
     mtu: int | None = None
     forward: str | None = None
+    guard: dict[str, str] = field(default_factory=dict)  # table, root, nobody
+    key_files: list[KeyFile] = field(default_factory=list)
+    key_files_expected: int | None = None
     ended: bool = False
     crash: str | None = None
     other: dict[str, str] = field(default_factory=dict)  # facts kept as text (BOOT: systemd-analyze)
@@ -76,6 +95,14 @@ def apply_fact(report: NodeReport, fact: str, rest: str) -> None:
         report.mtu = int(words[0]) if words[0].isdigit() else None
     elif fact == "FORWARD" and words:
         report.forward = words[0]
+    elif fact == "GUARD":
+        report.guard = dict(w.split("=", 1) for w in words if "=" in w)
+    elif fact == "KEYFILES" and words:
+        report.key_files_expected = int(words[0]) if words[0].isdigit() else None
+    elif fact == "KEYFILE" and len(words) >= 3:
+        report.key_files.append(KeyFile(int(words[0], 8), words[1], " ".join(words[2:])))
+    elif fact == "TICK":
+        pass  # the pings after END: read by lab.vm_faults with the host's clock
     elif fact == "END":
         report.ended = True
     elif fact == "CRASH":
@@ -123,6 +150,7 @@ def check(
             say(f"{node.name}: mesh {r.mesh or 'not reported'}")
         if r.mtu != node.mtu:
             say(f"{node.name}: wg0 MTU {r.mtu}, plan says {node.mtu}")
+        problems += [f"{node.name}: {p}" for p in hardening_problems(r)]
         for peer in nodes:
             if peer.name == node.name:
                 continue
@@ -137,6 +165,22 @@ def check(
                 probe = str(subnet_probe(net))
                 if r.subnets.get(probe) is not True:
                     say(f"{node.name}: no reply from {probe} in {net} behind {peer.name}")
+    return problems
+
+
+def hardening_problems(r: NodeReport) -> list[str]:
+    """The metadata guard as the guest saw it, and the modes of the files holding its key."""
+    problems = []
+    if r.guard != GUARD_OK:
+        shown = " ".join(f"{k}={v}" for k, v in r.guard.items()) or "not reported"
+        problems.append(f"metadata guard: {shown}, expected table=yes root=ok nobody=ConnectionRefusedError")
+    if r.key_files_expected is None or r.key_files_expected != len(r.key_files) or not r.key_files:
+        problems.append("no list of the files holding the private key")
+    elif not any(f.path == "/etc/wireguard/wg0.conf" for f in r.key_files):
+        problems.append("the key search did not find wg0.conf")
+    for f in r.key_files:
+        if not f.root_only:
+            problems.append(f"{f.path} holds the private key with mode {f.mode:04o} owner {f.owner}")
     return problems
 
 

@@ -3,18 +3,23 @@
 The fast tests here (no marker) check the pieces the boot relies on: the guest reporter's
 reading of a real rendered wg0.conf, the report parser and checker, the lab network-config.
 The `vm` test boots stacks/Pulumi.lab.yaml (lab-a, lab-b, lab-c with 10.0.7.0/24 behind lab-c),
-building the image first when the cache has none, and asserts cleanup afterwards. Outside CI it
-skips without root or QEMU; with CI=true it fails instead.
+building the image first when the cache has none, and asserts cleanup afterwards. Then the
+faults: lab-a reboots itself (Ctrl-Alt-Del) and must rejoin within 60 s of its boot completing,
+with the metadata guard back in place; lab-b's QEMU is killed and lab-a and lab-c must keep
+pinging each other with 0 loss. Outside CI it skips without root or QEMU; with CI=true it fails.
 """
 
 from __future__ import annotations
 
 import hashlib
 import ipaddress
+import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,10 +29,10 @@ import pytest
 import yaml
 
 from lab import image as lab_image
-from lab import vm, vm_net
+from lab import vm, vm_faults, vm_net
 from lab.manifest import LabNode, load_mesh
-from lab.vm_guest_report import parse_wg_conf, subnet_probe
-from lab.vm_report import NodeReport, check, parse_reports, timings
+from lab.vm_guest_report import files_holding, key_file_facts, parse_wg_conf, private_key, subnet_probe
+from lab.vm_report import GUARD_OK, NodeReport, check, parse_reports, timings
 
 REPO = Path(__file__).resolve().parents[2]
 IN_CI = os.environ.get("CI") == "true"
@@ -35,6 +40,7 @@ VM_TOOLS = ("qemu-system-x86_64", "qemu-img", "mmdebstrap", "cloud-localds", "mk
 BUILD_TIMEOUT = 360.0  # image download + install; measured 62-116 s
 REPORT_TIMEOUT = 360.0  # boot to every VM report; measured 165-225 s for three VMs
 GUEST_WAIT = 120  # seconds a guest waits for its peers before reporting a timeout
+REJOIN_LIMIT = 60.0  # issue 6: a rebooted VM rejoins within 60 s of its boot completing
 
 
 def render(out: Path) -> Path:
@@ -122,7 +128,12 @@ def good_reports(nodes: list[LabNode], hashes: dict[str, str]) -> list[str]:
                 say(f"WGLAB {n.name} SUBNET {net} {subnet_probe(net)} ok")
             say(f"WGLAB {n.name} HANDSHAKE {p.public_key} 12")
         say(f"WGLAB {n.name} MTU {n.mtu}")
+        say(f"WGLAB {n.name} GUARD table=yes root=ok nobody=ConnectionRefusedError")
+        say(f"WGLAB {n.name} KEYFILES 2")
+        say(f"WGLAB {n.name} KEYFILE 0600 0:0 /etc/wireguard/wg0.conf")
+        say(f"WGLAB {n.name} KEYFILE 0600 0:0 /var/lib/cloud/instances/wglab-{n.name}/user-data.txt")
         say(f"WGLAB {n.name} END uptime=135.0")
+        say(f"WGLAB {n.name} TICK 0 " + " ".join(f"{p.address}=ok" for p in nodes if p is not n))
     return lines
 
 
@@ -144,6 +155,12 @@ def test_checker_passes_a_healthy_report_and_flags_each_defect(nodes: list[LabNo
         f"WGLAB {a.name} SUBNET {c.subnets[0]} {subnet_probe(c.subnets[0])} ok": (
             f"WGLAB {a.name} SUBNET {c.subnets[0]} {subnet_probe(c.subnets[0])} fail"
         ),
+        f"WGLAB {b.name} GUARD table=yes root=ok nobody=ConnectionRefusedError": (
+            f"WGLAB {b.name} GUARD table=no root=ok nobody=ok"
+        ),
+        f"WGLAB {c.name} KEYFILE 0600 0:0 /etc/wireguard/wg0.conf": (
+            f"WGLAB {c.name} KEYFILE 0644 0:0 /etc/wireguard/wg0.conf"
+        ),
     }
     for good, bad in defects.items():
         assert good in lines
@@ -156,9 +173,13 @@ def test_checker_passes_a_healthy_report_and_flags_each_defect(nodes: list[LabNo
 
 def test_lab_network_config_gives_underlay_and_subnet_addresses(nodes: list[LabNode]) -> None:
     prefix = vm.underlay_prefix(nodes)
+    gateway = vm.lab_gateway(nodes, prefix)
+    assert gateway not in {n.public_ip for n in nodes}
     for node in nodes:
-        doc = yaml.safe_load(vm.network_config(node, prefix))
+        doc = yaml.safe_load(vm.network_config(node, prefix, gateway))
         eth0 = doc["ethernets"]["eth0"]
+        assert eth0["routes"] == [{"to": "169.254.169.254/32", "via": str(gateway)}]
+        assert ipaddress.ip_address(gateway) in ipaddress.ip_interface(eth0["addresses"][0]).network
         assert eth0["match"]["macaddress"] == vm.mac(0, node.index)
         addr = ipaddress.ip_interface(eth0["addresses"][0])
         assert addr.ip == node.public_ip
@@ -168,6 +189,84 @@ def test_lab_network_config_gives_underlay_and_subnet_addresses(nodes: list[LabN
             assert [ipaddress.ip_interface(a).network for a in eth1["addresses"]] == list(node.subnets)
         else:
             assert "eth1" not in doc["ethernets"]
+
+
+def test_guest_lists_files_holding_the_key_by_path_and_mode_only(tmp_path: Path) -> None:
+    key = "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk="
+    conf = f"[Interface]\nPrivateKey = {key}\nAddress = 10.77.0.1/24\n"
+    assert private_key(conf) == key
+    (tmp_path / "wg0.conf").write_text(conf)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "copy.txt").write_text(f"noise {key} noise")
+    (tmp_path / "other.txt").write_text("no key here")
+    (tmp_path / "link").symlink_to(tmp_path / "wg0.conf")  # not followed: counted once
+    assert files_holding(key.encode(), [str(tmp_path)]) == [
+        tmp_path / "sub" / "copy.txt",
+        tmp_path / "wg0.conf",
+    ]
+    (tmp_path / "wg0.conf").chmod(0o600)
+    (tmp_path / "sub" / "copy.txt").chmod(0o644)
+    owner = f"{os.getuid()}:{os.getgid()}"
+    facts = key_file_facts(conf, [str(tmp_path)])
+    assert facts == [
+        "KEYFILES 2",
+        f"KEYFILE 0644 {owner} {tmp_path / 'sub' / 'copy.txt'}",
+        f"KEYFILE 0600 {owner} {tmp_path / 'wg0.conf'}",
+    ]
+    assert key not in " ".join(facts)
+    assert key_file_facts("[Interface]\n", [str(tmp_path)]) == ["KEYFILES none"]
+
+
+def test_fault_tail_reads_only_new_complete_lines(tmp_path: Path) -> None:
+    report = tmp_path / "lab-a.report.log"
+    report.write_text("WGLAB lab-a START uptime=1.0\n")
+    tail = vm_faults.ReportTail(report)
+    assert tail.poll() == []  # what was there before the tail started is the old boot
+    with report.open("a") as f:
+        f.write("\x1b[0mWGLAB lab-a TICK 7 10.77.0.2=ok 10.77.0.3=lost\r\nWGLAB lab-a MES")
+    (line,) = tail.poll()
+    assert (line.node, line.fact) == ("lab-a", "TICK")
+    assert vm_faults.tick_states(line) == {"10.77.0.2": True, "10.77.0.3": False}
+    with report.open("a") as f:
+        f.write("H up uptime=9.0\n")
+    (line,) = tail.poll()
+    assert (line.fact, line.rest) == ("MESH", "up uptime=9.0")
+
+
+def test_qmp_client_waits_for_an_event_across_quiet_timeouts(tmp_path: Path) -> None:
+    """QEMU's side faked on a unix socket: a wait that times out must not break the next one."""
+    path = tmp_path / "q.qmp"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(1)
+    received: list[dict[str, object]] = []
+
+    def qemu() -> None:
+        conn, _ = server.accept()
+        with conn, conn.makefile("rb") as f:
+            conn.sendall(b'{"QMP": {"version": {}}}\n')
+            for _ in range(2):
+                received.append(json.loads(f.readline()))
+                conn.sendall(b'{"return": {}}\n')
+            time.sleep(1.5)
+            conn.sendall(b'{"event": "RES')  # split across two writes
+            time.sleep(0.2)
+            conn.sendall(b'ET", "data": {"guest": true}}\n')
+            f.readline()
+
+    thread = threading.Thread(target=qemu)
+    thread.start()
+    qmp = vm_faults.Qmp(path)
+    try:
+        assert qmp.execute("send-key", keys=vm_faults.CTRL_ALT_DELETE) == {}
+        assert qmp.wait_event("RESET", 0.5) is None
+        event = qmp.wait_event("RESET", 10)
+        assert event is not None and event["data"] == {"guest": True}
+    finally:
+        qmp.close()
+        thread.join(10)
+        server.close()
+    assert [m["execute"] for m in received] == ["qmp_capabilities", "send-key"]
 
 
 def test_image_cache_key_follows_the_recipe(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -310,5 +409,65 @@ def test_wg0_mtu_is_the_planned_mtu(booted: Booted) -> None:
 
 
 @pytest.mark.vm
+def test_metadata_guard_and_key_files_on_first_boot(booted: Booted) -> None:
+    for node in booted.lab.nodes:
+        r = report(booted, node.name)
+        assert r.guard == GUARD_OK, node.name  # root reaches the lab's metadata host, nobody is refused
+        paths = {f.path for f in r.key_files}
+        assert "/etc/wireguard/wg0.conf" in paths, node.name
+        assert all(f.root_only for f in r.key_files), r.key_files
+        print(f"{node.name}: files holding the private key: {sorted(paths)}")
+
+
+@pytest.mark.vm
 def test_no_problem_left(booted: Booted) -> None:
     assert booted.result.problems == []
+
+
+# ---- faults: reboot one VM, then kill another --------------------------------------------------
+
+
+@dataclass
+class Faults:
+    reboot: vm_faults.RebootResult
+    kill: vm_faults.KillResult
+
+
+@pytest.fixture(scope="module")
+def faults(booted: Booted) -> Faults:
+    if booted.result.problems:
+        pytest.fail("the mesh was not healthy before the faults: " + "; ".join(booted.result.problems))
+    nodes = {n.name: n for n in booted.lab.nodes}
+    rebooted = vm_faults.reboot(booted.lab, nodes["lab-a"])
+    print(f"\n{rebooted.summary()}")
+    killed = vm_faults.kill(booted.lab, nodes["lab-b"])
+    print(killed.summary())
+    return Faults(rebooted, killed)
+
+
+@pytest.mark.vm
+def test_rebooted_vm_rejoins_within_60_s_of_boot_completing(faults: Faults) -> None:
+    r = faults.reboot
+    assert r.problems == []
+    assert r.clean, "the guest did not reboot itself on Ctrl-Alt-Del (hard reset used)"
+    assert r.rejoin is not None and r.rejoin < REJOIN_LIMIT, r.summary()
+    assert set(r.peer_pings) == {"lab-b", "lab-c"}  # both peers' pings reach it again
+    assert r.report is not None and r.report.cloudinit == "done"
+
+
+@pytest.mark.vm
+def test_metadata_guard_survives_the_reboot(faults: Faults) -> None:
+    second = faults.reboot.report
+    assert second is not None and second.ended
+    assert second.guard == GUARD_OK  # loaded by the enabled unit this time, not by runcmd
+    assert second.key_files and all(f.root_only for f in second.key_files), second.key_files
+
+
+@pytest.mark.vm
+def test_killing_a_vm_leaves_the_others_pinging_with_no_loss(faults: Faults) -> None:
+    k = faults.kill
+    assert k.gone
+    assert set(k.sent) == {"lab-a -> lab-c", "lab-c -> lab-a"}
+    for pair, sent in k.sent.items():
+        assert sent >= 10, (pair, sent)  # ~1 a second over the 25 s window
+        assert k.lost[pair] == 0, k.summary()
