@@ -51,7 +51,7 @@ class CloudSize:
     so sizes stay comparable across N for the search below.
     """
 
-    raw: int
+    raw: int  # the plain document (wg0.conf as text)
     sent: int
     form: str  # plain | gz+b64 wg0.conf | gzip | too big
     compact: int = 0  # the same node with wg0.conf as gz+b64 (extrapolation on GCP and Hetzner)
@@ -74,8 +74,12 @@ def sizes(n: int, clouds: Sequence[str] = CLOUDS) -> dict[str, CloudSize]:
     for node in spec.nodes:
         if node.cloud not in clouds:
             continue
-        text = node_user_data(plan, node.name, keys.for_member(node.name, public), endpoints)
+        member = keys.for_member(node.name, public)
+        text = node_user_data(plan, node.name, member, endpoints)
         size = _encoded(text, node.cloud, node.name)
+        if "encoding: gz+b64" in text:  # `raw` is the plain document's size
+            plain = node_user_data(plan, node.name, member, endpoints, compress_wg_conf=False)
+            size = replace(size, raw=len(plain.encode()))
         best = out.get(node.cloud)
         if best is None or size.sent > best.sent:
             out[node.cloud], biggest[node.cloud] = size, node.name

@@ -9,13 +9,15 @@ dropped: a don't-fragment ping at 1420 is lost and TCP moves next to nothing.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from lab.manifest import LabNode
 from lab.probes import IPV4_ICMP_OVERHEAD, WG, Ping, Transfer, ping, transfer
 from lab.proc import run_in
 from lab.running import NetnsLab
-from lab.topology import NOFRAG_TABLE
+from lab.topology import NOFRAG_RULESET, NOFRAG_TABLE
 
 WRONG_MTU = 1420  # what wg-quick and most guides use: right for 1500, wrong for 1460
 
@@ -38,7 +40,8 @@ class MtuScenario:
 
 
 def fragments_dropped(lab: NetnsLab) -> int:
-    """Packets counted by the internet bridge's fragment-drop rule so far."""
+    """Packets counted by the internet bridge's fragment rule so far (dropped, or forwarded
+    inside `fragments_allowed`)."""
     out = run_in(lab.internet, "nft", "-j", "list", "table", "bridge", NOFRAG_TABLE).stdout
     total = 0
     for item in json.loads(out).get("nftables", []):
@@ -82,3 +85,91 @@ def format_scenario(s: MtuScenario) -> str:
             f"{t.fragments_dropped} fragments dropped"
         )
     return "\n".join(lines)
+
+
+@contextmanager
+def fragments_allowed(lab: NetnsLab) -> Iterator[None]:
+    """The lab internet forwards IP fragments until the block ends (still counting them).
+
+    Its fragment rule counts and accepts instead of dropping; afterwards the table is loaded
+    again exactly as the lab built it.
+    """
+    chain = ("bridge", NOFRAG_TABLE, "forward")
+    run_in(lab.internet, "nft", "flush", "chain", *chain)
+    run_in(
+        lab.internet,
+        "nft",
+        "add",
+        "rule",
+        *chain,
+        "ip",
+        "frag-off",
+        "&",
+        "0x3fff",
+        "!=",
+        "0",
+        "counter",
+        "accept",
+    )
+    try:
+        yield
+    finally:
+        run_in(lab.internet, "nft", "delete", "table", "bridge", NOFRAG_TABLE)
+        run_in(lab.internet, "nft", "-f", "-", stdin_text=NOFRAG_RULESET)
+
+
+@dataclass(frozen=True)
+class ThroughputComparison:
+    """TCP throughput over wg0 with the planned MTU and with 1420, fragments dropped and allowed."""
+
+    src: str
+    dst: str
+    underlay_mtu: int
+    seconds: float
+    dropped: tuple[MtuTrial, MtuTrial]  # (planned, wrong) while the internet drops fragments
+    allowed: tuple[MtuTrial, MtuTrial]  # (planned, wrong) while it forwards them (counted the same)
+
+    def ratios(self) -> dict[str, float | None]:
+        """planned / wrong throughput per path; None when the wrong MTU moved nothing at all."""
+        return {
+            "fragments dropped": _ratio(*self.dropped),
+            "fragments allowed": _ratio(*self.allowed),
+        }
+
+
+def _ratio(planned: MtuTrial, wrong: MtuTrial) -> float | None:
+    return planned.tcp.received / wrong.tcp.received if wrong.tcp.received else None
+
+
+def throughput_comparison(
+    lab: NetnsLab, *, wrong_mtu: int = WRONG_MTU, seconds: float = 3.0
+) -> ThroughputComparison:
+    """Both MTUs on both kinds of path, in one run on the first two nodes; wg0 back to plan after."""
+    a, b = lab.nodes[0], lab.nodes[1]
+    try:
+        dropped = (trial(lab, a, b, a.mtu, seconds), trial(lab, a, b, wrong_mtu, seconds))
+        with fragments_allowed(lab):
+            allowed = (trial(lab, a, b, a.mtu, seconds), trial(lab, a, b, wrong_mtu, seconds))
+    finally:
+        for n in (a, b):
+            set_wg_mtu(lab, n, n.mtu)
+    underlay = min(a.underlay_mtu, b.underlay_mtu)
+    return ThroughputComparison(a.name, b.name, underlay, seconds, dropped, allowed)
+
+
+def format_throughput(c: ThroughputComparison) -> str:
+    lines = [f"MTU throughput {c.src} -> {c.dst}, underlay {c.underlay_mtu}, {c.seconds:g} s TCP per trial:"]
+    paths = (("fragments dropped", "dropped", c.dropped), ("fragments allowed", "forwarded", c.allowed))
+    for label, fate, (planned, wrong) in paths:
+        ratio = _ratio(planned, wrong)
+        shown = f"{ratio:.2f}x" if ratio is not None else f"inf ({wrong.wg_mtu} moved 0 bytes)"
+        lines.append(
+            f"  {label:18} planned {planned.wg_mtu}: {_mbit(planned, c.seconds):7.1f} Mbit/s   "
+            f"{wrong.wg_mtu}: {_mbit(wrong, c.seconds):7.1f} Mbit/s   planned/{wrong.wg_mtu} {shown}"
+            f"   ({wrong.fragments_dropped} fragments {fate})"
+        )
+    return "\n".join(lines)
+
+
+def _mbit(t: MtuTrial, seconds: float) -> float:
+    return t.tcp.received * 8 / seconds / 1e6
