@@ -18,12 +18,18 @@ from lab.proc import LabError
 APPLIED = frozenset({"write_files", "bootcmd", "runcmd"})
 # Package modules: nothing to do, the lab host already has every tool (scripts/install-debs).
 SATISFIED = frozenset({"packages", "package_update", "package_upgrade", "package_reboot_if_required", "apt"})
+# write_files encodings cloud-init decodes (cc_write_files.canonicalize_extraction); any other
+# value it writes as plain text, so a big mesh's gz+b64 wg0.conf with a typo would be garbage.
+ENCODINGS = frozenset(
+    {"gz", "gzip", "gz+base64", "gzip+base64", "gz+b64", "gzip+b64", "b64", "base64", "text/plain"}
+)
 
 
 @dataclass(frozen=True)
 class WriteFile:
     path: str
     deferred: bool  # `defer: true`: written by the write_files_deferred module, after packages
+    encoding: str | None = None  # as rendered (gz+b64 for wg0.conf in big meshes); cloud-init decodes
 
 
 @dataclass(frozen=True)
@@ -51,7 +57,12 @@ def parse_user_data(text: str, where: str) -> NodeUserData:
         path = entry.get("path") if isinstance(entry, dict) else None
         if not isinstance(path, str) or not path.startswith("/") or ".." in path.split("/"):
             raise LabError(f"{where}: write_files[{i}].path must be an absolute path")
-        write_files.append(WriteFile(path, bool(entry.get("defer", False))))
+        encoding = entry.get("encoding")
+        if encoding is not None and (
+            not isinstance(encoding, str) or encoding.lower().strip() not in ENCODINGS
+        ):
+            raise LabError(f"{where}: write_files[{i}].encoding is not one cloud-init decodes")
+        write_files.append(WriteFile(path, bool(entry.get("defer", False)), encoding))
     return NodeUserData(
         write_files=tuple(write_files),
         bootcmd=_commands(doc.get("bootcmd"), f"{where}: bootcmd"),

@@ -20,6 +20,7 @@ import yaml
 
 from cloudinit.cloudconfig import WG_CONF_PATH
 from cloudinit.render import USER_DATA_LIMITS, encode_for_cloud, node_user_data, node_wg_conf
+from lab.proc import LabError
 from lab.sandbox import apply_write_files
 from lab.userdata import parse_user_data
 from mesh.errors import RenderError
@@ -96,11 +97,17 @@ def test_small_meshes_stay_readable_and_big_ones_compress_only_where_needed(
     assert forms == {"aws": False, "gcp": False, "hcloud": True}
 
 
-def test_lab_reader_lists_the_compressed_file(big: tuple[MeshPlan, KeyMaterial, dict[str, str]]) -> None:
+def test_lab_reader_understands_the_compressed_file(
+    big: tuple[MeshPlan, KeyMaterial, dict[str, str]],
+) -> None:
     plan, keys, endpoints = big
     node = next(n.name for n in plan.nodes if n.cloud == "hcloud")
-    files = parse_user_data(render(plan, keys, endpoints, node)[0], node).write_files
-    assert WG_CONF_PATH in [f.path for f in files]
+    text = render(plan, keys, endpoints, node)[0]
+    files = {f.path: f for f in parse_user_data(text, node).write_files}
+    assert files[WG_CONF_PATH].encoding == "gz+b64"
+    # cloud-init would write an unknown encoding's text as is: the lab refuses it instead.
+    with pytest.raises(LabError, match=r"write_files\[0\]\.encoding"):
+        parse_user_data(text.replace("encoding: gz+b64", "encoding: gz+b46"), node)
 
 
 def test_past_every_form_the_error_is_one_line_naming_node_size_limit_and_fix() -> None:
