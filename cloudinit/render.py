@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -143,6 +144,42 @@ def encode_for_cloud(user_data: str, cloud: str, node: str) -> EncodedUserData:
 
 # Every node dials the same N endpoints: parse each public IP once per process, not N times.
 _endpoint = lru_cache(maxsize=65536)(format_endpoint)
+
+
+# The longest IPv4 text: sizes are checked before the static IPs exist (`pulumi preview`).
+WORST_CASE_IP = "255.255.255.255"
+
+
+def check_user_data_fits(plan: MeshPlan, candidates: int = 3) -> None:
+    """RenderError (one line) naming, per cloud, a node whose user data cannot fit, before any resource.
+
+    The exact check runs once keys and IPs exist, but by then `pulumi up` has created static
+    IPs, and `pulumi preview` never sees it (the values are unknown). So render, per cloud, the
+    `candidates` nodes with the most peers with random keys (they compress like real ones) and
+    the longest public IPs, through the same encode_for_cloud. Sizes are upper bounds.
+    """
+    public = {name: _random_key() for name in [n.name for n in plan.nodes] + [c.name for c in plan.clients]}
+    endpoints = {n.name: WORST_CASE_IP for n in plan.nodes}
+    secret = os.urandom(32) if plan.spec.mesh.preshared_keys else None
+    by_cloud: dict[str, list[NodePlan]] = {}
+    for node in plan.nodes:
+        if USER_DATA_LIMITS.get(node.cloud) is not None:
+            by_cloud.setdefault(node.cloud, []).append(node)
+    problems: list[str] = []  # the first node that cannot fit, per cloud
+    for cloud, nodes in by_cloud.items():
+        for node in sorted(nodes, key=lambda n: len(n.iface.peers), reverse=True)[:candidates]:
+            keys = NodeKeys(private_key=_random_key(), public_keys=public, mesh_secret=secret)
+            try:
+                encode_for_cloud(node_user_data(plan, node.name, keys, endpoints), cloud, node.name)
+            except RenderError as e:
+                problems.append(str(e).removesuffix(f"; {TOO_BIG_ADVICE}"))
+                break
+    if problems:
+        raise RenderError(f"{'; '.join(problems)}; {TOO_BIG_ADVICE}")
+
+
+def _random_key() -> str:
+    return base64.b64encode(os.urandom(32)).decode()
 
 
 def _peer_endpoints(plan: MeshPlan, iface: InterfacePlan, endpoints: Mapping[str, str]) -> dict[str, str]:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pulumi
 
-from cloudinit.render import client_config, node_user_data_from_conf, node_wg_conf
+from cloudinit.render import check_user_data_fits, client_config, node_user_data_from_conf, node_wg_conf
 from components.aws import AwsNode, AwsRegion, AwsRegionArgs
 from components.firewall import has_public_ipv6, host_networks, peer_cidrs
 from components.gcp import GcpNetwork, GcpNetworkArgs, GcpNode
@@ -62,9 +62,13 @@ class WireGuardMesh(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: WireGuardMeshArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__(MESH_TYPE, name, None, opts)
         plan = args.plan
         spec = plan.spec
+        try:
+            check_user_data_fits(plan)  # before any resource, so `pulumi preview` says it too
+        except RenderError as e:
+            raise UserDataError(str(e)) from None
+        super().__init__(MESH_TYPE, name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         epoch = spec.mesh.key_epoch
 

@@ -31,7 +31,13 @@ from cloudinit.host import (
     nft_ruleset,
     sysctl_conf,
 )
-from cloudinit.render import USER_DATA_LIMITS, encode_for_cloud, node_user_data, node_wg_conf
+from cloudinit.render import (
+    USER_DATA_LIMITS,
+    check_user_data_fits,
+    encode_for_cloud,
+    node_user_data,
+    node_wg_conf,
+)
 from mesh.errors import RenderError
 from mesh.plan_types import MeshPlan
 
@@ -266,3 +272,19 @@ def test_size_errors_tell_the_user_what_to_do() -> None:
     for cloud in ("aws", "hcloud"):
         with pytest.raises(RenderError, match="use `topology: hub` in wgmesh:mesh"):
             encode_for_cloud(text + os.urandom(20000).hex(), cloud, "n1")
+
+
+def test_the_preflight_check_names_a_node_per_cloud_before_any_key_or_ip_exists(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    plan = mesh_plan()
+    check_user_data_fits(plan)  # small: fits everywhere
+    monkeypatch.setitem(USER_DATA_LIMITS, "aws", 400)
+    monkeypatch.setitem(USER_DATA_LIMITS, "hcloud", 400)
+    with pytest.raises(RenderError) as e:
+        check_user_data_fits(plan)
+    message = str(e.value)
+    assert "\n" not in message and message.count("use `topology: hub`") == 1
+    named = {n.cloud for n in plan.nodes if f"{n.name}: user data is " in message}
+    assert named == {"aws", "hcloud"}  # one node per cloud over its limit, none of GCP's
+    assert "PrivateKey" not in message and "PresharedKey" not in message

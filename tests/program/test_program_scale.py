@@ -1,0 +1,29 @@
+"""Big meshes under mocks: a full mesh that cannot boot from user data is refused up front.
+
+The exact size check needs keys and public IPs, which exist only once `pulumi up` created
+them; the preflight (cloudinit.render.check_user_data_fits) refuses before any resource, so
+`pulumi preview` shows the same one line. A mesh that fits still deploys.
+"""
+
+from __future__ import annotations
+
+import pulumi
+import synthetic_stacks as synthetic
+from wgmesh_mocks import run_program
+
+
+def test_a_full_mesh_too_big_for_aws_is_refused_before_any_resource() -> None:
+    run = run_program("big", synthetic.three_clouds(200))
+    assert isinstance(run.error, pulumi.RunError), repr(run.error)
+    message = str(run.error)
+    assert "\n" not in message
+    assert "-aws: user data is " in message and "over the 16384-byte limit of aws" in message
+    assert "topology: hub" in message
+    assert "PrivateKey" not in message and "PresharedKey" not in message
+    assert run.resources == []
+
+
+def test_the_same_size_as_hub_and_spoke_deploys() -> None:
+    run = run_program("big", synthetic.three_clouds(200, gcp_hubs=True))
+    assert run.error is None, run.error
+    assert len(run.of_type("aws:ec2/instance:Instance")) == 67
