@@ -39,6 +39,8 @@ TICK_WAIT = 2  # ping deadline per tick (s): a reply slower than this under TCG 
 METADATA_URL = "http://169.254.169.254/latest/user-data"  # the lab's fake metadata host
 NOBODY = ("setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups")
 GUARD_TABLE = ("inet", "wgmesh_metadata")
+GUARD_UNIT = "wgmesh-metadata-guard.service"
+NETWORK_UNIT = "systemd-networkd.service"
 # Where a copy of the private key could land (cloud-init's instance data, logs, temp files).
 KEY_SEARCH_ROOTS = ("/etc", "/var/lib/cloud", "/var/log", "/run", "/root", "/tmp", "/var/tmp")
 KEY_SEARCH_MAX_BYTES = 4 << 20
@@ -191,6 +193,22 @@ def guard_fact() -> str:
     return f"table={'yes' if table else 'no'} root={metadata_probe(False)} nobody={metadata_probe(True)}"
 
 
+def unit_properties(unit: str, *names: str) -> dict[str, str]:
+    out = run(["systemctl", "show", unit, *(f"--property={n}" for n in names)]).stdout
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+def guard_unit_fact() -> str:
+    """The guard unit's state and when it finished, against when the network daemon started (µs)."""
+    guard = unit_properties(GUARD_UNIT, "ActiveState", "ActiveEnterTimestampMonotonic")
+    network = unit_properties(NETWORK_UNIT, "InactiveExitTimestampMonotonic")
+    return (
+        f"state={guard.get('ActiveState', 'unknown')}"
+        f" loaded_us={guard.get('ActiveEnterTimestampMonotonic', '0')}"
+        f" network_us={network.get('InactiveExitTimestampMonotonic', '0')}"
+    )
+
+
 def private_key(conf: str) -> str | None:
     match = re.search(r"^\s*PrivateKey\s*=\s*(\S+)", conf, re.MULTILINE | re.IGNORECASE)
     return match.group(1) if match else None
@@ -284,6 +302,7 @@ def main() -> int:
     forward = read_text(Path("/proc/sys/net/ipv4/ip_forward"))
     report.emit(f"FORWARD {forward.strip() if forward else 'none'}")
     report.emit(f"GUARD {guard_fact()}")
+    report.emit(f"GUARDUNIT {guard_unit_fact()}")
     for fact in key_file_facts(conf):
         report.emit(fact)
     report.emit(f"BOOT {boot_summary()}")

@@ -59,6 +59,7 @@ class NodeReport:
     mtu: int | None = None
     forward: str | None = None
     guard: dict[str, str] = field(default_factory=dict)  # table, root, nobody
+    guard_unit: dict[str, str] = field(default_factory=dict)  # state, loaded_us, network_us
     key_files: list[KeyFile] = field(default_factory=list)
     key_files_expected: int | None = None
     ended: bool = False
@@ -97,6 +98,8 @@ def apply_fact(report: NodeReport, fact: str, rest: str) -> None:
         report.forward = words[0]
     elif fact == "GUARD":
         report.guard = dict(w.split("=", 1) for w in words if "=" in w)
+    elif fact == "GUARDUNIT":
+        report.guard_unit = dict(w.split("=", 1) for w in words if "=" in w)
     elif fact == "KEYFILES" and words:
         report.key_files_expected = int(words[0]) if words[0].isdigit() else None
     elif fact == "KEYFILE" and len(words) >= 3:
@@ -166,6 +169,15 @@ def check(
                 if r.subnets.get(probe) is not True:
                     say(f"{node.name}: no reply from {probe} in {net} behind {peer.name}")
     return problems
+
+
+def guard_loaded_before_network(r: NodeReport) -> bool:
+    """After a reboot: the unit (runcmd runs once per instance) loaded the guard before networkd started."""
+    u = r.guard_unit
+    loaded, network = u.get("loaded_us", ""), u.get("network_us", "")
+    if u.get("state") != "active" or not (loaded.isdigit() and network.isdigit()):
+        return False
+    return 0 < int(loaded) <= int(network)
 
 
 def hardening_problems(r: NodeReport) -> list[str]:

@@ -32,7 +32,7 @@ from lab import image as lab_image
 from lab import vm, vm_faults, vm_net
 from lab.manifest import LabNode, load_mesh
 from lab.vm_guest_report import files_holding, key_file_facts, parse_wg_conf, private_key, subnet_probe
-from lab.vm_report import GUARD_OK, NodeReport, check, parse_reports, timings
+from lab.vm_report import GUARD_OK, NodeReport, check, guard_loaded_before_network, parse_reports, timings
 
 REPO = Path(__file__).resolve().parents[2]
 IN_CI = os.environ.get("CI") == "true"
@@ -215,6 +215,16 @@ def test_guest_lists_files_holding_the_key_by_path_and_mode_only(tmp_path: Path)
     ]
     assert key not in " ".join(facts)
     assert key_file_facts("[Interface]\n", [str(tmp_path)]) == ["KEYFILES none"]
+
+
+def test_guard_unit_must_be_active_and_loaded_before_networkd() -> None:
+    def unit(rest: str) -> NodeReport:
+        return parse_reports([f"WGLAB lab-a GUARDUNIT {rest}"])["lab-a"]
+
+    assert guard_loaded_before_network(unit("state=active loaded_us=4100000 network_us=4300000"))
+    assert not guard_loaded_before_network(unit("state=active loaded_us=4400000 network_us=4300000"))
+    assert not guard_loaded_before_network(unit("state=inactive loaded_us=0 network_us=4300000"))
+    assert not guard_loaded_before_network(unit("state=active"))
 
 
 def test_fault_tail_reads_only_new_complete_lines(tmp_path: Path) -> None:
@@ -460,6 +470,8 @@ def test_metadata_guard_survives_the_reboot(faults: Faults) -> None:
     second = faults.reboot.report
     assert second is not None and second.ended
     assert second.guard == GUARD_OK  # loaded by the enabled unit this time, not by runcmd
+    assert guard_loaded_before_network(second), second.guard_unit
+    print(f"guard unit after the reboot: {second.guard_unit}")
     assert second.key_files and all(f.root_only for f in second.key_files), second.key_files
 
 
