@@ -19,7 +19,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -205,8 +205,13 @@ class PingLog:
     proc: subprocess.Popen[str]
     summary: str = ""
     replies: frozenset[int] = frozenset()
+    reply_times: dict[int, float] = field(default_factory=dict)  # sequence -> unix time of its reply
     sent: int = 0
     received: int = 0
+
+    def missing(self) -> list[int]:
+        """Sequence numbers with no reply, below the last one answered."""
+        return [s for s in range(1, max(self.replies, default=0)) if s not in self.replies]
 
     @property
     def lost(self) -> int:
@@ -216,7 +221,7 @@ class PingLog:
         return last - len({s for s in self.replies if s <= last})
 
 
-_SEQ = re.compile(r"icmp_seq=(\d+)")
+_REPLY = re.compile(r"^\[([\d.]+)\] \d+ bytes from .* icmp_seq=(\d+)", re.MULTILINE)
 _SUMMARY = re.compile(r"(\d+) packets transmitted, (\d+) received")
 
 
@@ -225,7 +230,7 @@ def continuous_ping(src: Place, dst: str, interval: float = 0.02) -> Iterator[Pi
     """Ping `dst` from `src` every `interval` seconds for the duration of the block."""
     with tempfile.TemporaryFile("w+") as sink:  # a file, not a pipe: ping never blocks on a full pipe
         proc = subprocess.Popen(
-            src.argv("ping", "-n", "-i", f"{interval:g}", dst),
+            src.argv("ping", "-n", "-D", "-O", "-i", f"{interval:g}", dst),
             stdout=sink,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -244,7 +249,8 @@ def continuous_ping(src: Place, dst: str, interval: float = 0.02) -> Iterator[Pi
                 proc.wait()
             sink.seek(0)
             out = sink.read()
-        log.replies = frozenset(int(m.group(1)) for m in _SEQ.finditer(out))
+        log.reply_times = {int(m.group(2)): float(m.group(1)) for m in _REPLY.finditer(out)}
+        log.replies = frozenset(log.reply_times)
         counts = _SUMMARY.search(out)
         if counts:
             log.sent, log.received = int(counts.group(1)), int(counts.group(2))

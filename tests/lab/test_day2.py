@@ -101,6 +101,7 @@ def assert_peers_match(lab: NetnsLab, render_dir: Path) -> None:
 
 
 def show(step: str, applied: list[Applied]) -> None:
+    print(f"day2 {step}: applied by {time.time():.3f}")
     for a in applied:
         fields = " ".join(f"{k}={v}" for k, v in a.summary.items() if k != "interface")
         print(f"day2 {step}: {a.node}: {fields} (command {a.seconds:.2f} s)")
@@ -159,6 +160,7 @@ def test_add_rotate_kill_remove_a_node_while_two_others_ping(day2: Day2Lab, tmp_
 
             # Fault: day2-c crashes (wireguard-go killed); the other two keep pinging.
             pid = kill_wireguard(layout, C)
+            print(f"day2 fault: at {time.time():.3f}")
             time.sleep(1.0)
             assert not ping(lab.node(A), str(lab.mesh.node(C).address), count=1, deadline=1).ok
             print(f"day2 fault: killed day2-c's wireguard-go (pid {pid})")
@@ -179,6 +181,9 @@ def test_add_rotate_kill_remove_a_node_while_two_others_ping(day2: Day2Lab, tmp_
             print(
                 f"day2 ping {name}: {p.summary} -> {p.lost} lost among the first {max(p.replies, default=0)}"
             )
+            for seq in p.missing():
+                around = [p.reply_times.get(s) for s in (seq - 1, seq + 1)]
+                print(f"day2 ping {name}: no reply to {seq} (neighbours' replies at {around})")
             assert p.sent > 100 and p.received > 100
             assert p.lost == 0, f"{name}: {p.lost} packets lost ({p.summary})"
     finally:
