@@ -97,6 +97,10 @@ def add_fake_metadata_host(lab: NetnsLab, docroot: Path) -> subprocess.Popen[byt
         subprocess.run(["ip", "-n", inet, *cmd], check=True, capture_output=True)
     for i, node in enumerate(lab.nodes):
         ns = lab.node(node.name).netns
+        # The lab underlay is IPv4 only; this lab's nodes get IPv6 on eth0 to reach fd00:ec2::254
+        # (a per-namespace key, written inside the node's network namespace).
+        enable_v6 = "echo 0 > /proc/sys/net/ipv6/conf/eth0/disable_ipv6"
+        subprocess.run(["nsenter", f"--net={NETNS_DIR / ns}", "--", "sh", "-c", enable_v6], check=True)
         for cmd in (
             ["route", "add", f"{METADATA_V4}/32", "dev", "eth0", "scope", "link"],
             ["-6", "addr", "add", f"fd00:ec2::{i + 1}/128", "dev", "eth0", "nodad"],
