@@ -3,8 +3,9 @@
     python -m bench.fit [N ...]
 
 Renders the synthetic three-cloud stack (full mesh, preshared keys, two clients) with fresh
-keys and real-looking public IPs, in process and without Pulumi, exactly as the program
-does: `node_user_data` then `encode_for_cloud`. Sizes are the largest node of each cloud.
+keys and random public IPs (sequential ones would gzip better than real ones), in process and
+without Pulumi, exactly as the program does: `node_user_data` then `encode_for_cloud`. Sizes
+are the largest node of each cloud; the largest N moves by a node or two between runs.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import importlib
-import ipaddress
 import json
 import sys
 from collections.abc import Mapping, Sequence
@@ -20,7 +20,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from cloudinit.render import GZIPPED_CLOUDS, USER_DATA_LIMITS, encode_for_cloud, node_user_data
+from cloudinit.render import (
+    GZIPPED_CLOUDS,
+    USER_DATA_LIMITS,
+    encode_for_cloud,
+    node_user_data,
+    random_public_ip,
+)
 from mesh.errors import RenderError
 from mesh.plan import build_plan
 from mesh.spec import parse
@@ -31,8 +37,6 @@ HARNESS = REPO / "tests" / "program"
 CLOUDS = ("aws", "gcp", "hcloud")
 SIZES = (10, 50, 100, 200, 400)
 SEARCH_CAP = 1000  # beyond this the plan alone takes minutes: extrapolate instead
-# Public IPs as long as real ones get (the shortest would flatter the sizes).
-ENDPOINT_NET = ipaddress.IPv4Network("198.51.0.0/16")
 
 
 def synthetic_config(n: int) -> dict[str, Any]:
@@ -67,8 +71,7 @@ def sizes(n: int, clouds: Sequence[str] = CLOUDS) -> dict[str, CloudSize]:
     plan = build_plan(spec)
     keys = KeyMaterial.fresh(spec)
     public = keys.public_keys()
-    hosts = iter(ENDPOINT_NET.hosts())
-    endpoints = {node.name: str(ipaddress.IPv4Address(int(next(hosts)) + 200)) for node in spec.nodes}
+    endpoints = {node.name: random_public_ip() for node in spec.nodes}
     out: dict[str, CloudSize] = {}
     biggest: dict[str, str] = {}
     for node in spec.nodes:

@@ -146,20 +146,17 @@ def encode_for_cloud(user_data: str, cloud: str, node: str) -> EncodedUserData:
 _endpoint = lru_cache(maxsize=65536)(format_endpoint)
 
 
-# The longest IPv4 text: sizes are checked before the static IPs exist (`pulumi preview`).
-WORST_CASE_IP = "255.255.255.255"
-
-
 def check_user_data_fits(plan: MeshPlan, candidates: int = 3) -> None:
     """RenderError (one line) naming, per cloud, a node whose user data cannot fit, before any resource.
 
     The exact check runs once keys and IPs exist, but by then `pulumi up` has created static
     IPs, and `pulumi preview` never sees it (the values are unknown). So render, per cloud, the
-    `candidates` nodes with the most peers with random keys (they compress like real ones) and
-    the longest public IPs, through the same encode_for_cloud. Sizes are upper bounds.
+    `candidates` nodes with the most peers with random keys and random public IPs (both are as
+    long and compress as badly as real ones) through the same encode_for_cloud. Within a node
+    or two of a limit the real IPs decide, and the exact check at `pulumi up` has the last word.
     """
     public = {name: _random_key() for name in [n.name for n in plan.nodes] + [c.name for c in plan.clients]}
-    endpoints = {n.name: WORST_CASE_IP for n in plan.nodes}
+    endpoints = {n.name: random_public_ip() for n in plan.nodes}
     secret = os.urandom(32) if plan.spec.mesh.preshared_keys else None
     by_cloud: dict[str, list[NodePlan]] = {}
     for node in plan.nodes:
@@ -180,6 +177,11 @@ def check_user_data_fits(plan: MeshPlan, candidates: int = 3) -> None:
 
 def _random_key() -> str:
     return base64.b64encode(os.urandom(32)).decode()
+
+
+def random_public_ip() -> str:
+    """A random IPv4 address: real nodes' IPs are as unrelated (and as incompressible) as these."""
+    return ".".join(str(1 + b % 254) for b in os.urandom(4))
 
 
 def _peer_endpoints(plan: MeshPlan, iface: InterfacePlan, endpoints: Mapping[str, str]) -> dict[str, str]:
