@@ -1,0 +1,257 @@
+"""Deployment patterns in the netns lab: hub and spoke, jumpbox, IPv6 overlay.
+
+Each stack (stacks/Pulumi.lab-hub.yaml, lab-jumpbox, lab-ipv6) boots once per test class and
+must come out healthy with its pattern check passing. Then each pattern's key line is cut from
+the RENDERED files before a fresh boot, and that pattern's check must fail while the rest of
+the mesh still comes up: the check proves the line matters, not only that the stack works.
+
+Needs root (skips with the reason outside CI, fails under CI=true). Own namespace prefix and
+lab dir; after every lab nothing may be left: no namespaces, mounts, lab dir or processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from lab import checks, netns, pattern_checks
+from lab.pattern_checks import HUB_RELAY, IPV6, JUMPBOX
+from lab.probes import ping
+from lab.proc import NETNS_DIR, run_in
+from lab.report import format_report
+from lab.results import HealthReport
+from lab.running import NetnsLab
+from lab.state import Layout, ProcessRecord, load_state
+from lab.teardown import alive, mounts_under
+from tools.render import main as render_main
+
+pytestmark = pytest.mark.lab
+PREFIX = "wgm-p-"
+ROOT = Path("/tmp/wgmesh-lab/test-patterns")
+LAYOUT = Layout(root=ROOT, prefix=PREFIX)
+
+
+def require_netns_lab() -> None:
+    reason = netns.unavailable_reason()
+    if reason is None:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true and the netns lab cannot run: {reason}")
+    pytest.skip(reason)
+
+
+def our_namespaces() -> list[str]:
+    return (
+        sorted(p.name for p in NETNS_DIR.iterdir() if p.name.startswith(PREFIX)) if NETNS_DIR.is_dir() else []
+    )
+
+
+@dataclass
+class Booted:
+    lab: NetnsLab
+    render_dir: Path
+    mesh_seconds: float | None
+    started: list[ProcessRecord]
+
+
+def render(stack: str, out: Path) -> Path:
+    assert render_main(["--stack", stack, "--out", str(out)]) == 0
+    return out
+
+
+def cut_line(render_dir: Path, node: str, line: str, replacement: str = "") -> None:
+    """Remove (or replace) exactly one occurrence of `line` in the node's rendered user-data."""
+    user_data = render_dir / node / "user-data"
+    text = user_data.read_text()
+    assert text.count(line) == 1, f"{node}/user-data: expected `{line}` once"
+    user_data.write_text(text.replace(line, replacement))
+
+
+@contextlib.contextmanager
+def booted(render_dir: Path) -> Iterator[Booted]:
+    """Boot a render under the test layout; afterwards assert nothing is left behind."""
+    require_netns_lab()
+    if load_state(LAYOUT) is not None or our_namespaces():
+        pytest.fail(f"a previous test run left a lab behind: {our_namespaces()} {ROOT}")
+    started: list[ProcessRecord] = []
+    start = time.monotonic()
+    try:
+        up = netns.bring_up(render_dir, layout=LAYOUT, log=print)
+        state = load_state(LAYOUT)
+        assert state is not None
+        started += state.processes
+        print(f"bring-up {time.monotonic() - start:.1f} s (every expected handshake: {up.mesh_seconds})")
+        try:
+            yield Booted(up.lab, render_dir, up.mesh_seconds, started)
+        finally:
+            assert netns.down(layout=LAYOUT, log=print) == 0
+    finally:
+        if LAYOUT.root.exists():
+            netns.down(layout=LAYOUT)
+    assert our_namespaces() == []
+    assert mounts_under(ROOT) == []
+    assert not ROOT.exists()
+    assert started and [p for p in started if alive(p)] == []
+
+
+def healthy_report(lab: NetnsLab) -> HealthReport:
+    report = checks.run_all(lab)
+    print(format_report(report))
+    for p in report.pairs:
+        assert p.ok, p
+    for c in report.checks:
+        assert c.ok, f"{c.name}: {c.detail}"
+    return report
+
+
+def check(report: HealthReport, name: str) -> str:
+    result = report.check(name)
+    assert not result.skipped
+    return result.detail
+
+
+# ----------------------------------------------------------------------------- hub and spoke
+
+
+@pytest.fixture(scope="class")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Booted]:
+    with booted(render("lab-hub", tmp_path_factory.mktemp("hub") / "render")) as b:
+        yield b
+
+
+class TestHub:
+    def test_spokes_reach_each_other_through_the_hub_only(self, hub: Booted) -> None:
+        assert hub.mesh_seconds is not None
+        report = healthy_report(hub.lab)
+        assert len(report.pairs) == 6
+        assert {(p.src, p.dst) for p in report.pairs if p.via == "lab-hub"} == {
+            ("lab-s1", "lab-s2"),
+            ("lab-s2", "lab-s1"),
+        }
+        detail = check(report, HUB_RELAY)
+        assert "0 spoke<->spoke" in detail and "for spokes: none" in detail
+
+    def test_a_spoke_holds_only_the_hub(self, hub: Booted) -> None:
+        mesh = hub.lab.mesh
+        assert mesh.topology == "hub"
+        assert mesh.node_peers("lab-s1") == ("lab-hub",)
+        assert sorted(mesh.node_peers("lab-hub")) == ["lab-s1", "lab-s2"]
+        live = pattern_checks.peer_endpoints(hub.lab.node("lab-s1"))
+        hub_node = mesh.node("lab-hub")
+        assert live == {hub_node.public_key: f"{hub_node.public_ip}:{hub_node.listen_port}"}
+
+
+def test_hub_that_does_not_forward_fails_the_relay_check(tmp_path: Path) -> None:
+    render_dir = render("lab-hub", tmp_path / "render")
+    # Forwarding off explicitly: a new namespace inherits the host's ip_forward, so a deleted
+    # line would prove nothing on a host that forwards (CI runners with Docker do).
+    cut_line(render_dir, "lab-hub", "net.ipv4.ip_forward = 1", "net.ipv4.ip_forward = 0")
+    with booted(render_dir) as b:
+        assert b.mesh_seconds is not None  # the rest still boots: every direct pair shook hands
+        assert run_in(b.lab.node("lab-hub"), "cat", "/proc/sys/net/ipv4/ip_forward").stdout.strip() == "0"
+        result = pattern_checks.check_hub_relay(b.lab)
+        print(f"FAIL  {result.name}: {result.detail}")
+        assert not result.ok
+        assert "lost" in result.detail and "0 spoke<->spoke" in result.detail
+        for spoke in ("lab-s1", "lab-s2"):  # the hub itself still answers both spokes
+            assert ping(b.lab.node(spoke), b.lab.mesh.node("lab-hub").address, count=1).ok
+
+
+# ----------------------------------------------------------------------------- jumpbox
+
+
+@pytest.fixture(scope="class")
+def jumpbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Booted]:
+    with booted(render("lab-jumpbox", tmp_path_factory.mktemp("jumpbox") / "render")) as b:
+        yield b
+
+
+class TestJumpbox:
+    def test_host_behind_the_jumpbox_sees_only_its_lan_address(self, jumpbox: Booted) -> None:
+        assert jumpbox.mesh_seconds is not None
+        report = healthy_report(jumpbox.lab)
+        detail = check(report, f"{JUMPBOX} from lab-a")
+        assert "sources seen there: 10.0.9.1 (want 10.0.9.1)" in detail
+        assert "route back to" in detail and detail.endswith(": none")
+        subnets = [c.name for c in report.checks if c.name.startswith("subnet ")]
+        # Routes only behind lab-r: its host reaches the mesh; nothing starts behind lab-jump.
+        assert "subnet 10.0.7.2 (behind lab-r) -> lab-a" in subnets
+        assert not [n for n in subnets if n.startswith("subnet 10.0.9.2")]
+
+    def test_jumpbox_network_has_no_route_and_lan_without_masquerade_does(self, jumpbox: Booted) -> None:
+        lans = {h.router: h for h in jumpbox.lab.lan_hosts()}
+        assert run_in(lans["lab-jump"].place, "ip", "route", "show", "default").stdout.strip() == ""
+        assert "via 10.0.7.1" in run_in(lans["lab-r"].place, "ip", "route", "show", "default").stdout
+        assert jumpbox.lab.mesh.node("lab-jump").masquerade and not jumpbox.lab.mesh.node("lab-r").masquerade
+
+
+def test_jumpbox_without_its_masquerade_rule_fails_the_jumpbox_check(tmp_path: Path) -> None:
+    render_dir = render("lab-jumpbox", tmp_path / "render")
+    cut_line(render_dir, "lab-jump", "iifname $WG ip daddr { 10.0.9.0/24 } masquerade\n")
+    with booted(render_dir) as b:
+        assert b.mesh_seconds is not None
+        [result] = pattern_checks.check_jumpbox(b.lab)
+        print(f"FAIL  {result.name}: {result.detail}")
+        assert not result.ok
+        assert "lost" in result.detail
+        assert f"sources seen there: {b.lab.mesh.node('lab-a').address}" in result.detail  # unNATed
+        assert all(p.ok for p in checks.check_pairs(b.lab))
+        routed = [h for h in b.lab.lan_hosts() if h.router == "lab-r"]  # routes only: unaffected
+        assert ping(b.lab.node("lab-a"), routed[0].address, count=1).ok
+
+
+# ----------------------------------------------------------------------------- IPv6 overlay
+
+
+@pytest.fixture(scope="class")
+def ipv6(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Booted]:
+    with booted(render("lab-ipv6", tmp_path_factory.mktemp("ipv6") / "render")) as b:
+        yield b
+
+
+class TestIpv6:
+    def test_every_pair_pings_over_ipv6_and_reaches_the_v6_subnet(self, ipv6: Booted) -> None:
+        assert ipv6.mesh_seconds is not None
+        report = healthy_report(ipv6.lab)
+        v6 = [p for p in report.pairs if p.family == 6]
+        assert len(v6) == 6 and all(":" in p.address for p in v6)
+        assert {p.mtu for p in v6} == {1420}
+        assert check(report, IPV6).startswith(
+            "6/6 node pairs (ping6 and DF ping6 at 1420 bytes), 4 IPv6 subnet"
+        )
+        v6_subnets = [c for c in report.checks if c.name.startswith("subnet") and "fd00:7::2" in c.name]
+        assert len(v6_subnets) == 4
+
+    def test_wg0_holds_both_addresses(self, ipv6: Booted) -> None:
+        node = ipv6.lab.mesh.node("lab-a")
+        shown = run_in(ipv6.lab.node("lab-a"), "ip", "-6", "addr", "show", "dev", "wg0").stdout
+        assert f"{node.address6}/64" in shown
+
+
+def test_node_without_its_v6_address_fails_the_ipv6_check(tmp_path: Path) -> None:
+    render_dir = render("lab-ipv6", tmp_path / "render")
+    nodes = {str(n["name"]): n for n in json.loads((render_dir / "mesh.json").read_text())["nodes"]}
+    c = nodes["lab-c"]
+    cut_line(
+        render_dir,
+        "lab-c",
+        f"Address = {c['address']}/24, {c['address6']}/64",
+        f"Address = {c['address']}/24",
+    )
+    with booted(render_dir) as b:
+        assert b.mesh_seconds is not None
+        pairs = checks.check_pairs(b.lab)
+        result = pattern_checks.check_ipv6(b.lab, pairs, checks.check_subnets(b.lab))
+        print(f"FAIL  {result.name}: {result.detail}")
+        assert not result.ok
+        failed = {(p.src, p.dst) for p in pairs if p.family == 6 and not p.ok}
+        assert {("lab-a", "lab-c"), ("lab-b", "lab-c")} <= failed
+        assert all("lab-c" in pair for pair in failed), failed
+        assert all(p.ok for p in pairs if p.family == 4)
