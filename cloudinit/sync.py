@@ -197,3 +197,11 @@ def parse_summary(output: str) -> dict[str, str]:
     fields = dict(w.split("=", 1) for w in words[1:] if "=" in w)
     fields["interface"] = words[0]
     return fields
+
+
+if (
+    __name__ == "__main__"
+):  # `python -m cloudinit.sync [--script]`: the command line (or the script) to run by hand
+    import sys
+
+    print(apply_script() if sys.argv[1:] == ["--script"] else apply_command())
