@@ -42,7 +42,7 @@ test-fast: venv
 	$(PY) -m pytest tests/unit tests/artifacts tests/program
 
 render: venv
-	$(PY) -m tools.render --stack $(STACK) --out $(OUT)
+	$(PY) -m tools.render --stack $(STACK) --out $(OUT) $(if $(KEYS),--keys $(KEYS))
 
 diagram: venv debs
 	$(PY) -m tools.diagram --stack $(STACK) --out $(OUT)
