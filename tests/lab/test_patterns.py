@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from lab import checks, netns, pattern_checks
+from lab.manifest import load_mesh
 from lab.pattern_checks import HUB_RELAY, IPV6, JUMPBOX
 from lab.probes import ping
 from lab.proc import NETNS_DIR, run_in
@@ -255,3 +256,50 @@ def test_node_without_its_v6_address_fails_the_ipv6_check(tmp_path: Path) -> Non
         assert {("lab-a", "lab-c"), ("lab-b", "lab-c")} <= failed
         assert all("lab-c" in pair for pair in failed), failed
         assert all(p.ok for p in pairs if p.family == 4)
+
+
+# ----------------------------------------------------------------------------- no root needed
+
+
+def test_the_manifest_says_who_peers_with_whom_and_through_which_hub(tmp_path: Path) -> None:
+    mesh = load_mesh(render("lab-hub", tmp_path / "render"))
+    assert mesh.route_via("lab-s1", "lab-s2") == "lab-hub"
+    assert mesh.route_via("lab-s1", "lab-hub") is None
+    doc = json.loads((tmp_path / "render" / "mesh.json").read_text())
+    for node in doc["nodes"]:
+        del node["peers"]  # an older render: a full mesh is assumed
+    (tmp_path / "render" / "mesh.json").write_text(json.dumps(doc))
+    older = load_mesh(tmp_path / "render")
+    assert older.node_peers("lab-s1") == ("lab-hub", "lab-s2")
+    assert older.route_via("lab-s1", "lab-s2") is None
+
+
+def test_underlay_udp_is_sorted_into_spoke_to_spoke_and_spoke_to_hub() -> None:
+    lines = [
+        "IP 198.51.100.2.51820 > 198.51.100.1.51820: UDP, length 128",
+        "IP 198.51.100.1.51820 > 198.51.100.3.51820: UDP, length 128",
+        "IP 198.51.100.3.51820 > 198.51.100.2.51820: UDP, length 32",
+        "IP 198.51.100.1.51820 > 198.51.100.4.51820: UDP, length 32",
+        "ARP, Request who-has 198.51.100.1",
+    ]
+    spokes = {"198.51.100.2", "198.51.100.3"}
+    assert pattern_checks.count_underlay_udp(lines, spokes) == (1, 2)
+
+
+def test_echo_request_sources_are_read_for_both_families() -> None:
+    lines = [
+        "IP 10.0.9.1 > 10.0.9.2: ICMP echo request, id 7, seq 1, length 64",
+        "IP 10.0.9.2 > 10.0.9.1: ICMP echo reply, id 7, seq 1, length 64",
+        "IP6 fd77:77::1 > fd00:7::2: ICMP6, echo request, id 9, seq 1, length 64",
+    ]
+    assert pattern_checks.echo_sources(lines) == {"10.0.9.1", "fd77:77::1"}
+
+
+def test_missing_prerequisites_skip_outside_ci_and_fail_under_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(netns, "unavailable_reason", lambda: "the netns lab needs root")
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="needs root"):
+        require_netns_lab()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI=true"):
+        require_netns_lab()
