@@ -129,7 +129,7 @@ def wanted_namespaces(layout: Layout, mesh: LabMesh) -> list[str]:
     return names
 
 
-def _check_fits(layout: Layout, mesh: LabMesh) -> None:
+def check_fits(layout: Layout, mesh: LabMesh) -> None:
     """Refuse a mesh whose addresses or names collide with the lab's client wiring."""
     taken = {n.public_ip: n.name for n in mesh.nodes}
     for s in sites(layout, mesh):
@@ -178,7 +178,18 @@ def _uplink(state: LabState, layout: Layout, ns: str, port: str, address: str) -
     ip(inet, "link", "set", port, "addrgenmode", "none")
     ip(inet, "link", "set", port, "master", BRIDGE, "up")
     ip(ns, "addr", "add", address, "dev", "eth0")
+    _ipv4_only(ns, "eth0")
     ip(ns, "link", "set", "eth0", "up")
+
+
+def _ipv4_only(ns: str, iface: str) -> None:
+    """No IPv6 on a lab wire (this namespace's key): no MLD reports, so captures see only what
+    the lab sends on purpose."""
+    path = f"/proc/sys/net/ipv6/conf/{iface}/disable_ipv6"
+    run(
+        ["nsenter", f"--net={NETNS_DIR / ns}", "--", "sh", "-c", f"echo 1 > {path}"],
+        what=f"{ns}: no IPv6 on {iface}",
+    )
 
 
 def _attach_internet_host(state: LabState, layout: Layout) -> None:
@@ -192,6 +203,8 @@ def _attach_site(state: LabState, layout: Layout, s: ClientSite) -> None:
     ip(nat, "link", "add", "lan0", "type", "veth", "peer", "name", "eth0", "netns", laptop)
     ip(nat, "link", "set", "lan0", "addrgenmode", "none")
     ip(laptop, "link", "set", "eth0", "addrgenmode", "none")
+    _ipv4_only(nat, "lan0")
+    _ipv4_only(laptop, "eth0")
     ip(nat, "addr", "add", f"{s.router}/{s.lan.prefixlen}", "dev", "lan0")
     ip(nat, "link", "set", "lan0", "up")
     ip(laptop, "addr", "add", f"{s.lan_address}/{s.lan.prefixlen}", "dev", "eth0")
@@ -252,7 +265,7 @@ def attach_clients(lab: NetnsLab, state: LabState, say: Log) -> None:
         return
     if shutil.which("conntrack", path=NODE_ENV["PATH"]) is None:
         raise LabError("conntrack is not installed (Debian package conntrack, scripts/install-debs)")
-    _check_fits(layout, mesh)
+    check_fits(layout, mesh)
     existing = topology.existing_namespaces()
     foreign = [n for n in wanted_namespaces(layout, mesh) if n in existing and not state.owns(n)]
     if foreign:

@@ -269,6 +269,8 @@ def up(
         "\nthe lab stays up: `make lab-down` removes it, `python -m lab check` re-runs the checks.\n"
         f"look inside a node: {inside} wg show"
     )
+    for site in clients.sites(layout, result.lab.mesh):
+        log(f"look inside client {site.name}: {' '.join(site.laptop.argv('wg', 'show'))}")
     return 0 if report.ok else 1
 
 
@@ -320,5 +322,11 @@ def down(*, layout: Layout = DEFAULT_LAYOUT, log: Log = print) -> int:
 
 def stray_namespaces(layout: Layout) -> list[str]:
     """Namespaces named like this lab's that it has no record of."""
-    patterns = (layout.internet_ns, layout.node_ns(""), layout.lan_ns(""))
-    return sorted(n for n in topology.existing_namespaces() if n == patterns[0] or n.startswith(patterns[1:]))
+    exact = (layout.internet_ns, clients.internet_host_ns(layout))
+    prefixes = (
+        layout.node_ns(""),
+        layout.lan_ns(""),
+        clients.nat_ns(layout, ""),
+        clients.client_ns(layout, ""),
+    )
+    return sorted(n for n in topology.existing_namespaces() if n in exact or n.startswith(prefixes))

@@ -8,12 +8,15 @@ through the gateway node, which masquerades it; the laptop's underlay carries on
 
 Each scenario also boots with its key line cut from the RENDERED files (PersistentKeepalive
 from the client conf; the gateway's masquerade rule from its user-data) and its check must
-fail. Needs root (skips with the reason outside CI, fails under CI=true). Own namespace prefix
+fail. The booting tests need root (skip with the reason outside CI, fail under CI=true);
+the wire-parsing tests at the end need nothing. Own namespace prefix
 and lab dir; after every boot nothing may be left: namespaces, mounts, lab dir, processes.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import ipaddress
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,8 +25,9 @@ from pathlib import Path
 import pytest
 
 from lab import checks, client_checks, clients, netns
+from lab.manifest import load_mesh
 from lab.probes import ping
-from lab.proc import NETNS_DIR
+from lab.proc import NETNS_DIR, LabError
 from lab.report import format_report
 from lab.results import CheckResult
 from lab.running import NetnsLab
@@ -31,7 +35,6 @@ from lab.state import Layout, ProcessRecord, load_state
 from lab.teardown import alive, mounts_under
 from tools.render import main as render_main
 
-pytestmark = pytest.mark.lab
 PREFIX = "wgm-r-"
 ROOT = Path("/tmp/wgmesh-lab/test-roaming")
 LAYOUT = Layout(root=ROOT, prefix=PREFIX)
@@ -109,6 +112,7 @@ INBOUND = ("lab-a -> client laptop (keepalive through NAT)", "lab-b -> client la
 OUTBOUND = ("client laptop -> lab-a", "client laptop -> lab-b")
 
 
+@pytest.mark.lab
 def test_roaming_client_is_reached_through_nat_and_followed_after_a_port_change(env: Env) -> None:
     lab = env.boot(env.render("lab-roaming"))
     try:
@@ -132,6 +136,7 @@ def test_roaming_client_is_reached_through_nat_and_followed_after_a_port_change(
         assert netns.down(layout=LAYOUT) == 0
 
 
+@pytest.mark.lab
 def test_roaming_without_persistent_keepalive_is_lost_after_the_nat_change(env: Env) -> None:
     render_dir = env.render("lab-roaming")
     cut_lines(render_dir / "clients" / "laptop.conf", "PersistentKeepalive", 2)
@@ -158,6 +163,7 @@ UNDERLAY = "client laptop's underlay carries only WireGuard UDP to lab-gw"
 BYPASS = "client laptop's handshake stays out of its tunnel"
 
 
+@pytest.mark.lab
 def test_full_tunnel_client_reaches_the_internet_only_through_the_gateway(env: Env) -> None:
     lab = env.boot(env.render("lab-gateway"))
     try:
@@ -175,6 +181,7 @@ def test_full_tunnel_client_reaches_the_internet_only_through_the_gateway(env: E
         assert netns.down(layout=LAYOUT) == 0
 
 
+@pytest.mark.lab
 def test_gateway_without_its_masquerade_rule_leaks_the_client_address(env: Env) -> None:
     render_dir = env.render("lab-gateway")
     cut_lines(render_dir / "lab-gw" / "user-data", MASQUERADE_LINE, 1)
@@ -190,3 +197,48 @@ def test_gateway_without_its_masquerade_rule_leaks_the_client_address(env: Env) 
             assert results[name].ok, name  # the tunnel itself is fine; only the NAT is gone
     finally:
         assert netns.down(layout=LAYOUT) == 0
+
+
+# ----------------------------------------------------------------------------- no root needed
+
+
+def test_client_wire_classification() -> None:
+    wire = [
+        "IP 192.168.100.2.51000 > 198.51.100.1.51820: UDP, length 148",
+        "IP 198.51.100.1.51820 > 192.168.100.2.51000: UDP, length 92",
+        "IP 192.168.100.2.51000 > 198.51.100.2.51820: UDP, length 32",  # not the gateway
+        "IP 192.168.100.2 > 198.51.100.250: ICMP echo request, id 1, seq 1, length 64",  # outside the tunnel
+    ]
+    wg, other = client_checks.foreign_underlay(wire, "192.168.100.2", "198.51.100.1", 51820)
+    assert (wg, other) == (2, wire[2:])
+    assert client_checks.sources(["IP 198.51.100.1.4242 > 198.51.100.250.8080: Flags [S]", *wire[3:]]) == {
+        "198.51.100.1",
+        "192.168.100.2",
+    }
+    assert client_checks.endpoint_port("198.51.100.101:20001") == 20001
+    assert client_checks.endpoint_port("(none)") is None
+
+
+def test_only_the_clients_wireguard_is_taken_off_the_node_underlay(tmp_path: Path) -> None:
+    assert render_main(["--stack", "lab-roaming", "--out", str(tmp_path)]) == 0
+    lab = NetnsLab(LAYOUT, load_mesh(tmp_path))
+    lines = [
+        "IP 198.51.100.101.20001 > 198.51.100.1.51820: UDP, length 32",  # the laptop, mapped port
+        "IP 198.51.100.2.51820 > 198.51.100.101.40999: UDP, length 32",  # a node answering it
+        "IP 198.51.100.101.51820 > 198.51.100.1.51820: UDP, length 32",  # not a mapped port
+        "IP 198.51.100.101.20001 > 198.51.100.1.53: UDP, length 32",  # not WireGuard's port
+        "IP 198.51.100.1.51820 > 198.51.100.2.51820: UDP, length 32",  # node to node: judged later
+    ]
+    assert client_checks.without_client_wireguard(lab, lines) == lines[2:]
+
+
+def test_lab_refuses_client_wiring_it_cannot_build(tmp_path: Path) -> None:
+    assert render_main(["--stack", "lab-roaming", "--out", str(tmp_path)]) == 0
+    mesh = load_mesh(tmp_path)
+    clash = dataclasses.replace(mesh.nodes[0], public_ip=ipaddress.IPv4Address("198.51.100.101"))
+    with pytest.raises(LabError, match="NAT box"):
+        clients.check_fits(LAYOUT, dataclasses.replace(mesh, nodes=(clash, *mesh.nodes[1:])))
+    conf = tmp_path / "clients" / "laptop.conf"
+    conf.write_text(conf.read_text().replace("MTU = ", "DNS = 10.77.0.1\nMTU = "))
+    with pytest.raises(LabError, match="resolvconf"):
+        clients.check_fits(LAYOUT, mesh)
