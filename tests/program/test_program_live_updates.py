@@ -7,7 +7,7 @@ for its type (from the providers' docs) may not change on any existing resource 
 program ignores it, and existing nodes may change only through their sync and health
 commands and in-place firewall updates.
 
-    .venv/bin/python tests/program/test_day2.py    # prints the add-node snapshot diff
+    .venv/bin/python tests/program/test_program_live_updates.py    # prints the add-node snapshot diff
 """
 
 from __future__ import annotations
