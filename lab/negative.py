@@ -19,7 +19,12 @@ from mesh.keys import private_key, public_key
 
 
 def _two_nodes(lab: NetnsLab) -> tuple[LabNode, LabNode] | None:
-    return (lab.nodes[0], lab.nodes[1]) if len(lab.nodes) >= 2 else None
+    """The first pair of nodes that peer directly (in a hub mesh, two spokes do not)."""
+    for a in lab.nodes:
+        for b in lab.nodes:
+            if a.name != b.name and b.name in lab.mesh.node_peers(a.name):
+                return a, b
+    return None
 
 
 def restore_from_config(place: Place) -> None:
