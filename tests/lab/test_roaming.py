@@ -27,7 +27,7 @@ import pytest
 from lab import checks, client_checks, clients, netns
 from lab.manifest import load_mesh
 from lab.probes import ping
-from lab.proc import NETNS_DIR, LabError
+from lab.proc import NETNS_DIR, LabError, run_in
 from lab.report import format_report
 from lab.results import CheckResult
 from lab.running import NetnsLab
@@ -195,6 +195,12 @@ def test_gateway_without_its_masquerade_rule_leaks_the_client_address(env: Env) 
         assert f"saw source(s) {laptop} " in results[INTERNET].detail
         for name in (UNDERLAY, BYPASS, ROAM):
             assert results[name].ok, name  # the tunnel itself is fine; only the NAT is gone
+
+        # Without wg-quick's fwmark the laptop's own handshakes would follow 0.0.0.0/0 into the
+        # tunnel: the bypass check must see no fresh handshake then.
+        s = clients.site(lab, "laptop")
+        run_in(s.laptop, "wg", "set", s.interface, "fwmark", "0")
+        assert client_checks.fresh_handshake(s, lab.mesh.node("lab-gw")) is None
     finally:
         assert netns.down(layout=LAYOUT) == 0
 
