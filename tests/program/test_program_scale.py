@@ -7,9 +7,13 @@ them; the preflight (cloudinit.render.check_user_data_fits) refuses before any r
 
 from __future__ import annotations
 
+import gc
+
 import pulumi
 import synthetic_stacks as synthetic
 from wgmesh_mocks import run_program
+
+from components.mesh import GC_THRESHOLDS, relax_gc
 
 
 def test_a_full_mesh_too_big_for_aws_is_refused_before_any_resource() -> None:
@@ -27,3 +31,16 @@ def test_the_same_size_as_hub_and_spoke_deploys() -> None:
     run = run_program("big", synthetic.three_clouds(200, gcp_hubs=True))
     assert run.error is None, run.error
     assert len(run.of_type("aws:ec2/instance:Instance")) == 67
+
+
+def test_relax_gc_only_raises_thresholds() -> None:
+    saved = gc.get_threshold()
+    try:
+        gc.set_threshold(100_000, 10, 10)
+        relax_gc()
+        assert gc.get_threshold() == (100_000, GC_THRESHOLDS[1], GC_THRESHOLDS[2])
+        gc.set_threshold(700, 10, 10)
+        relax_gc()
+        assert gc.get_threshold() == GC_THRESHOLDS
+    finally:
+        gc.set_threshold(*saved)
