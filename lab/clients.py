@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import shlex
 import shutil
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +43,8 @@ PORT_RANGES: tuple[PortRange, PortRange] = ((20000, 20999), (40000, 40999))
 FIRST_NAT_IP = ipaddress.IPv4Address("198.51.100.101")
 INTERNET_HOST = ipaddress.IPv4Address("198.51.100.250")
 INTERNET_PREFIX = 24
-INTERNET_TCP_PORT = 8080
+INTERNET_TCP_PORT = 8080  # the checks' bounded TCP transfer
+INTERNET_HTTP_PORT = 80
 _SNAT = re.compile(r"snat (?:ip )?to [\d.]+:(\d+)-(\d+)")
 _DNS_LINE = re.compile(r"^\s*DNS\s*=", re.MULTILINE)
 _IFNAME = re.compile(r"^[a-zA-Z0-9_=+.-]{1,15}$")
@@ -193,7 +196,15 @@ def _ipv4_only(ns: str, iface: str) -> None:
 
 
 def _attach_internet_host(state: LabState, layout: Layout) -> None:
+    """The internet host answers ping, and HTTP on port 80 (an empty page) for people poking at
+    the lab; its server lives in its namespace, so teardown stops it with everything else."""
     _uplink(state, layout, internet_host_ns(layout), "www0", f"{INTERNET_HOST}/{INTERNET_PREFIX}")
+    docs = layout.root / "www"
+    docs.mkdir(mode=0o700, exist_ok=True)
+    server = [sys.executable or "python3", "-m", "http.server", str(INTERNET_HTTP_PORT)]
+    server += ["--bind", str(INTERNET_HOST), "--directory", str(docs)]
+    # sh starts it in the background and exits; the server keeps none of our pipes.
+    run_in(internet_host(layout), "sh", "-c", f"{shlex.join(server)} </dev/null >/dev/null 2>&1 &")
 
 
 def _attach_site(state: LabState, layout: Layout, s: ClientSite) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -177,6 +178,11 @@ def test_full_tunnel_client_reaches_the_internet_only_through_the_gateway(env: E
         s = clients.site(lab, "laptop")
         assert s.client.peers == ("lab-gw",)
         assert ping(s.laptop, lab.mesh.node("lab-b").address).ok
+        # The internet host also serves HTTP for people poking at `make lab STACK=lab-gateway`.
+        url = f"http://{clients.INTERNET_HOST}/"
+        fetch = f"import urllib.request as u; print(u.urlopen({url!r}, timeout=5).status)"
+        assert run_in(s.laptop, sys.executable, "-c", fetch).stdout.strip() == "200"
+        assert any(p.what.startswith("python") for p in env.started)  # recorded, so down stops it
     finally:
         assert netns.down(layout=LAYOUT) == 0
 
