@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from lab.capture import Capture
+from lab.clients import sites
 from lab.manifest import LabNode
 from lab.probes import WG, Ping, parallel, ping, ping_text
 from lab.proc import Place, run_in
@@ -87,7 +88,7 @@ def check_hub_relay(lab: NetnsLab) -> CheckResult:
 
 @dataclass(frozen=True)
 class Source:
-    """Where a jumpbox probe starts: a node, or (H2's hook) a client namespace."""
+    """Where a jumpbox probe starts: a node, or a roaming client's namespace."""
 
     label: str
     place: Place
@@ -131,7 +132,7 @@ def probe_behind_jumpbox(lab: NetnsLab, host: LanHost, source: Source) -> CheckR
 def check_jumpbox(lab: NetnsLab, extra_sources: Sequence[Source] = ()) -> list[CheckResult]:
     """Every IPv4 host behind a masquerading node, from one other node and any extra sources.
 
-    `extra_sources` is the hook for roaming clients (a client namespace and its overlay address).
+    `extra_sources`: the roaming clients (a client namespace and its overlay address).
     """
     probes: list[tuple[LanHost, Source]] = []
     for host in lab.lan_hosts():
@@ -181,7 +182,8 @@ def run_patterns(
     results: list[CheckResult] = []
     if lab.mesh.topology == "hub" and len([n for n in lab.nodes if not n.hub]) >= 2:
         results.append(check_hub_relay(lab))
-    results += check_jumpbox(lab)
+    clients = [Source(f"client {c.name}", c.laptop, c.client.address) for c in sites(lab.layout, lab.mesh)]
+    results += check_jumpbox(lab, clients)
     if lab.mesh.cidr6 is not None:
         results.append(check_ipv6(lab, pairs, subnets))
     return results

@@ -181,6 +181,9 @@ class TestJumpbox:
         detail = check(report, f"{JUMPBOX} from lab-a")
         assert "sources seen there: 10.0.9.1 (want 10.0.9.1)" in detail
         assert "route back to" in detail and detail.endswith(": none")
+        # The roaming laptop (behind its NAT box) reaches the same host through the mesh.
+        from_client = check(report, f"{JUMPBOX} from client laptop")
+        assert "sources seen there: 10.0.9.1 (want 10.0.9.1)" in from_client
         subnets = [c.name for c in report.checks if c.name.startswith("subnet ")]
         # Routes only behind lab-r: its host reaches the mesh; nothing starts behind lab-jump.
         assert "subnet 10.0.7.2 (behind lab-r) -> lab-a" in subnets
