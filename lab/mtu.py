@@ -95,23 +95,10 @@ def fragments_allowed(lab: NetnsLab) -> Iterator[None]:
     again exactly as the lab built it.
     """
     chain = ("bridge", NOFRAG_TABLE, "forward")
-    run_in(lab.internet, "nft", "flush", "chain", *chain)
-    run_in(
-        lab.internet,
-        "nft",
-        "add",
-        "rule",
-        *chain,
-        "ip",
-        "frag-off",
-        "&",
-        "0x3fff",
-        "!=",
-        "0",
-        "counter",
-        "accept",
-    )
+    rule = ("ip", "frag-off", "&", "0x3fff", "!=", "0", "counter", "accept")
     try:
+        run_in(lab.internet, "nft", "flush", "chain", *chain)
+        run_in(lab.internet, "nft", "add", "rule", *chain, *rule)
         yield
     finally:
         run_in(lab.internet, "nft", "delete", "table", "bridge", NOFRAG_TABLE)
