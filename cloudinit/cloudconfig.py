@@ -20,6 +20,7 @@ from cloudinit.host import (
     METADATA_GUARD_UNIT_PATH,
     NFT_PATH,
     SYSCTL_PATH,
+    accept_ra_guard_step,
     metadata_guard_enable_step,
     metadata_guard_load_step,
     metadata_guard_ruleset,
@@ -45,6 +46,8 @@ WG_UP_STEP = ("systemctl", "enable", "--now", f"wg-quick@{WG_INTERFACE}")
 # Right after the install step (it needs nft): non-root loses the metadata service before wg0 is up.
 GUARD_LOAD_STEP = metadata_guard_load_step()
 GUARD_ENABLE_STEP = metadata_guard_enable_step()
+# Only with IPv6 forwarding (cidr6): keeps a kernel-learned IPv6 default route (host.py says why).
+ACCEPT_RA_STEP = accept_ra_guard_step()
 RUNCMD: tuple[tuple[str, ...], ...] = (
     INSTALL_STEP,
     GUARD_LOAD_STEP,
@@ -104,10 +107,12 @@ def node_cloud_config(
     sysctl_conf: str,
     ssh_authorized_keys: Sequence[str] = (),
     compress_wg_conf: bool = False,
+    ipv6_forwarding: bool = False,
 ) -> dict[str, Any]:
     """The node's cloud-config as data (write_files run before runcmd in cloud-init).
 
     `compress_wg_conf`: wg0.conf (the part that grows with the mesh) as gz+b64, not text.
+    `ipv6_forwarding`: the sysctl file turns it on, so the RA guard runs just before it.
     """
     doc: dict[str, Any] = {"hostname": hostname}
     if ssh_authorized_keys:
@@ -119,7 +124,10 @@ def node_cloud_config(
         write_file(METADATA_GUARD_PATH, metadata_guard_ruleset(), "0644"),
         write_file(METADATA_GUARD_UNIT_PATH, metadata_guard_unit(), "0644"),
     ]
-    doc["runcmd"] = [_FlowList(step) for step in RUNCMD]
+    steps = list(RUNCMD)
+    if ipv6_forwarding:
+        steps.insert(steps.index(SYSCTL_STEP), ACCEPT_RA_STEP)
+    doc["runcmd"] = [_FlowList(step) for step in steps]
     return doc
 
 

@@ -103,6 +103,7 @@ def _node_document(plan: MeshPlan, node: NodePlan, wg_conf: str, *, compress_wg_
         sysctl_conf=host.sysctl_conf(ipv6=plan.spec.mesh.cidr6 is not None),
         ssh_authorized_keys=plan.spec.mesh.ssh_public_keys,
         compress_wg_conf=compress_wg_conf,
+        ipv6_forwarding=plan.spec.mesh.cidr6 is not None,
     )
     return dump_cloud_config(doc)
 

@@ -13,6 +13,7 @@ import yaml
 from test_cloudinit_plans import keys_for, mesh_plan, private_of, public_ips
 
 from cloudinit.cloudconfig import (
+    ACCEPT_RA_STEP,
     GUARD_ENABLE_STEP,
     GUARD_LOAD_STEP,
     INSTALL_STEP,
@@ -95,6 +96,7 @@ def test_runcmd_installs_if_missing_guards_metadata_applies_this_sysctl_file_the
     assert runcmd[2] == ["systemctl", "enable", "wgmesh-metadata-guard.service"]
     assert runcmd[3] == ["sysctl", "-p", "/etc/sysctl.d/90-wgmesh.conf"]
     assert runcmd[4] == ["systemctl", "enable", "--now", "wg-quick@wg0"]
+    assert ACCEPT_RA_STEP not in [tuple(step) for step in runcmd]  # no IPv6 forwarding without cidr6
     install = runcmd[0][-1]
     assert install.startswith("command -v wg >/dev/null && command -v nft >/dev/null ||")
     assert "wireguard-tools" in install
@@ -288,3 +290,10 @@ def test_the_preflight_check_names_a_node_per_cloud_before_any_key_or_ip_exists(
     named = {n.cloud for n in plan.nodes if f"{n.name}: user data is " in message}
     assert named == {"aws", "hcloud"}  # one node per cloud over its limit, none of GCP's
     assert "PrivateKey" not in message and "PresharedKey" not in message
+
+
+def test_with_ipv6_forwarding_the_ra_guard_runs_just_before_the_sysctl_file() -> None:
+    runcmd = [tuple(step) for step in load(user_data(mesh_plan(dual_stack=True)))["runcmd"]]
+    guard = [GUARD_LOAD_STEP, GUARD_ENABLE_STEP]
+    assert runcmd == [INSTALL_STEP, *guard, ACCEPT_RA_STEP, SYSCTL_STEP, WG_UP_STEP]
+    assert ACCEPT_RA_STEP[:2] == ("sh", "-c")
