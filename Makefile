@@ -66,7 +66,7 @@ lab-vm-down: venv
 bench: venv debs
 	$(PY) -m bench.program
 	$(PY) -m bench.fit
-	flock /tmp/wgmesh-lab.lock $(PY) -m bench.lab
+	$(PY) -m bench.lab
 
 clean:
 	rm -rf build .mypy_cache .ruff_cache .pytest_cache .hypothesis
