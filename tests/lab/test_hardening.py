@@ -12,7 +12,6 @@ Needs root and the netns lab tools; skipped with the reason outside CI, failed u
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import time
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from labtest import namespaces_with_prefix, require_netns_lab
 
 from cloudinit.host import METADATA_GUARD_PATH, METADATA_TABLE, METADATA_V4, METADATA_V6
 from lab import netns
@@ -53,18 +53,8 @@ except Exception as e:
 """
 
 
-def require_netns_lab() -> None:
-    reason = netns.unavailable_reason()
-    reason = reason or (None if shutil.which("setpriv") else "setpriv (util-linux) is missing")
-    if reason is None:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI=true and the netns lab cannot run: {reason}")
-    pytest.skip(reason)
-
-
 def our_namespaces() -> list[str]:
-    return sorted(p.name for p in NETNS_DIR.glob(f"{PREFIX}*"))
+    return namespaces_with_prefix(PREFIX)
 
 
 @dataclass
@@ -141,7 +131,7 @@ def wait_until_serving(g: GuardedLab) -> None:
 
 @pytest.fixture(scope="module")
 def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GuardedLab]:
-    require_netns_lab()
+    require_netns_lab("setpriv")
     layout = Layout(root=ROOT, prefix=PREFIX)
     if load_state(layout) is not None or our_namespaces():
         pytest.fail(f"a previous run left a lab behind: {our_namespaces()} {ROOT}")

@@ -17,10 +17,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from labtest import namespaces_with_prefix, require_netns_lab
 
 from lab import checks, netns
 from lab.mtu import mtu_scenario
-from lab.proc import NETNS_DIR, LabError, run_in
+from lab.proc import LabError, run_in
 from lab.report import format_report
 from lab.results import HealthReport
 from lab.running import NetnsLab
@@ -32,15 +33,6 @@ from tools.render import main as render_main
 pytestmark = pytest.mark.lab
 PREFIX = "wgm-t-"
 ROOT = Path("/tmp/wgmesh-lab/test-netns")
-
-
-def require_netns_lab() -> None:
-    reason = netns.unavailable_reason()
-    if reason is None:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI=true and the netns lab cannot run: {reason}")
-    pytest.skip(reason)
 
 
 @dataclass
@@ -75,9 +67,7 @@ class LabEnv:
 
 
 def our_namespaces() -> list[str]:
-    return (
-        sorted(p.name for p in NETNS_DIR.iterdir() if p.name.startswith(PREFIX)) if NETNS_DIR.is_dir() else []
-    )
+    return namespaces_with_prefix(PREFIX)
 
 
 def assert_nothing_left(env: LabEnv) -> None:
@@ -254,6 +244,14 @@ def test_missing_prerequisites_skip_outside_ci_and_fail_under_ci(monkeypatch: py
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match="CI=true"):
         require_netns_lab()
+    # A tool one test file needs on top of the lab's own counts the same way.
+    monkeypatch.setattr(netns, "unavailable_reason", lambda: None)
+    with pytest.raises(pytest.fail.Exception, match="missing tools for this lab test: no-such-tool-x"):
+        require_netns_lab("no-such-tool-x")
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="no-such-tool-x"):
+        require_netns_lab("no-such-tool-x")
+    require_netns_lab("sh")  # present: no skip, no failure
 
 
 def test_a_failing_runcmd_step_is_reported_and_everything_is_removed(env: LabEnv) -> None:

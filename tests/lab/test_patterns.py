@@ -13,19 +13,19 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from labtest import namespaces_with_prefix, require_netns_lab
 
 from lab import checks, netns, pattern_checks
 from lab.manifest import load_mesh
 from lab.pattern_checks import HUB_RELAY, IPV6, JUMPBOX
 from lab.probes import ping
-from lab.proc import NETNS_DIR, run_in
+from lab.proc import run_in
 from lab.report import format_report
 from lab.results import HealthReport
 from lab.running import NetnsLab
@@ -39,19 +39,8 @@ ROOT = Path("/tmp/wgmesh-lab/test-patterns")
 LAYOUT = Layout(root=ROOT, prefix=PREFIX)
 
 
-def require_netns_lab() -> None:
-    reason = netns.unavailable_reason()
-    if reason is None:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI=true and the netns lab cannot run: {reason}")
-    pytest.skip(reason)
-
-
 def our_namespaces() -> list[str]:
-    return (
-        sorted(p.name for p in NETNS_DIR.iterdir() if p.name.startswith(PREFIX)) if NETNS_DIR.is_dir() else []
-    )
+    return namespaces_with_prefix(PREFIX)
 
 
 @dataclass
@@ -296,13 +285,3 @@ def test_echo_request_sources_are_read_for_both_families() -> None:
         "IP6 fd77:77::1 > fd00:7::2: ICMP6, echo request, id 9, seq 1, length 64",
     ]
     assert pattern_checks.echo_sources(lines) == {"10.0.9.1", "fd77:77::1"}
-
-
-def test_missing_prerequisites_skip_outside_ci_and_fail_under_ci(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(netns, "unavailable_reason", lambda: "the netns lab needs root")
-    monkeypatch.delenv("CI", raising=False)
-    with pytest.raises(pytest.skip.Exception, match="needs root"):
-        require_netns_lab()
-    monkeypatch.setenv("CI", "true")
-    with pytest.raises(pytest.fail.Exception, match="CI=true"):
-        require_netns_lab()

@@ -17,18 +17,18 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from labtest import namespaces_with_prefix, require_netns_lab
 
 from lab import checks, client_checks, clients, netns
 from lab.manifest import load_mesh
 from lab.probes import ping
-from lab.proc import NETNS_DIR, LabError, run_in
+from lab.proc import LabError, run_in
 from lab.report import format_report
 from lab.results import CheckResult
 from lab.running import NetnsLab
@@ -42,19 +42,8 @@ LAYOUT = Layout(root=ROOT, prefix=PREFIX)
 MASQUERADE_LINE = "iifname $WG oifname != $WG masquerade"
 
 
-def require_netns_lab() -> None:
-    reason = netns.unavailable_reason()
-    if reason is None:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI=true and the netns lab cannot run: {reason}")
-    pytest.skip(reason)
-
-
 def our_namespaces() -> list[str]:
-    return (
-        sorted(p.name for p in NETNS_DIR.iterdir() if p.name.startswith(PREFIX)) if NETNS_DIR.is_dir() else []
-    )
+    return namespaces_with_prefix(PREFIX)
 
 
 @dataclass
