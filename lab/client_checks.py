@@ -192,22 +192,10 @@ def fresh_handshake(s: Site, peer: LabNode) -> float | None:
     start = time.monotonic()
     run_in(s.laptop, "bash", "-c", readd)
     while time.monotonic() - start < HANDSHAKE_WAIT:
-        if latest_handshakes_of(s.laptop, s.interface).get(peer.public_key, 0) > 0:
+        if latest_handshakes(s.laptop, s.interface).get(peer.public_key, 0) > 0:
             return time.monotonic() - start
         ping(s.laptop, peer.address, count=1, deadline=1)  # data to send also starts a handshake
     return None
-
-
-def latest_handshakes_of(place: Place, iface: str) -> dict[str, int]:
-    if iface == WG:
-        return latest_handshakes(place)
-    out = run_in(place, "wg", "show", iface, "latest-handshakes").stdout
-    result: dict[str, int] = {}
-    for line in out.splitlines():
-        key, _, ts = line.partition("\t")
-        if ts.strip().isdigit():
-            result[key.strip()] = int(ts)
-    return result
 
 
 # ----------------------------------------------------------------------------- everything

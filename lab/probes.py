@@ -70,9 +70,9 @@ def ping(
     )
 
 
-def latest_handshakes(place: Place) -> dict[str, int]:
+def latest_handshakes(place: Place, iface: str = WG) -> dict[str, int]:
     """Peer public key -> unix time of the latest handshake (0: none). Never reads private keys."""
-    out = run_in(place, "wg", "show", WG, "latest-handshakes").stdout
+    out = run_in(place, "wg", "show", iface, "latest-handshakes").stdout
     result: dict[str, int] = {}
     for line in out.splitlines():
         key, _, ts = line.partition("\t")
