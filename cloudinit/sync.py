@@ -8,9 +8,12 @@ arrives on its standard input (or as a file named by its first argument). The sc
 2. compares it with the running wg0: a full restart (`systemctl restart wg-quick@wg0`, or
    `wg-quick down/up` without systemd) only when wg0 is down or its own Address, MTU,
    ListenPort or PrivateKey changed (or a default route is involved: wg-quick's policy rules);
-3. otherwise `wg syncconf` in place, then the route diff wg-quick would have made: a route
-   for each AllowedIP not yet routed on wg0, and the routes wg-quick added (proto boot on
-   wg0, nothing else) whose AllowedIP is gone;
+3. otherwise the peer diff in place (not `wg syncconf`: it re-sends every peer and the
+   listen port, and wireguard-go rebinds its socket, dropping packets between peers that did
+   not change): new peers added, changed fields of changed peers set, removed peers removed,
+   unchanged peers never touched (on a `wg` error the previous config's peers are put back);
+   then the route diff wg-quick would have made: a route for each AllowedIP not yet routed on
+   wg0, and the routes wg-quick added (proto boot on wg0, nothing else) whose AllowedIP is gone;
 4. installs the file atomically (umask 077, temp file in /etc/wireguard, root-owned, mv);
 5. prints one summary line, `wgmesh-apply: wg0 action=... key=value ...` (never a key).
 
@@ -85,7 +88,8 @@ else
   have_addr=$(ip -o addr show dev "$IF" scope global | awk '{ print $4 }' | sort)
   [ "$want_addr" = "$have_addr" ] || reasons+=(address)
   want_mtu=$(iface_values MTU)
-  if [ -n "$want_mtu" ] && [ "$want_mtu" != "$(cat "/sys/class/net/$IF/mtu")" ]; then reasons+=(mtu); fi
+  have_mtu=$(ip -o link show dev "$IF" | awk '{ for (i = 1; i < NF; i++) if ($i == "mtu") print $(i + 1) }')
+  if [ -n "$want_mtu" ] && [ "$want_mtu" != "$have_mtu" ]; then reasons+=(mtu); fi
   want_port=$(iface_values ListenPort)
   if [ -n "$want_port" ] && [ "$want_port" != "$(wg show "$IF" listen-port)" ]; then reasons+=(port); fi
   # Compared in memory only: neither key is ever printed.
@@ -130,14 +134,115 @@ if [ "${#reasons[@]}" -gt 0 ]; then
   exit 0
 fi
 
-before=$(wg show "$IF" peers | sort)
-quietly wg syncconf "$IF" <(wg-quick strip "$TMP") \
-  || die "wg syncconf rejected the new config (nothing changed)"
+# Live peers and the new file's peers, one line each: key, endpoint, sorted AllowedIPs, keepalive,
+# PSK (a secret: only compared in memory, never printed), "-" for an empty field.
+peer_table() {
+  local mode=$1 src=$2
+  if [ "$mode" = live ]; then wg show "$IF" dump; else wg-quick strip "$src"; fi \
+    | awk -F '\t' -v mode="$mode" '
+    function empty(v) { return v == "" || v == "(none)" || v == "off" || v == "0" }
+    function field(v) { return empty(v) ? "-" : v }
+    function ips(s,   n, a, b, m, i, j, t, out) {
+      gsub(/[[:space:]]/, "", s); n = split(s, a, ","); m = 0
+      for (i = 1; i <= n; i++) if (!empty(a[i])) {
+        t = a[i]; if (t !~ /\//) t = t (t ~ /:/ ? "/128" : "/32")
+        for (j = m; j > 0 && b[j] > t; j--) b[j + 1] = b[j]
+        b[j + 1] = t; m++
+      }
+      out = ""; for (i = 1; i <= m; i++) out = out (i > 1 ? "," : "") b[i]
+      return out == "" ? "-" : out
+    }
+    function flush() {
+      if (pub != "") print pub "\t" field(ep) "\t" ips(allowed) "\t" field(ka) "\t" field(psk)
+      pub = ep = allowed = ka = psk = ""
+    }
+    mode == "live" {  # wg show dump: line 1 is the interface (its private key: skipped)
+      if (NR > 1) { pub = $1; psk = $2; ep = $3; allowed = $4; ka = $8; flush() }
+      next
+    }
+    /^[[:space:]]*\[/ { flush(); in_peer = ($0 ~ /^[[:space:]]*\[Peer\]/); next }
+    in_peer {
+      line = $0; sub(/#.*/, "", line); i = index(line, "="); if (!i) next
+      k = tolower(substr(line, 1, i - 1)); gsub(/[[:space:]]/, "", k)
+      v = substr(line, i + 1); gsub(/^[[:space:]]+|[[:space:]]+$/, "", v)
+      if (k == "publickey") pub = v
+      else if (k == "endpoint") ep = v
+      else if (k == "allowedips") allowed = allowed "," v
+      else if (k == "persistentkeepalive") ka = v
+      else if (k == "presharedkey") psk = v
+    }
+    END { flush() }'
+}
+
+# The [Peer] section of public key $2 in the (stripped) config file $1.
+peer_section() {
+  wg-quick strip "$1" | awk -v key="$2" '
+    /^[[:space:]]*\[/ { show = 0; buf = $0 "\n"; in_peer = ($0 ~ /^[[:space:]]*\[Peer\]/); next }
+    in_peer && !show {
+      buf = buf $0 "\n"; line = $0; gsub(/[[:space:]]/, "", line)
+      if (line == "PublicKey=" key) { show = 1; printf "%s", buf }
+      next
+    }
+    show { print }'
+}
+
+# Bring wg0's peers to those of config file $1 without touching an unchanged peer: `wg syncconf`
+# re-sends every peer (replacing its AllowedIPs) and the listen port (wireguard-go then rebinds
+# its UDP socket), which drops packets between peers that did not change at all. New peers
+# first (a rotated key takes over its AllowedIPs before the old key goes), then changed fields
+# of existing peers, then removals. Returns non-zero on the first `wg` failure.
+sync_peers() {
+  local src=$1 pub row ep allowed ka psk old_ep old_allowed old_ka old_psk
+  local -A live=() want=()
+  peers_added=0 peers_changed=0 peers_removed=0
+  while IFS=$'\t' read -r pub row; do [ -n "$pub" ] && live[$pub]=$row; done < <(peer_table live "")
+  while IFS=$'\t' read -r pub row; do [ -n "$pub" ] && want[$pub]=$row; done < <(peer_table file "$src")
+  for pub in "${!want[@]}"; do
+    [ -z "${live[$pub]+set}" ] || continue
+    quietly wg addconf "$IF" <(peer_section "$src" "$pub") || return 1
+    peers_added=$((peers_added + 1))
+  done
+  for pub in "${!want[@]}"; do
+    [ -n "${live[$pub]+set}" ] || continue
+    [ "${live[$pub]}" != "${want[$pub]}" ] || continue
+    IFS=$'\t' read -r ep allowed ka psk <<<"${want[$pub]}"
+    IFS=$'\t' read -r old_ep old_allowed old_ka old_psk <<<"${live[$pub]}"
+    if [ "$ep" != "$old_ep" ] && [ "$ep" != - ]; then
+      quietly wg set "$IF" peer "$pub" endpoint "$ep" || return 1
+    fi
+    if [ "$ka" != "$old_ka" ]; then
+      [ "$ka" != - ] || ka=off
+      quietly wg set "$IF" peer "$pub" persistent-keepalive "$ka" || return 1
+    fi
+    if [ "$psk" != "$old_psk" ]; then  # the key goes through a pipe, never on a command line
+      [ "$psk" != - ] || psk=""
+      quietly wg set "$IF" peer "$pub" preshared-key <(printf '%s\n' "$psk") || return 1
+    fi
+    if [ "$allowed" != "$old_allowed" ]; then  # wg replaces the list: only this peer's IPs blink
+      [ "$allowed" != - ] || allowed=""
+      quietly wg set "$IF" peer "$pub" allowed-ips "$allowed" || return 1
+    fi
+    peers_changed=$((peers_changed + 1))
+  done
+  for pub in "${!live[@]}"; do
+    [ -z "${want[$pub]+set}" ] || continue
+    quietly wg set "$IF" peer "$pub" remove || return 1
+    peers_removed=$((peers_removed + 1))
+  done
+}
+
+want_fwmark=$(iface_values FwMark)
+if [ -n "$want_fwmark" ] && [ "$want_fwmark" != "$(wg show "$IF" fwmark)" ]; then
+  quietly wg set "$IF" fwmark "$want_fwmark" || die "wg rejected the new FwMark (nothing changed)"
+fi
+if ! sync_peers "$TMP"; then
+  if [ -f "$CONF" ] && sync_peers "$CONF"; then
+    die "wg rejected a peer of the new config: the previous config's peers are back"
+  fi
+  die "wg rejected a peer of the new config: $IF's peers may be partly updated"
+fi
 install_conf
 rm -f "$PREV"
-after=$(wg show "$IF" peers | sort)
-peers_added=$(comm -13 <(printf '%s\n' "$before") <(printf '%s\n' "$after") | grep -c . || true)
-peers_removed=$(comm -23 <(printf '%s\n' "$before") <(printf '%s\n' "$after") | grep -c . || true)
 
 # What wg-quick up routes: every AllowedIP (most specific first) not already routed on wg0.
 wanted=$(wg show "$IF" allowed-ips \
@@ -165,9 +270,9 @@ for family in -4 -6; do
   done < <(ip "$family" route show dev "$IF" proto boot)
 done
 
-peers=$(printf '%s\n' "$after" | grep -c . || true)
-printf 'wgmesh-apply: %s action=sync peers=%s peers_added=%s peers_removed=%s' \
-  "$IF" "$peers" "$peers_added" "$peers_removed"
+peers=$(wg show "$IF" peers | grep -c . || true)
+printf 'wgmesh-apply: %s action=sync peers=%s peers_added=%s peers_changed=%s peers_removed=%s' \
+  "$IF" "$peers" "$peers_added" "$peers_changed" "$peers_removed"
 printf ' routes_added=%s routes_removed=%s seconds=%s\n' "$routes_added" "$routes_removed" "$(elapsed)"
 """
 

@@ -136,6 +136,7 @@ def test_add_rotate_kill_remove_a_node_while_two_others_ping(day2: Day2Lab, tmp_
             for a in applied:
                 assert a.summary["action"] == "sync"
                 assert (a.summary["peers_added"], a.summary["routes_added"]) == ("1", "1")
+                assert a.summary["peers_changed"] == "0"  # the pinging peer is never touched
             assert checks.wait_for_handshakes(lab, 20) is not None, "day2-c never shook hands"
             for node in (A, B):
                 assert C_SUBNET in wg0_routes(lab.node(node))
@@ -149,6 +150,7 @@ def test_add_rotate_kill_remove_a_node_while_two_others_ping(day2: Day2Lab, tmp_
             for a in applied[:2]:
                 assert a.summary["action"] == "sync"
                 assert (a.summary["peers_added"], a.summary["peers_removed"]) == ("1", "1")
+                assert a.summary["peers_changed"] == "0"
                 assert (a.summary["routes_added"], a.summary["routes_removed"]) == ("0", "0")
             assert (applied[2].summary["action"], applied[2].summary["reason"]) == ("restart", "private-key")
             day2.remember_processes()
@@ -171,6 +173,7 @@ def test_add_rotate_kill_remove_a_node_while_two_others_ping(day2: Day2Lab, tmp_
             for a in applied:
                 assert a.summary["action"] == "sync"
                 assert (a.summary["peers_removed"], a.summary["routes_removed"]) == ("1", "1")
+                assert a.summary["peers_changed"] == "0"
             lab = remove_node(layout, r_end, C)
             for node in (A, B):
                 assert C_SUBNET not in wg0_routes(lab.node(node))

@@ -1,16 +1,20 @@
 """The live-update apply script as an artifact: valid bash, shellcheck-clean, no secret in it.
 
-Its behaviour on a real wg0 (sync in place, route diff, restart only when needed, rollback)
-is proven in the netns lab (tests/lab/test_day2.py).
+The peer diff runs here against a fake `wg` on PATH (which calls it makes, what it never
+touches); its behaviour on a real wg0 (sync in place without loss, route diff, restart only
+when needed) is proven in the netns lab (tests/lab/test_day2.py).
 """
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import shlex
 import shutil
 import subprocess
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -65,3 +69,186 @@ def test_parse_summary_reads_the_last_summary_line() -> None:
     }
     with pytest.raises(ValueError):
         parse_summary("nothing here")
+
+
+# ------------------------------------------------ the peer diff, against a fake `wg` on PATH
+
+FAKE_WG = r"""#!/bin/bash
+printf '%s\n' "$*" >>"$FAKE/calls"
+if [ "$1" = show ]; then
+  case $3 in
+    dump) cat "$FAKE/dump" ;;
+    listen-port) echo 51820 ;;
+    private-key) head -n 1 "$FAKE/dump" | cut -f 1 ;;
+    fwmark) echo off ;;
+    peers) tail -n +2 "$FAKE/dump" | cut -f 1 ;;
+    allowed-ips) tail -n +2 "$FAKE/dump" | awk -F '\t' '{ gsub(",", " ", $4); print $1 "\t" $4 }' ;;
+  esac
+  exit 0
+fi
+[ "$1" = addconf ] && cat "$3" >>"$FAKE/addconf"
+prev=""
+for a in "$@"; do [ "$prev" = preshared-key ] && cat "$a" >>"$FAKE/psk"; prev=$a; done
+[ -z "${FAKE_FAIL:-}" ] || [[ $* != *"$FAKE_FAIL"* ]] || exit 1
+exit 0
+"""
+FAKE_WG_QUICK = r"""#!/bin/bash
+[ "$1" = strip ] || exit 1
+grep -Ev '^[[:space:]]*(Address|MTU|DNS|Table|PreUp|PostUp|PreDown|PostDown|SaveConfig)[[:space:]]*=' "$2"
+"""
+FAKE_IP = r"""#!/bin/bash
+printf '%s\n' "$*" >>"$FAKE/ip"
+case "$*" in
+  "link show dev wg0" | "-o link show dev wg0") echo "5: wg0: <POINTOPOINT,UP> mtu 1420 qdisc noqueue" ;;
+  "-o addr show dev wg0 scope global") echo "5: wg0    inet 10.78.0.1/24 scope global wg0" ;;
+esac
+exit 0
+"""
+
+
+def new_key() -> str:
+    return base64.b64encode(os.urandom(32)).decode()
+
+
+@dataclass
+class FakeNode:
+    """A node whose `wg`, `wg-quick`, `ip` and `chown` are fakes recording their calls."""
+
+    root: Path
+    keys: dict[str, str]
+
+    @property
+    def calls(self) -> list[str]:
+        path = self.root / "calls"
+        return path.read_text().splitlines() if path.exists() else []
+
+    def changing_calls(self) -> list[str]:
+        return [c for c in self.calls if not c.startswith("show ")]
+
+    def apply(self, conf: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["bash", "-c", apply_script(), SCRIPT_NAME],
+            input=conf,
+            text=True,
+            capture_output=True,
+            check=False,
+            env={
+                "PATH": f"{self.root / 'bin'}:/usr/bin:/bin",
+                "FAKE": str(self.root),
+                "WGMESH_WG_DIR": str(self.root / "etc"),
+                **env,
+            },
+        )
+
+
+def peer(pub: str, psk: str, allowed: str, endpoint: str = "", keepalive: str = "") -> str:
+    lines = ["", "[Peer]", f"PublicKey = {pub}", f"PresharedKey = {psk}", f"AllowedIPs = {allowed}"]
+    lines += [f"Endpoint = {endpoint}"] if endpoint else []
+    lines += [f"PersistentKeepalive = {keepalive}"] if keepalive else []
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> FakeNode:
+    """Live wg0: B (unchanged by the new conf), C (removed), D (new AllowedIP, keepalive, PSK)."""
+    keys = {
+        n: new_key() for n in ("priv", "a", "b", "c", "d", "e", "psk_b", "psk_c", "psk_d", "psk_d2", "psk_e")
+    }
+    (tmp_path / "bin").mkdir()
+    for name, text in (
+        ("wg", FAKE_WG),
+        ("wg-quick", FAKE_WG_QUICK),
+        ("ip", FAKE_IP),
+        ("chown", "#!/bin/sh\n"),
+    ):
+        (tmp_path / "bin" / name).write_text(text)
+        (tmp_path / "bin" / name).chmod(0o755)
+    rows = [
+        [keys["priv"], keys["a"], "51820", "off"],
+        [
+            keys["b"],
+            keys["psk_b"],
+            "198.51.100.22:51820",
+            "10.0.2.0/24,10.78.0.2/32",
+            "1700000000",
+            "1",
+            "2",
+            "25",
+        ],
+        [keys["c"], keys["psk_c"], "198.51.100.23:51820", "10.78.0.3/32", "0", "0", "0", "25"],
+        [keys["d"], keys["psk_d"], "(none)", "10.78.0.4/32", "0", "0", "0", "off"],
+    ]
+    (tmp_path / "dump").write_text("".join("\t".join(r) + "\n" for r in rows))
+    return FakeNode(tmp_path, keys)
+
+
+def new_conf(k: dict[str, str]) -> str:
+    head = f"[Interface]\nPrivateKey = {k['priv']}\nAddress = 10.78.0.1/24\nListenPort = 51820\nMTU = 1420\n"
+    return (
+        head
+        + peer(
+            k["b"], k["psk_b"], "10.78.0.2/32, 10.0.2.0/24", "198.51.100.22:51820", "25"
+        )  # same, reordered
+        + peer(k["d"], k["psk_d2"], "10.78.0.4/32,10.0.9.0/24", keepalive="25")
+        + peer(k["e"], k["psk_e"], "10.78.0.5/32", "198.51.100.25:51820", "25")
+    )
+
+
+def test_sync_touches_only_added_changed_and_removed_peers(node: FakeNode) -> None:
+    k = node.keys
+    proc = node.apply(new_conf(k))
+    assert proc.returncode == 0, proc.stderr
+    fields = parse_summary(proc.stdout)
+    assert (fields["action"], fields["peers_added"], fields["peers_changed"], fields["peers_removed"]) == (
+        "sync",
+        "1",
+        "1",
+        "1",
+    )
+    changing = node.changing_calls()
+    assert not [c for c in changing if k["b"] in c], "the unchanged peer was touched"
+    assert not [c for c in changing if "syncconf" in c or "listen-port" in c]  # no socket rebind
+    assert changing[0].startswith("addconf wg0 /dev/fd/")  # new peers before removals (key rotation)
+    assert changing[1:] == [
+        f"set wg0 peer {k['d']} persistent-keepalive 25",
+        *[c for c in changing if "preshared-key" in c],
+        f"set wg0 peer {k['d']} allowed-ips 10.0.9.0/24,10.78.0.4/32",
+        f"set wg0 peer {k['c']} remove",
+    ]
+    added = (node.root / "addconf").read_text()
+    assert f"PublicKey = {k['e']}" in added and k["b"] not in added and k["d"] not in added
+    assert (node.root / "psk").read_text() == k["psk_d2"] + "\n"  # through a pipe ...
+    assert not KEY_RE.search(
+        " ".join(c for c in changing if "preshared-key" in c).replace(k["d"], "")
+    )  # ... not argv
+    assert not KEY_RE.search(proc.stdout + proc.stderr)
+    installed = node.root / "etc" / "wg0.conf"
+    assert installed.read_text() == new_conf(k) and installed.stat().st_mode & 0o777 == 0o600
+
+
+def running_conf(k: dict[str, str]) -> str:
+    """The live wg0 of the `node` fixture as a wg0.conf (spelled differently where it may be)."""
+    conf = new_conf(k).split("\n[Peer]")[0] + "\n"
+    conf += peer(k["b"], k["psk_b"], "10.0.2.0/24,10.78.0.2/32", "198.51.100.22:51820", "25")
+    conf += peer(k["c"], k["psk_c"], "10.78.0.3/32", "198.51.100.23:51820", "25")
+    return conf + peer(k["d"], k["psk_d"], "10.78.0.4", keepalive="0")  # no prefix: a host route
+
+
+def test_sync_of_the_running_config_changes_nothing(node: FakeNode) -> None:
+    conf = running_conf(node.keys)
+    proc = node.apply(conf)
+    assert proc.returncode == 0, proc.stderr
+    assert parse_summary(proc.stdout)["peers_changed"] == "0"
+    assert node.changing_calls() == []
+
+
+def test_a_rejected_peer_leaves_the_previous_config_installed(node: FakeNode) -> None:
+    k = node.keys
+    previous = node.root / "etc" / "wg0.conf"
+    previous.parent.mkdir(mode=0o700)
+    previous.write_text(running_conf(k))
+    proc = node.apply(new_conf(k), FAKE_FAIL="allowed-ips")
+    assert proc.returncode != 0
+    assert "wg rejected a peer of the new config" in proc.stderr and not KEY_RE.search(proc.stderr)
+    assert previous.read_text() == running_conf(k)
+    assert "the previous config's peers are back" in proc.stderr
