@@ -9,7 +9,9 @@ byte for byte, with mode 0600. Sizes past every form fail with one line naming t
 from __future__ import annotations
 
 import importlib
+import ipaddress
 import json
+import random
 import stat
 import sys
 from pathlib import Path
@@ -123,3 +125,26 @@ def test_past_every_form_the_error_is_one_line_naming_node_size_limit_and_fix() 
         assert f"over the {USER_DATA_LIMITS[cloud]}-byte limit of {cloud}" in message
         assert "topology: hub" in message
         assert "PrivateKey" not in message and "PresharedKey" not in message
+
+
+def test_a_150_node_full_mesh_with_psks_fits_every_cloud_on_every_node() -> None:
+    """Issue 7's floor: every node's user data fits its cloud at 150 nodes.
+
+    Endpoints are random public addresses (the placeholders are sequential and gzip better than
+    real ones), and the keys are fresh random keys: what compresses here compresses on a cloud.
+    """
+    plan, keys, _ = mesh(150)
+    rng = random.Random(150)
+    endpoints = {
+        n.name: str(ipaddress.IPv4Address(rng.randrange(0x01000000, 0xDF000000))) for n in plan.nodes
+    }
+    assert plan.spec.mesh.preshared_keys and all(len(n.iface.peers) >= 149 for n in plan.nodes)
+    sizes: dict[str, int] = {}
+    for n in plan.nodes:
+        text, _ = render(plan, keys, endpoints, n.name)
+        sent = encode_for_cloud(text, n.cloud, n.name).sent_bytes  # raises past the limit
+        limit = USER_DATA_LIMITS[n.cloud]
+        assert limit is not None and sent <= limit, (n.name, n.cloud, sent)
+        sizes[n.cloud] = max(sizes.get(n.cloud, 0), sent)
+    assert set(sizes) == {"aws", "gcp", "hcloud"}
+    print(f"150-node full mesh, largest user data sent: {sizes}")
