@@ -51,7 +51,7 @@ class EncodedUserData:
 
 
 def node_wg_conf(plan: MeshPlan, name: str, keys: NodeKeys, endpoints: Mapping[str, str]) -> str:
-    """The node's wg0.conf (also what a live update feeds to `wg syncconf` after `wg-quick strip`)."""
+    """The node's wg0.conf (also what a live update feeds to the apply script in cloudinit/sync.py)."""
     node = plan.node(name)
     return render_wg_conf(
         node.iface,

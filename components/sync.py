@@ -1,11 +1,12 @@
 """Live updates: push each running node's new wg0.conf over SSH and apply it in place.
 
 Opt-in (`wgmesh:mesh.liveUpdates`). Per cloud node, one `pulumi_command.remote.Command` runs
-`cloudinit.sync.apply_command()` (`wg syncconf` plus the route diff, a restart only when the
-node's own interface changed) with the node's rendered wg0.conf on its standard input. The
-conf is a secret input, never logged (pulumi-command does not log stdin; the script prints a
-summary line and redacts keys); a digest of it is the trigger, so a node whose conf did not
-change runs nothing. VMs never change for membership: `ignore_changes` keeps their user data.
+`cloudinit.sync.apply_command()` (a peer diff that never touches unchanged peers, plus the
+route diff; a restart only when the node's own interface changed) with the node's rendered
+wg0.conf on its standard input. The conf is a secret input, never logged (pulumi-command does
+not log stdin; the script prints a summary line and redacts keys); a digest of it is the
+trigger, so a node whose conf did not change runs nothing. VMs never change for membership:
+`ignore_changes` keeps their user data.
 
 Key rotation order: a node syncs only after its peers with a lower `keyEpoch`, so bumping
 one node's epoch pushes its new public key to every peer first, then switches the node.

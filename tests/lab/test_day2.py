@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from test_netns import require_netns_lab
+from labtest import require_netns_lab
 
 from lab import checks, netns
 from lab.day2 import (
