@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from conftest import Figure
 from labtest import require_netns_lab
 
 from lab import checks, netns
@@ -107,7 +108,9 @@ def show(step: str, applied: list[Applied]) -> None:
         print(f"day2 {step}: {a.node}: {fields} (command {a.seconds:.2f} s)")
 
 
-def test_add_rotate_kill_remove_a_node_while_two_others_ping(day2: Day2Lab, tmp_path: Path) -> None:
+def test_add_rotate_kill_remove_a_node_while_two_others_ping(
+    day2: Day2Lab, tmp_path: Path, figure: Figure
+) -> None:
     layout = day2.layout
     keys = tmp_path / "keys.json"
     r_two = render(tmp_path, "two", keys, "0-two")
@@ -157,7 +160,7 @@ def test_add_rotate_kill_remove_a_node_while_two_others_ping(day2: Day2Lab, tmp_
             lab = NetnsLab(layout, meshes[2])
             waited = checks.wait_for_handshakes(lab, 20)
             assert waited is not None, "no handshake with day2-c's new key"
-            print(f"day2 rotate: every pair shook hands with the new key {waited:.1f} s after the switch")
+            figure(f"day2 rotate: every pair shook hands with the new key {waited:.1f} s after the switch")
             assert_peers_match(lab, r_rotated)
 
             # Fault: day2-c crashes (wireguard-go killed); the other two keep pinging.
@@ -188,6 +191,7 @@ def test_add_rotate_kill_remove_a_node_while_two_others_ping(day2: Day2Lab, tmp_
                 around = [p.reply_times.get(s) for s in (seq - 1, seq + 1)]
                 print(f"day2 ping {name}: no reply to {seq} (neighbours' replies at {around})")
             assert p.sent > 100 and p.received > 100
+            figure(f"day2 add+rotate+kill+remove, 20 ms ping {name}: {p.lost} lost of {p.sent}")
             assert p.lost == 0, f"{name}: {p.lost} packets lost ({p.summary})"
     finally:
         tear_down(layout)

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import Figure
 
 from lab import netns
 from lab.mtu import WRONG_MTU, format_throughput, throughput_comparison, trial
@@ -51,10 +52,10 @@ def lab_mtu(tmp_path: Path) -> Iterator[netns.BringUp]:
         assert mounts_under(LAYOUT.root) == []
 
 
-def test_both_mtus_on_both_paths_and_the_lab_is_restored(lab_mtu: netns.BringUp) -> None:
+def test_both_mtus_on_both_paths_and_the_lab_is_restored(lab_mtu: netns.BringUp, figure: Figure) -> None:
     lab = lab_mtu.lab
     c = throughput_comparison(lab, seconds=1.0)
-    print(format_throughput(c))
+    figure(format_throughput(c))
     planned, wrong = c.dropped
     assert (planned.wg_mtu, wrong.wg_mtu) == (1380, WRONG_MTU)
     assert planned.tcp.received > 100_000 and planned.fragments_dropped == 0

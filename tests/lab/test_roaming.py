@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from conftest import Figure
 from labtest import namespaces_with_prefix, require_netns_lab
 
 from lab import checks, client_checks, clients, netns
@@ -103,7 +104,9 @@ OUTBOUND = ("client laptop -> lab-a", "client laptop -> lab-b")
 
 
 @pytest.mark.lab
-def test_roaming_client_is_reached_through_nat_and_followed_after_a_port_change(env: Env) -> None:
+def test_roaming_client_is_reached_through_nat_and_followed_after_a_port_change(
+    env: Env, figure: Figure
+) -> None:
     lab = env.boot(env.render("lab-roaming"))
     try:
         s = clients.site(lab, "laptop")
@@ -121,6 +124,7 @@ def test_roaming_client_is_reached_through_nat_and_followed_after_a_port_change(
             assert ports[0] <= int(endpoint.rsplit(":", 1)[1]) <= ports[1]
         again = client_checks.check_nat_port_change(lab, s)
         assert again.ok, again.detail
+        figure(f"roaming: {again.detail}")
         assert clients.nat_ports(s) != ports
     finally:
         assert netns.down(layout=LAYOUT) == 0

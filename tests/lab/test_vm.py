@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import Figure
 
 from lab import image as lab_image
 from lab import vm, vm_faults, vm_net
@@ -347,7 +348,7 @@ def our_qemu_pids(state_dir: Path) -> list[int]:
 
 @pytest.fixture(scope="module")
 def booted(
-    vm_image: lab_image.Image, rendered: Path, tmp_path_factory: pytest.TempPathFactory
+    vm_image: lab_image.Image, rendered: Path, tmp_path_factory: pytest.TempPathFactory, figure: Figure
 ) -> Iterator[Booted]:
     state_dir = tmp_path_factory.mktemp("vmlab") / "state"
     with pytest.MonkeyPatch.context() as mp:
@@ -357,7 +358,7 @@ def booted(
         try:
             reports, mesh_seen = vm.wait_for_reports(lab, REPORT_TIMEOUT)
             result = vm.run_checks(lab, reports, mesh_seen)
-            print(f"\nVM lab first boot to mesh (guest uptime, s): {timings(result.reports)}")
+            figure(f"VM lab first boot to mesh (guest uptime, s): {timings(result.reports)}")
             if result.problems:
                 for node in lab.nodes:
                     tail = lab.paths(node.name).console.read_text(errors="replace").splitlines()[-25:]
@@ -444,14 +445,14 @@ class Faults:
 
 
 @pytest.fixture(scope="module")
-def faults(booted: Booted) -> Faults:
+def faults(booted: Booted, figure: Figure) -> Faults:
     if booted.result.problems:
         pytest.fail("the mesh was not healthy before the faults: " + "; ".join(booted.result.problems))
     nodes = {n.name: n for n in booted.lab.nodes}
     rebooted = vm_faults.reboot(booted.lab, nodes["lab-a"])
-    print(f"\n{rebooted.summary()}")
+    figure(rebooted.summary())
     killed = vm_faults.kill(booted.lab, nodes["lab-b"])
-    print(killed.summary())
+    figure(killed.summary())
     return Faults(rebooted, killed)
 
 
