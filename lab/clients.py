@@ -181,18 +181,8 @@ def _uplink(state: LabState, layout: Layout, ns: str, port: str, address: str) -
     ip(inet, "link", "set", port, "addrgenmode", "none")
     ip(inet, "link", "set", port, "master", BRIDGE, "up")
     ip(ns, "addr", "add", address, "dev", "eth0")
-    _ipv4_only(ns, "eth0")
+    topology.ipv4_only(ns, "eth0")
     ip(ns, "link", "set", "eth0", "up")
-
-
-def _ipv4_only(ns: str, iface: str) -> None:
-    """No IPv6 on a lab wire (this namespace's key): no MLD reports, so captures see only what
-    the lab sends on purpose."""
-    path = f"/proc/sys/net/ipv6/conf/{iface}/disable_ipv6"
-    run(
-        ["nsenter", f"--net={NETNS_DIR / ns}", "--", "sh", "-c", f"echo 1 > {path}"],
-        what=f"{ns}: no IPv6 on {iface}",
-    )
 
 
 def _attach_internet_host(state: LabState, layout: Layout) -> None:
@@ -214,8 +204,8 @@ def _attach_site(state: LabState, layout: Layout, s: ClientSite) -> None:
     ip(nat, "link", "add", "lan0", "type", "veth", "peer", "name", "eth0", "netns", laptop)
     ip(nat, "link", "set", "lan0", "addrgenmode", "none")
     ip(laptop, "link", "set", "eth0", "addrgenmode", "none")
-    _ipv4_only(nat, "lan0")
-    _ipv4_only(laptop, "eth0")
+    topology.ipv4_only(nat, "lan0")
+    topology.ipv4_only(laptop, "eth0")
     ip(nat, "addr", "add", f"{s.router}/{s.lan.prefixlen}", "dev", "lan0")
     ip(nat, "link", "set", "lan0", "up")
     ip(laptop, "addr", "add", f"{s.lan_address}/{s.lan.prefixlen}", "dev", "eth0")

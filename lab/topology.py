@@ -9,8 +9,8 @@
   host of each subnet, the lan namespace the second and routes through the node (no route
   at all behind a masquerading node: a jumpbox's network knows nothing of the mesh).
 
-Underlay links get no IPv6 link-local address, so the only traffic on the bridge is what
-the nodes send on purpose.
+The internet is IPv4 only: no IPv6 on the bridge or on any uplink, so the only traffic on
+the bridge is what the nodes send on purpose.
 """
 
 from __future__ import annotations
@@ -37,7 +37,6 @@ table bridge {NOFRAG_TABLE} {{
     }}
 }}
 """
-UNDERLAY_DISABLE_IPV6 = "/proc/sys/net/ipv6/conf/eth0/disable_ipv6"
 # Host binaries a node sees replaced by lab.nodeshim (resolved, must be regular files).
 SHIMMED = {"systemctl": "/usr/bin/systemctl", "sysctl": "/usr/sbin/sysctl", "apt-get": "/usr/bin/apt-get"}
 SHIMMED_OPTIONAL = {"apt": "/usr/bin/apt"}
@@ -109,6 +108,9 @@ def build_internet(state: LabState, layout: Layout) -> None:
     add_namespace(state, layout, inet)
     ip(inet, "link", "add", BRIDGE, "type", "bridge")
     ip(inet, "link", "set", BRIDGE, "addrgenmode", "none")
+    # A bridge with IPv6 joins the MLD snoopers' group (ff02::6a) and reports it at a random
+    # moment after it comes up, which a capture of the underlay would then catch.
+    ipv4_only(inet, BRIDGE)
     ip(inet, "link", "set", BRIDGE, "up")
     run(
         place_internet(layout).argv("nft", "-f", "-"),
@@ -128,19 +130,21 @@ def attach_node(state: LabState, layout: Layout, mesh: LabMesh, index: int, node
     ip(inet, "link", "set", port, "mtu", mtu, "addrgenmode", "none")
     ip(inet, "link", "set", port, "master", BRIDGE, "up")
     ip(ns, "addr", "add", f"{node.public_ip}/32", "dev", "eth0")
-    no_ipv6_on_underlay(ns)
+    # Else a node that forwards IPv6 (cidr6) joins the all-routers group and reports it here.
+    ipv4_only(ns, "eth0")
     ip(ns, "link", "set", "eth0", "up")
     for other in mesh.nodes:
         if other.name != node.name:
             ip(ns, "route", "add", f"{other.public_ip}/32", "dev", "eth0", "scope", "link")
 
 
-def no_ipv6_on_underlay(netns: str) -> None:
-    """The lab underlay is IPv4 only: without this, a node that forwards IPv6 (cidr6) joins the
-    all-routers group and sends MLD reports onto the internet bridge. Per-namespace key."""
+def ipv4_only(netns: str, iface: str) -> None:
+    """No IPv6 on a lab wire (this namespace's key, never the host's): the lab internet is IPv4
+    only, so no MLD report appears in a capture that proves what crosses it."""
+    path = f"/proc/sys/net/ipv6/conf/{iface}/disable_ipv6"
     run(
-        ["nsenter", f"--net={NETNS_DIR / netns}", "--", "sh", "-c", f"echo 1 > {UNDERLAY_DISABLE_IPV6}"],
-        what=f"{netns}: no IPv6 on the underlay",
+        ["nsenter", f"--net={NETNS_DIR / netns}", "--", "sh", "-c", f"echo 1 > {path}"],
+        what=f"{netns}: no IPv6 on {iface}",
     )
 
 

@@ -25,7 +25,7 @@ from lab.proc import LabError, run_in
 from lab.report import format_report
 from lab.results import HealthReport
 from lab.running import NetnsLab
-from lab.state import Layout, ProcessRecord, load_state
+from lab.state import BRIDGE, Layout, ProcessRecord, load_state
 from lab.teardown import alive, mounts_under
 from mesh.keys import private_key, public_key
 from tools.render import main as render_main
@@ -131,6 +131,11 @@ def test_lab_stack_boots_healthy_and_up_replaces_a_running_lab(env: LabEnv) -> N
         assert read_in_node(lab, "lab-a", "wg", "show", "wg0", "public-key") == mesh["nodes"][0]["public_key"]
         assert sorted(os.listdir("/etc/wireguard")) == host_wireguard
         assert Path("/proc/sys/net/ipv4/ip_forward").read_text() == host_forwarding
+        # The lab internet is IPv4 only: the bridge and every node's uplink send no MLD, so
+        # the underlay capture below sees only what the nodes send on purpose.
+        off = "/proc/sys/net/ipv6/conf/{}/disable_ipv6"
+        assert run_in(lab.internet, "cat", off.format(BRIDGE)).stdout.strip() == "1"
+        assert {read_in_node(lab, n.name, "cat", off.format("eth0")) for n in lab.nodes} == {"1"}
 
         report = checks.run_all(lab)
         print(format_report(report))
