@@ -34,6 +34,7 @@ METADATA_TABLE = "inet wgmesh_metadata"
 METADATA_GUARD_PATH = "/etc/wgmesh/metadata-guard.nft"
 METADATA_GUARD_UNIT = "wgmesh-metadata-guard.service"
 METADATA_GUARD_UNIT_PATH = f"/etc/systemd/system/{METADATA_GUARD_UNIT}"
+INTO_MESH_DROP = "wgmesh: a gateway forwards into the mesh only replies and its own subnets"
 # Spaces, not tabs: PyYAML will not emit a block scalar holding a tab (the ruleset travels in one).
 _TAB = "    "
 
@@ -105,7 +106,7 @@ def nft_ruleset(node: NodePlan, interface: str = WG_INTERFACE) -> str:
         f"delete table {NFT_TABLE}",
         "",
         f"table {NFT_TABLE} {{",
-        *_indent(_forward_chain()),
+        *_indent(_forward_chain(node)),
     ]
     nat = _nat_rules(node)
     if nat:
@@ -114,32 +115,71 @@ def nft_ruleset(node: NodePlan, interface: str = WG_INTERFACE) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _forward_chain() -> list[str]:
+def _forward_chain(node: NodePlan) -> list[str]:
     # SYN and SYN-ACK only (not RST); `rt mtu` is the MSS that fits the route's MTU.
-    return _chain(
-        "forward",
-        "type filter hook forward priority mangle",
-        [
-            "iifname $WG tcp flags syn / syn,rst tcp option maxseg size set rt mtu",
-            "oifname $WG tcp flags syn / syn,rst tcp option maxseg size set rt mtu",
-            "iifname $WG accept",
-            "oifname $WG accept",
-        ],
-    )
+    rules = [
+        "iifname $WG tcp flags syn / syn,rst tcp option maxseg size set rt mtu",
+        "oifname $WG tcp flags syn / syn,rst tcp option maxseg size set rt mtu",
+        "iifname $WG accept",
+    ]
+    return _chain("forward", "type filter hook forward priority mangle", rules + _into_mesh(node))
+
+
+def _into_mesh(node: NodePlan) -> list[str]:
+    """What may be forwarded into wg0 from another interface.
+
+    A gateway faces the internet with forwarding on: anyone there (or in its cloud network)
+    could route packets for the mesh through it. So it forwards into wg0 only replies to what
+    the mesh sent out, and new connections from its own routed subnets. Other nodes keep
+    `oifname $WG accept`: their uplinks face only their peers, and containers on them may
+    reach the mesh through Docker's masquerade (forward sees the pre-NAT source).
+    """
+    if not node.gateway:
+        return ["oifname $WG accept"]
+    v4, v6 = _by_family(node.subnets)
+    rules = ["oifname $WG ct state established,related accept"]
+    if v4:
+        rules.append(f"oifname $WG ip saddr {_set(v4)} accept")
+    if v6:
+        rules.append(f"oifname $WG ip6 saddr {_set(v6)} accept")
+    rules.append(f'oifname $WG counter drop comment "{INTO_MESH_DROP}"')
+    return rules
 
 
 def _nat_rules(node: NodePlan) -> list[str]:
-    """Masquerade mesh traffic into `node.masquerade` subnets; everything out of a gateway."""
+    """Masquerade mesh traffic into `node.masquerade` subnets; out of a gateway's uplink.
+
+    A gateway masquerades whatever leaves by another interface than wg0, except into its own
+    routed subnets: without `masquerade` those only route (their hosts see mesh addresses).
+    """
     rules: list[str] = []
-    v4 = [n for n in node.masquerade if isinstance(n, ipaddress.IPv4Network)]
-    v6 = [n for n in node.masquerade if isinstance(n, ipaddress.IPv6Network)]
+    v4, v6 = _by_family(node.masquerade)
     if v4:
         rules.append(f"iifname $WG ip daddr {_set(v4)} masquerade")
     if v6:
         rules.append(f"iifname $WG ip6 daddr {_set(v6)} masquerade")
     if node.gateway:
-        rules.append("iifname $WG oifname != $WG masquerade")
+        out = "iifname $WG oifname != $WG"
+        own4, own6 = _by_family(node.subnets)
+        if not node.subnets:
+            rules.append(f"{out} masquerade")
+        else:
+            rules.append(
+                f"{out} ip daddr != {_set(own4)} masquerade"
+                if own4
+                else f"{out} meta nfproto ipv4 masquerade"
+            )
+            rules.append(
+                f"{out} ip6 daddr != {_set(own6)} masquerade"
+                if own6
+                else f"{out} meta nfproto ipv6 masquerade"
+            )
     return rules
+
+
+def _by_family(networks: Iterable[IPNetwork]) -> tuple[list[IPNetwork], list[IPNetwork]]:
+    nets = list(networks)
+    return [n for n in nets if n.version == 4], [n for n in nets if n.version == 6]
 
 
 def _chain(name: str, hook: str, rules: list[str]) -> list[str]:

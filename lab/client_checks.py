@@ -9,6 +9,8 @@
 - Gateway (full-tunnel clients): the lab's internet host is reached, sees only the gateway's
   public IP, the client's underlay carries only WireGuard UDP to the gateway, and wg-quick's
   fwmark policy routing keeps that UDP out of the tunnel (otherwise no handshake could happen).
+  The way back in is closed: the internet host, routing a mesh address through the gateway,
+  gets nothing into its wg0.
 """
 
 from __future__ import annotations
@@ -180,6 +182,31 @@ def check_gateway(lab: NetnsLab, s: Site) -> list[CheckResult]:
     return [internet, underlay, bypass]
 
 
+def check_no_way_in(lab: NetnsLab, gateway: LabNode) -> CheckResult:
+    """The internet host routes a mesh address through the gateway: the packets must reach the
+    gateway's uplink (or the check proves nothing) and never its wg0 (it forwards into the
+    mesh only replies and its own subnets)."""
+    target = next((n for n in lab.nodes if n.name in lab.mesh.node_peers(gateway.name)), None)
+    name = f"internet -> mesh through {gateway.name} refused"
+    if target is None:
+        return CheckResult(name, False, f"{gateway.name} has no node peer to aim at")
+    www, gw = internet_host(lab.layout), lab.node(gateway.name)
+    bpf = f"icmp and src host {INTERNET_HOST} and dst host {target.address}"
+    run_in(www, "ip", "route", "add", f"{target.address}/32", "via", str(gateway.public_ip))
+    try:
+        with Capture(gw, "eth0", bpf) as arrived, Capture(gw, WG, bpf) as tunnelled:
+            ping(www, target.address, count=3, deadline=2)
+    finally:
+        run_in(www, "ip", "route", "del", f"{target.address}/32", "via", str(gateway.public_ip))
+    reached, leaked = (sum(1 for ln in c.lines if ln.strip()) for c in (arrived, tunnelled))
+    return CheckResult(
+        name,
+        reached > 0 and leaked == 0,
+        f"pings from {INTERNET_HOST} to {target.name} ({target.address}) routed via {gateway.public_ip}: "
+        f"{reached} reached its uplink, {leaked} went into its wg0",
+    )
+
+
 def fresh_handshake(s: Site, peer: LabNode) -> float | None:
     """Drop the peer and put it back as it was (fwmark included: a conf without FwMark would
     unset wg-quick's mark and route the handshake into the tunnel) while every route of the
@@ -225,9 +252,12 @@ def without_client_wireguard(lab: NetnsLab, lines: Sequence[str]) -> list[str]:
 def run_client_checks(lab: NetnsLab) -> list[CheckResult]:
     """Every client: reachability both ways, gateway checks if full tunnel, then the NAT move."""
     results: list[CheckResult] = []
-    for s in sites(lab.layout, lab.mesh):
+    all_sites = sites(lab.layout, lab.mesh)
+    for s in all_sites:
         results += check_reachability(lab, s)
         if s.client.full_tunnel:
             results += check_gateway(lab, s)
         results.append(check_nat_port_change(lab, s))
+    if all_sites:  # the internet host exists
+        results += [check_no_way_in(lab, n) for n in lab.nodes if n.gateway]
     return results

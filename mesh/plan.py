@@ -313,6 +313,7 @@ def _node_plan(topo: _Topology, n: NodeSpec, table: dict[str, list[str]], mtu: i
         underlay_mtu=n.underlay_mtu,
         routes=routes,
         forwards=n.routes,
+        subnets=n.subnets,
         masquerade=n.subnets if n.masquerade else (),
         gateway=n.gateway,
         wg_open_to_world=any(n.name in topo.attach[c.name] for c in topo.spec.clients),

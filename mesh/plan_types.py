@@ -51,6 +51,7 @@ class NodePlan:
     underlay_mtu: int
     routes: tuple[IPNetwork, ...]  # non-overlay networks reached through wg0 (wg-quick adds them)
     forwards: bool  # ip_forward (and IPv6 forwarding with cidr6), FORWARD accept on wg0
+    subnets: tuple[IPNetwork, ...]  # its own networks routed into the mesh (LAN, VPC, containers)
     masquerade: tuple[IPNetwork, ...]  # NAT mesh traffic going into these local subnets (jumpbox)
     gateway: bool  # NAT mesh traffic out of the public interface (exit node)
     wg_open_to_world: bool  # roaming clients connect here: UDP port open to 0.0.0.0/0 and ::/0

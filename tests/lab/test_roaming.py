@@ -7,16 +7,17 @@ stacks/Pulumi.lab-gateway.yaml: a full-tunnel laptop reaches the lab's internet 
 through the gateway node, which masquerades it; the laptop's underlay carries only WireGuard.
 
 Each scenario also boots with its key line cut from the RENDERED files (PersistentKeepalive
-from the client conf; the gateway's masquerade rule from its user-data) and its check must
-fail. The booting tests need root (skip with the reason outside CI, fail under CI=true);
-the wire-parsing tests at the end need nothing. Own namespace prefix
-and lab dir; after every boot nothing may be left: namespaces, mounts, lab dir, processes.
+from the client conf; the gateway's masquerade rule, or its drop of new traffic into wg0, from
+its user-data) and its check must fail. The booting tests need root (skip with the reason
+outside CI, fail under CI=true); the wire-parsing tests at the end need nothing. Own namespace
+prefix and lab dir; after every boot nothing may be left: namespaces, mounts, lab dir, processes.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ import pytest
 from conftest import Figure
 from labtest import namespaces_with_prefix, require_netns_lab
 
+from cloudinit.host import INTO_MESH_DROP
 from lab import checks, client_checks, clients, netns
 from lab.manifest import load_mesh
 from lab.probes import ping
@@ -155,6 +157,7 @@ def test_roaming_without_persistent_keepalive_is_lost_after_the_nat_change(env: 
 INTERNET = "client laptop -> internet host through lab-gw"
 UNDERLAY = "client laptop's underlay carries only WireGuard UDP to lab-gw"
 BYPASS = "client laptop's handshake stays out of its tunnel"
+WAY_IN = "internet -> mesh through lab-gw refused"
 
 
 @pytest.mark.lab
@@ -164,9 +167,10 @@ def test_full_tunnel_client_reaches_the_internet_only_through_the_gateway(env: E
         report = checks.run_all(lab)
         print(format_report(report))
         assert report.ok, format_report(report)
-        for name in (INTERNET, UNDERLAY, BYPASS, ROAM):
+        for name in (INTERNET, UNDERLAY, BYPASS, ROAM, WAY_IN):
             assert report.check(name).ok, name
         assert "saw source(s) 198.51.100.1 " in report.check(INTERNET).detail
+        assert " reached its uplink, 0 went into its wg0" in report.check(WAY_IN).detail
         # lab-b is not a peer of the laptop: the laptop reaches it through lab-gw (full tunnel).
         s = clients.site(lab, "laptop")
         assert s.client.peers == ("lab-gw",)
@@ -200,6 +204,23 @@ def test_gateway_without_its_masquerade_rule_leaks_the_client_address(env: Env) 
         s = clients.site(lab, "laptop")
         run_in(s.laptop, "wg", "set", s.interface, "fwmark", "0")
         assert client_checks.fresh_handshake(s, lab.mesh.node("lab-gw")) is None
+    finally:
+        assert netns.down(layout=LAYOUT) == 0
+
+
+@pytest.mark.lab
+def test_gateway_without_its_drop_rule_forwards_the_internet_into_the_mesh(env: Env) -> None:
+    render_dir = env.render("lab-gateway")
+    cut_lines(render_dir / "lab-gw" / "user-data", INTO_MESH_DROP, 1)
+    lab = env.boot(render_dir)
+    try:
+        results = by_name(client_checks.run_client_checks(lab))
+        for c in results.values():
+            print(f"{'ok ' if c.ok else 'BAD'} {c.name}: {c.detail}")
+        assert not results[WAY_IN].ok
+        assert re.search(r": (\d+) reached its uplink, \1 went into its wg0$", results[WAY_IN].detail)
+        for name in (INTERNET, UNDERLAY, BYPASS, ROAM):
+            assert results[name].ok, name  # outbound is untouched: only the way in opened
     finally:
         assert netns.down(layout=LAYOUT) == 0
 

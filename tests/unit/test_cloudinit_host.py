@@ -13,6 +13,7 @@ import pytest
 from test_cloudinit_plans import mesh_plan, node_plan
 
 from cloudinit.host import (
+    INTO_MESH_DROP,
     METADATA_GUARD_PATH,
     METADATA_GUARD_UNIT,
     METADATA_TABLE,
@@ -82,7 +83,8 @@ def test_forward_chain_clamps_mss_both_ways_and_accepts_wg0() -> None:
     assert sorted(r.split()[0] for r in clamps) == ["iifname", "oifname"]
     assert all("tcp flags syn" in r for r in clamps)
     assert "iifname $WG accept" in forward
-    assert "oifname $WG accept" in forward
+    assert "oifname $WG accept" in forward  # not a gateway: its uplink faces only its peers
+    assert not any("drop" in r for r in forward)
 
 
 def test_no_nat_chain_without_masquerade_or_gateway() -> None:
@@ -112,6 +114,64 @@ def test_masquerade_only_into_the_planned_subnets() -> None:
 
 def test_gateway_masquerades_everything_leaving_by_another_interface() -> None:
     assert masquerade_rules(node_plan("gw", 3, gateway=True)) == ["iifname $WG oifname != $WG masquerade"]
+
+
+@pytest.mark.parametrize(
+    ("own", "expected"),
+    [
+        (
+            ["10.0.7.0/24"],
+            [
+                "iifname $WG oifname != $WG ip daddr != { 10.0.7.0/24 } masquerade",
+                "iifname $WG oifname != $WG meta nfproto ipv6 masquerade",
+            ],
+        ),
+        (
+            ["fd00:7::/64"],
+            [
+                "iifname $WG oifname != $WG meta nfproto ipv4 masquerade",
+                "iifname $WG oifname != $WG ip6 daddr != { fd00:7::/64 } masquerade",
+            ],
+        ),
+        (
+            ["10.0.7.0/24", "10.0.8.0/24", "fd00:7::/64"],
+            [
+                "iifname $WG oifname != $WG ip daddr != { 10.0.7.0/24, 10.0.8.0/24 } masquerade",
+                "iifname $WG oifname != $WG ip6 daddr != { fd00:7::/64 } masquerade",
+            ],
+        ),
+    ],
+)
+def test_a_gateway_only_routes_into_its_own_subnets(own: list[str], expected: list[str]) -> None:
+    """gateway + subnets without masquerade: the LAN sees mesh addresses, the internet the gateway's."""
+    assert masquerade_rules(node_plan("gw", 3, gateway=True, own_subnets=own)) == expected
+
+
+def test_a_gateway_with_a_jumpbox_subnet_masquerades_into_it_and_out() -> None:
+    node = node_plan("gw", 3, gateway=True, own_subnets=["10.0.7.0/24"], masquerade=["10.0.7.0/24"])
+    assert masquerade_rules(node) == [
+        "iifname $WG ip daddr { 10.0.7.0/24 } masquerade",
+        "iifname $WG oifname != $WG ip daddr != { 10.0.7.0/24 } masquerade",
+        "iifname $WG oifname != $WG meta nfproto ipv6 masquerade",
+    ]
+
+
+def test_a_gateway_forwards_into_the_mesh_only_replies_and_its_own_subnets() -> None:
+    gateway = node_plan("gw", 3, gateway=True, own_subnets=["10.0.7.0/24", "fd00:7::/64"])
+    forward = chains(nft_ruleset(gateway))["forward"]
+    into = [r for r in forward if r.startswith("oifname $WG") and "maxseg" not in r]
+    assert into == [
+        "oifname $WG ct state established,related accept",
+        "oifname $WG ip saddr { 10.0.7.0/24 } accept",
+        "oifname $WG ip6 saddr { fd00:7::/64 } accept",
+        f'oifname $WG counter drop comment "{INTO_MESH_DROP}"',
+    ]
+    assert forward.index("iifname $WG accept") < forward.index(into[-1])  # hub traffic (wg0 -> wg0) passes
+    plain_gateway = chains(nft_ruleset(node_plan("gw", 3, gateway=True)))["forward"]
+    assert [r for r in plain_gateway if r.startswith("oifname $WG") and "maxseg" not in r] == [
+        "oifname $WG ct state established,related accept",
+        f'oifname $WG counter drop comment "{INTO_MESH_DROP}"',
+    ]
 
 
 def test_only_the_nodes_that_plan_nat_get_it() -> None:

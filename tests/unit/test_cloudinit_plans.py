@@ -54,6 +54,7 @@ def node_plan(
     subnets: Sequence[str] = (),
     masquerade: Sequence[str] = (),
     gateway: bool = False,
+    own_subnets: Sequence[str] = (),
 ) -> NodePlan:
     iface = InterfacePlan(
         name=name,
@@ -70,6 +71,7 @@ def node_plan(
         underlay_mtu=1500,
         routes=tuple(net(s) for s in subnets),
         forwards=True,
+        subnets=tuple(net(s) for s in own_subnets),
         masquerade=tuple(net(s) for s in masquerade),
         gateway=gateway,
         wg_open_to_world=False,
@@ -123,6 +125,7 @@ def mesh_plan(
                 mtu=mtu,
                 cloud=clouds[i - 1],
                 subnets=[subnet_behind_first] if i == 1 and subnet_behind_first else [],
+                own_subnets=[subnet_behind_first] if i == 1 and subnet_behind_first else [],
                 masquerade=[subnet_behind_first]
                 if i == 1 and masquerade_first and subnet_behind_first
                 else [],
