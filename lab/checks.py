@@ -38,6 +38,7 @@ from lab.running import Address, NetnsLab
 from lab.state import BRIDGE
 
 IPV6_ICMP_OVERHEAD = 48  # IPv6 header + ICMPv6 header: ping -s payload for a packet of the MTU
+TCP_IPV6_OVERHEAD = 60  # IPv6 + TCP headers: MSS for a path MTU
 _UDP = re.compile(r"^IP (\d+\.\d+\.\d+\.\d+)\.(\d+) > (\d+\.\d+\.\d+\.\d+)\.(\d+): UDP, length \d+$")
 
 
@@ -187,26 +188,39 @@ def check_mss_clamp(lab: NetnsLab) -> CheckResult:
     """The SYN-ACK of a host behind a forwarding node reaches another node with a clamped MSS.
 
     The lan host advertises the MSS of its 1500-byte link; the router must rewrite it to what
-    fits its wg0 route, or the far end would send segments the tunnel cannot carry.
+    fits its wg0 route, or the far end would send segments the tunnel cannot carry. Checked
+    once per address family that has a routed subnet (IPv6 headers are 20 bytes longer).
     """
     name = "MSS clamped across a forwarding node"
-    v4 = [h for h in lab.lan_hosts() if h.address.version == 4]
-    lan = next((h for h in v4 if not lab.mesh.node(h.router).masquerade), next(iter(v4), None))
-    if lan is None or len(lab.nodes) < 2:
-        return CheckResult(name, True, "no IPv4 routed subnet in this stack", skipped=True)
+    results = [r for family in (4, 6) if (r := _mss_across_router(lab, family)) is not None]
+    if not results:
+        return CheckResult(name, True, "no routed subnet in this stack", skipped=True)
+    return CheckResult(name, all(ok for ok, _ in results), "; ".join(detail for _, detail in results))
+
+
+def _mss_across_router(lab: NetnsLab, family: int) -> tuple[bool, str] | None:
+    """(ok, detail) for one family, or None without a routed subnet and another node of that family."""
+    hosts = [h for h in lab.lan_hosts() if h.address.version == family]
+    lan = next((h for h in hosts if not lab.mesh.node(h.router).masquerade), next(iter(hosts), None))
+    if lan is None:
+        return None
+    client = next((n for n in lab.nodes if n.name != lan.router and _node_address(n, family)), None)
+    if client is None:
+        return None
     router = lab.mesh.node(lan.router)
-    client = next(n for n in lab.nodes if n.name != lan.router)
-    limit = min(router.mtu, client.mtu) - TCP_IPV4_OVERHEAD
-    bpf = f"tcp and src host {lan.address} and tcp[tcpflags] & tcp-syn != 0"
+    limit = min(router.mtu, client.mtu) - (TCP_IPV6_OVERHEAD if family == 6 else TCP_IPV4_OVERHEAD)
+    # tcp[] does not reach past an IPv6 header; the lab's packets carry no extension headers.
+    syn = "ip6[40 + 13] & 2 != 0" if family == 6 else "tcp[tcpflags] & tcp-syn != 0"
+    bpf = f"tcp and src host {lan.address} and {syn}"
     with Capture(lab.node(client.name), WG, bpf) as cap:
         moved = transfer(lab.node(client.name), lan.place, lan.address, seconds=0.5)
     seen = mss_values(cap.lines)
     ok = bool(seen) and max(seen) <= limit and moved.received > 0
     detail = (
-        f"{client.name} <- {lan.address} via {router.name}: SYN-ACK mss {seen or 'not seen'} "
-        f"(limit {limit}; {moved.received} bytes moved)"
+        f"IPv{family} {client.name} <- {lan.address} via {router.name}: SYN-ACK mss "
+        f"{seen or 'not seen'} (limit {limit}; {moved.received} bytes moved)"
     )
-    return CheckResult(name, ok, detail)
+    return ok, detail
 
 
 # ----------------------------------------------------------------------------- everything

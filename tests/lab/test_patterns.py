@@ -227,6 +227,14 @@ class TestIpv6:
         shown = run_in(ipv6.lab.node("lab-a"), "ip", "-6", "addr", "show", "dev", "wg0").stdout
         assert f"{node.address6}/64" in shown
 
+    def test_syn_ack_from_the_v6_subnet_is_clamped_to_wg0(self, ipv6: Booted) -> None:
+        """The lan host behind lab-c advertises 1440 (1500 - 60); lab-c clamps it to 1420 - 60."""
+        result = checks.check_mss_clamp(ipv6.lab)
+        print(f"{'ok' if result.ok else 'FAIL'}  {result.name}: {result.detail}")
+        assert result.ok and not result.skipped, result.detail
+        assert result.detail.startswith("IPv6 lab-a <- fd00:7::2 via lab-c: SYN-ACK mss [1360")
+        assert "(limit 1360;" in result.detail
+
 
 def test_node_without_its_v6_address_fails_the_ipv6_check(tmp_path: Path) -> None:
     render_dir = render("lab-ipv6", tmp_path / "render")
