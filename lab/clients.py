@@ -217,12 +217,14 @@ def _attach_site(state: LabState, layout: Layout, s: ClientSite) -> None:
 
 # Runs in the client's new mount namespace (already in its network namespace).
 # $1 the lab's mount-ns dir, then the top-level dirs to overlay (host's below, tmpfs above).
-_CLIENT_FS_SCRIPT = r"""
+_CLIENT_FS_SCRIPT = (
+    r"""
 set -eu
 NSDIR=$1; shift
 umount -l "$NSDIR"
-awk '$5 ~ "^/run/" {print $5}' /proc/self/mountinfo | sort -r | while read -r m; do umount -l "$m"; done
-mount -t tmpfs -o mode=0755,size=16m wgm-run /run
+"""
+    + topology.DROP_RUN_MOUNTS
+    + r"""mount -t tmpfs -o mode=0755,size=16m wgm-run /run
 for top in "$@"; do
   mkdir -p "/run/wgmesh-lab/upper/$top" "/run/wgmesh-lab/work/$top"
   mount -t overlay "wgm-$top" \
@@ -230,6 +232,7 @@ for top in "$@"; do
 done
 mkdir -p /etc/wireguard
 """
+)
 
 
 def _make_client_fs(state: LabState, layout: Layout, s: ClientSite) -> None:

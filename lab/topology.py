@@ -208,15 +208,25 @@ def prepare_mount_ns_dir(state: LabState, layout: Layout) -> None:
     run(["mount", "--make-private", str(d)], what="make the lab's mount-namespace dir private")
 
 
+# Drop a new mount namespace's copies of mounts under /run, deepest first: a copy of a netns file
+# would keep that network namespace alive after `ip netns del`. One may vanish between listing and
+# unmounting (another tool deleting its netns): only what is still there afterwards is an error.
+DROP_RUN_MOUNTS = r"""
+under_run() { awk '$5 ~ "^/run/" {print $5}' /proc/self/mountinfo; }
+under_run | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || :; done
+if under_run | grep .; then echo "mounts under /run remain" >&2; exit 1; fi
+"""
+
 # Runs in the node's new mount namespace (already in its network namespace).
 # $1 lab mount-ns dir, $2 written files, $3 "shim=target ..." pairs, then top-level dirs to overlay.
-_NODE_FS_SCRIPT = r"""
+_NODE_FS_SCRIPT = (
+    r"""
 set -eu
 NSDIR=$1; FILES=$2; SHIMS=$3; shift 3
 umount -l "$NSDIR"
-# Drop this namespace's copies of mounts under /run (other labs' netns files among them), deepest first.
-awk '$5 ~ "^/run/" {print $5}' /proc/self/mountinfo | sort -r | while read -r m; do umount -l "$m"; done
-mount -t tmpfs -o mode=0755,size=64m wgm-run /run
+"""
+    + DROP_RUN_MOUNTS
+    + r"""mount -t tmpfs -o mode=0755,size=64m wgm-run /run
 mkdir -p /run/wgmesh-lab/upper /run/wgmesh-lab/work
 cp -a "$FILES/." /run/wgmesh-lab/upper/
 if [ -d /run/wgmesh-lab/upper/run ]; then cp -a /run/wgmesh-lab/upper/run/. /run/; fi
@@ -230,6 +240,7 @@ for pair in $SHIMS; do
   mount --bind "${pair%%=*}" "${pair#*=}"
 done
 """
+)
 
 
 def overlaid_dirs(files: Path) -> list[str]:
