@@ -6,7 +6,6 @@ netns: for full meshes of --nodes lab nodes (generated stacks; or --stack), seco
 start of bring-up until wg0 is up on every node and until every node pair has shaken hands,
 render excluded and included (median of --runs), and tear-down. MTU: the lab-mtu stack
 (1460 underlay), TCP throughput with the planned MTU vs 1420, fragments dropped and allowed.
-Run it under `flock /tmp/wgmesh-lab.lock` (make bench does).
 VM (--vm, minutes): first-boot-to-mesh seconds per node from lab.vm, when it offers a way to
 measure them; without lab.vm the figure is reported as not available.
 Runs under its own namespace prefix and lab dir, so a running `make lab` is not disturbed.
