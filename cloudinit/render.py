@@ -1,13 +1,16 @@
 """Public entry points: a node's #cloud-config, a client's wg conf, and user data sized for a cloud.
 
-Inputs are the plan, resolved keys and the nodes' public IPs (`endpoints`: node name -> IP);
-outputs are plain strings the caller must treat as secret (they hold private keys and PSKs).
+Inputs are the plan, resolved keys and the nodes' static public IPs (`endpoints`: node name ->
+IPv4; `endpoints6`: node name -> IPv6, read only for node-to-node peers when the mesh has
+`endpoints: ipv6`); outputs are plain strings the caller must treat as secret (they hold
+private keys and PSKs).
 """
 
 from __future__ import annotations
 
 import base64
 import gzip
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -50,13 +53,19 @@ class EncodedUserData:
         return f"EncodedUserData({form}, raw_bytes={self.raw_bytes}, sent_bytes={self.sent_bytes})"
 
 
-def node_wg_conf(plan: MeshPlan, name: str, keys: NodeKeys, endpoints: Mapping[str, str]) -> str:
+def node_wg_conf(
+    plan: MeshPlan,
+    name: str,
+    keys: NodeKeys,
+    endpoints: Mapping[str, str],
+    endpoints6: Mapping[str, str] | None = None,
+) -> str:
     """The node's wg0.conf (also what a live update feeds to the apply script in cloudinit/sync.py)."""
     node = plan.node(name)
     return render_wg_conf(
         node.iface,
         keys,
-        _peer_endpoints(plan, node.iface, endpoints),
+        _peer_endpoints(plan, node.iface, endpoints, endpoints6),
         post_up=[host.nft_load_command()],
         post_down=[host.nft_remove_command()],
     )
@@ -67,6 +76,7 @@ def node_user_data(
     name: str,
     keys: NodeKeys,
     endpoints: Mapping[str, str],
+    endpoints6: Mapping[str, str] | None = None,
     *,
     compress_wg_conf: bool | None = None,
 ) -> str:
@@ -78,7 +88,8 @@ def node_user_data(
     instead (`encode_for_cloud`), which is at least as small. `compress_wg_conf` True/False
     forces one form (tests, the bench); None chooses as above.
     """
-    return node_user_data_from_conf(plan, name, node_wg_conf(plan, name, keys, endpoints), compress_wg_conf)
+    conf = node_wg_conf(plan, name, keys, endpoints, endpoints6)
+    return node_user_data_from_conf(plan, name, conf, compress_wg_conf)
 
 
 def node_user_data_from_conf(
@@ -108,10 +119,21 @@ def _node_document(plan: MeshPlan, node: NodePlan, wg_conf: str, *, compress_wg_
     return dump_cloud_config(doc)
 
 
-def client_config(plan: MeshPlan, name: str, keys: NodeKeys, endpoints: Mapping[str, str]) -> str:
-    """A roaming client's wg conf (for the WireGuard apps and wg-quick)."""
+def client_config(
+    plan: MeshPlan,
+    name: str,
+    keys: NodeKeys,
+    endpoints: Mapping[str, str],
+    endpoints6: Mapping[str, str] | None = None,
+) -> str:
+    """A roaming client's wg conf (for the WireGuard apps and wg-quick).
+
+    It dials the nodes' IPv4 whatever `endpoints` says: `endpoints6` is accepted (one signature
+    with node_wg_conf) and never read.
+    """
     client = plan.client(name)
-    return render_wg_conf(client.iface, keys, _peer_endpoints(plan, client.iface, endpoints), dns=client.dns)
+    peer_endpoints = _peer_endpoints(plan, client.iface, endpoints, endpoints6)
+    return render_wg_conf(client.iface, keys, peer_endpoints, dns=client.dns)
 
 
 def encode_for_cloud(user_data: str, cloud: str, node: str) -> EncodedUserData:
@@ -158,6 +180,7 @@ def check_user_data_fits(plan: MeshPlan, candidates: int = 3) -> None:
     """
     public = {name: _random_key() for name in [n.name for n in plan.nodes] + [c.name for c in plan.clients]}
     endpoints = {n.name: random_public_ip() for n in plan.nodes}
+    endpoints6 = {n.name: random_public_ip6() for n in plan.nodes}  # longer: IPv6 endpoints cost bytes
     secret = os.urandom(32) if plan.spec.mesh.preshared_keys else None
     by_cloud: dict[str, list[NodePlan]] = {}
     for node in plan.nodes:
@@ -168,7 +191,8 @@ def check_user_data_fits(plan: MeshPlan, candidates: int = 3) -> None:
         for node in sorted(nodes, key=lambda n: len(n.iface.peers), reverse=True)[:candidates]:
             keys = NodeKeys(private_key=_random_key(), public_keys=public, mesh_secret=secret)
             try:
-                encode_for_cloud(node_user_data(plan, node.name, keys, endpoints), cloud, node.name)
+                text = node_user_data(plan, node.name, keys, endpoints, endpoints6)
+                encode_for_cloud(text, cloud, node.name)
             except RenderError as e:
                 problems.append(str(e).removesuffix(f"; {TOO_BIG_ADVICE}"))
                 break
@@ -185,15 +209,40 @@ def random_public_ip() -> str:
     return ".".join(str(1 + b % 254) for b in os.urandom(4))
 
 
-def _peer_endpoints(plan: MeshPlan, iface: InterfacePlan, endpoints: Mapping[str, str]) -> dict[str, str]:
-    """`host:port` for each peer this config dials, from its public IP and its listen port."""
+def random_public_ip6() -> str:
+    """A random global IPv6 address (2000::/3), as long and incompressible as a cloud's."""
+    raw = bytearray(os.urandom(16))
+    raw[0] = 0x20 | (raw[0] & 0x1F)
+    return str(ipaddress.IPv6Address(bytes(raw)))
+
+
+def dials_ipv6(plan: MeshPlan, iface: InterfacePlan) -> bool:
+    """Whether this config's Endpoints are the peers' IPv6: node configs under `endpoints: ipv6`.
+
+    Clients never: the networks a laptop or phone roams through are the ones without IPv6.
+    """
+    return iface.kind == "node" and plan.spec.mesh.endpoints == "ipv6"
+
+
+def _peer_endpoints(
+    plan: MeshPlan,
+    iface: InterfacePlan,
+    endpoints: Mapping[str, str],
+    endpoints6: Mapping[str, str] | None,
+) -> dict[str, str]:
+    """`host:port` for each peer this config dials, from its static public IP and its listen port."""
     result: dict[str, str] = {}
+    v6 = dials_ipv6(plan, iface)
+    source = (endpoints6 or {}) if v6 else endpoints
     for peer in iface.peers:
         if not peer.endpoint:
             continue
-        ip = endpoints.get(peer.name)
+        ip = source.get(peer.name)
         if ip is None:
-            raise RenderError(f"{iface.name}: no public IP for peer {peer.name}")
+            family = "IPv6" if v6 else "IP"
+            raise RenderError(f"{iface.name}: no public {family} for peer {peer.name}")
+        if v6 and ":" not in ip:
+            raise RenderError(f"{iface.name}: peer {peer.name}: endpoints: ipv6 needs an IPv6 address")
         port = plan.interface(peer.name).listen_port
         if port is None:
             raise RenderError(f"{iface.name}: peer {peer.name} has no listen port to dial")

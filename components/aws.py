@@ -1,14 +1,17 @@
 """AWS: per region a provider, VPC, public subnet, internet gateway, route table, AMI lookups and
 the nodes' Elastic IPs; per node a security group, an instance and the EIP association.
 
-With `cidr6` the VPC also takes an Amazon-provided IPv6 /56, the subnet its first /64 with a
-::/0 route to the internet gateway, and each instance one IPv6 address from it (kept for the
-instance's life; a replaced instance gets a new one, unlike the Elastic IP).
+With `cidr6` or `endpoints: ipv6` the VPC also takes an Amazon-provided IPv6 /56, the subnet
+its first /64 with a ::/0 route to the internet gateway, and each instance one fixed IPv6
+address in that /64 (`static_ipv6`: a hash of the node name). AWS has no Elastic IP for IPv6;
+an address picked from the subnet's block is known as soon as the subnet exists, so peers'
+first-boot configs can dial it, and a replaced instance (deleted first) takes the same one.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,6 +37,8 @@ NODE_TYPE = "wgmesh:aws:Node"
 ROOT_VOLUME_GB = 8
 # ICMP type 3 code 4 ("fragmentation needed"): the only ICMP path-MTU discovery needs.
 ICMP_FRAG_NEEDED = (3, 4)
+# AWS keeps the first four and the last IPv6 address of every subnet block for itself.
+AWS_RESERVED_LOW, AWS_RESERVED_HIGH = 4, 1
 
 
 @dataclass(frozen=True)
@@ -107,6 +112,11 @@ class AwsRegion(pulumi.ComponentResource):
         )
         self.amis = {key: self._lookup_ami(*key) for key in _image_keys(args.nodes)}
         self.static_ips = {n.name: self._elastic_ip(n.name) for n in args.nodes}
+        # Known once the subnet exists, before any instance: what peers dial under endpoints: ipv6.
+        self.static_ip6s: dict[str, pulumi.Output[str]] = {}
+        if args.ipv6:
+            block = self.subnet.ipv6_cidr_block
+            self.static_ip6s = {n.name: block.apply(partial(static_ipv6, n.name)) for n in args.nodes}
         self.register_outputs({"vpcId": self.vpc.id, "subnetId": self.subnet.id})
 
     def _lookup_ami(self, image: str, arch: Arch) -> pulumi.Output[str]:
@@ -139,6 +149,19 @@ class AwsRegion(pulumi.ComponentResource):
 def first_ipv6_subnet(vpc_block: str) -> str:
     """The subnet's IPv6 block: the first /64 of the VPC's Amazon-provided /56."""
     return str(next(ipaddress.IPv6Network(vpc_block).subnets(new_prefix=64)))
+
+
+def static_ipv6(node: str, subnet_block: str | None) -> str:
+    """The node's fixed IPv6 in its subnet's /64: a pure function of (name, block), as overlay
+    addresses are, skipping the addresses AWS reserves. Two nodes of one region colliding is a
+    2^-64 chance; the instance create would then fail loudly, never move a peer's endpoint.
+    """
+    if not subnet_block:
+        raise ValueError(f"{node}: the subnet has no IPv6 block to take a static IPv6 from")
+    net = ipaddress.IPv6Network(subnet_block)
+    digest = hashlib.sha256(f"wgmesh aws ipv6\0{node}".encode()).digest()
+    usable = net.num_addresses - AWS_RESERVED_LOW - AWS_RESERVED_HIGH
+    return str(net.network_address + AWS_RESERVED_LOW + int.from_bytes(digest[:16], "big") % usable)
 
 
 def _image_keys(nodes: Sequence[NodeSpec]) -> list[tuple[str, Arch]]:
@@ -190,7 +213,7 @@ class AwsNode(MeshNode):
             # An ephemeral address until the Elastic IP is associated, so first boot can reach a mirror.
             associate_public_ip_address=True,
             source_dest_check=not args.spec.routes,
-            ipv6_address_count=1 if ipv6 else None,
+            ipv6_addresses=[region.static_ip6s[name]] if ipv6 else None,
             metadata_options=aws.ec2.InstanceMetadataOptionsArgs(
                 http_tokens="required", http_endpoint="enabled", http_put_response_hop_limit=1
             ),
@@ -203,7 +226,7 @@ class AwsNode(MeshNode):
             opts=vm_options(self, ["userDataBase64", "ami"], provider=region.provider),
         )
         if ipv6:
-            self.public_ip6 = self.instance.ipv6_addresses.apply(_first_address)
+            self.public_ip6 = region.static_ip6s[name]
         static_ip = args.static_ip.resource
         assert isinstance(static_ip, aws.ec2.Eip)
         aws.ec2.EipAssociation(
@@ -234,10 +257,6 @@ def aws_user_data(text: str, node: str) -> str:
         return encoded.gzip_b64
     assert encoded.text is not None
     return base64.b64encode(encoded.text.encode()).decode()
-
-
-def _first_address(addresses: Sequence[str] | None) -> str | None:
-    return addresses[0] if addresses else None
 
 
 def _ingress_blocks(
@@ -277,7 +296,7 @@ def _ingress(rule: IngressRule, peers: list[str]) -> aws.ec2.SecurityGroupIngres
         protocol=rule.protocol,
         from_port=rule.port,
         to_port=rule.port,
-        cidr_blocks=v4,
+        cidr_blocks=v4 or None,  # peers dialing over IPv6 (endpoints: ipv6) leave no IPv4 source
         ipv6_cidr_blocks=v6 or None,
         description=rule.description,
     )

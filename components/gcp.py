@@ -1,8 +1,11 @@
 """GCP: one explicit provider and VPC network per stack, a subnetwork per region, image lookups
 and the nodes' static external addresses; per node firewalls, the instance and return routes.
 
-With `cidr6` the subnetworks are dual stack with external IPv6 and each instance takes an
-external IPv6 through its ipv6 access config (the first address of the /96 GCP gives a VM).
+With `cidr6` or `endpoints: ipv6` the subnetworks are dual stack with external IPv6, and each
+node reserves a regional external IPv6 `compute.Address` (ip_version IPV6, endpoint type VM,
+in its region's subnetwork) before any VM: the /96 a VM's ipv6 access config takes, whose first
+address is the VM's public IPv6 and what peers dial. Like the IPv4 address, it outlives a
+replaced VM.
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ BOOT_DISK_GB = 10
 NETWORK_TIER = "PREMIUM"  # also the only tier GCP offers for external IPv6
 DUAL_STACK = "IPV4_IPV6"
 ICMPV6 = "58"  # GCP firewalls name ICMPv6 by protocol number ("icmp" is IPv4 only)
+# A VM's external IPv6 is a /96; the access config needs the length next to the address, or
+# GCP assigns an ephemeral range instead (pulumi/pulumi-gcp#2960).
+VM_IPV6_PREFIX_LENGTH = "96"
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,9 @@ class GcpNetwork(pulumi.ComponentResource):
         self.router = routers[0] if len(routers) == 1 else None
         self.images = {key: self._lookup_image(*key) for key in _image_keys(args.nodes)}
         self.static_ips = {n.name: self._address(n) for n in args.nodes}
+        self.static_ip6s: dict[str, pulumi.Output[str]] = {}
+        if args.ipv6:
+            self.static_ip6s = {n.name: self._address6(n) for n in args.nodes}
         self.register_outputs({"networkId": self.network.id})
 
     def _lookup_image(self, image: str, arch: Arch) -> pulumi.Output[str]:
@@ -90,6 +99,21 @@ class GcpNetwork(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, provider=self.provider),
         )
         return StaticIp(address=address.address, resource=address)
+
+    def _address6(self, node: NodeSpec) -> pulumi.Output[str]:
+        """A reserved external IPv6 for the node's VM: taken from its region's subnetwork."""
+        address = gcp.compute.Address(
+            f"{node.name}-ip6",
+            region=node.region,
+            address_type="EXTERNAL",
+            ip_version="IPV6",
+            ipv6_endpoint_type="VM",
+            subnetwork=self.subnetworks[node.region].id,
+            network_tier=NETWORK_TIER,
+            description=f"wgmesh node {node.name} (IPv6)",
+            opts=pulumi.ResourceOptions(parent=self, provider=self.provider),
+        )
+        return address.address
 
     def image(self, spec: NodeSpec) -> pulumi.Output[str]:
         return self.images[(spec.image, gcp_arch(spec.size))]
@@ -129,7 +153,13 @@ class GcpNode(MeshNode):
         }
         if ipv6:
             nic["stack_type"] = DUAL_STACK
-            nic["ipv6_access_configs"] = [{"network_tier": NETWORK_TIER}]
+            nic["ipv6_access_configs"] = [
+                {
+                    "network_tier": NETWORK_TIER,
+                    "external_ipv6": network.static_ip6s[name],
+                    "external_ipv6_prefix_length": VM_IPV6_PREFIX_LENGTH,
+                }
+            ]
         self.instance = gcp.compute.Instance(
             name,
             machine_type=args.spec.size,
@@ -159,7 +189,7 @@ class GcpNode(MeshNode):
             ),
         )
         if ipv6:
-            self.public_ip6 = self.instance.network_interfaces.apply(_external_ipv6)
+            self.public_ip6 = network.static_ip6s[name]
         site = network.sites[args.spec.region]
         if network.router == name and site.router == name:
             for net in site.return_routes:
@@ -173,11 +203,6 @@ class GcpNode(MeshNode):
                     opts=child,
                 )
         self._done()
-
-
-def _external_ipv6(nics: Sequence[gcp.compute.outputs.InstanceNetworkInterface]) -> str | None:
-    configs = nics[0].ipv6_access_configs if nics else None
-    return configs[0].external_ipv6 if configs else None
 
 
 def _firewalls(

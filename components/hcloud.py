@@ -1,8 +1,9 @@
 """Hetzner Cloud: the admins' SSH keys and the nodes' primary IPs per stack; per node a firewall
 and a server that takes its primary IP at creation.
 
-With `cidr6` each node also gets a static IPv6 primary IP (a /64; the server answers on its
-::1, which Hetzner's cloud-init network config sets up), kept like the IPv4 one.
+With `cidr6` or `endpoints: ipv6` each node also gets a static IPv6 primary IP (a /64; the
+server answers on its ::1, which Hetzner's cloud-init network config sets up), kept like the
+IPv4 one; that ::1 is what peers dial under `endpoints: ipv6`.
 """
 
 from __future__ import annotations
@@ -48,11 +49,13 @@ class HcloudProject(pulumi.ComponentResource):
         ]
         self.static_ips = {n.name: self._primary_ip(n, "ipv4") for n in args.nodes}
         self.primary_ip6s: dict[str, hcloud.PrimaryIp] = {}
+        self.static_ip6s: dict[str, pulumi.Output[str]] = {}
         if args.ipv6:
             for n in args.nodes:
                 ip6 = self._primary_ip(n, "ipv6").resource
                 assert isinstance(ip6, hcloud.PrimaryIp)
                 self.primary_ip6s[n.name] = ip6
+                self.static_ip6s[n.name] = ip6.ip_network.apply(server_ipv6)
         self.register_outputs({})
 
     def _primary_ip(self, node: NodeSpec, family: str) -> StaticIp:
@@ -102,9 +105,8 @@ class HcloudNode(MeshNode):
             # user_data, image and ssh_keys all force a new server on Hetzner.
             opts=vm_options(self, ["userData", "image", "sshKeys"]),
         )
-        primary_ip6 = project.primary_ip6s.get(name)
-        if primary_ip6 is not None:
-            self.public_ip6 = primary_ip6.ip_network.apply(server_ipv6)
+        if name in project.static_ip6s:
+            self.public_ip6 = project.static_ip6s[name]
         self._done()
 
 

@@ -1,8 +1,9 @@
 """WireGuardMesh: keys, static IPs, rendered user data and nodes, in that order.
 
 Every endpoint must be known before any VM so each node's first-boot config already lists
-its peers: static IPs are separate resources created first, user data is rendered inside
-one `Output.all(...).apply` per member with the pure renderer, and the VMs come last.
+its peers: static IPs (IPv4, and IPv6 where the mesh asks for it) are separate resources
+created first, user data is rendered inside one `Output.all(...).apply` per member with the
+pure renderer, and the VMs come last.
 """
 
 from __future__ import annotations
@@ -46,14 +47,15 @@ class WireGuardMeshArgs:
 
 @dataclass(frozen=True)
 class _Resolved:
-    """Every member's public key and every node's public IP, as one opaque value.
+    """Every member's public key and every node's static public IPs, as one opaque value.
 
-    Output.all deep-walks dicts it is handed; passing the two N-entry dicts to each of the
+    Output.all deep-walks dicts it is handed; passing the N-entry dicts to each of the
     N renders made N² Outputs (most of a 200-node run). Pulumi does not walk this object.
     """
 
     public_keys: dict[str, str]
     endpoints: dict[str, str]
+    endpoints6: dict[str, str]  # static public IPv6 per node that has one
 
 
 class WireGuardMesh(pulumi.ComponentResource):
@@ -85,17 +87,20 @@ class WireGuardMesh(pulumi.ComponentResource):
         )
 
         labels = {"wgmesh-mesh": name, "wgmesh-stack": pulumi.get_stack()}
-        static_ips, sites = self._static_ips(name, plan, args, labels)
+        static_ips, static_ip6s, sites = self._static_ips(name, plan, args, labels)
         endpoints = pulumi.Output.all(**{n: ip.address for n, ip in static_ips.items()})
+        endpoints6: pulumi.Output[dict[str, str]] = pulumi.Output.all(**static_ip6s)
         public_keys = pulumi.Output.all(**{m: k.public_key for m, k in keys.items()})
-        hosts = endpoints.apply(host_networks)
-        shared = pulumi.Output.all(public_keys, endpoints).apply(lambda v: _Resolved(v[0], v[1]))
+        # Peers' WireGuard packets come from the addresses they dial from: open the port to those.
+        hosts = (endpoints6 if spec.mesh.endpoints == "ipv6" else endpoints).apply(host_networks)
+        shared = pulumi.Output.all(public_keys, endpoints, endpoints6).apply(lambda v: _Resolved(*v))
 
         def render(member: str, fn: Callable[..., str]) -> pulumi.Output[str]:
             def apply(values: list[Any]) -> str:
                 private, resolved, root = values
+                keys = NodeKeys(private, resolved.public_keys, root)
                 try:
-                    return fn(plan, member, NodeKeys(private, resolved.public_keys, root), resolved.endpoints)
+                    return fn(plan, member, keys, resolved.endpoints, resolved.endpoints6)
                 except RenderError as e:
                     raise UserDataError(str(e)) from None
 
@@ -117,9 +122,10 @@ class WireGuardMesh(pulumi.ComponentResource):
             )
             self.nodes[n.name] = _node(n, node_args, sites, child)
 
+        no_ip6: pulumi.Output[str | None] = pulumi.Output.from_input(None)
         self.node_outputs = {
-            n.name: pulumi.Output.all(node.public_ip, node.public_key, node.public_ip6).apply(
-                partial(_node_summary, plan.node(n.name), spec.mesh.cidr6 is not None)
+            n.name: pulumi.Output.all(node.public_ip, node.public_key, static_ip6s.get(n.name, no_ip6)).apply(
+                partial(_node_summary, plan.node(n.name), has_public_ipv6(spec.mesh))
             )
             for n in spec.nodes
             if (node := self.nodes[n.name])
@@ -135,8 +141,12 @@ class WireGuardMesh(pulumi.ComponentResource):
 
     def _static_ips(
         self, name: str, plan: MeshPlan, args: WireGuardMeshArgs, labels: dict[str, str]
-    ) -> tuple[dict[str, StaticIp], dict[str, pulumi.ComponentResource]]:
-        """Create the shared per-cloud sites and every node's static IP, before any VM."""
+    ) -> tuple[dict[str, StaticIp], dict[str, pulumi.Output[str]], dict[str, pulumi.ComponentResource]]:
+        """Create the shared per-cloud sites and every node's static IPs, before any VM.
+
+        Returns the IPv4 per node, the static IPv6 per node that has one (cloud nodes with
+        `cidr6` or `endpoints: ipv6`, lab nodes with `publicIp6`), and each node's site.
+        """
         spec = plan.spec
         child = pulumi.ResourceOptions(parent=self)
         by_cloud: dict[str, list[NodeSpec]] = {}
@@ -153,12 +163,14 @@ class WireGuardMesh(pulumi.ComponentResource):
         )
         sites: dict[str, pulumi.ComponentResource] = {}
         static_ips: dict[str, StaticIp] = {}
+        static_ip6s: dict[str, pulumi.Output[str]] = {}
         for region, nodes in aws_regions.items():
             key = f"aws-{region}"
             aws_args = AwsRegionArgs(region, site_plans[key], nodes, labels, ipv6=has_public_ipv6(spec.mesh))
             aws_site = AwsRegion(key, aws_args, child)
             sites.update({n.name: aws_site for n in nodes})
             static_ips.update(aws_site.static_ips)
+            static_ip6s.update(aws_site.static_ip6s)
         if gcp_regions:
             gcp_args = GcpNetworkArgs(
                 project=args.gcp_project,
@@ -169,6 +181,7 @@ class WireGuardMesh(pulumi.ComponentResource):
             gcp_site = GcpNetwork(f"{name}-gcp", gcp_args, child)
             sites.update({n.name: gcp_site for n in by_cloud["gcp"]})
             static_ips.update(gcp_site.static_ips)
+            static_ip6s.update(gcp_site.static_ip6s)
         if by_cloud.get("hcloud"):
             hcloud_args = HcloudProjectArgs(
                 spec.mesh.ssh_public_keys, by_cloud["hcloud"], labels, ipv6=has_public_ipv6(spec.mesh)
@@ -176,14 +189,22 @@ class WireGuardMesh(pulumi.ComponentResource):
             hcloud_site = HcloudProject(f"{name}-hcloud", hcloud_args, child)
             sites.update({n.name: hcloud_site for n in by_cloud["hcloud"]})
             static_ips.update(hcloud_site.static_ips)
+            static_ip6s.update(hcloud_site.static_ip6s)
         for n in by_cloud.get("lab", []):
             assert n.public_ip is not None  # spec validation requires it
             static_ips[n.name] = lab_static_ip(str(n.public_ip))
-        return {n.name: static_ips[n.name] for n in spec.nodes}, sites
+            if n.public_ip6 is not None:
+                static_ip6s[n.name] = pulumi.Output.from_input(str(n.public_ip6))
+        ordered = {n.name: static_ips[n.name] for n in spec.nodes}
+        return ordered, {n.name: static_ip6s[n.name] for n in spec.nodes if n.name in static_ip6s}, sites
 
 
-def _node_summary(node: NodePlan, dual_stack: bool, resolved: list[str | None]) -> dict[str, Any]:
-    """The exported, non-secret view of a node (publicIp6 only in a mesh with `cidr6`)."""
+def _node_summary(node: NodePlan, public_ipv6: bool, resolved: list[str | None]) -> dict[str, Any]:
+    """The exported, non-secret view of a node.
+
+    publicIp6 (the static one peers can dial) only when cloud nodes get one (`cidr6` or
+    `endpoints: ipv6`); None on a lab node without `publicIp6`.
+    """
     public_ip, public_key, public_ip6 = resolved
     a6 = node.iface.address6
     summary = {
@@ -193,8 +214,8 @@ def _node_summary(node: NodePlan, dual_stack: bool, resolved: list[str | None]) 
         "address6": str(a6.ip) if a6 is not None else None,
         "publicKey": public_key,
     }
-    if dual_stack:
-        summary["publicIp6"] = public_ip6  # None on lab nodes: the lab underlay is IPv4
+    if public_ipv6:
+        summary["publicIp6"] = public_ip6
     return summary
 
 

@@ -18,8 +18,10 @@ from mesh.errors import ConfigError, Problem
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 Cloud = Literal["aws", "gcp", "hcloud", "lab"]
 Topology = Literal["mesh", "hub"]
+EndpointFamily = Literal["ipv4", "ipv6"]
 
 CLOUDS: tuple[Cloud, ...] = ("aws", "gcp", "hcloud", "lab")
+ENDPOINT_FAMILIES: tuple[EndpointFamily, ...] = ("ipv4", "ipv6")
 IMAGES = ("ubuntu-24.04", "ubuntu-22.04", "debian-12")
 HCLOUD_LOCATIONS = ("nbg1", "fsn1", "hel1", "ash", "hil", "sin")
 DEFAULT_SIZE: dict[str, str] = {"aws": "t3.micro", "gcp": "e2-small", "hcloud": "cx22", "lab": "lab"}
@@ -48,6 +50,15 @@ class MeshSettings:
     key_epoch: int = 0  # bump to rotate every key and PSK in the mesh
     live_updates: bool = False  # push config changes to running nodes over SSH (day-2)
     ssh_user: str | None = None  # login user for live updates; None: the image's default user
+    # Which static public IP nodes dial each other on (the WireGuard underlay). Roaming clients
+    # always dial IPv4: phone and hotel networks are the ones still without IPv6.
+    endpoints: EndpointFamily = "ipv4"
+
+    @property
+    def public_ipv6(self) -> bool:
+        """Whether every cloud node gets a static public IPv6: for the IPv6 overlay's traffic to
+        the internet (`cidr6`) or as the address peers dial (`endpoints: ipv6`)."""
+        return self.cidr6 is not None or self.endpoints == "ipv6"
 
 
 @dataclass(frozen=True)
@@ -67,6 +78,7 @@ class NodeSpec:
     hub: bool = False
     gateway: bool = False
     public_ip: ipaddress.IPv4Address | None = None  # lab only: fixed underlay address
+    public_ip6: ipaddress.IPv6Address | None = None  # lab only: fixed IPv6 underlay address
     underlay_mtu: int = 1500
     key_epoch: int = 0  # bump to rotate this node's key (and its PSKs)
     ssh_host_key: str | None = None  # pinned SSH host key for live updates ("ssh-ed25519 AAAA...")
@@ -127,6 +139,7 @@ MESH_KEYS = {
     "keyEpoch": "key_epoch",
     "liveUpdates": "live_updates",
     "sshUser": "ssh_user",
+    "endpoints": "endpoints",
 }
 NODE_KEYS = {
     "name": "name",
@@ -142,6 +155,7 @@ NODE_KEYS = {
     "hub": "hub",
     "gateway": "gateway",
     "publicIp": "public_ip",
+    "publicIp6": "public_ip6",
     "underlayMtu": "underlay_mtu",
     "keyEpoch": "key_epoch",
     "sshHostKey": "ssh_host_key",
@@ -378,6 +392,7 @@ def _parse_mesh(r: _Reader, value: object) -> MeshSettings | None:
         key_epoch=r.int_in(raw, "keyEpoch", key, 0, 0, 2**31),
         live_updates=live,
         ssh_user=ssh_user or None,
+        endpoints=cast(EndpointFamily, r.choice(raw, "endpoints", key, ENDPOINT_FAMILIES, "ipv4")),
     )
     return settings if cidr is not None else None
 
@@ -474,6 +489,7 @@ def _parse_node(r: _Reader, mesh: MeshSettings | None, i: int, value: object) ->
                 public_ip = addr
     elif cloud == "lab":
         r.problem(f"{key}.publicIp", "is required for `cloud: lab` nodes (the lab underlay address)")
+    public_ip6 = _public_ip6(r, raw, key, cloud, mesh)
     subnets: list[IPNetwork] = []
     for k, text in r.str_list(raw, "subnets", key):
         net = r.parsed(k, text, _network, "network")
@@ -506,12 +522,43 @@ def _parse_node(r: _Reader, mesh: MeshSettings | None, i: int, value: object) ->
         hub=hub,
         gateway=r.typed(raw, "gateway", key, bool, False),
         public_ip=public_ip,
+        public_ip6=public_ip6,
         underlay_mtu=r.int_in(raw, "underlayMtu", key, default_mtu, *MTU_RANGE),
         key_epoch=r.int_in(raw, "keyEpoch", key, 0, 0, 2**31),
         ssh_host_key=_host_key(r, raw, key),
         index=i,
     )
     return node if name is not None and cloud is not None else None
+
+
+def _public_ip6(
+    r: _Reader, raw: Mapping[str, Any], key: str, cloud: Cloud | None, mesh: MeshSettings | None
+) -> ipaddress.IPv6Address | None:
+    """A lab node's fixed IPv6 underlay address (`publicIp6`); required with `endpoints: ipv6`.
+
+    Cloud nodes get theirs from the cloud (a static address per cloud, see components/).
+    """
+    k = f"{key}.publicIp6"
+    text = r.typed(raw, "publicIp6", key, str, "")
+    if raw.get("publicIp6") not in (None, "") and not text:
+        return None  # wrong type, already reported
+    if not text:
+        if cloud == "lab" and mesh is not None and mesh.endpoints == "ipv6":
+            r.problem(k, "is required for `cloud: lab` nodes with wgmesh:mesh.endpoints: ipv6")
+        return None
+    if cloud not in (None, "lab"):
+        r.problem(k, f"only `cloud: lab` nodes take a fixed publicIp6; {cloud} assigns one")
+        return None
+    addr = r.parsed(k, text, ipaddress.ip_address, "IP address")
+    if addr is None:
+        return None
+    if not isinstance(addr, ipaddress.IPv6Address):
+        r.problem(k, f"{text!r} must be an IPv6 address")
+        return None
+    if addr.scope_id is not None or addr.is_link_local or addr.is_multicast or addr.is_unspecified:
+        r.problem(k, f"{text!r} must be a unicast address a peer can route to (no link-local, no %zone)")
+        return None
+    return addr
 
 
 def _host_key(r: _Reader, raw: Mapping[str, Any], key: str) -> str | None:
@@ -598,11 +645,13 @@ def _check_members(
                 seen_addrs[addr] = f"{m.key}.{attr}"
     seen_ips: dict[object, str] = {}
     for n in nodes:
-        if n.public_ip is not None:
-            if n.public_ip in seen_ips:
-                r.problem(f"{n.key}.publicIp", f"{n.public_ip} is already used by {seen_ips[n.public_ip]}")
+        for attr, ip in (("publicIp", n.public_ip), ("publicIp6", n.public_ip6)):
+            if ip is None:
+                continue
+            if ip in seen_ips:
+                r.problem(f"{n.key}.{attr}", f"{ip} is already used by {seen_ips[ip]}")
             else:
-                seen_ips[n.public_ip] = f"{n.key}.publicIp"
+                seen_ips[ip] = f"{n.key}.{attr}"
     overlays: list[tuple[str, IPNetwork]] = [("wgmesh:mesh.cidr", mesh.cidr)]
     if mesh.cidr6 is not None:
         overlays.append(("wgmesh:mesh.cidr6", mesh.cidr6))
@@ -620,10 +669,9 @@ def _check_members(
                 routed.append((k, net))
     for k, net in routed:
         for n in nodes:
-            if n.public_ip is not None and n.public_ip in net:
-                r.problem(
-                    k, f"{net} contains {n.key}.publicIp {n.public_ip}: its tunnel would route into itself"
-                )
+            for attr, ip in (("publicIp", n.public_ip), ("publicIp6", n.public_ip6)):
+                if ip is not None and ip.version == net.version and ip in net:
+                    r.problem(k, f"{net} contains {n.key}.{attr} {ip}: its tunnel would route into itself")
     if mesh.topology == "hub" and nodes and not any(n.hub for n in nodes):
         r.problem("wgmesh:mesh.topology", "hub needs at least one node with `hub: true`")
     for c in clients:

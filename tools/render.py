@@ -3,7 +3,7 @@
 Reads a stack file, builds the plan and renders what `pulumi up` would send, so the output can
 be checked (cloud-init schema, wg-quick strip, nft -c) and booted in the lab with no cloud
 account. Cloud nodes get placeholder public IPs from the documentation ranges; lab nodes use
-their `publicIp`. Secret files are 0600 in 0700 directories; mesh.json holds no secret.
+their `publicIp` (and `publicIp6`). Secret files are 0600 in 0700 directories; mesh.json holds no secret.
 
     python -m tools.render --stack dev --out /tmp/r
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import itertools
 import json
 import os
 import sys
@@ -33,6 +34,7 @@ from tools.keyfile import load_or_create
 # Documentation ranges (RFC 5737) for nodes whose real IP only exists once a cloud allocates it.
 PLACEHOLDER_NETS = (ipaddress.IPv4Network("192.0.2.0/24"), ipaddress.IPv4Network("203.0.113.0/24"))
 PLACEHOLDER_FIRST_HOST = 10
+PLACEHOLDER_NET6 = ipaddress.IPv6Network("2001:db8::/32")  # RFC 3849
 
 
 @dataclass(frozen=True)
@@ -92,14 +94,38 @@ def placeholder_endpoints(spec: MeshSpec) -> dict[str, str]:
     return endpoints
 
 
+def placeholder_endpoints6(spec: MeshSpec) -> dict[str, str]:
+    """Static public IPv6 per node: lab nodes their publicIp6; cloud nodes, when the mesh gives
+    them one (cidr6 or endpoints: ipv6), 2001:db8::a, ::b, ... in node order."""
+    taken = {n.public_ip6 for n in spec.nodes if n.public_ip6 is not None}
+    pool = (
+        PLACEHOLDER_NET6.network_address + i
+        for i in itertools.count(PLACEHOLDER_FIRST_HOST)
+        if PLACEHOLDER_NET6.network_address + i not in taken
+    )
+    out: dict[str, str] = {}
+    for node in spec.nodes:
+        if node.public_ip6 is not None:
+            out[node.name] = str(node.public_ip6)
+        elif node.cloud != "lab" and spec.mesh.public_ipv6:
+            out[node.name] = str(next(pool))
+    return out
+
+
 def manifest(
-    stack: str, plan: MeshPlan, endpoints: Mapping[str, str], public_keys: Mapping[str, str]
+    stack: str,
+    plan: MeshPlan,
+    endpoints: Mapping[str, str],
+    public_keys: Mapping[str, str],
+    endpoints6: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """mesh.json: what the lab and a reader need to know about the mesh, and nothing secret.
 
     Each member lists its `peers` (the names in its wg0.conf) so the lab checks what the plan
-    wants (hub and spoke, clients) instead of assuming a full mesh.
+    wants (hub and spoke, clients) instead of assuming a full mesh. `endpoints` says which
+    family nodes dial each other on, `public_ip6` each node's static IPv6 (None without one).
     """
+    endpoints6 = endpoints6 or {}
     mesh = plan.spec.mesh
 
     def ip6(iface: InterfacePlan) -> str | None:
@@ -117,11 +143,13 @@ def manifest(
         "cidr": str(mesh.cidr),
         "cidr6": None if mesh.cidr6 is None else str(mesh.cidr6),
         "port": mesh.port,
+        "endpoints": mesh.endpoints,
         "nodes": [
             {
                 "name": n.name,
                 "cloud": n.cloud,
                 "public_ip": endpoints[n.name],
+                "public_ip6": endpoints6.get(n.name),
                 "address": str(n.iface.address.ip),
                 "address6": ip6(n.iface),
                 "public_key": public_keys[n.name],
@@ -168,6 +196,7 @@ def render_stack(
     out: Path,
     keys: KeyMaterial,
     endpoints: Mapping[str, str],
+    endpoints6: Mapping[str, str] | None = None,
 ) -> list[RenderedNode]:
     """Write every node's user-data, every client's conf and mesh.json under `out`."""
     public_keys = keys.public_keys()
@@ -175,7 +204,8 @@ def render_stack(
     with _private_umask():
         _private_dir(out)
         for node in plan.nodes:
-            text = node_user_data(plan, node.name, keys.for_member(node.name, public_keys), endpoints)
+            member = keys.for_member(node.name, public_keys)
+            text = node_user_data(plan, node.name, member, endpoints, endpoints6)
             encoded = encode_for_cloud(text, node.cloud, node.name)  # fail here as `pulumi up` would
             _private_dir(out / node.name)
             _write(out / node.name / "user-data", text, 0o600)
@@ -188,7 +218,7 @@ def render_stack(
         for client in plan.clients:
             conf = client_config(plan, client.name, keys.for_member(client.name, public_keys), endpoints)
             _write(out / "clients" / f"{client.name}.conf", conf, 0o600)
-        doc = manifest(stack, plan, endpoints, public_keys)
+        doc = manifest(stack, plan, endpoints, public_keys, endpoints6)
         _write(out / "mesh.json", json.dumps(doc, indent=2) + "\n", 0o644)
     return rendered
 
@@ -230,7 +260,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         plan = build_plan(spec)
         endpoints = placeholder_endpoints(spec)
         keys = KeyMaterial.fresh(spec) if args.keys is None else stored_key_material(args.keys, spec)
-        rendered = render_stack(stack_name(args.stack), plan, args.out, keys, endpoints)
+        endpoints6 = placeholder_endpoints6(spec)
+        rendered = render_stack(stack_name(args.stack), plan, args.out, keys, endpoints, endpoints6)
     except ConfigError as e:
         print(e, file=sys.stderr)
         return 2

@@ -35,11 +35,16 @@ def endpoint(ip: str, port: object) -> str:
 def expected_links(rendered: Rendered) -> dict[tuple[str, str], Link]:
     """(config owner, peer public key) -> Link, from the plan and mesh.json."""
     info = manifest_by_name(rendered)
+    node_names = {n["name"] for n in rendered.manifest["nodes"]}
     links = {}
     for owner in rendered.members():
+        # Nodes dial each other's static IPv6 under `endpoints: ipv6`; clients always dial IPv4.
+        field = (
+            "public_ip6" if rendered.manifest["endpoints"] == "ipv6" and owner in node_names else "public_ip"
+        )
         for peer in rendered.plan.interface(owner).peers:
             peer_info = info[peer.name]
-            dial = endpoint(str(peer_info["public_ip"]), peer_info["listen_port"]) if peer.endpoint else None
+            dial = endpoint(str(peer_info[field]), peer_info["listen_port"]) if peer.endpoint else None
             links[(owner, str(peer_info["public_key"]))] = Link(
                 allowed_ips=frozenset(str(n) for n in peer.allowed_ips),
                 endpoint=dial,

@@ -19,6 +19,7 @@ from typing import Any
 
 from wgmesh_mocks import ProgramRun, is_secret, reveal
 
+from components.firewall import has_public_ipv6
 from components.gcp import network_tag
 from mesh.keys import NodeKeys, derive_psk, private_key_from_b64, public_key
 from mesh.plan import build_plan
@@ -86,6 +87,20 @@ def key_material(run: ProgramRun, plan: MeshPlan) -> KeyMaterial:
     return KeyMaterial(private, {m: public_key(k) for m, k in private.items()}, secret)
 
 
+def endpoints6(run: ProgramRun, plan: MeshPlan) -> dict[str, str]:
+    """Each node's static public IPv6 (nodes without one left out): what `endpoints: ipv6` dials."""
+    out = {}
+    for node in plan.spec.nodes:
+        if node.cloud == "lab":
+            if node.public_ip6 is not None:
+                out[node.name] = str(node.public_ip6)
+        elif has_public_ipv6(plan.spec.mesh):
+            ip6 = public_ip6(run, node.name, node.cloud)
+            assert ip6 is not None
+            out[node.name] = ip6
+    return out
+
+
 def endpoints(run: ProgramRun, plan: MeshPlan) -> dict[str, str]:
     """Each node's public IP: the mocked static IP resource's address, or a lab node's publicIp."""
     out = {}
@@ -99,13 +114,12 @@ def endpoints(run: ProgramRun, plan: MeshPlan) -> dict[str, str]:
 
 
 def public_ip6(run: ProgramRun, name: str, cloud: str) -> str | None:
-    """The public IPv6 a dual-stack node should export, read from the mocked cloud resources."""
+    """The static public IPv6 a node should export (and peers dial), from the mocked resources."""
     if cloud == "aws":
-        return str(run.one(VM_TYPE["aws"], name).outputs["ipv6Addresses"][0])
+        (address,) = run.one(VM_TYPE["aws"], name).inputs["ipv6Addresses"]  # fixed, not a count
+        return str(address)
     if cloud == "gcp":
-        (nic,) = run.one(VM_TYPE["gcp"], name).outputs["networkInterfaces"]
-        (config,) = nic["ipv6AccessConfigs"]
-        return str(config["externalIpv6"])
+        return str(run.one("gcp:compute/address:Address", f"{name}-ip6").outputs["address"])
     if cloud == "hcloud":
         network = run.one("hcloud:index/primaryIp:PrimaryIp", f"{name}-ip6").outputs["ipNetwork"]
         return str(ipaddress.IPv6Network(network)[1])  # Hetzner servers answer on ::1 of their /64
@@ -225,7 +239,7 @@ def expected_type_counts(plan: MeshPlan) -> Counter[str]:
         c["pulumi:providers:gcp"] = 1
         c["gcp:compute/network:Network"] = 1
         c["gcp:compute/subnetwork:Subnetwork"] = len(gcp_regions)
-        c["gcp:compute/address:Address"] = by_cloud["gcp"]
+        c["gcp:compute/address:Address"] = by_cloud["gcp"] * (2 if has_public_ipv6(spec.mesh) else 1)
         c["gcp:compute/instance:Instance"] = by_cloud["gcp"]
     if by_cloud["hcloud"]:
         c["wgmesh:hcloud:Project"] = 1
@@ -236,7 +250,7 @@ def expected_type_counts(plan: MeshPlan) -> Counter[str]:
             "hcloud:index/server:Server",
         ):
             c[typ] = by_cloud["hcloud"]
-        if spec.mesh.cidr6 is not None:
+        if has_public_ipv6(spec.mesh):
             c["hcloud:index/primaryIp:PrimaryIp"] *= 2  # an IPv6 primary IP per server too
     return +c
 

@@ -19,6 +19,7 @@ from program_expectations import (
     decode_aws_user_data,
     decoded_forms,
     endpoints,
+    endpoints6,
     expected_type_counts,
     firewall_rules,
     handed_user_data,
@@ -30,6 +31,7 @@ from program_expectations import (
 from wgmesh_mocks import REPO, ProgramRun, Resolved, is_secret, reveal, run_program, stack_config
 
 from cloudinit.render import client_config, node_user_data, node_wg_conf
+from components.firewall import has_public_ipv6
 from components.gcp import network_tag
 from components.images import GCP_UBUNTU_PROJECT, ami_query, aws_arch, gcp_arch, gcp_family
 from mesh.plan_types import MeshPlan
@@ -156,7 +158,7 @@ def test_static_ips_are_their_own_resources_and_reach_the_vms(stack_run: Run) ->
             )
             (net,) = vm.inputs["publicNets"]
             v6: dict[str, object] = {"ipv6Enabled": False}
-            if plan.spec.mesh.cidr6 is not None:  # a static IPv6 primary IP too (test_patterns checks it)
+            if has_public_ipv6(plan.spec.mesh):  # a static IPv6 primary IP too (test_patterns checks it)
                 v6 = {"ipv6Enabled": True, "ipv6": int(run.one(typ, f"{node.name}-ip6").id)}
             assert net == {"ipv4": int(ip.id), "ipv4Enabled": True, **v6}
 
@@ -164,16 +166,19 @@ def test_static_ips_are_their_own_resources_and_reach_the_vms(stack_run: Run) ->
 def test_firewalls_open_exactly_what_the_plan_needs(stack_run: Run) -> None:
     run, plan = stack_run
     mesh = plan.spec.mesh
-    eps = endpoints(run, plan)
+    # Peers' packets come from the addresses they dial from: IPv6 /128s under endpoints: ipv6.
+    v6 = mesh.endpoints == "ipv6"
+    eps, host = (endpoints6(run, plan), "/128") if v6 else (endpoints(run, plan), "/32")
     for node in plan.nodes:
         if node.cloud == "lab":
             continue
-        wg_sources = {f"{eps[p]}/32" for p in node.peer_nodes} | (WORLD if node.wg_open_to_world else set())
+        peers = {f"{eps[p]}{host}" for p in node.peer_nodes}
+        wg_sources = peers | (WORLD if node.wg_open_to_world else set())
         expected: set[Rule] = {("udp", mesh.port, frozenset(wg_sources))}
         if mesh.admin_cidrs:
             expected.add(("tcp", 22, frozenset(str(c) for c in mesh.admin_cidrs)))
         # Hetzner's one ICMP rule covers both families; AWS and GCP add ICMPv6 only when dual stack.
-        dual_stack = node.cloud == "hcloud" or mesh.cidr6 is not None
+        dual_stack = node.cloud == "hcloud" or has_public_ipv6(mesh)
         icmp = WORLD if dual_stack else frozenset({"0.0.0.0/0"})
         expected.add(("icmp", None, icmp))
         assert firewall_rules(run, node.name, node.cloud) == expected, node.name
@@ -281,14 +286,14 @@ def test_image_lookups_happen_once_per_region_and_image(stack_run: Run) -> None:
 def test_user_data_is_exactly_what_the_renderer_makes(stack_run: Run) -> None:
     run, plan = stack_run
     keys = key_material(run, plan)
-    eps = endpoints(run, plan)
+    eps, eps6 = endpoints(run, plan), endpoints6(run, plan)
     for node in plan.nodes:
         handed = handed_user_data(run, node.name, node.cloud)
         assert is_secret(handed), f"{node.name}: user data is not secret"
         text = reveal(handed)
         if node.cloud == "aws":
             text = decode_aws_user_data(text)
-        assert text == node_user_data(plan, node.name, keys.node_keys(node.name), eps), node.name
+        assert text == node_user_data(plan, node.name, keys.node_keys(node.name), eps, eps6), node.name
 
 
 def assert_secret_outputs(exported: dict[str, object], expected: dict[str, str]) -> None:
@@ -303,7 +308,7 @@ def assert_secret_outputs(exported: dict[str, object], expected: dict[str, str])
 def test_client_configs_are_secret_and_rendered_with_the_same_keys(stack_run: Run) -> None:
     run, plan = stack_run
     keys = key_material(run, plan)
-    eps = endpoints(run, plan)
+    eps = endpoints(run, plan)  # clients dial IPv4 whatever wgmesh:mesh.endpoints says
     expected = {c.name: client_config(plan, c.name, keys.node_keys(c.name), eps) for c in plan.clients}
     assert_secret_outputs(run.outputs["clients"], expected)
 
@@ -312,11 +317,11 @@ def test_node_wg_configs_are_secret_and_match_the_user_data(stack_run: Run) -> N
     """`wgConfigs` is the manual day-2 path: it must be exactly what each node booted with."""
     run, plan = stack_run
     keys = key_material(run, plan)
-    eps = endpoints(run, plan)
-    expected = {n.name: node_wg_conf(plan, n.name, keys.node_keys(n.name), eps) for n in plan.nodes}
+    eps, eps6 = endpoints(run, plan), endpoints6(run, plan)
+    expected = {n.name: node_wg_conf(plan, n.name, keys.node_keys(n.name), eps, eps6) for n in plan.nodes}
     assert_secret_outputs(run.outputs["wgConfigs"], expected)
     for node in plan.nodes:
-        user_data = node_user_data(plan, node.name, keys.node_keys(node.name), eps)
+        user_data = node_user_data(plan, node.name, keys.node_keys(node.name), eps, eps6)
         indented = "\n".join("    " + line if line else "" for line in expected[node.name].splitlines())
         assert indented in user_data, node.name
 
@@ -324,9 +329,9 @@ def test_node_wg_configs_are_secret_and_match_the_user_data(stack_run: Run) -> N
 def test_lab_user_data_is_exported_secret_for_lab_nodes_only(stack_run: Run) -> None:
     run, plan = stack_run
     keys = key_material(run, plan)
-    eps = endpoints(run, plan)
+    eps, eps6 = endpoints(run, plan), endpoints6(run, plan)
     expected = {
-        n.name: node_user_data(plan, n.name, keys.node_keys(n.name), eps)
+        n.name: node_user_data(plan, n.name, keys.node_keys(n.name), eps, eps6)
         for n in plan.nodes
         if n.cloud == "lab"
     }
@@ -343,7 +348,10 @@ def test_node_exports_are_public_facts_only(stack_run: Run) -> None:
         exported = nodes[node.name]
         assert all(isinstance(v, Resolved) and not v.secret for v in exported.values()), node.name
         a6 = node.iface.address6
-        v6 = {"publicIp6": public_ip6(run, node.name, node.cloud)} if plan.spec.mesh.cidr6 else {}
+        v6 = {}
+        if has_public_ipv6(plan.spec.mesh):  # the static IPv6 (a lab node's publicIp6, else None)
+            lab6 = plan.spec.node(node.name).public_ip6
+            v6 = {"publicIp6": str(lab6) if lab6 else public_ip6(run, node.name, node.cloud)}
         assert {k: v.value for k, v in exported.items()} == {
             "cloud": node.cloud,
             "publicIp": eps[node.name],

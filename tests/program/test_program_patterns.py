@@ -3,8 +3,10 @@
 test_program.py checks every stack for the generic wiring; here each pattern's own promises are
 checked against the resource inputs: hub (firewalls open to the hubs only, no spoke-to-spoke
 Endpoint), roaming (WireGuard open to the world only where clients connect, client configs),
-gateway and jumpbox (NAT rules, cloud routes back through the router), IPv6 (public IPv6 on
-every cloud, ICMPv6, nothing IPv6 for stacks without cidr6), and the forwarding flags.
+gateway and jumpbox (NAT rules, cloud routes back through the router), IPv6 (a static public
+IPv6 on every cloud made before the VM, ICMPv6, nodes dialing each other's IPv6 with
+`endpoints: ipv6` and IPv4 without it, nothing IPv6 for stacks without either), and the
+forwarding flags.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import base64
 import gzip
 import ipaddress
+import json
 
 import pytest
 import yaml
@@ -21,32 +24,43 @@ from program_expectations import (
     VM_TYPE,
     decode_aws_user_data,
     endpoints,
+    endpoints6,
     firewall_rules,
     handed_user_data,
     key_material,
     plan_of,
     public_ip6,
 )
-from wgmesh_mocks import REPO, ProgramRun, Resolved, reveal, run_program, stack_config
+from wgmesh_mocks import REPO, Captured, ProgramRun, Resolved, reveal, run_program, stack_config
 
+from cloudinit.cloudconfig import WG_CONF_PATH
 from cloudinit.host import NFT_PATH
 from components.firewall import ROAMING_MARKER
 from mesh.plan_types import MeshPlan
 from mesh.spec import MeshSpec
 
 PATTERN_STACKS = ("hub", "roaming", "jumpbox", "ipv6")
+# The ipv6 stack without its `endpoints: ipv6` line: the default, nodes dial IPv4.
+IPV6_DEFAULT_ENDPOINTS = "ipv6-default-endpoints"
 WORLD = frozenset({"0.0.0.0/0", "::/0"})
 Run = tuple[ProgramRun, MeshPlan]
+
+
+def without_endpoints_key(config: dict[str, str]) -> dict[str, str]:
+    mesh = json.loads(config["wgmesh:mesh"])
+    assert mesh.pop("endpoints") == "ipv6"
+    return {**config, "wgmesh:mesh": json.dumps(mesh)}
 
 
 @pytest.fixture(scope="module")
 def runs() -> dict[str, Run]:
     out = {}
-    for stack in PATTERN_STACKS:
-        config = stack_config(REPO / "stacks" / f"Pulumi.{stack}.yaml")
-        run = run_program(stack, config)
-        assert run.error is None, f"{stack}: {run.error!r}"
-        out[stack] = (run, plan_of(config))
+    configs = {s: stack_config(REPO / "stacks" / f"Pulumi.{s}.yaml") for s in PATTERN_STACKS}
+    configs[IPV6_DEFAULT_ENDPOINTS] = without_endpoints_key(configs["ipv6"])
+    for name, config in configs.items():
+        run = run_program(name, config)
+        assert run.error is None, f"{name}: {run.error!r}"
+        out[name] = (run, plan_of(config))
     return out
 
 
@@ -321,20 +335,43 @@ def test_hetzner_nodes_hold_a_static_ipv6_primary_ip(runs: dict[str, Run]) -> No
         assert (net["ipv6Enabled"], net["ipv6"]) == (True, int(ip6.id))
 
 
-def test_gcp_is_dual_stack_with_an_external_ipv6_per_instance(runs: dict[str, Run]) -> None:
-    run, plan = runs["ipv6"]
+def depends_on(run: ProgramRun, resource: Captured, typ: str, name: str) -> bool:
+    return run.one(typ, name).urn in resource.dependencies
+
+
+@pytest.mark.parametrize("case", ["ipv6", IPV6_DEFAULT_ENDPOINTS])
+def test_gcp_vms_take_a_reserved_external_ipv6_made_before_them(runs: dict[str, Run], case: str) -> None:
+    run, plan = runs[case]
     for region in {n.region for n in plan.spec.nodes if n.cloud == "gcp"}:
         sub = run.one("gcp:compute/subnetwork:Subnetwork", f"{MESH}-gcp-{region}").inputs
         assert (sub["stackType"], sub["ipv6AccessType"]) == ("IPV4_IPV6", "EXTERNAL")
     for node in plan.spec.nodes:
-        if node.cloud == "gcp":
-            (nic,) = run.one(VM_TYPE["gcp"], node.name).inputs["networkInterfaces"]
-            assert nic["stackType"] == "IPV4_IPV6"
-            assert nic["ipv6AccessConfigs"] == [{"networkTier": "PREMIUM"}]
+        if node.cloud != "gcp":
+            continue
+        address = run.one("gcp:compute/address:Address", f"{node.name}-ip6")
+        subnetwork = run.one("gcp:compute/subnetwork:Subnetwork", f"{MESH}-gcp-{node.region}")
+        assert {k: address.inputs[k] for k in ("addressType", "ipVersion", "ipv6EndpointType")} == {
+            "addressType": "EXTERNAL",
+            "ipVersion": "IPV6",
+            "ipv6EndpointType": "VM",
+        }
+        assert (address.inputs["region"], address.inputs["subnetwork"]) == (node.region, subnetwork.id)
+        vm = run.one(VM_TYPE["gcp"], node.name)
+        (nic,) = vm.inputs["networkInterfaces"]
+        assert nic["stackType"] == "IPV4_IPV6"
+        assert nic["ipv6AccessConfigs"] == [
+            {
+                "networkTier": "PREMIUM",
+                "externalIpv6": address.outputs["address"],
+                "externalIpv6PrefixLength": "96",
+            }
+        ]
+        assert depends_on(run, vm, "gcp:compute/address:Address", f"{node.name}-ip6"), node.name
 
 
-def test_aws_vpc_subnet_route_and_instance_take_ipv6(runs: dict[str, Run]) -> None:
-    run, plan = runs["ipv6"]
+@pytest.mark.parametrize("case", ["ipv6", IPV6_DEFAULT_ENDPOINTS])
+def test_aws_vpc_subnet_route_and_a_fixed_instance_ipv6(runs: dict[str, Run], case: str) -> None:
+    run, plan = runs[case]
     for region in {n.region for n in plan.spec.nodes if n.cloud == "aws"}:
         vpc = run.one("aws:ec2/vpc:Vpc", f"aws-{region}-vpc")
         assert vpc.inputs["assignGeneratedIpv6CidrBlock"] is True
@@ -354,8 +391,26 @@ def test_aws_vpc_subnet_route_and_instance_take_ipv6(runs: dict[str, Run]) -> No
         ]
         assert v6_routes == [{"destinationIpv6CidrBlock": "::/0", "gatewayId": igw, "routeTableId": table}]
     for node in plan.spec.nodes:
-        if node.cloud == "aws":
-            assert run.one(VM_TYPE["aws"], node.name).inputs["ipv6AddressCount"] == 1
+        if node.cloud != "aws":
+            continue
+        vm = run.one(VM_TYPE["aws"], node.name)
+        subnet_res = run.one("aws:ec2/subnet:Subnet", f"aws-{node.region}-subnet")
+        subnet = ipaddress.IPv6Network(subnet_res.inputs["ipv6CidrBlock"])
+        (address,) = vm.inputs["ipv6Addresses"]
+        offset = int(ipaddress.IPv6Address(address)) - int(subnet.network_address)
+        # Inside the subnet's /64, clear of the first four and the last address AWS keeps.
+        assert 4 <= offset < subnet.num_addresses - 1, address
+        assert "ipv6AddressCount" not in vm.inputs  # a count would pick a new address per VM
+        assert depends_on(run, vm, "aws:ec2/subnet:Subnet", f"aws-{node.region}-subnet")
+
+
+def test_static_ipv6_does_not_depend_on_the_endpoints_key(runs: dict[str, Run]) -> None:
+    """Switching `endpoints` changes who dials what, never which address a node holds."""
+    with_key, without_key = runs["ipv6"], runs[IPV6_DEFAULT_ENDPOINTS]
+    for node in with_key[1].spec.nodes:
+        assert public_ip6(with_key[0], node.name, node.cloud) == public_ip6(
+            without_key[0], node.name, node.cloud
+        )
 
 
 def test_every_cloud_node_exports_its_public_ipv6_as_a_public_fact(runs: dict[str, Run]) -> None:
@@ -389,13 +444,77 @@ def test_icmpv6_packet_too_big_is_let_in_on_every_cloud(runs: dict[str, Run]) ->
             assert "::/0" in icmp["sourceIps"]
 
 
-def test_node_to_node_endpoints_stay_on_the_static_ipv4(runs: dict[str, Run]) -> None:
-    run, plan = runs["ipv6"]
+def test_node_to_node_endpoints_stay_on_the_static_ipv4_by_default(runs: dict[str, Run]) -> None:
+    run, plan = runs[IPV6_DEFAULT_ENDPOINTS]
+    assert plan.spec.mesh.endpoints == "ipv4" and plan.spec.mesh.cidr6 is not None
     eps = endpoints(run, plan)
     members = [("wgConfigs", n.name) for n in plan.nodes] + [("clients", c.name) for c in plan.clients]
     for output, name in members:
         hosts = endpoint_hosts(secret_text(run, output, name))
         assert hosts and all(ipaddress.ip_address(h).version == 4 and h in eps.values() for h in hosts)
+
+
+def user_data_conf(run: ProgramRun, name: str, cloud: str) -> str:
+    """The wg0.conf inside the node's user data, as the VM receives it."""
+    text = reveal(handed_user_data(run, name, cloud))
+    if cloud == "aws":
+        text = decode_aws_user_data(text)
+    (entry,) = [f for f in yaml.safe_load(text)["write_files"] if f["path"] == WG_CONF_PATH]
+    content: str = entry["content"]
+    if "b64" in entry.get("encoding", ""):
+        raw = base64.b64decode(content)
+        content = (gzip.decompress(raw) if "gz" in entry["encoding"] else raw).decode()
+    return content
+
+
+def test_endpoints_ipv6_puts_every_peers_static_ipv6_in_every_nodes_user_data(runs: dict[str, Run]) -> None:
+    run, plan = runs["ipv6"]
+    assert plan.spec.mesh.endpoints == "ipv6"
+    eps6 = endpoints6(run, plan)
+    port = plan.spec.mesh.port
+    assert set(eps6) == {n.name for n in plan.spec.nodes}
+    for node in plan.nodes:
+        conf = user_data_conf(run, node.name, node.cloud)
+        assert conf == secret_text(run, "wgConfigs", node.name)
+        dialed = [p.one("Endpoint") for p in peers(conf) if p.get("Endpoint") is not None]
+        assert sorted(dialed) == sorted(f"[{eps6[p]}]:{port}" for p in node.peer_nodes), node.name
+
+
+def test_endpoints_ipv6_leaves_the_clients_dialing_ipv4(runs: dict[str, Run]) -> None:
+    run, plan = runs["ipv6"]
+    eps = endpoints(run, plan)
+    for client in plan.clients:
+        hosts = endpoint_hosts(secret_text(run, "clients", client.name))
+        assert hosts and all(ipaddress.ip_address(h).version == 4 and h in eps.values() for h in hosts)
+
+
+def test_endpoints_ipv6_opens_wireguard_to_the_peers_ipv6_only(runs: dict[str, Run]) -> None:
+    run, plan = runs["ipv6"]
+    eps6 = endpoints6(run, plan)
+    for node in plan.nodes:
+        sources = wireguard_sources(run, node.name, node.cloud, plan.spec.mesh.port)
+        peers6 = {f"{eps6[p]}/128" for p in node.peer_nodes}
+        assert sources - WORLD == peers6, node.name
+    default_run, default_plan = runs[IPV6_DEFAULT_ENDPOINTS]
+    eps = endpoints(default_run, default_plan)
+    for node in default_plan.nodes:
+        sources = wireguard_sources(default_run, node.name, node.cloud, default_plan.spec.mesh.port)
+        assert sources - WORLD == {f"{eps[p]}/32" for p in node.peer_nodes}, node.name
+
+
+def test_switching_endpoints_keeps_every_key_and_psk(runs: dict[str, Run]) -> None:
+    """The key resources and the secrets in the configs are the same with either family."""
+    (a, plan_a), (b, plan_b) = runs["ipv6"], runs[IPV6_DEFAULT_ENDPOINTS]
+    keys = "random:index/randomBytes:RandomBytes"
+    assert {r.name: reveal(r.outputs) for r in a.of_type(keys)} == {
+        r.name: reveal(r.outputs) for r in b.of_type(keys)
+    }
+    secrets = key_material(a, plan_a).secrets(plan_a)
+    assert secrets == key_material(b, plan_b).secrets(plan_b)
+    for node in plan_a.nodes:
+        conf_a, conf_b = (secret_text(r, "wgConfigs", node.name) for r in (a, b))
+        assert conf_a != conf_b  # the Endpoint lines differ ...
+        assert {s for s in secrets if s in conf_a} == {s for s in secrets if s in conf_b}  # ... nothing else
 
 
 def ipv6_traces(run: ProgramRun) -> list[str]:
@@ -407,6 +526,8 @@ def ipv6_traces(run: ProgramRun) -> list[str]:
             "assignGeneratedIpv6CidrBlock",
             "ipv6CidrBlock",
             "ipv6AddressCount",
+            "ipv6Addresses",
+            "ipVersion",
             "stackType",
             "ipv6AccessType",
         ):

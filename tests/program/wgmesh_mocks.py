@@ -80,9 +80,14 @@ def mock_ip6_net(name: str, prefix: int) -> ipaddress.IPv6Network:
 
 
 def _gcp_nic(name: str, nic: dict[str, Any]) -> dict[str, Any]:
-    """GCP hands a VM with an ipv6 access config the first address of a /96 as `externalIpv6`."""
+    """GCP hands a VM with an ipv6 access config the first address of a /96 as `externalIpv6`
+    (the reserved address it was given, else an ephemeral one)."""
     configs = [
-        {**c, "externalIpv6": str(mock_ip6_net(name, 96)[0]), "externalIpv6PrefixLength": "96"}
+        {
+            **c,
+            "externalIpv6": c.get("externalIpv6") or str(mock_ip6_net(name, 96)[0]),
+            "externalIpv6PrefixLength": "96",
+        }
         for c in nic.get("ipv6AccessConfigs", [])
     ]
     return {**nic, "ipv6AccessConfigs": configs} if configs else nic
@@ -150,6 +155,9 @@ class WgmeshMocks(Mocks):
                 outputs["ipv6CidrBlock"] = str(mock_ip6_net(args.name, 56))
         elif args.typ.startswith("aws:ec2/"):
             rid = f"{args.typ.rsplit(':', 1)[-1].lower()}-{h[:17]}"
+        elif args.typ == "gcp:compute/address:Address" and args.inputs.get("ipVersion") == "IPV6":
+            # A reserved external IPv6 for a VM: the first address of a /96 from the subnetwork.
+            outputs.update(address=str(mock_ip6_net(args.name, 96)[0]), prefixLength=96)
         elif args.typ == "gcp:compute/address:Address":
             outputs["address"] = mock_ip(args.name)
         elif args.typ.startswith("hcloud:"):

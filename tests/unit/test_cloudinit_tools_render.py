@@ -14,7 +14,7 @@ import yaml
 from mesh.keys import public_key
 from mesh.plan import build_plan
 from mesh.stackfile import load_spec
-from tools.render import KeyMaterial, main, placeholder_endpoints, render_stack
+from tools.render import KeyMaterial, main, placeholder_endpoints, placeholder_endpoints6, render_stack
 
 DOC_NETS = (ipaddress.ip_network("192.0.2.0/24"), ipaddress.ip_network("203.0.113.0/24"))
 
@@ -28,7 +28,8 @@ def fixed_keys(stack: str) -> KeyMaterial:
 
 def render(stack: str, out: Path, keys: KeyMaterial | None = None) -> None:
     spec = load_spec(stack)
-    render_stack(stack, build_plan(spec), out, keys or fixed_keys(stack), placeholder_endpoints(spec))
+    endpoints, endpoints6 = placeholder_endpoints(spec), placeholder_endpoints6(spec)
+    render_stack(stack, build_plan(spec), out, keys or fixed_keys(stack), endpoints, endpoints6)
 
 
 def tree(root: Path) -> dict[str, bytes]:
@@ -89,6 +90,7 @@ def test_mesh_json_describes_the_mesh_and_holds_no_secret(tmp_path: Path) -> Non
         "name",
         "cloud",
         "public_ip",
+        "public_ip6",
         "address",
         "address6",
         "public_key",
@@ -127,6 +129,25 @@ def test_placeholder_ips_are_documentation_addresses_and_lab_nodes_keep_their_ow
     assert all(any(ipaddress.ip_address(ip) in n for n in DOC_NETS) for ip in dev.values())
     lab = placeholder_endpoints(load_spec("lab"))
     assert lab == {"lab-a": "198.51.100.1", "lab-b": "198.51.100.2", "lab-c": "198.51.100.3"}
+
+
+def test_placeholder_ipv6_for_cloud_nodes_only_when_the_mesh_gives_them_one() -> None:
+    assert placeholder_endpoints6(load_spec("dev")) == {}  # no cidr6, endpoints ipv4
+    ipv6 = placeholder_endpoints6(load_spec("ipv6"))
+    assert list(ipv6.values()) == ["2001:db8::a", "2001:db8::b", "2001:db8::c"]
+    assert placeholder_endpoints6(load_spec("lab-ipv6")) == {}  # lab nodes without publicIp6
+
+
+def test_mesh_json_says_which_family_nodes_dial_and_each_nodes_ipv6(tmp_path: Path) -> None:
+    render("ipv6", tmp_path)
+    doc = json.loads((tmp_path / "mesh.json").read_text())
+    assert doc["endpoints"] == "ipv6"
+    assert [n["public_ip6"] for n in doc["nodes"]] == ["2001:db8::a", "2001:db8::b", "2001:db8::c"]
+    conf = (tmp_path / "aws-fra" / "user-data").read_text()
+    assert "Endpoint = [2001:db8::b]:51820" in conf and "Endpoint = [2001:db8::c]:51820" in conf
+    render("dev", tmp_path / "dev")
+    dev = json.loads((tmp_path / "dev" / "mesh.json").read_text())
+    assert dev["endpoints"] == "ipv4" and {n["public_ip6"] for n in dev["nodes"]} == {None}
 
 
 def write_stack(path: Path, nodes: list[dict[str, object]], cidr: str = "10.77.0.0/24") -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 
 import pytest
@@ -106,6 +107,43 @@ def test_ipv6_endpoints_are_bracketed() -> None:
     plan = mesh_plan()
     _, *peers = parse_wg_conf(node_conf(plan, "n1", v6_endpoints=True))
     assert peers[0].one("Endpoint") == f"[2001:db8::b]:{PORT}"
+
+
+def ipv6_endpoint_plan() -> MeshPlan:
+    """mesh_plan() with `wgmesh:mesh.endpoints: ipv6`."""
+    plan = mesh_plan()
+    return dataclasses.replace(
+        plan, spec=dataclasses.replace(plan.spec, mesh=dataclasses.replace(plan.spec.mesh, endpoints="ipv6"))
+    )
+
+
+def test_endpoints_ipv6_makes_every_node_peer_dial_its_static_ipv6() -> None:
+    plan = ipv6_endpoint_plan()
+    v4, v6 = public_ips(plan), public_ips(plan, v6=True)
+    for node in plan.nodes:
+        _, *peers = parse_wg_conf(node_wg_conf(plan, node.name, keys_for(plan, node.name), v4, v6))
+        dialed = [p.one("Endpoint") for p in peers if p.get("Endpoint") is not None]
+        others = [n.name for n in plan.nodes if n.name != node.name]
+        assert dialed == [f"[{v6[o]}]:{PORT}" for o in others], node.name
+
+
+def test_endpoints_ipv6_leaves_roaming_clients_on_ipv4() -> None:
+    plan = ipv6_endpoint_plan()
+    v4, v6 = public_ips(plan), public_ips(plan, v6=True)
+    _, *peers = parse_wg_conf(client_config(plan, "laptop", keys_for(plan, "laptop"), v4, v6))
+    assert [p.one("Endpoint") for p in peers] == [f"{v4[n.name]}:{PORT}" for n in plan.nodes]
+
+
+def test_endpoints_ipv6_without_a_peers_ipv6_is_a_render_error() -> None:
+    plan = ipv6_endpoint_plan()
+    v4, v6 = public_ips(plan), public_ips(plan, v6=True)
+    del v6["n3"]
+    with pytest.raises(RenderError, match=r"^n1: no public IPv6 for peer n3$"):
+        node_wg_conf(plan, "n1", keys_for(plan, "n1"), v4, v6)
+    with pytest.raises(RenderError, match=r"^n1: no public IPv6 for peer n2$"):
+        node_wg_conf(plan, "n1", keys_for(plan, "n1"), v4)  # endpoints6 not handed over at all
+    with pytest.raises(RenderError, match=r"^n1: peer n2: endpoints: ipv6 needs an IPv6 address$"):
+        node_wg_conf(plan, "n1", keys_for(plan, "n1"), v4, v4)
 
 
 @pytest.mark.parametrize(

@@ -207,7 +207,8 @@ def test_one_problem_per_line_within_one_member_sorted_by_key() -> None:
     assert problems(with_node(0, port=1, region="nowhere", address="10.78.0.1")) == [
         "wgmesh:nodes[0].address: 10.78.0.1 is outside wgmesh:mesh.cidr 10.77.0.0/24",
         "wgmesh:nodes[0].port: unknown key (known: address, address6, cloud, gateway, hub, image, "
-        "keyEpoch, masquerade, name, publicIp, region, size, sshHostKey, subnets, underlayMtu, zone)",
+        "keyEpoch, masquerade, name, publicIp, publicIp6, region, size, sshHostKey, subnets, underlayMtu, "
+        "zone)",
         "wgmesh:nodes[0].region: 'nowhere' is not an AWS region (e.g. eu-central-1)",
     ]
 
@@ -256,8 +257,8 @@ def test_problem_sorting_survives_keys_with_brackets_and_digits() -> None:
         (
             with_mesh(zzz=1),
             "wgmesh:mesh.zzz",
-            "unknown key (known: adminCidrs, cidr, cidr6, keepalive, keyEpoch, liveUpdates, port, "
-            "presharedKeys, sshPublicKeys, sshUser, topology)",
+            "unknown key (known: adminCidrs, cidr, cidr6, endpoints, keepalive, keyEpoch, liveUpdates, "
+            "port, presharedKeys, sshPublicKeys, sshUser, topology)",
         ),
     ],
 )
@@ -904,6 +905,74 @@ def test_duplicate_public_ip() -> None:
         "wgmesh:nodes[4].publicIp",
         "198.51.100.1 is already used by wgmesh:nodes[3].publicIp",
     )
+
+
+def ipv6_endpoints(config: dict[str, Any]) -> dict[str, Any]:
+    """The valid baseline with `endpoints: ipv6` (its lab node then needs a publicIp6)."""
+    config["mesh"]["endpoints"] = "ipv6"
+    config["nodes"][3]["publicIp6"] = "2001:db8:77::1"
+    return config
+
+
+def test_endpoints_default_to_ipv4_and_ipv6_is_accepted_without_cidr6() -> None:
+    assert parse(valid()).mesh.endpoints == "ipv4"
+    spec = parse(ipv6_endpoints(valid()))
+    assert spec.mesh.endpoints == "ipv6" and spec.mesh.cidr6 is None
+    assert spec.node("lab-a").public_ip6 == ipaddress.IPv6Address("2001:db8:77::1")
+    assert spec.node("aws-fra").public_ip6 is None  # a cloud node's comes from its cloud
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("ipv5", "'ipv5' is not one of ipv4, ipv6"), (6, "must be a string, got a number")],
+)
+def test_bad_endpoints(value: object, message: str) -> None:
+    assert only_problem(with_mesh(endpoints=value)) == ("wgmesh:mesh.endpoints", message)
+
+
+def test_ipv6_endpoints_need_a_public_ip6_on_every_lab_node() -> None:
+    config = ipv6_endpoints(valid())
+    config["nodes"].append({"name": "lab-b", "cloud": "lab", "publicIp": "198.51.100.2"})
+    assert only_problem(config) == (
+        "wgmesh:nodes[4].publicIp6",
+        "is required for `cloud: lab` nodes with wgmesh:mesh.endpoints: ipv6",
+    )
+
+
+def test_public_ip6_only_on_lab_nodes() -> None:
+    assert only_problem(with_node(1, publicIp6="2001:db8::9")) == (
+        "wgmesh:nodes[1].publicIp6",
+        "only `cloud: lab` nodes take a fixed publicIp6; gcp assigns one",
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("198.51.100.7", "'198.51.100.7' must be an IPv6 address"),
+        ("2001:db8::g", f"'2001:db8::g' is not a valid IP address ('2001:db8::g' {NOT_AN_ADDRESS})"),
+        ("fe80::1", "'fe80::1' must be a unicast address a peer can route to (no link-local, no %zone)"),
+        ("ff02::1", "'ff02::1' must be a unicast address a peer can route to (no link-local, no %zone)"),
+        (6, "must be a string, got a number"),
+    ],
+)
+def test_bad_public_ip6(value: object, message: str) -> None:
+    assert only_problem(with_node(3, publicIp6=value)) == ("wgmesh:nodes[3].publicIp6", message)
+
+
+def test_duplicate_public_ip6_and_one_inside_a_routed_subnet() -> None:
+    config = ipv6_endpoints(dual_stack(valid()))
+    config["nodes"].append(
+        {"name": "lab-b", "cloud": "lab", "publicIp": "198.51.100.2", "publicIp6": "2001:db8:77::1"}
+    )
+    config["nodes"][0]["subnets"] = ["2001:db8:77::/64"]
+    assert problems(config) == [
+        "wgmesh:nodes[0].subnets[0]: 2001:db8:77::/64 contains wgmesh:nodes[3].publicIp6 2001:db8:77::1: "
+        "its tunnel would route into itself",
+        "wgmesh:nodes[0].subnets[0]: 2001:db8:77::/64 contains wgmesh:nodes[4].publicIp6 2001:db8:77::1: "
+        "its tunnel would route into itself",
+        "wgmesh:nodes[4].publicIp6: 2001:db8:77::1 is already used by wgmesh:nodes[3].publicIp6",
+    ]
 
 
 # ----------------------------------------------------------------------------- numeric ranges
