@@ -2,7 +2,15 @@
 
 `apply_command()` is the one shell command line a live update runs on a node (over SSH from
 `components/sync.py`, inside a namespace in the lab). It holds no secret: the new wg0.conf
-arrives on its standard input (or as a file named by its first argument). The script:
+arrives on its standard input (or as a file named by its last argument). It has two modes,
+run in this order on every node whose conf changed (key rotation: every peer learns a new
+public key before its owner switches to it):
+
+- `peers_only=True` (`--peers-only`): only step 3's peer and route diff, whatever else
+  changed. The node keeps running its own private key, address, MTU, port and FwMark, and the
+  file is not installed (the full apply does that). Nothing to do when wg0 is down, or when a
+  default route is involved (wg-quick's policy routing: the full apply restarts wg0).
+- the full apply:
 
 1. checks the new file (an [Interface] with a PrivateKey, parseable by `wg-quick strip`);
 2. compares it with the running wg0: a full restart (`systemctl restart wg-quick@wg0`, or
@@ -15,7 +23,9 @@ arrives on its standard input (or as a file named by its first argument). The sc
    then the route diff wg-quick would have made: a route for each AllowedIP not yet routed on
    wg0, and the routes wg-quick added (proto boot on wg0, nothing else) whose AllowedIP is gone;
 4. installs the file atomically (umask 077, temp file in /etc/wireguard, root-owned, mv);
-5. prints one summary line, `wgmesh-apply: wg0 action=... key=value ...` (never a key).
+5. prints one summary line, `wgmesh-apply: wg0 action=... key=value ...` (never a key):
+   action=restart|sync, or in peers-only mode action=peers (`held=` names the node's own
+   changes left for the full apply) or action=skip.
 
 Anything `wg` prints on stderr passes through a filter that replaces base64 keys, because
 `wg` quotes a malformed config line verbatim.
@@ -29,6 +39,7 @@ from cloudinit.wireguard import WG_INTERFACE
 
 SUMMARY_PREFIX = "wgmesh-apply:"
 SCRIPT_NAME = "wgmesh-apply"
+PEERS_ONLY_FLAG = "--peers-only"
 
 _SCRIPT = r"""set -euo pipefail
 umask 077
@@ -36,6 +47,8 @@ IF=@IF@
 DIR=${WGMESH_WG_DIR:-/etc/wireguard}  # tests point this elsewhere; sudo drops the variable
 CONF="$DIR/$IF.conf"
 START=${EPOCHREALTIME:-0}
+MODE=full
+if [ "${1:-}" = --peers-only ]; then MODE=peers; shift; fi
 
 redact() { sed -E 's#[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=#<key>#g'; }
 die() { printf 'wgmesh-apply: error: %s\n' "$*" >&2; exit 1; }
@@ -118,6 +131,22 @@ restart() {
     quietly wg-quick up "$IF"
   fi
 }
+
+held=()
+if [ "$MODE" = peers ]; then
+  # Peers first: the node's own interface keeps running as it is (its old key stays valid for
+  # the peers that have not learned the new one yet); the full apply switches it later.
+  for why in "${reasons[@]}"; do
+    case $why in
+      down | default-route)
+        printf 'wgmesh-apply: %s action=skip mode=peers reason=%s seconds=%s\n' "$IF" "$why" "$(elapsed)"
+        exit 0
+        ;;
+      *) held+=("$why") ;;
+    esac
+  done
+  reasons=()
+fi
 
 if [ "${#reasons[@]}" -gt 0 ]; then
   install_conf
@@ -232,7 +261,7 @@ sync_peers() {
 }
 
 want_fwmark=$(iface_values FwMark)
-if [ -n "$want_fwmark" ] && [ "$want_fwmark" != "$(wg show "$IF" fwmark)" ]; then
+if [ "$MODE" = full ] && [ -n "$want_fwmark" ] && [ "$want_fwmark" != "$(wg show "$IF" fwmark)" ]; then
   quietly wg set "$IF" fwmark "$want_fwmark" || die "wg rejected the new FwMark (nothing changed)"
 fi
 if ! sync_peers "$TMP"; then
@@ -241,8 +270,10 @@ if ! sync_peers "$TMP"; then
   fi
   die "wg rejected a peer of the new config: $IF's peers may be partly updated"
 fi
-install_conf
-rm -f "$PREV"
+if [ "$MODE" = full ]; then
+  install_conf
+  rm -f "$PREV"
+fi
 
 # What wg-quick up routes: every AllowedIP (most specific first) not already routed on wg0.
 wanted=$(wg show "$IF" allowed-ips \
@@ -271,8 +302,13 @@ for family in -4 -6; do
 done
 
 peers=$(wg show "$IF" peers | grep -c . || true)
-printf 'wgmesh-apply: %s action=sync peers=%s peers_added=%s peers_changed=%s peers_removed=%s' \
-  "$IF" "$peers" "$peers_added" "$peers_changed" "$peers_removed"
+action=sync
+if [ "$MODE" = peers ]; then
+  action=peers
+  if [ "${#held[@]}" -gt 0 ]; then action="peers held=$(IFS=,; printf '%s' "${held[*]}")"; fi
+fi
+printf 'wgmesh-apply: %s action=%s peers=%s peers_added=%s peers_changed=%s peers_removed=%s' \
+  "$IF" "$action" "$peers" "$peers_added" "$peers_changed" "$peers_removed"
 printf ' routes_added=%s routes_removed=%s seconds=%s\n' "$routes_added" "$routes_removed" "$(elapsed)"
 """
 
@@ -282,12 +318,13 @@ def apply_script(interface: str = WG_INTERFACE) -> str:
     return _SCRIPT.replace("@IF@", shlex.quote(interface))
 
 
-def apply_command(*, sudo: bool = True, interface: str = WG_INTERFACE) -> str:
+def apply_command(*, sudo: bool = True, peers_only: bool = False, interface: str = WG_INTERFACE) -> str:
     """One command line running the script with bash (as root through `sudo -n` by default).
 
     The new wg0.conf goes on the command's standard input, never on its command line.
+    `peers_only`: the first phase of an update (peers learn new keys; see the module doc).
     """
-    argv = ["bash", "-c", apply_script(interface), SCRIPT_NAME]
+    argv = ["bash", "-c", apply_script(interface), SCRIPT_NAME, *([PEERS_ONLY_FLAG] if peers_only else [])]
     if sudo:
         argv = ["sudo", "-n", "--", *argv]
     return shlex.join(argv)
@@ -306,7 +343,10 @@ def parse_summary(output: str) -> dict[str, str]:
 
 if (
     __name__ == "__main__"
-):  # `python -m cloudinit.sync [--script]`: the command line (or the script) to run by hand
+):  # `python -m cloudinit.sync [--script | --peers-only]`: the command line (or the script) to run by hand
     import sys
 
-    print(apply_script() if sys.argv[1:] == ["--script"] else apply_command())
+    if sys.argv[1:] == ["--script"]:
+        print(apply_script())
+    else:
+        print(apply_command(peers_only=sys.argv[1:] == [PEERS_ONLY_FLAG]))

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from cloudinit.sync import SCRIPT_NAME, apply_command, apply_script, parse_summary
+from cloudinit.sync import PEERS_ONLY_FLAG, SCRIPT_NAME, apply_command, apply_script, parse_summary
 
 KEY_RE = re.compile(r"[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=")
 
@@ -40,10 +40,12 @@ def test_script_is_shellcheck_clean() -> None:
 
 
 @pytest.mark.parametrize("sudo", [True, False])
-def test_command_runs_the_script_with_bash_and_takes_the_conf_on_stdin(sudo: bool) -> None:
-    argv = shlex.split(apply_command(sudo=sudo))
+@pytest.mark.parametrize("peers_only", [True, False])
+def test_command_runs_the_script_with_bash_and_takes_the_conf_on_stdin(sudo: bool, peers_only: bool) -> None:
+    argv = shlex.split(apply_command(sudo=sudo, peers_only=peers_only))
     prefix = ["sudo", "-n", "--"] if sudo else []
-    assert argv == [*prefix, "bash", "-c", apply_script(), SCRIPT_NAME]
+    mode = [PEERS_ONLY_FLAG] if peers_only else []
+    assert argv == [*prefix, "bash", "-c", apply_script(), SCRIPT_NAME, *mode]
 
 
 def test_command_holds_no_key_and_names_only_wg0() -> None:
@@ -93,11 +95,12 @@ for a in "$@"; do [ "$prev" = preshared-key ] && cat "$a" >>"$FAKE/psk"; prev=$a
 exit 0
 """
 FAKE_WG_QUICK = r"""#!/bin/bash
-[ "$1" = strip ] || exit 1
+if [ "$1" != strip ]; then printf 'wg-quick %s\n' "$*" >>"$FAKE/calls"; exit 0; fi
 grep -Ev '^[[:space:]]*(Address|MTU|DNS|Table|PreUp|PostUp|PreDown|PostDown|SaveConfig)[[:space:]]*=' "$2"
 """
 FAKE_IP = r"""#!/bin/bash
 printf '%s\n' "$*" >>"$FAKE/ip"
+[ -z "${FAKE_DOWN:-}" ] || [[ $* != *"show dev wg0"* ]] || exit 1  # wg0 does not exist
 case "$*" in
   "link show dev wg0" | "-o link show dev wg0") echo "5: wg0: <POINTOPOINT,UP> mtu 1420 qdisc noqueue" ;;
   "-o addr show dev wg0 scope global") echo "5: wg0    inet 10.78.0.1/24 scope global wg0" ;;
@@ -125,9 +128,13 @@ class FakeNode:
     def changing_calls(self) -> list[str]:
         return [c for c in self.calls if not c.startswith("show ")]
 
-    def apply(self, conf: str, **env: str) -> subprocess.CompletedProcess[str]:
+    @property
+    def installed(self) -> Path:
+        return self.root / "etc" / "wg0.conf"
+
+    def apply(self, conf: str, *, peers_only: bool = False, **env: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            ["bash", "-c", apply_script(), SCRIPT_NAME],
+            ["bash", "-c", apply_script(), SCRIPT_NAME, *([PEERS_ONLY_FLAG] if peers_only else [])],
             input=conf,
             text=True,
             capture_output=True,
@@ -160,6 +167,7 @@ def node(tmp_path: Path) -> FakeNode:
         ("wg-quick", FAKE_WG_QUICK),
         ("ip", FAKE_IP),
         ("chown", "#!/bin/sh\n"),
+        ("systemctl", "#!/bin/sh\nexit 1\n"),  # no systemd unit: restarts go through wg-quick
     ):
         (tmp_path / "bin" / name).write_text(text)
         (tmp_path / "bin" / name).chmod(0o755)
@@ -252,3 +260,76 @@ def test_a_rejected_peer_leaves_the_previous_config_installed(node: FakeNode) ->
     assert "wg rejected a peer of the new config" in proc.stderr and not KEY_RE.search(proc.stderr)
     assert previous.read_text() == running_conf(k)
     assert "the previous config's peers are back" in proc.stderr
+
+
+# ------------------------------------------------ peers-only mode: the first phase of an update
+
+
+def rotated_conf(k: dict[str, str], own: str) -> str:
+    """`new_conf` with the node's own private key replaced (its keyEpoch, or the mesh's, bumped)."""
+    return new_conf(k).replace(f"PrivateKey = {k['priv']}", f"PrivateKey = {own}")
+
+
+def test_peers_only_applies_the_peer_diff_and_holds_back_the_own_key(node: FakeNode) -> None:
+    k = node.keys
+    own = new_key()
+    proc = node.apply(rotated_conf(k, own), peers_only=True)
+    assert proc.returncode == 0, proc.stderr
+    fields = parse_summary(proc.stdout)
+    assert (fields["action"], fields["held"]) == ("peers", "private-key")
+    assert (fields["peers_added"], fields["peers_changed"], fields["peers_removed"]) == ("1", "1", "1")
+    changing = node.changing_calls()
+    assert changing[0].startswith("addconf wg0 /dev/fd/") and changing[-1] == f"set wg0 peer {k['c']} remove"
+    assert (node.root / "psk").read_text() == k["psk_d2"] + "\n"  # a changed PSK is a peer change
+    assert not [c for c in changing if "private-key" in c or "wg-quick" in c or "fwmark" in c]
+    assert not [c for c in changing if k["b"] in c], "the unchanged peer was touched"
+    assert own not in (node.root / "addconf").read_text()  # only [Peer] sections reach wg
+    assert not node.installed.exists(), "peers-only mode installed the file"
+    assert not KEY_RE.search(proc.stdout + proc.stderr)
+
+
+def test_full_apply_then_switches_the_own_key_and_installs_the_file(node: FakeNode) -> None:
+    conf = rotated_conf(node.keys, new_key())
+    proc = node.apply(conf)
+    assert proc.returncode == 0, proc.stderr
+    fields = parse_summary(proc.stdout)
+    assert (fields["action"], fields["reason"]) == ("restart", "private-key")
+    assert node.changing_calls() == ["wg-quick down wg0", "wg-quick up wg0"]  # up reads the new file
+    assert node.installed.read_text() == conf and node.installed.stat().st_mode & 0o777 == 0o600
+
+
+def test_peers_only_for_a_mesh_wide_rotation_swaps_every_peer_key(node: FakeNode) -> None:
+    """Every key and PSK new: the node learns the peers' new keys, keeps its own until the full apply."""
+    k = node.keys
+    fresh = {n: new_key() for n in ("priv", "b", "d", "e", "psk_b", "psk_d2", "psk_e")}
+    conf = new_conf({**k, **fresh})
+    proc = node.apply(conf, peers_only=True)
+    assert proc.returncode == 0, proc.stderr
+    fields = parse_summary(proc.stdout)
+    assert (fields["action"], fields["held"]) == ("peers", "private-key")
+    assert (fields["peers_added"], fields["peers_changed"], fields["peers_removed"]) == ("3", "0", "3")
+    changing = node.changing_calls()
+    # New keys first (each takes over its AllowedIPs), then the old keys go.
+    assert [c.split()[0] for c in changing] == ["addconf"] * 3 + ["set"] * 3
+    assert sorted(changing[3:]) == sorted(f"set wg0 peer {k[n]} remove" for n in ("b", "c", "d"))
+    assert not node.installed.exists()
+
+
+def test_peers_only_skips_a_node_whose_wg0_is_down(node: FakeNode) -> None:
+    proc = node.apply(new_conf(node.keys), peers_only=True, FAKE_DOWN="1")
+    assert proc.returncode == 0, proc.stderr
+    assert (parse_summary(proc.stdout)["action"], parse_summary(proc.stdout)["reason"]) == ("skip", "down")
+    assert node.changing_calls() == [] and not node.installed.exists()
+    # The full apply that follows brings it up with the new file.
+    proc = node.apply(new_conf(node.keys), FAKE_DOWN="1")
+    assert proc.returncode == 0, proc.stderr
+    assert parse_summary(proc.stdout)["reason"] == "down"
+    assert node.changing_calls() == ["wg-quick up wg0"] and node.installed.exists()
+
+
+def test_peers_only_of_the_running_config_changes_nothing(node: FakeNode) -> None:
+    proc = node.apply(running_conf(node.keys), peers_only=True)
+    assert proc.returncode == 0, proc.stderr
+    fields = parse_summary(proc.stdout)
+    assert fields["action"] == "peers" and "held" not in fields
+    assert node.changing_calls() == [] and not node.installed.exists()
