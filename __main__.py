@@ -25,4 +25,5 @@ pulumi.export(
 pulumi.export("diagram", mermaid(plan))
 if mesh.live is not None:
     # Each live node's health table after this update (liveUpdates): handshake age, full-MTU ping.
+    # Not secret (names, overlay addresses, ages, verdicts): components/health.py unsecrets them.
     pulumi.export("meshHealth", mesh.live.health.tables)

@@ -1,15 +1,20 @@
 """After the syncs, every live node proves its tunnels: the health command per node.
 
 Runs `cloudinit.healthcheck.health_command()` on each live node once every sync command has
-finished. Its trigger is a digest of every node's conf, so any change anywhere in the mesh
-re-checks every node; a failing check fails `pulumi up` with the script's table. The tables
-(stdout) are exported as the stack's mesh health.
+finished. The command line starts with a no-op naming a digest of every node's conf, so any
+change anywhere in the mesh is an input change that re-checks every node in place (not
+`triggers`: pulumi-command's SDK makes those replace the resource); a failing check fails
+`pulumi up` with the script's table. The tables
+(stdout) are exported as the stack's mesh health, not as secrets: pulumi-command marks every
+output secret when an input is (the SSH key), but a table holds only peer names, overlay
+addresses, handshake ages and ping verdicts (healthcheck.py prints no key).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from functools import partial
+from typing import Any
 
 import pulumi
 from pulumi_command import remote
@@ -51,19 +56,26 @@ class MeshHealth(pulumi.ComponentResource):
         self.commands = {}
         for t in targets:
             mtu = plan.node(t.name).iface.mtu
-            command = keys.apply(partial(_command, plan, t.name, mtu, t.access.sudo))
+            command = pulumi.Output.all(keys, trigger).apply(
+                partial(_command, plan, t.name, mtu, t.access.sudo)
+            )
             self.commands[t.name] = remote.Command(
                 f"{t.name}-health",
                 connection=t.access.connection(),
                 create=command,
                 update=command,
-                triggers=[trigger],
                 logging=remote.Logging.STDOUT_AND_STDERR,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=list(after)),
             )
-        self.tables = {n: c.stdout for n, c in self.commands.items()}
+        self.tables = {n: pulumi.Output.unsecret(c.stdout) for n, c in self.commands.items()}
         self.register_outputs({"tables": self.tables})
 
 
-def _command(plan: MeshPlan, node: str, mtu: int, sudo: bool, keys: dict[str, str]) -> str:
-    return health_command(node, expected_peers(plan, node, keys), mtu, sudo=sudo)
+MESH_DIGEST_PREFIX = ": wgmesh-mesh-sha256="
+
+
+def _command(plan: MeshPlan, node: str, mtu: int, sudo: bool, values: list[Any]) -> str:
+    """`: wgmesh-mesh-sha256=<digest>; <health command>` (`:` does nothing; the digest is public)."""
+    keys, digest = values
+    check = health_command(node, expected_peers(plan, node, keys), mtu, sudo=sudo)
+    return f"{MESH_DIGEST_PREFIX}{digest}; {check}"

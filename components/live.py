@@ -1,4 +1,5 @@
-"""Live updates as one step of the mesh: sync every live node, then check every live node's health."""
+"""Live updates as one step of the mesh: every live node learns its new peers, then switches
+(its full apply, after its peers learned), then every live node's health is checked."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ LIVE_TYPE = "wgmesh:live:LiveUpdates"
 
 
 class LiveUpdates(pulumi.ComponentResource):
-    """The sync commands (`sync.commands`) and the health commands after them (`health.tables`)."""
+    """The peers and sync commands (`sync.peers`, `sync.commands`) and the health commands after them."""
 
     sync: LiveSync
     health: MeshHealth

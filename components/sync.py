@@ -1,15 +1,22 @@
 """Live updates: push each running node's new wg0.conf over SSH and apply it in place.
 
-Opt-in (`wgmesh:mesh.liveUpdates`). Per cloud node, one `pulumi_command.remote.Command` runs
-`cloudinit.sync.apply_command()` (a peer diff that never touches unchanged peers, plus the
-route diff; a restart only when the node's own interface changed) with the node's rendered
-wg0.conf on its standard input. The conf is a secret input, never logged (pulumi-command does
-not log stdin; the script prints a summary line and redacts keys); a digest of it is the
-trigger, so a node whose conf did not change runs nothing. VMs never change for membership:
-`ignore_changes` keeps their user data.
+Opt-in (`wgmesh:mesh.liveUpdates`). Per cloud node, two `pulumi_command.remote.Command`s run
+`cloudinit.sync.apply_command()` with the node's rendered wg0.conf on standard input:
 
-Key rotation order: a node syncs only after its peers with a lower `keyEpoch`, so bumping
-one node's epoch pushes its new public key to every peer first, then switches the node.
+- `<node>-peers` (`peers_only=True`): the peer and route diff only; the node keeps running
+  its own key, address, MTU and port and the file is not installed;
+- `<node>-sync`: the full apply (installs the file; restarts wg0 only if the node's own
+  key, address, MTU or port changed), after the `-peers` of the node and of all its peers.
+
+So a rotated key is known to every peer before its owner switches to it, whatever the
+`keyEpoch` values and history (issue 6: "new public key pushed to peers first, then the node
+switches, then handshakes are checked"). The conf is a secret input, never logged
+(pulumi-command does not log stdin, `additional_secret_outputs` keeps the output copy secret
+too, the script redacts keys). A changed conf is an input change, so the engine updates both
+commands in place and pulumi-command runs `update`; a node whose conf did not change runs
+nothing. No `triggers`: pulumi-command's SDK marks them `replace_on_changes`, which would
+turn every change into a replacement. VMs never change for membership: `ignore_changes`
+keeps their user data.
 """
 
 from __future__ import annotations
@@ -63,12 +70,11 @@ class SshAccess:
 
 @dataclass(frozen=True)
 class SyncTarget:
-    """One live node: its access, its rendered conf (secret), key epoch, node peers and VM."""
+    """One live node: its access, its rendered conf (secret), its live node peers and its VM."""
 
     name: str
     access: SshAccess
     conf: pulumi.Output[str]
-    key_epoch: int
     peers: tuple[str, ...]
     vm: pulumi.Resource  # the node component: its VM and firewall exist before any sync
 
@@ -90,49 +96,69 @@ def sync_targets(
     for n in live_nodes(plan):
         access = SshAccess(hosts[n.name], login_user(plan.spec.mesh, n), private_key, n.ssh_host_key)
         peers = tuple(p.name for p in plan.node(n.name).iface.peers if p.kind == "node" and p.name in live)
-        targets.append(SyncTarget(n.name, access, confs[n.name], n.key_epoch, peers, vms[n.name]))
+        targets.append(SyncTarget(n.name, access, confs[n.name], peers, vms[n.name]))
     return targets
 
 
-def sync_after(target: SyncTarget, epochs: Mapping[str, int]) -> list[str]:
-    """Peers whose sync must finish first: those with a lower keyEpoch (the order is acyclic)."""
-    return [p for p in target.peers if epochs[p] < target.key_epoch]
+def sync_after(target: SyncTarget) -> list[str]:
+    """Nodes whose `-peers` step must finish before `target` switches: itself and its peers.
+
+    Independent of key epochs: every `-peers` step depends only on VMs, every `-sync` only on
+    `-peers` steps, so the graph is acyclic whatever changed.
+    """
+    return [target.name, *target.peers]
 
 
 def conf_digest(conf: str) -> str:
-    """The trigger: a SHA-256 of the conf (the key inside is 256 random bits; the hash reveals nothing)."""
+    """A SHA-256 of a conf (the keys inside are 256 random bits each; the hash reveals nothing)."""
     return hashlib.sha256(conf.encode()).hexdigest()
 
 
 def digest_output(value: pulumi.Output[str]) -> pulumi.Output[str]:
-    """A plain (non-secret) digest of a secret string, so `preview --diff` shows which node changes."""
+    """A plain (non-secret) digest of a secret string, for a command that must re-run when it changes."""
     return pulumi.Output.unsecret(value.apply(conf_digest))
 
 
 class LiveSync(pulumi.ComponentResource):
-    """One apply command per live node, ordered for key rotation; `commands` by node name."""
+    """Per live node a `-peers` then a `-sync` apply command; `peers` and `commands` by node name."""
 
+    peers: dict[str, remote.Command]
     commands: dict[str, remote.Command]
 
     def __init__(
         self, name: str, targets: Sequence[SyncTarget], opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__(SYNC_TYPE, name, None, opts)
-        epochs = {t.name: t.key_epoch for t in targets}
-        self.commands = {}
-        # Lower epochs first, so every dependency already exists when a command is declared.
-        for t in sorted(targets, key=lambda t: (t.key_epoch, t.name)):
-            command = f"{WAIT_FOR_FIRST_BOOT}; {apply_command(sudo=t.access.sudo)}"
-            after = [self.commands[p] for p in sync_after(t, epochs)]
-            conf: pulumi.Output[str] = pulumi.Output.secret(t.conf)
-            self.commands[t.name] = remote.Command(
+        self.peers = {
+            t.name: _apply(t, f"{t.name}-peers", peers_only=True, after=[t.vm], parent=self) for t in targets
+        }
+        self.commands = {
+            t.name: _apply(
+                t,
                 f"{t.name}-sync",
-                connection=t.access.connection(),
-                create=command,
-                update=command,  # an update, not a replacement, when the conf changes
-                stdin=conf,
-                triggers=[digest_output(t.conf)],
-                logging=remote.Logging.STDOUT_AND_STDERR,  # the summary line; stdin is never logged
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[t.vm, *after]),
+                peers_only=False,
+                after=[t.vm, *(self.peers[p] for p in sync_after(t))],
+                parent=self,
             )
+            for t in targets
+        }
         self.register_outputs({})
+
+
+def _apply(
+    t: SyncTarget, name: str, *, peers_only: bool, after: Sequence[pulumi.Resource], parent: pulumi.Resource
+) -> remote.Command:
+    """One apply command; `additional_secret_outputs` keeps the conf secret in the output state too."""
+    command = f"{WAIT_FOR_FIRST_BOOT}; {apply_command(sudo=t.access.sudo, peers_only=peers_only)}"
+    conf: pulumi.Output[str] = pulumi.Output.secret(t.conf)
+    return remote.Command(
+        name,
+        connection=t.access.connection(),
+        create=command,
+        update=command,  # a changed conf (stdin) is an update in place, not a replacement
+        stdin=conf,
+        logging=remote.Logging.STDOUT_AND_STDERR,  # the summary line; stdin is never logged
+        opts=pulumi.ResourceOptions(
+            parent=parent, depends_on=list(after), additional_secret_outputs=["stdin"]
+        ),
+    )

@@ -4,8 +4,9 @@ The dev stack runs with `wgmesh:mesh.liveUpdates: true` and a (fake) secret
 `wgmesh:sshPrivateKey`, as a user would set them. Each scenario runs the program before and
 after the change and diffs every resource's inputs by URN: an input that forces replacement
 for its type (from the providers' docs) may not change on any existing resource unless the
-program ignores it, and existing nodes may change only through their sync and health
-commands and in-place firewall updates.
+program ignores it, and existing nodes may change only through their peers, sync and health
+commands and in-place firewall updates. The add-node diff is committed as
+snapshots/dev-add-node.diff (regenerate with WGMESH_UPDATE_SNAPSHOTS=1).
 
     .venv/bin/python tests/program/test_program_live_updates.py    # prints the add-node snapshot diff
 """
@@ -13,7 +14,9 @@ commands and in-place firewall updates.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
+import os
 import re
 import sys
 from collections.abc import Iterator, Mapping
@@ -22,12 +25,28 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import pulumi
 import pytest
+from conftest import Figure
+from pulumi.runtime.mocks import MockResourceArgs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from wgmesh_mocks import REPO, Captured, ProgramRun, is_secret, reveal, run_program, stack_config
+import wgmesh_mocks
+from plan_snapshot import SNAPSHOT_DIR, UPDATE_ENV
+from wgmesh_mocks import (
+    REPO,
+    SECRET_SIG,
+    SIG_KEY,
+    Captured,
+    ProgramRun,
+    is_secret,
+    reveal,
+    run_program,
+    stack_config,
+)
 
+from components.sync import DIAL_ERROR_LIMIT, PER_DIAL_TIMEOUT
 from policy.rules import MANDATORY_RULES, STACK_RULES, wireguard_world_only_for_roaming
 
 COMMAND = "command:remote:Command"
@@ -79,7 +98,7 @@ FORCES_REPLACEMENT: dict[str, frozenset[str]] = {
     "hcloud:index/sshKey:SshKey": frozenset({"publicKey"}),
     "hcloud:index/firewall:Firewall": frozenset(),
     "random:index/randomBytes:RandomBytes": frozenset({"length", "keepers"}),
-    COMMAND: frozenset(),  # with an `update` command, triggers and stdin changes update in place
+    COMMAND: frozenset({"triggers"}),  # the SDK marks triggers replace_on_changes; the rest updates
 }  # fmt: skip
 # What may change on an existing node's resources when another node joins or leaves.
 IN_PLACE: dict[str, frozenset[str]] = {
@@ -87,8 +106,8 @@ IN_PLACE: dict[str, frozenset[str]] = {
     "gcp:compute/firewall:Firewall": frozenset({"sourceRanges"}),
     "hcloud:index/firewall:Firewall": frozenset({"rules"}),
 }
-SYNC_INPUTS = frozenset({"stdin", "triggers"})  # the sync command: the new conf and its digest
-HEALTH_INPUTS = frozenset({"create", "update", "triggers"})  # the health script lists the peers
+SYNC_INPUTS = frozenset({"stdin"})  # the peers and sync commands: the new conf
+HEALTH_INPUTS = frozenset({"create", "update"})  # the mesh digest and the peers in the health script
 
 
 def dev_config(
@@ -112,6 +131,8 @@ def dev_nodes() -> list[dict[str, Any]]:
 
 
 NEW_NODE = {"name": "aws-fra2", "cloud": "aws", "region": "eu-central-1", "address": "10.77.0.4"}
+LIVE = ("aws-fra", "gcp-fra", "hetzner-nbg")
+ADD_NODE_DIFF = SNAPSHOT_DIR / "dev-add-node.diff"
 
 
 def scenario_nodes(name: str) -> list[dict[str, Any]]:
@@ -122,6 +143,10 @@ def scenario_nodes(name: str) -> list[dict[str, Any]]:
         return [n for n in nodes if n["name"] != "hetzner-nbg"]
     if name == "rotate":
         return [{**n, "keyEpoch": 1} if n["name"] == "gcp-fra" else n for n in nodes]
+    if name == "rotated-earlier":  # aws-fra was rotated twice before: its epoch is the highest
+        return [{**n, "keyEpoch": 2} if n["name"] == "aws-fra" else n for n in nodes]
+    if name == "rotate-after-history":  # ... and now gcp-fra goes 0 -> 1, below aws-fra's 2
+        return [{**n, "keyEpoch": {"aws-fra": 2, "gcp-fra": 1}.get(n["name"], 0)} for n in nodes]
     if name == "pinned":
         return [{**n, "sshHostKey": HOST_KEY} if n["name"] == "aws-fra" else n for n in nodes]
     return nodes
@@ -254,12 +279,28 @@ def _node_of(r: Captured) -> str:
 # ----------------------------------------------------------------------------- adding a node
 
 
-def test_adding_a_node_replaces_nothing() -> None:
+def test_adding_a_node_replaces_nothing(figure: Figure) -> None:
     d = diff(run("base"), run("add"))
-    print("\n" + describe(d))
+    text = describe(d) + "\n"
     assert d.deleted == []
     assert [f"{c.before.type} {c.before.name}: {c.replacing}" for c in d.changed if c.replacing] == []
     assert {_node_of(r) for r in d.created} == {"aws-fra2"}
+    summary = text.splitlines()[-1]
+    assert re.fullmatch(
+        r"[1-9]\d* to create, 0 to delete, [1-9]\d* to update in place, 0 to replace", summary
+    )
+    figure(f"dev stack + aws-fra2 (mocked pulumi up, live updates): {summary}")
+    if os.environ.get(UPDATE_ENV) == "1":
+        ADD_NODE_DIFF.write_text(text)
+    assert ADD_NODE_DIFF.exists(), f"no {ADD_NODE_DIFF.name}: run with {UPDATE_ENV}=1 and commit it"
+    committed = ADD_NODE_DIFF.read_text()
+    shown = "\n".join(
+        difflib.unified_diff(committed.splitlines(), text.splitlines(), "committed", "program", lineterm="")
+    )
+    assert text == committed, (
+        f"adding a node now plans differently; if intended, regenerate with {UPDATE_ENV}=1 "
+        f".venv/bin/pytest tests/program/test_program_live_updates.py and commit it:\n{shown}"
+    )
 
 
 def test_existing_nodes_change_only_through_their_commands_and_firewalls() -> None:
@@ -269,18 +310,22 @@ def test_existing_nodes_change_only_through_their_commands_and_firewalls() -> No
     for c in d.changed:
         allowed = IN_PLACE.get(c.before.type, frozenset())
         if c.before.type == COMMAND:
-            allowed = SYNC_INPUTS if c.before.name.endswith("-sync") else HEALTH_INPUTS
+            allowed = SYNC_INPUTS if c.before.name.endswith(("-sync", "-peers")) else HEALTH_INPUTS
         extra = {_top(p) for p in c.effective} - allowed
         if extra:
             unexpected.append(f"{c.before.type} {c.before.name}: {sorted(extra)}")
         touched.setdefault(_node_of(c.before), set()).add(c.before.type)
     assert unexpected == []
-    # Every existing node got its new conf through its sync command (and nothing ran elsewhere).
-    syncs = {c.before.name for c in d.changed if c.before.type == COMMAND and c.before.name.endswith("-sync")}
-    assert syncs == {"aws-fra-sync", "gcp-fra-sync", "hetzner-nbg-sync"}
+    # Every existing node got its new conf through its peers and sync commands (nothing else ran).
+    applies = {
+        c.before.name
+        for c in d.changed
+        if c.before.type == COMMAND and c.before.name.endswith(("-sync", "-peers"))
+    }
+    assert applies == {f"{n}-{step}" for n in LIVE for step in ("peers", "sync")}
     for c in d.changed:
-        if c.before.name.endswith("-sync"):
-            assert set(c.effective) == {"stdin", "triggers"}
+        if c.before.type == COMMAND and c.before.name.endswith(("-sync", "-peers")):
+            assert set(c.effective) == {"stdin"}
             assert "# aws-fra2\n" in reveal(c.after.inputs["stdin"])
 
 
@@ -304,9 +349,10 @@ def test_removing_a_node_removes_its_peer_everywhere() -> None:
     assert d.created == []
     assert [c.replacing for c in d.changed if c.replacing] == []
     for name in ("aws-fra", "gcp-fra"):
-        conf = reveal(after.one(COMMAND, f"{name}-sync").inputs["stdin"])
-        assert gone_key not in conf and "# hetzner-nbg" not in conf and "10.77.0.3/32" not in conf
-        assert gone_key in reveal(before.one(COMMAND, f"{name}-sync").inputs["stdin"])
+        for step in ("peers", "sync"):
+            conf = reveal(after.one(COMMAND, f"{name}-{step}").inputs["stdin"])
+            assert gone_key not in conf and "# hetzner-nbg" not in conf and "10.77.0.3/32" not in conf
+            assert gone_key in reveal(before.one(COMMAND, f"{name}-{step}").inputs["stdin"])
     firewall_inputs = json.dumps(
         [reveal(r.inputs) for r in after.resources if "irewall" in r.type or "Group" in r.type]
     )
@@ -326,25 +372,56 @@ def test_rotation_changes_only_the_key_and_the_confs() -> None:
     replaced = [(c.before.name, c.replacing) for c in d.changed if c.replacing]
     assert replaced == [("gcp-fra-key", ("keepers.keyEpoch",))]
     commands = {c.before.name for c in d.changed if c.before.type == COMMAND and c.effective}
-    assert commands == {f"{n}-{k}" for n in ("aws-fra", "gcp-fra", "hetzner-nbg") for k in ("sync", "health")}
+    assert commands == {f"{n}-{k}" for n in LIVE for k in ("peers", "sync", "health")}
+    assert [c.before.name for c in d.changed if c.before.type == COMMAND and c.replacing] == []
     others = [
         c for c in d.changed if c.before.type != COMMAND and c.effective and c.before.name != "gcp-fra-key"
     ]
     assert others == []
 
 
-def test_rotated_node_syncs_after_its_peers_then_health_checks() -> None:
-    rotated = run("rotate")
-    assert {"aws-fra-sync", "hetzner-nbg-sync"} <= _deps(rotated.one(COMMAND, "gcp-fra-sync"))
+def command_graph(r: ProgramRun) -> dict[str, set[str]]:
+    """Each live-update command's command dependencies (by name)."""
+    commands = {c.name for c in r.of_type(COMMAND)}
+    return {c.name: _deps(c) & commands for c in r.of_type(COMMAND)}
+
+
+@pytest.mark.parametrize("scenario", ["base", "rotate", "rotated-earlier", "rotate-after-history", "add"])
+def test_every_node_switches_after_all_its_peers_learned_its_conf(scenario: str) -> None:
+    """Peers phase, then sync phase, then health, from the topology alone (whatever the epochs)."""
+    r = run(scenario)
+    names = sorted({_node_of(c) for c in r.of_type(COMMAND)})
+    assert names == sorted([*LIVE, *(["aws-fra2"] if scenario == "add" else [])])
+    graph = command_graph(r)
+    for node in names:
+        peers = {p for p in names if p != node}  # the dev stack is a full mesh
+        assert graph[f"{node}-peers"] == set(), "the peers phase waits for no other command"
+        assert node in _deps(r.one(COMMAND, f"{node}-peers"))  # ... only for its VM
+        assert graph[f"{node}-sync"] == {f"{p}-peers" for p in {node, *peers}}
+        assert graph[f"{node}-health"] == {f"{p}-sync" for p in names}
+
+
+def test_command_order_does_not_depend_on_key_epochs() -> None:
+    """The old order (lower keyEpoch first) made a node rotated earlier wait for one rotated now."""
+    graphs = [command_graph(run(s)) for s in ("base", "rotate", "rotated-earlier", "rotate-after-history")]
+    assert all(g == graphs[0] for g in graphs)
+
+
+def test_rotation_after_an_earlier_rotation_pushes_the_new_key_first() -> None:
+    """gcp-fra 0 -> 1 while aws-fra sits at 2: aws-fra learns gcp-fra's key before gcp-fra switches."""
+    before, after = run("rotated-earlier"), run("rotate-after-history")
+    old_key = before.outputs["nodes"]["gcp-fra"]["publicKey"].value
+    new_key = after.outputs["nodes"]["gcp-fra"]["publicKey"].value
+    assert old_key != new_key
+    d = diff(before, after)
+    changed = {c.before.name for c in d.changed if c.before.type == COMMAND and c.effective}
+    assert {"aws-fra-peers", "hetzner-nbg-peers", "gcp-fra-sync"} <= changed
     for peer in ("aws-fra", "hetzner-nbg"):
-        assert not any(d.endswith("-sync") for d in _deps(rotated.one(COMMAND, f"{peer}-sync")))
-    for node in ("aws-fra", "gcp-fra", "hetzner-nbg"):
-        assert {"aws-fra-sync", "gcp-fra-sync", "hetzner-nbg-sync"} <= _deps(
-            rotated.one(COMMAND, f"{node}-health")
-        )
-    # Without a rotation no sync waits for another: they run in parallel.
-    for node in ("aws-fra", "gcp-fra", "hetzner-nbg"):
-        assert not any(d.endswith("-sync") for d in _deps(run("base").one(COMMAND, f"{node}-sync")))
+        conf = reveal(after.one(COMMAND, f"{peer}-peers").inputs["stdin"])
+        assert new_key in conf and old_key not in conf
+        assert f"{peer}-peers" in _deps(after.one(COMMAND, "gcp-fra-sync"))
+    assert after.one(COMMAND, "aws-fra-peers").inputs["create"].endswith(" wgmesh-apply --peers-only")
+    assert after.one(COMMAND, "gcp-fra-sync").inputs["create"].endswith(" wgmesh-apply")  # the full apply
 
 
 # ----------------------------------------------------------------------------- the commands
@@ -355,19 +432,31 @@ def test_sync_command_per_cloud_node_after_its_vm() -> None:
     users = {"aws-fra": "ubuntu", "gcp-fra": "ubuntu", "hetzner-nbg": "root"}
     ips = {n: base.outputs["nodes"][n]["publicIp"].value for n in users}
     for node, user in users.items():
-        sync = base.one(COMMAND, f"{node}-sync")
-        connection = reveal(sync.inputs["connection"])
-        assert (connection["host"], connection["user"]) == (ips[node], user)
-        assert connection["privateKey"] == FAKE_SSH_KEY
-        assert connection["dialErrorLimit"] > 10 and "hostKey" not in connection
-        assert sync.inputs["create"] == sync.inputs["update"]
-        assert sync.inputs["create"].startswith("if command -v cloud-init")  # a new VM finishes first boot
-        assert ("sudo -n" in sync.inputs["create"]) == (user != "root")
-        assert sync.inputs["logging"] == "stdoutAndStderr"
-        assert node in _deps(sync)  # the VM (and its firewall) exist before the first sync
-        conf = reveal(sync.inputs["stdin"])
-        assert conf == reveal(base.outputs["wgConfigs"][node].value)
-        assert sync.inputs["triggers"] == [__import__("hashlib").sha256(conf.encode()).hexdigest()]
+        for step in ("peers", "sync"):
+            sync = base.one(COMMAND, f"{node}-{step}")
+            connection = reveal(sync.inputs["connection"])
+            assert (connection["host"], connection["user"]) == (ips[node], user)
+            assert connection["privateKey"] == FAKE_SSH_KEY
+            assert "hostKey" not in connection
+            # A new VM's sshd answers within 24 dials of at most 10 s each.
+            assert (connection["dialErrorLimit"], connection["perDialTimeout"]) == (
+                DIAL_ERROR_LIMIT,
+                PER_DIAL_TIMEOUT,
+            )
+            assert (DIAL_ERROR_LIMIT, PER_DIAL_TIMEOUT) == (24, 10)
+            assert sync.inputs["create"] == sync.inputs["update"]
+            assert sync.inputs["create"].startswith(
+                "if command -v cloud-init"
+            )  # a new VM finishes first boot
+            assert ("sudo -n" in sync.inputs["create"]) == (user != "root")
+            assert sync.inputs["create"].endswith(
+                " wgmesh-apply --peers-only" if step == "peers" else " wgmesh-apply"
+            )
+            assert sync.inputs["logging"] == "stdoutAndStderr"
+            assert node in _deps(sync)  # the VM (and its firewall) exist before the first apply
+            conf = reveal(sync.inputs["stdin"])
+            assert conf == reveal(base.outputs["wgConfigs"][node].value)
+            assert "triggers" not in sync.inputs  # a trigger change would replace the command
 
 
 def test_pinned_host_key_reaches_the_connection() -> None:
@@ -380,6 +469,11 @@ def test_health_commands_and_outputs() -> None:
     health = {r.name: r for r in base.of_type(COMMAND) if r.name.endswith("-health")}
     assert sorted(health) == ["aws-fra-health", "gcp-fra-health", "hetzner-nbg-health"]
     script = health["aws-fra-health"].inputs["create"]
+    assert script == health["aws-fra-health"].inputs["update"]
+    confs = reveal([base.outputs["wgConfigs"][n].value for n in sorted(LIVE)])
+    joined = "\0".join(f"{n}\0{c}" for n, c in zip(sorted(LIVE), confs, strict=True))
+    digest = hashlib.sha256(joined.encode()).hexdigest()
+    assert script.startswith(f": wgmesh-mesh-sha256={digest}; sudo -n -- bash -c ")
     for peer in ("gcp-fra", "hetzner-nbg"):
         assert base.outputs["nodes"][peer]["publicKey"].value in script
     assert "laptop" not in script  # roaming clients are not expected to be online
@@ -428,7 +522,7 @@ def test_ssh_key_and_wireguard_keys_only_in_secrets() -> None:
             assert secret or not leaked, f"{r.type} {r.name}: key material in a non-secret input"
     for r in base.of_type(COMMAND):
         assert is_secret(r.inputs["connection"]) or is_secret(r.inputs["connection"]["privateKey"])
-        if r.name.endswith("-sync"):
+        if r.name.endswith(("-sync", "-peers")):
             assert is_secret(r.inputs["stdin"])
         else:
             assert "stdin" not in r.inputs
@@ -469,3 +563,102 @@ def test_ssh_private_key_problems_name_the_key_never_the_value(
 
 if __name__ == "__main__":
     print(describe(diff(run("base"), run("add"))))
+
+
+# ------------------------------------------------------- outputs as the real engine marks them
+
+
+@dataclass(frozen=True)
+class Options:
+    """What a resource asked the engine for, beyond its inputs (the shared mocks do not keep it)."""
+
+    additional_secret_outputs: tuple[str, ...]
+    replace_on_changes: tuple[str, ...]
+
+
+def _has_secret(value: Any) -> bool:
+    if is_secret(value):
+        return True
+    if isinstance(value, dict):
+        return any(_has_secret(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_secret(v) for v in value)
+    return False
+
+
+def _as_secret(value: Any) -> Any:
+    return value if is_secret(value) else {SIG_KEY: SECRET_SIG, "value": value}
+
+
+@cache
+def engine_like_run(unsecret: bool = True) -> tuple[ProgramRun, dict[tuple[str, str], Options]]:
+    """The base dev run with command outputs secret the way `pulumi up` returns them.
+
+    pulumi-command returns every output of a command with a secret input (the SSH key) as a
+    secret; the shared mocks echo plain values. Also records each resource's
+    `additional_secret_outputs` and `replace_on_changes`. `unsecret=False`: the control run,
+    with `Output.unsecret` doing nothing.
+    """
+    options: dict[tuple[str, str], Options] = {}
+
+    class EngineLikeMocks(wgmesh_mocks.WgmeshMocks):
+        def new_resource(self, args: MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+            rid, outputs = super().new_resource(args)
+            if args.typ == COMMAND and _has_secret(args.inputs):
+                outputs = {k: _as_secret(v) for k, v in outputs.items()}
+            return rid, outputs
+
+    class EngineLikeMonitor(wgmesh_mocks.RecordingMonitor):
+        def RegisterResource(self, request: Any) -> Any:
+            options[(request.type, request.name)] = Options(
+                tuple(request.additionalSecretOutputs), tuple(request.replaceOnChanges)
+            )
+            return super().RegisterResource(request)
+
+    with pytest.MonkeyPatch.context() as patch:
+        if not unsecret:
+            patch.setattr(pulumi.Output, "unsecret", staticmethod(lambda value: value))
+        patch.setattr(wgmesh_mocks, "WgmeshMocks", EngineLikeMocks)
+        patch.setattr(wgmesh_mocks, "RecordingMonitor", EngineLikeMonitor)
+        result = run_program("dev", dev_config(scenario_nodes("base")), secret_keys=SECRET_KEYS)
+    assert result.error is None, result.error
+    return result, options
+
+
+def test_mesh_health_is_readable_while_the_configs_stay_secret() -> None:
+    """`pulumi stack output meshHealth` shows the tables; they hold names, addresses and ages only."""
+    control, _ = engine_like_run(unsecret=False)
+    assert all(t.secret for t in control.outputs["meshHealth"].values())  # what `pulumi up` would show ...
+    run_, _ = engine_like_run()
+    tables = run_.outputs["meshHealth"]
+    assert sorted(tables) == sorted(LIVE)
+    for node, table in tables.items():
+        assert not table.secret, f"meshHealth.{node} would print as [secret]"  # ... without unsecret()
+        assert table.value == f"(mocked stdout of {node}-health)"
+    configs = run_.outputs["wgConfigs"]
+    assert sorted(configs) == sorted(LIVE) and all(c.secret for c in configs.values())
+
+
+def test_apply_commands_keep_stdin_secret_in_their_outputs() -> None:
+    _, options = engine_like_run()
+    applies = {n: o for (t, n), o in options.items() if t == COMMAND and n.endswith(("-peers", "-sync"))}
+    assert sorted(applies) == sorted(f"{n}-{s}" for n in LIVE for s in ("peers", "sync"))
+    assert all("stdin" in o.additional_secret_outputs for o in applies.values())
+
+
+def test_no_resource_is_replaced_on_changes() -> None:
+    """`replace_on_changes` would turn a conf change into a replacement instead of an update.
+
+    The program sets it nowhere; pulumi-command's SDK adds `triggers[*]` to every command, which
+    never fires because no command has triggers.
+    """
+    run_, options = engine_like_run()
+    assert len(options) > 20
+    program_set = {
+        f"{t} {n}": o.replace_on_changes
+        for (t, n), o in options.items()
+        if o.replace_on_changes and not (t == COMMAND and o.replace_on_changes == ("triggers[*]",))
+    }
+    assert program_set == {}
+    commands = run_.of_type(COMMAND)
+    assert len(commands) == 3 * len(LIVE) and [c.name for c in commands if "triggers" in c.inputs] == []
