@@ -2,9 +2,12 @@
 
 `apply` runs the exact command a live update runs on a node (cloudinit.sync.apply_command,
 without sudo: the lab is root) inside the node, with the node's new wg0.conf on stdin, the
-way components/sync.py runs it over SSH. `add_node` boots one more node namespace from a
-newer render (same keys file), `remove_node` takes one away by PID, mount and namespace,
-and both keep the lab's state file exact so `python -m lab down` still removes everything.
+way components/sync.py runs it over SSH. `apply_update` runs a whole update in the order
+Pulumi runs the `<node>-peers` and `<node>-sync` commands: every changed node's peers-only
+apply, then every full apply. `health` runs a node's post-update health check
+(components/health.py's command). `add_node` boots one more node namespace from a newer
+render (same keys file), `remove_node` takes one away by PID, mount and namespace, and both
+keep the lab's state file exact so `python -m lab down` still removes everything.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import gzip
+import itertools
 import os
 import re
 import signal
@@ -19,12 +23,15 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from cloudinit.cloudconfig import GZIP_BASE64
+from cloudinit.healthcheck import SUMMARY_PREFIX as HEALTH_PREFIX
+from cloudinit.healthcheck import expected_peers, health_command
 from cloudinit.sync import apply_command, parse_summary
 from lab import topology
 from lab.boot import run_commands, write_files
@@ -34,6 +41,8 @@ from lab.running import NetnsLab
 from lab.state import LabState, Layout, load_state
 from lab.teardown import processes_in, stop_processes
 from lab.userdata import parse_user_data
+from mesh.plan import build_plan
+from mesh.stackfile import load_spec
 
 WG_CONF_PATH = "/etc/wireguard/wg0.conf"
 
@@ -55,18 +64,75 @@ class Applied:
     node: str
     summary: dict[str, str]  # the script's key=value summary (action, peers, routes_added, ...)
     seconds: float  # wall time of the whole command, nsenter included
+    started: float = 0.0  # unix time the command started
+    ended: float = 0.0  # ... and returned
 
 
-def apply(lab: NetnsLab, node: str, conf: str) -> Applied:
-    """Run the live-update command inside `node` with `conf` on stdin."""
+def apply(lab: NetnsLab, node: str, conf: str, *, peers_only: bool = False) -> Applied:
+    """Run the live-update command (or its peers-only phase) inside `node` with `conf` on stdin."""
+    started, start = time.time(), time.monotonic()
+    command = apply_command(sudo=False, peers_only=peers_only)
+    proc = run_in(lab.node(node), "sh", "-c", command, stdin_text=conf, timeout=60)
+    return Applied(node, parse_summary(proc.stdout), time.monotonic() - start, started, time.time())
+
+
+def apply_render(
+    lab: NetnsLab, render_dir: Path, nodes: list[str], *, peers_only: bool = False
+) -> list[Applied]:
+    """Apply each listed node's wg0.conf from `render_dir`, all at once (as Pulumi runs them)."""
+    confs = {n: rendered_wg_conf(render_dir, n) for n in nodes}
+    with ThreadPoolExecutor(max_workers=max(1, len(nodes))) as pool:
+        return list(pool.map(lambda n: apply(lab, n, confs[n], peers_only=peers_only), nodes))
+
+
+@dataclass(frozen=True)
+class Update:
+    """One update as Pulumi runs it: every `-peers` command, then every `-sync` command."""
+
+    peers: list[Applied]
+    sync: list[Applied]
+
+    @property
+    def peers_learned(self) -> float:
+        """Unix time the last peers-only apply returned: every node knows every new key."""
+        return max(a.ended for a in self.peers)
+
+    def of(self, node: str) -> tuple[Applied, Applied]:
+        return next(a for a in self.peers if a.node == node), next(a for a in self.sync if a.node == node)
+
+
+def apply_update(lab: NetnsLab, render_dir: Path, nodes: list[str]) -> Update:
+    """The listed nodes' new confs in Pulumi's order: a node's `-sync` waits for the `-peers` of
+    itself and all its peers; in a full mesh that is every `-peers`, so: all peers-only applies
+    (in parallel), then all full applies (in parallel)."""
+    peers = apply_render(lab, render_dir, nodes, peers_only=True)
+    return Update(peers, apply_render(lab, render_dir, nodes))
+
+
+@dataclass(frozen=True)
+class Health:
+    """A health check's exit status, its table by peer name, and its verdict line."""
+
+    returncode: int
+    rows: dict[str, str]  # peer name -> its table row
+    verdict: str  # the `wgmesh-health: <node>: ...` line
+    seconds: float
+
+
+def health(lab: NetnsLab, stack_file: Path, render_dir: Path, node: str, *, wait: int = 30) -> Health:
+    """Run the node's health check inside it: the command components/health.py runs over SSH
+    (expected peers from the plan, keys from the render; no sudo: the lab is root)."""
+    plan = build_plan(load_spec(stack_file))
+    keys = {n.name: n.public_key for n in load_mesh(render_dir).nodes}
+    command = health_command(
+        node, expected_peers(plan, node, keys), plan.node(node).iface.mtu, sudo=False, wait=wait
+    )
     start = time.monotonic()
-    proc = run_in(lab.node(node), "sh", "-c", apply_command(sudo=False), stdin_text=conf, timeout=60)
-    return Applied(node, parse_summary(proc.stdout), time.monotonic() - start)
-
-
-def apply_render(lab: NetnsLab, render_dir: Path, nodes: list[str]) -> list[Applied]:
-    """Apply each listed node's wg0.conf from `render_dir`, one node after the other."""
-    return [apply(lab, n, rendered_wg_conf(render_dir, n)) for n in nodes]
+    proc = run_in(lab.node(node), "sh", "-c", command, check=False, timeout=wait + 60)
+    lines = proc.stdout.splitlines()
+    verdicts = [ln for ln in lines if ln.startswith(HEALTH_PREFIX)]
+    rows = {ln.split()[0]: ln for ln in lines[1:] if ln.strip() and not ln.startswith(HEALTH_PREFIX)}
+    return Health(proc.returncode, rows, verdicts[-1] if verdicts else "", time.monotonic() - start)
 
 
 # ----------------------------------------------------------------------------- membership
@@ -212,6 +278,13 @@ class PingLog:
     def missing(self) -> list[int]:
         """Sequence numbers with no reply, below the last one answered."""
         return [s for s in range(1, max(self.replies, default=0)) if s not in self.replies]
+
+    def longest_silence(self) -> tuple[float, float]:
+        """Unix times of the two consecutive replies furthest apart (the outage, plus one interval)."""
+        times = [self.reply_times[s] for s in sorted(self.reply_times)]
+        if len(times) < 2:
+            return (0.0, 0.0)
+        return max(itertools.pairwise(times), key=lambda pair: pair[1] - pair[0])
 
     @property
     def lost(self) -> int:

@@ -2,15 +2,20 @@
 
 Two nodes ping each other every 20 ms (both directions) while a third node with a routed
 subnet is added, its key rotated, its wireguard-go killed and the node removed, each change
-applied by the exact command a live update runs (cloudinit.sync). Asserts: 0 packets lost
-between the two, the subnet's routes appear and disappear on the others, every wg0's peers
-match its rendered wg0.conf after each step, and nothing is left behind.
+applied by the exact commands a live update runs (cloudinit.sync), in Pulumi's order: every
+node's peers-only apply (`<node>-peers`), then every full apply (`<node>-sync`). After the
+add and the rotation each node runs the health check Pulumi runs next (it must pass with
+its table); after the kill it must fail naming the dead node. Asserts: 0 packets lost between
+the two, the subnet's routes appear and disappear on the others, every wg0's peers match its
+rendered wg0.conf after each step, and nothing is left behind. The rotated node's own gap
+(its peers know only its new key until it switches) is measured and printed as a figure.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,10 +26,14 @@ from labtest import require_netns_lab
 from lab import checks, netns
 from lab.day2 import (
     Applied,
+    Health,
+    PingLog,
+    Update,
     add_node,
-    apply_render,
+    apply_update,
     conf_peers,
     continuous_ping,
+    health,
     kill_wireguard,
     remove_node,
     rendered_wg_conf,
@@ -102,10 +111,42 @@ def assert_peers_match(lab: NetnsLab, render_dir: Path) -> None:
 
 
 def show(step: str, applied: list[Applied]) -> None:
-    print(f"day2 {step}: applied by {time.time():.3f}")
     for a in applied:
         fields = " ".join(f"{k}={v}" for k, v in a.summary.items() if k != "interface")
-        print(f"day2 {step}: {a.node}: {fields} (command {a.seconds:.2f} s)")
+        print(f"day2 {step}: {a.node}: {fields} (command {a.seconds:.2f} s, returned at {a.ended:.3f})")
+
+
+def show_update(step: str, update: Update) -> None:
+    show(f"{step} peers", update.peers)
+    show(f"{step} sync", update.sync)
+
+
+def summaries(applied: list[Applied], *fields: str) -> dict[str, tuple[str, ...]]:
+    return {a.node: tuple(a.summary.get(f, "") for f in fields) for a in applied}
+
+
+CHANGES = ("peers_added", "peers_changed", "peers_removed", "routes_added", "routes_removed")
+
+
+def check_health(lab: NetnsLab, stack: str, render_dir: Path, step: str) -> None:
+    """Every node's health check passes with an ok row per peer (all at once, as Pulumi runs them)."""
+    stack_file = STACKS / f"Pulumi.day2-{stack}.yaml"
+    with ThreadPoolExecutor(max_workers=len(lab.nodes)) as pool:
+        results = list(pool.map(lambda n: (n, health(lab, stack_file, render_dir, n.name)), lab.nodes))
+    for node, h in results:
+        print(f"day2 {step} health {node.name}: exit {h.returncode} in {h.seconds:.1f} s: {h.verdict}")
+        peers = sorted(n.name for n in lab.nodes if n.name != node.name)
+        assert h.returncode == 0, f"{node.name}: {h.verdict} {h.rows}"
+        assert h.verdict == f"wgmesh-health: {node.name}: ok, {len(peers)} peers"
+        assert sorted(h.rows) == peers
+        for peer, row in h.rows.items():
+            assert row.split()[-1] == "ok" and " ok " in row, f"{node.name} -> {peer}: {row}"
+            assert str(lab.mesh.node(peer).address) in row.split()
+
+
+def outage(p: PingLog) -> str:
+    first, last = p.longest_silence()
+    return f"{p.lost} lost of {p.sent}, no reply for {last - first:.2f} s ({first:.3f} to {last:.3f})"
 
 
 def test_add_rotate_kill_remove_a_node_while_two_others_ping(
@@ -128,55 +169,89 @@ def test_add_rotate_kill_remove_a_node_while_two_others_ping(
         lab = up.lab
         day2.remember_processes()
         a_addr, b_addr = str(lab.mesh.node(A).address), str(lab.mesh.node(B).address)
+        c_addr = str(meshes[1].node(C).address)
         with continuous_ping(lab.node(A), b_addr) as ab, continuous_ping(lab.node(B), a_addr) as ba:
             time.sleep(0.5)
 
-            # 1. add day2-c (routed subnet): boot it, then apply the new confs on the old nodes.
+            # 1. add day2-c (routed subnet): boot it, then the update (peers phase, then sync).
             lab = add_node(layout, r_three, C)
             day2.remember_processes()
-            applied = apply_render(lab, r_three, [A, B])
-            show("add", applied)
-            for a in applied:
-                assert a.summary["action"] == "sync"
-                assert (a.summary["peers_added"], a.summary["routes_added"]) == ("1", "1")
-                assert a.summary["peers_changed"] == "0"  # the pinging peer is never touched
+            update = apply_update(lab, r_three, [A, B, C])
+            show_update("add", update)
+            assert summaries(update.peers, "action", *CHANGES) == {
+                A: ("peers", "1", "0", "0", "1", "0"),  # the pinging peer is never touched
+                B: ("peers", "1", "0", "0", "1", "0"),
+                C: ("peers", "0", "0", "0", "0", "0"),  # it booted with this conf
+            }
+            assert summaries(update.sync, "action", *CHANGES) == {
+                n: ("sync", "0", "0", "0", "0", "0") for n in (A, B, C)
+            }  # the peers phase did it all; the full apply installs the file
             assert checks.wait_for_handshakes(lab, 20) is not None, "day2-c never shook hands"
             for node in (A, B):
                 assert C_SUBNET in wg0_routes(lab.node(node))
             assert_peers_match(lab, r_three)
             assert ping(lab.node(A), C_LAN_HOST).ok, "the subnet behind day2-c is not reachable"
+            check_health(lab, "three", r_three, "add")
 
             # 2. rotate day2-c's key: the peers learn the new public key first, then it switches.
-            applied = apply_render(lab, r_rotated, [A, B])
-            applied += apply_render(lab, r_rotated, [C])
-            show("rotate", applied)
-            for a in applied[:2]:
-                assert a.summary["action"] == "sync"
-                assert (a.summary["peers_added"], a.summary["peers_removed"]) == ("1", "1")
-                assert a.summary["peers_changed"] == "0"
-                assert (a.summary["routes_added"], a.summary["routes_removed"]) == ("0", "0")
-            assert (applied[2].summary["action"], applied[2].summary["reason"]) == ("restart", "private-key")
+            with continuous_ping(lab.node(A), c_addr) as ac, continuous_ping(lab.node(C), a_addr) as ca:
+                time.sleep(0.5)
+                update = apply_update(lab, r_rotated, [A, B, C])
+                show_update("rotate", update)
+                lab = NetnsLab(layout, meshes[2])
+                waited = checks.wait_for_handshakes(lab, 20)
+                assert waited is not None, "no handshake with day2-c's new key"
+                time.sleep(0.5)
+            assert summaries(update.peers, "action", "held", *CHANGES) == {
+                A: ("peers", "", "1", "0", "1", "0", "0"),  # C's new key added, its old one removed
+                B: ("peers", "", "1", "0", "1", "0", "0"),
+                C: ("peers", "private-key", "0", "2", "0", "0", "0"),  # new PSKs; its own key held
+            }
+            assert summaries(update.sync, "action", "reason") == {
+                A: ("sync", ""),
+                B: ("sync", ""),
+                C: ("restart", "private-key"),  # the switch, after every peer learned the key
+            }
+            c_switch = update.of(C)[1]
+            assert c_switch.started >= update.peers_learned
             day2.remember_processes()
-            lab = NetnsLab(layout, meshes[2])
-            waited = checks.wait_for_handshakes(lab, 20)
-            assert waited is not None, "no handshake with day2-c's new key"
             figure(f"day2 rotate: every pair shook hands with the new key {waited:.1f} s after the switch")
+            # From the first peer that dropped day2-c's old key to day2-c running its new one.
+            learned = min(a.ended for a in update.peers if a.node != C)
+            figure(
+                f"day2 rotate, day2-c's own gap: {c_switch.ended - learned:.2f} s from the first peer's "
+                f"peers-only apply returning to its switch (its restart took {c_switch.seconds:.2f} s)"
+            )
+            for name, p in (("a->c", ac), ("c->a", ca)):
+                print(f"day2 rotate ping {name}: {p.summary}; missing {p.missing()}")
+                figure(f"day2 rotate, 20 ms ping {name} (the rotated node): {outage(p)}")
+                assert p.received > 20, f"{name}: no traffic through the rotation"
+                last_reply = max(p.reply_times.values())
+                assert last_reply > c_switch.ended, f"{name}: no reply after day2-c switched its key"
             assert_peers_match(lab, r_rotated)
+            check_health(lab, "rotated", r_rotated, "rotate")
 
             # Fault: day2-c crashes (wireguard-go killed); the other two keep pinging.
             pid = kill_wireguard(layout, C)
             print(f"day2 fault: at {time.time():.3f}")
             time.sleep(1.0)
-            assert not ping(lab.node(A), str(lab.mesh.node(C).address), count=1, deadline=1).ok
+            assert not ping(lab.node(A), c_addr, count=1, deadline=1).ok
             print(f"day2 fault: killed day2-c's wireguard-go (pid {pid})")
+            h: Health = health(lab, STACKS / "Pulumi.day2-rotated.yaml", r_rotated, A, wait=5)
+            print(f"day2 fault health {A}: exit {h.returncode} in {h.seconds:.1f} s: {h.verdict}")
+            assert h.returncode != 0
+            assert h.verdict.startswith(f"wgmesh-health: {A}: missing: {C} (no 1420-byte ping to {c_addr}")
+            assert B not in h.verdict and h.rows[B].split()[-1] == "ok" and "FAIL" in h.rows[C]
 
-            # 3. remove day2-c: apply the confs without it, then take its namespace away.
-            applied = apply_render(lab, r_end, [A, B])
-            show("remove", applied)
-            for a in applied:
-                assert a.summary["action"] == "sync"
-                assert (a.summary["peers_removed"], a.summary["routes_removed"]) == ("1", "1")
-                assert a.summary["peers_changed"] == "0"
+            # 3. remove day2-c: the update without it, then take its namespace away.
+            update = apply_update(lab, r_end, [A, B])
+            show_update("remove", update)
+            assert summaries(update.peers, "action", *CHANGES) == {
+                n: ("peers", "0", "0", "1", "0", "1") for n in (A, B)
+            }
+            assert summaries(update.sync, "action", *CHANGES) == {
+                n: ("sync", "0", "0", "0", "0", "0") for n in (A, B)
+            }
             lab = remove_node(layout, r_end, C)
             for node in (A, B):
                 assert C_SUBNET not in wg0_routes(lab.node(node))
