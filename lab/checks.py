@@ -39,7 +39,12 @@ from lab.state import BRIDGE
 
 IPV6_ICMP_OVERHEAD = 48  # IPv6 header + ICMPv6 header: ping -s payload for a packet of the MTU
 TCP_IPV6_OVERHEAD = 60  # IPv6 + TCP headers: MSS for a path MTU
-_UDP = re.compile(r"^IP (\d+\.\d+\.\d+\.\d+)\.(\d+) > (\d+\.\d+\.\d+\.\d+)\.(\d+): UDP, length \d+$")
+_UDP = re.compile(r"^IP6? ([0-9a-f.:]+)\.(\d+) > ([0-9a-f.:]+)\.(\d+): UDP, length \d+$")
+# What the kernel must send for a node's IPv6 uplink address (endpoints: ipv6): neighbour
+# discovery, and MLD reports (from :: as the uplink has no link-local address).
+_LINK_CONTROL6 = re.compile(
+    r"^IP6 (\S+) > \S+: (?:HBH )?ICMP6, (neighbor solicitation|neighbor advertisement|multicast listener)"
+)
 
 
 # ----------------------------------------------------------------------------- positive checks
@@ -156,19 +161,24 @@ def check_subnets(lab: NetnsLab) -> tuple[CheckResult, ...]:
 def classify_underlay(lines: Sequence[str], endpoints: dict[str, int]) -> tuple[int, list[str]]:
     """(WireGuard packets, everything else) among tcpdump lines from the lab internet.
 
-    A WireGuard packet is UDP between two node public IPs, from the sender's listen port to
-    the receiver's.
+    A WireGuard packet is UDP between two node public IPs (IPv4, or IPv6 with endpoints: ipv6),
+    from the sender's listen port to the receiver's. Neighbour discovery from a node's IPv6
+    address and MLD reports (from it or ::) are link control, neither counted nor a leak.
     """
+    nodes6 = {ip for ip in endpoints if ":" in ip}
     wireguard = 0
     other: list[str] = []
     for line in lines:
         m = _UDP.match(line.strip())
+        c = _LINK_CONTROL6.match(line.strip()) if nodes6 else None
         if (
             m
             and endpoints.get(m.group(1)) == int(m.group(2))
             and endpoints.get(m.group(3)) == int(m.group(4))
         ):
             wireguard += 1
+        elif c and (c.group(1) in nodes6 or (c.group(1) == "::" and c.group(2) == "multicast listener")):
+            continue
         elif line.strip():
             other.append(line.strip())
     return wireguard, other
@@ -176,6 +186,7 @@ def classify_underlay(lines: Sequence[str], endpoints: dict[str, int]) -> tuple[
 
 def check_underlay(lab: NetnsLab, lines: Sequence[str]) -> CheckResult:
     endpoints = {str(n.public_ip): n.listen_port for n in lab.nodes}
+    endpoints |= {str(n.public_ip6): n.listen_port for n in lab.nodes if n.public_ip6 is not None}
     wireguard, other = classify_underlay(lines, endpoints)
     ok = wireguard > 0 and not other
     detail = f"{wireguard} WireGuard UDP packets, {len(other)} other"

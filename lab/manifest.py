@@ -33,6 +33,7 @@ class LabNode:
     hub: bool = False
     gateway: bool = False
     masquerade: bool = False  # NAT mesh traffic into its subnets (jumpbox)
+    public_ip6: ipaddress.IPv6Address | None = None  # IPv6 underlay address (`publicIp6`), if any
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ class LabMesh:
     clients: tuple[LabClient, ...] = ()
     topology: str = "mesh"  # mesh | hub
     cidr6: ipaddress.IPv6Network | None = None
+    endpoints: str = "ipv4"  # the family nodes dial each other on (wgmesh:mesh.endpoints)
 
     @property
     def client_addresses(self) -> tuple[ipaddress.IPv4Address, ...]:
@@ -123,6 +125,7 @@ def load_mesh(render_dir: Path) -> LabMesh:
         ),
         topology=str(doc.get("topology") or "mesh"),
         cidr6=None if not doc.get("cidr6") else ipaddress.IPv6Network(doc["cidr6"]),
+        endpoints=str(doc.get("endpoints") or "ipv4"),
     )
 
 
@@ -148,6 +151,7 @@ def _node(raw: dict[str, Any], index: int, render_dir: Path, where: str) -> LabN
             hub=bool(raw.get("hub", False)),
             gateway=bool(raw.get("gateway", False)),
             masquerade=bool(raw.get("masquerade", False)),
+            public_ip6=None if not raw.get("public_ip6") else ipaddress.IPv6Address(raw["public_ip6"]),
         )
     except (KeyError, ValueError, TypeError) as e:
         raise LabError(f"{where}: unusable entry ({type(e).__name__}: {e})") from None

@@ -1,9 +1,12 @@
-"""Checks for the deployment patterns a stack uses: hub and spoke, jumpbox, IPv6 overlay.
+"""Checks for the deployment patterns a stack uses: hub and spoke, jumpbox, IPv6 overlay,
+IPv6 endpoints.
 
 Each proves the pattern's promise with packets, not with the config: spokes reach each other
 through the hub and never directly (a capture on the lab internet), a host behind a
 masquerading node with no route back to the mesh answers and sees only the jumpbox's LAN
-address, and every node pair pings over IPv6. A stack without the pattern gets no line.
+address, every node pair pings over IPv6, and with `endpoints: ipv6` every node pair's
+tunnel runs over the nodes' IPv6 (live endpoints, handshakes, and the underlay capture).
+A stack without the pattern gets no line.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from dataclasses import dataclass
 from lab.capture import Capture
 from lab.clients import sites
 from lab.manifest import LabNode
-from lab.probes import WG, Ping, parallel, ping, ping_text
+from lab.probes import WG, Ping, latest_handshakes, parallel, ping, ping_text
 from lab.proc import Place, run_in
 from lab.results import CheckResult, PairResult
 from lab.running import Address, LanHost, NetnsLab
@@ -25,6 +28,8 @@ from lab.topology import subnet_hosts
 HUB_RELAY = "hub: spoke to spoke through the hub, never directly"
 JUMPBOX = "jumpbox: host behind a masquerading node"
 IPV6 = "IPv6 overlay: ping6 between every pair"
+IPV6_ENDPOINTS = "IPv6 endpoints: nodes handshake with each other over IPv6 only"
+_UDP_ENDS = re.compile(r"^IP6? ([0-9a-f.:]+)\.\d+ > ([0-9a-f.:]+)\.\d+: UDP")
 _UDP_IPS = re.compile(r"^IP (\d+\.\d+\.\d+\.\d+)\.\d+ > (\d+\.\d+\.\d+\.\d+)\.\d+: UDP")
 _ECHO_REQUEST = re.compile(r"^IP6? (\S+) > (\S+): ICMP6?,? echo request")
 
@@ -172,6 +177,57 @@ def check_ipv6(lab: NetnsLab, pairs: Sequence[PairResult], subnets: Sequence[Che
     return CheckResult(IPV6, ok, detail)
 
 
+# ----------------------------------------------------------------------------- IPv6 endpoints
+
+
+def underlay_udp_families(lines: Sequence[str], node_ips: set[str]) -> tuple[int, int]:
+    """(UDP packets between two node IPv6 addresses, UDP packets between two node IPv4 ones)."""
+    v6 = v4 = 0
+    for line in lines:
+        m = _UDP_ENDS.match(line.strip())
+        if m and m.group(1) in node_ips and m.group(2) in node_ips:
+            if ":" in m.group(1):
+                v6 += 1
+            else:
+                v4 += 1
+    return v6, v4
+
+
+def check_ipv6_endpoints(lab: NetnsLab) -> CheckResult:
+    """Every node's live Endpoint for every node peer is that peer's [publicIp6]:port with a
+    handshake, and while each pair pings once the lab internet carries node-to-node WireGuard
+    over IPv6 and none over IPv4. WireGuard roams to the source of the last packet, so a pair
+    that talks over IPv4 at all shows an IPv4 endpoint on at least one side."""
+    wrong: list[str] = []
+    peers = 0
+    for n in lab.nodes:
+        live = peer_endpoints(lab.node(n.name))
+        shaken = latest_handshakes(lab.node(n.name))
+        for name in lab.mesh.node_peers(n.name):
+            peer = lab.mesh.node(name)
+            peers += 1
+            want = f"[{peer.public_ip6}]:{peer.listen_port}"
+            got = live.get(peer.public_key, "(none)")
+            if got != want or not shaken.get(peer.public_key):
+                wrong.append(
+                    f"{n.name} -> {name}: {got} (want {want}, handshake {shaken.get(peer.public_key, 0)})"
+                )
+    node_ips = {str(ip) for n in lab.nodes for ip in (n.public_ip, n.public_ip6) if ip is not None}
+    pairs = [(a, b) for a in lab.nodes for b in lab.nodes if a.name != b.name]
+    with Capture(lab.internet, BRIDGE, "udp") as underlay:
+        pinged = parallel(lambda p: ping(lab.node(p[0].name), p[1].address, count=1), pairs)
+    v6, v4 = underlay_udp_families(underlay.lines, node_ips)
+    lost = [f"{a.name} -> {b.name}" for (a, b), r in zip(pairs, pinged, strict=True) if not r.ok]
+    ok = peers > 0 and not wrong and not lost and v6 > 0 and v4 == 0
+    detail = (
+        f"{peers - len(wrong)}/{peers} node peers on [v6]:port with a handshake; "
+        f"{len(pairs) - len(lost)}/{len(pairs)} pings; underlay UDP between nodes: {v6} IPv6, {v4} IPv4"
+    )
+    if wrong or lost:
+        detail += f"; FAILED: {', '.join([*wrong, *lost][:4])}"
+    return CheckResult(IPV6_ENDPOINTS, ok, detail)
+
+
 # ----------------------------------------------------------------------------- all patterns
 
 
@@ -186,4 +242,6 @@ def run_patterns(
     results += check_jumpbox(lab, clients)
     if lab.mesh.cidr6 is not None:
         results.append(check_ipv6(lab, pairs, subnets))
+    if lab.mesh.endpoints == "ipv6":
+        results.append(check_ipv6_endpoints(lab))
     return results

@@ -3,14 +3,18 @@
 - `wgm-inet`: the "internet", a bridge joining every node's underlay link. It drops IP
   fragments (many real paths do), so a wrong MTU shows up as a black hole, not as slowness.
 - `wgm-node-<n>`: one per node, `eth0` holding the node's lab public IP (/32, with an on-link
-  route to each other node), and a private mount namespace (own /run, /sys, and the files
+  route to each other node; with `publicIp6` also its /128 and on-link routes to the other
+  nodes' IPv6), and a private mount namespace (own /run, /sys, and the files
   cloud-init wrote overlaid on /etc, stand-ins over systemctl/sysctl/apt).
 - `wgm-lan-<n>`: the network routed behind a node with `subnets`; the node holds the first
   host of each subnet, the lan namespace the second and routes through the node (no route
   at all behind a masquerading node: a jumpbox's network knows nothing of the mesh).
 
-The internet is IPv4 only: no IPv6 on the bridge or on any uplink, so the only traffic on
-the bridge is what the nodes send on purpose.
+The internet carries IPv6 only between nodes that have a `publicIp6` (`endpoints: ipv6`): IPv6
+stays off on the bridge itself and on every other uplink, and those nodes' eth0 get no
+link-local address, no router solicitations and no duplicate address detection, so the bridge
+sees only what the nodes send on purpose plus the neighbour discovery and MLD reports the
+kernel must send for their addresses (lab.checks counts those as link control).
 """
 
 from __future__ import annotations
@@ -130,12 +134,19 @@ def attach_node(state: LabState, layout: Layout, mesh: LabMesh, index: int, node
     ip(inet, "link", "set", port, "mtu", mtu, "addrgenmode", "none")
     ip(inet, "link", "set", port, "master", BRIDGE, "up")
     ip(ns, "addr", "add", f"{node.public_ip}/32", "dev", "eth0")
-    # Else a node that forwards IPv6 (cidr6) joins the all-routers group and reports it here.
-    ipv4_only(ns, "eth0")
+    if node.public_ip6 is None:
+        # Else a node that forwards IPv6 (cidr6) joins the all-routers group and reports it here.
+        ipv4_only(ns, "eth0")
+    else:
+        ipv6_underlay(ns, "eth0")
+        ip(ns, "-6", "addr", "add", f"{node.public_ip6}/128", "dev", "eth0", "nodad")
     ip(ns, "link", "set", "eth0", "up")
     for other in mesh.nodes:
-        if other.name != node.name:
-            ip(ns, "route", "add", f"{other.public_ip}/32", "dev", "eth0", "scope", "link")
+        if other.name == node.name:
+            continue
+        ip(ns, "route", "add", f"{other.public_ip}/32", "dev", "eth0", "scope", "link")
+        if node.public_ip6 is not None and other.public_ip6 is not None:
+            ip(ns, "-6", "route", "add", f"{other.public_ip6}/128", "dev", "eth0")
 
 
 def ipv4_only(netns: str, iface: str) -> None:
@@ -145,6 +156,27 @@ def ipv4_only(netns: str, iface: str) -> None:
     run(
         ["nsenter", f"--net={NETNS_DIR / netns}", "--", "sh", "-c", f"echo 1 > {path}"],
         what=f"{netns}: no IPv6 on {iface}",
+    )
+
+
+# IPv6 on a node's uplink, as quiet as the kernel allows: no router solicitations (nothing to
+# configure from), no duplicate address detection (the lab hands out unique addresses).
+_IPV6_UNDERLAY_SYSCTLS = {
+    "disable_ipv6": "0",
+    "accept_ra": "0",
+    "router_solicitations": "0",
+    "accept_dad": "0",
+}
+
+
+def ipv6_underlay(netns: str, iface: str) -> None:
+    """IPv6 on a node's lab uplink (a node with `publicIp6`), set before the link comes up."""
+    writes = "; ".join(
+        f"echo {v} > /proc/sys/net/ipv6/conf/{iface}/{k}" for k, v in _IPV6_UNDERLAY_SYSCTLS.items()
+    )
+    run(
+        ["nsenter", f"--net={NETNS_DIR / netns}", "--", "sh", "-c", writes],
+        what=f"{netns}: IPv6 underlay on {iface}",
     )
 
 

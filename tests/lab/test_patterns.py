@@ -1,4 +1,4 @@
-"""Deployment patterns in the netns lab: hub and spoke, jumpbox, IPv6 overlay.
+"""Deployment patterns in the netns lab: hub and spoke, jumpbox, IPv6 overlay and endpoints.
 
 Each stack (stacks/Pulumi.lab-hub.yaml, lab-jumpbox, lab-ipv6) boots once per test class and
 must come out healthy with its pattern check passing. Then each pattern's key line is cut from
@@ -23,7 +23,7 @@ from labtest import namespaces_with_prefix, require_netns_lab
 
 from lab import checks, netns, pattern_checks
 from lab.manifest import load_mesh
-from lab.pattern_checks import HUB_RELAY, IPV6, JUMPBOX
+from lab.pattern_checks import HUB_RELAY, IPV6, IPV6_ENDPOINTS, JUMPBOX
 from lab.probes import ping
 from lab.proc import run_in
 from lab.report import format_report
@@ -200,7 +200,7 @@ def test_jumpbox_without_its_masquerade_rule_fails_the_jumpbox_check(tmp_path: P
         assert ping(b.lab.node("lab-a"), routed[0].address, count=1).ok
 
 
-# ----------------------------------------------------------------------------- IPv6 overlay
+# ----------------------------------------------------------------------------- IPv6 overlay and endpoints
 
 
 @pytest.fixture(scope="class")
@@ -221,6 +221,25 @@ class TestIpv6:
         )
         v6_subnets = [c for c in report.checks if c.name.startswith("subnet") and "fd00:7::2" in c.name]
         assert len(v6_subnets) == 4
+
+    def test_nodes_handshake_over_ipv6_and_the_underlay_carries_it(self, ipv6: Booted) -> None:
+        mesh = ipv6.lab.mesh
+        assert mesh.endpoints == "ipv6"
+        for node in mesh.nodes:
+            live = pattern_checks.peer_endpoints(ipv6.lab.node(node.name))
+            want = {
+                mesh.node(p).public_key: f"[{mesh.node(p).public_ip6}]:{mesh.node(p).listen_port}"
+                for p in mesh.node_peers(node.name)
+            }
+            assert live == want, node.name  # `wg show wg0 endpoints`: every node peer on [v6]:port
+        report = healthy_report(ipv6.lab)  # includes the underlay check: WireGuard only, v6 counted
+        assert check(report, IPV6_ENDPOINTS).startswith(
+            "6/6 node peers on [v6]:port with a handshake; 6/6 pings; underlay UDP between nodes: "
+        )
+        assert check(report, IPV6_ENDPOINTS).endswith(" IPv6, 0 IPv4")
+        assert int(check(report, "underlay carries only WireGuard UDP").split()[0]) > 0
+        shown = run_in(ipv6.lab.node("lab-a"), "ip", "-6", "addr", "show", "dev", "eth0").stdout
+        assert f"{mesh.node('lab-a').public_ip6}/128" in shown and "fe80:" not in shown
 
     def test_wg0_holds_both_addresses(self, ipv6: Booted) -> None:
         node = ipv6.lab.mesh.node("lab-a")
@@ -258,6 +277,26 @@ def test_node_without_its_v6_address_fails_the_ipv6_check(tmp_path: Path) -> Non
         assert all(p.ok for p in pairs if p.family == 4)
 
 
+def test_pair_cut_back_to_ipv4_endpoints_fails_the_ipv6_endpoints_check(tmp_path: Path) -> None:
+    """lab-a and lab-c dial each other's IPv4 instead (what a render ignoring `endpoints: ipv6`
+    would write): the overlay still works, but the check sees IPv4 endpoints and IPv4 UDP."""
+    render_dir = render("lab-ipv6", tmp_path / "render")
+    nodes = {str(n["name"]): n for n in json.loads((render_dir / "mesh.json").read_text())["nodes"]}
+    for me, peer in (("lab-a", "lab-c"), ("lab-c", "lab-a")):
+        p = nodes[peer]
+        v6, v4 = f"Endpoint = [{p['public_ip6']}]:51820", f"Endpoint = {p['public_ip']}:51820"
+        cut_line(render_dir, me, v6, v4)
+    with booted(render_dir) as b:
+        assert b.mesh_seconds is not None
+        assert all(p.ok for p in checks.check_pairs(b.lab))  # the tunnels work, over IPv4
+        result = pattern_checks.check_ipv6_endpoints(b.lab)
+        print(f"FAIL  {result.name}: {result.detail}")
+        assert not result.ok
+        assert result.detail.startswith("4/6 node peers on [v6]:port")
+        assert f"lab-a -> lab-c: {nodes['lab-c']['public_ip']}:51820" in result.detail
+        assert not result.detail.split("; ")[2].endswith(" 0 IPv4")
+
+
 # ----------------------------------------------------------------------------- no root needed
 
 
@@ -293,3 +332,33 @@ def test_echo_request_sources_are_read_for_both_families() -> None:
         "IP6 fd77:77::1 > fd00:7::2: ICMP6, echo request, id 9, seq 1, length 64",
     ]
     assert pattern_checks.echo_sources(lines) == {"10.0.9.1", "fd77:77::1"}
+
+
+def test_ipv6_underlay_lines_are_wireguard_or_link_control_and_nothing_else_passes() -> None:
+    endpoints = {"198.51.100.1": 51820, "2001:db8:51::1": 51820, "2001:db8:51::2": 51820}
+    lines = [
+        "IP6 2001:db8:51::1.51820 > 2001:db8:51::2.51820: UDP, length 148",
+        "IP6 2001:db8:51::2.51820 > 2001:db8:51::1.51820: UDP, length 92",
+        "IP6 2001:db8:51::1 > ff02::1:ff00:2: ICMP6, neighbor solicitation, who has 2001:db8:51::2",
+        "IP6 2001:db8:51::2 > 2001:db8:51::1: ICMP6, neighbor advertisement, tgt is 2001:db8:51::2",
+        "IP6 :: > ff02::16: HBH ICMP6, multicast listener report v2, 4 group record(s), length 88",
+        "IP6 2001:db8:51::1.40000 > 2001:db8:51::2.51820: UDP, length 92",  # wrong source port
+        "IP6 fd77:77::1 > fd77:77::2: ICMP6, echo request, id 1, seq 1, length 64",  # cleartext overlay
+        "IP6 2001:db8:99::1 > ff02::1:ff00:2: ICMP6, neighbor solicitation, who has 2001:db8:51::2",
+        "IP6 :: > ff02::1:ff00:2: ICMP6, neighbor solicitation, who has 2001:db8:51::2",
+    ]
+    wireguard, other = checks.classify_underlay(lines, endpoints)
+    assert wireguard == 2
+    assert other == lines[5:]  # a stranger's or an unspecified source's neighbour discovery is no node's
+    v4_only = {"198.51.100.1": 51820, "198.51.100.2": 51820}
+    assert checks.classify_underlay(lines[2:5], v4_only) == (0, lines[2:5])  # no IPv6 underlay: all leaks
+
+
+def test_underlay_udp_between_nodes_is_counted_per_family() -> None:
+    lines = [
+        "IP6 2001:db8:51::1.51820 > 2001:db8:51::3.51820: UDP, length 128",
+        "IP 198.51.100.1.51820 > 198.51.100.3.51820: UDP, length 128",
+        "IP 203.0.113.5.4500 > 198.51.100.3.51820: UDP, length 128",  # a client: not node to node
+    ]
+    nodes = {"2001:db8:51::1", "2001:db8:51::3", "198.51.100.1", "198.51.100.3"}
+    assert pattern_checks.underlay_udp_families(lines, nodes) == (1, 1)

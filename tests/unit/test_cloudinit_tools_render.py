@@ -135,7 +135,9 @@ def test_placeholder_ipv6_for_cloud_nodes_only_when_the_mesh_gives_them_one() ->
     assert placeholder_endpoints6(load_spec("dev")) == {}  # no cidr6, endpoints ipv4
     ipv6 = placeholder_endpoints6(load_spec("ipv6"))
     assert list(ipv6.values()) == ["2001:db8::a", "2001:db8::b", "2001:db8::c"]
-    assert placeholder_endpoints6(load_spec("lab-ipv6")) == {}  # lab nodes without publicIp6
+    assert placeholder_endpoints6(load_spec("lab")) == {}  # lab nodes without publicIp6
+    lab6 = placeholder_endpoints6(load_spec("lab-ipv6"))  # lab nodes keep their own
+    assert lab6 == {"lab-a": "2001:db8:51::1", "lab-b": "2001:db8:51::2", "lab-c": "2001:db8:51::3"}
 
 
 def test_mesh_json_says_which_family_nodes_dial_and_each_nodes_ipv6(tmp_path: Path) -> None:
