@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import gzip
+import itertools
 import os
 from typing import Any
 
@@ -40,7 +41,9 @@ from cloudinit.render import (
     node_wg_conf,
 )
 from mesh.errors import RenderError
+from mesh.plan import build_plan
 from mesh.plan_types import MeshPlan
+from mesh.spec import parse
 
 
 def user_data(plan: MeshPlan, name: str = "n1") -> str:
@@ -297,3 +300,23 @@ def test_with_ipv6_forwarding_the_ra_guard_runs_just_before_the_sysctl_file() ->
     guard = [GUARD_LOAD_STEP, GUARD_ENABLE_STEP]
     assert runcmd == [INSTALL_STEP, *guard, ACCEPT_RA_STEP, SYSCTL_STEP, WG_UP_STEP]
     assert ACCEPT_RA_STEP[:2] == ("sh", "-c")
+
+
+def full_mesh_plan(n: int, endpoints: str) -> MeshPlan:
+    """n nodes over the three clouds, a full mesh with PSKs, nodes dialing over `endpoints`."""
+    clouds = {"aws": "eu-central-1", "gcp": "europe-west3", "hcloud": "nbg1"}
+    nodes = [
+        {"name": f"n{i}", "cloud": c, "region": clouds[c], "address": f"10.96.{i // 250}.{i % 250 + 1}"}
+        for i, c in zip(range(n), itertools.cycle(clouds), strict=False)
+    ]
+    return build_plan(parse({"mesh": {"cidr": "10.96.0.0/16", "endpoints": endpoints}, "nodes": nodes}))
+
+
+def test_the_preflight_check_sizes_ipv6_endpoints_as_ipv6() -> None:
+    """A 150-node full mesh fits AWS's 16 KB dialing IPv4 (~14.4 KB gzipped) but not dialing
+    IPv6 (~17.3 KB): the check must render the longer, less compressible addresses."""
+    check_user_data_fits(full_mesh_plan(150, "ipv4"))
+    with pytest.raises(
+        RenderError, match=r"^n\d+: user data is \d+ bytes \(\d+ gzipped\), over the 16384-byte"
+    ):
+        check_user_data_fits(full_mesh_plan(150, "ipv6"))
