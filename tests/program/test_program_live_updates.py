@@ -62,7 +62,8 @@ HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9ok
 FORCES_REPLACEMENT: dict[str, frozenset[str]] = {
     "aws:ec2/instance:Instance": frozenset(
         {"ami", "availabilityZone", "subnetId", "privateIp", "keyName", "associatePublicIpAddress",
-         "userData", "userDataBase64", "placementGroup", "tenancy", "hostId", "ipv6AddressCount"}
+         "userData", "userDataBase64", "placementGroup", "tenancy", "hostId", "ipv6AddressCount",
+         "ipv6Addresses"}
     ),  # user data: replaced with userDataReplaceOnChange, else a stop/start; both break day-2
     "aws:ec2/eip:Eip": frozenset({"domain", "address", "networkBorderGroup", "publicIpv4Pool"}),
     "aws:ec2/eipAssociation:EipAssociation": frozenset(
