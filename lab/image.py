@@ -43,6 +43,9 @@ PACKAGES: tuple[str, ...] = (
     "nftables",
     "iproute2",
     "openssh-server",
+    # The login user's `sudo -n` (what live updates run as on AWS and GCP images); cloud-init's
+    # default user gets NOPASSWD sudo from the distro's cloud.cfg.
+    "sudo",
     "iputils-ping",
     "procps",
     "netbase",

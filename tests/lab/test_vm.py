@@ -3,10 +3,17 @@
 The fast tests here (no marker) check the pieces the boot relies on: the guest reporter's
 reading of a real rendered wg0.conf, the report parser and checker, the lab network-config.
 The `vm` test boots stacks/Pulumi.lab.yaml (lab-a, lab-b, lab-c with 10.0.7.0/24 behind lab-c),
-building the image first when the cache has none, and asserts cleanup afterwards. Then the
-faults: lab-a reboots itself (Ctrl-Alt-Del) and must rejoin within 60 s of its boot completing,
-with the metadata guard back in place; lab-b's QEMU is killed and lab-a and lab-c must keep
-pinging each other with 0 loss. Outside CI it skips without root or QEMU; with CI=true it fails.
+rendered with a keys file and with a test SSH key in `sshPublicKeys` (and `sshUser: debian`, the
+image's cloud-init default user), building the image first when the cache has none, and asserts
+cleanup afterwards. Then live updates the way `pulumi up` runs them (lab/vm_live.py): from the
+lab's namespace, `ssh` as debian runs components/sync.py's command (first-boot wait, `sudo -n`,
+the apply script) with lab-a's re-rendered wg0.conf on stdin after a subnet is added behind
+lab-b (a peer diff: the route appears, lab-a and lab-c lose no ping), then with lab-a's keyEpoch
+bumped (peers first, then lab-a restarts wg0 through systemd, and its peers handshake with the
+new key), then the health command on every VM. Then the faults: lab-a reboots itself
+(Ctrl-Alt-Del) and must rejoin within 60 s of its boot completing, with the metadata guard back
+in place; lab-b's QEMU is killed and lab-a and lab-c must keep pinging each other with 0 loss.
+Outside CI it skips without root or QEMU; with CI=true it fails.
 """
 
 from __future__ import annotations
@@ -21,23 +28,33 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 from conftest import Figure
 
+from cloudinit.sync import apply_command
+from components.sync import WAIT_FOR_FIRST_BOOT, conf_digest
 from lab import image as lab_image
-from lab import vm, vm_faults, vm_net
+from lab import vm, vm_faults, vm_live, vm_net
+from lab.day2 import rendered_wg_conf
 from lab.manifest import LabNode, load_mesh
 from lab.vm_guest_report import files_holding, key_file_facts, parse_wg_conf, private_key, subnet_probe
 from lab.vm_report import GUARD_OK, NodeReport, check, guard_loaded_before_network, parse_reports, timings
+from mesh.plan import build_plan
+from mesh.plan_types import MeshPlan
+from mesh.stackfile import load_spec
 
 REPO = Path(__file__).resolve().parents[2]
 IN_CI = os.environ.get("CI") == "true"
-VM_TOOLS = ("qemu-system-x86_64", "qemu-img", "mmdebstrap", "cloud-localds", "mkfs.ext4", "ip", "unshare")
+VM_TOOLS = (
+    "qemu-system-x86_64", "qemu-img", "mmdebstrap", "cloud-localds", "mkfs.ext4", "ip", "unshare",
+    "ssh", "ssh-keygen",
+)  # fmt: skip
 BUILD_TIMEOUT = 360.0  # image download + install; measured 62-116 s
 REPORT_TIMEOUT = 360.0  # boot to every VM report; measured 165-225 s for three VMs
 GUEST_WAIT = 120  # seconds a guest waits for its peers before reporting a timeout
@@ -289,6 +306,61 @@ def test_image_cache_key_follows_the_recipe(monkeypatch: pytest.MonkeyPatch, tmp
     assert "wglab-report" in " ".join(f.path for f in lab_image.guest_files())
 
 
+def test_live_update_ssh_stays_in_the_lab_namespace_in_batch_mode(tmp_path: Path) -> None:
+    ssh = vm_live.Ssh("wgtestvm1", "debian", tmp_path / "id_ed25519", tmp_path / "known_hosts")
+    argv = ssh.argv("198.51.100.1", "true")
+    assert argv[:5] == ["ip", "netns", "exec", "wgtestvm1", "ssh"]
+    assert argv[5:9] == ["-F", "/dev/null", "-i", str(tmp_path / "id_ed25519")]
+    for option in ("BatchMode=yes", "IdentitiesOnly=yes", "StrictHostKeyChecking=accept-new"):
+        assert option in argv
+    assert f"UserKnownHostsFile={tmp_path / 'known_hosts'}" in argv
+    assert argv[-5:] == ["-l", "debian", "--", "198.51.100.1", "true"]
+
+
+def test_live_update_command_is_components_sync_s_with_sudo_for_a_non_root_login() -> None:
+    assert vm_live.uses_sudo("debian") and vm_live.uses_sudo("admin") and not vm_live.uses_sudo("root")
+    command = vm_live.sync_command(True)
+    assert command == f"{WAIT_FOR_FIRST_BOOT}; {apply_command(sudo=True)}"
+    peers = vm_live.sync_command(True, peers_only=True)
+    assert peers == f"{WAIT_FOR_FIRST_BOOT}; {apply_command(sudo=True, peers_only=True)}" != command
+    assert "; sudo -n -- bash -c " in command
+    assert vm_live.sync_command(False).startswith(f"{WAIT_FOR_FIRST_BOOT}; bash -c ")  # root: no sudo
+
+
+def test_tick_counts_per_pair_and_first_answer_after_a_moment(nodes: list[LabNode]) -> None:
+    a, b, c = nodes[:3]
+
+    def tick(at: float, node: LabNode, states: dict[LabNode, str]) -> vm_faults.Line:
+        rest = "7 " + " ".join(f"{p.address}={s}" for p, s in states.items())
+        return vm_faults.Line(at, node.name, "TICK", rest)
+
+    lines = [
+        tick(1.0, a, {b: "ok", c: "ok"}),
+        tick(2.0, a, {b: "lost", c: "ok"}),
+        tick(3.0, b, {a: "lost", c: "ok"}),
+        tick(4.0, b, {a: "ok", c: "ok"}),
+        vm_faults.Line(5.0, a.name, "MESH", "up uptime=9.0"),
+    ]
+    counts = vm_live.tick_counts(lines, [a, b, c], since=1.5)
+    assert counts[f"{a.name} -> {b.name}"] == vm_live.TickCount(1, 1)
+    assert counts[f"{a.name} -> {c.name}"] == vm_live.TickCount(1, 0)
+    assert counts[f"{b.name} -> {a.name}"] == vm_live.TickCount(2, 1)
+    assert counts[f"{c.name} -> {a.name}"] == vm_live.TickCount(0, 0)
+    assert vm_live.first_tick(lines, b.name, a, since=0.0) == 4.0
+    assert vm_live.first_tick(lines, b.name, a, since=0.0, ok=False) == 3.0
+    assert vm_live.first_tick(lines, a.name, b, since=1.5) is None
+
+
+def test_test_ssh_key_is_private(tmp_path: Path) -> None:
+    if shutil.which("ssh-keygen") is None:
+        pytest.skip("needs ssh-keygen (openssh-client)")
+    key = vm_live.make_ssh_key(tmp_path / "k")
+    assert (tmp_path / "k").stat().st_mode & 0o777 == 0o700
+    assert key.private.stat().st_mode & 0o777 == 0o600
+    assert key.public.startswith("ssh-ed25519 ")
+    assert "PRIVATE" not in key.public
+
+
 # ---- slow: real VMs --------------------------------------------------------------------------
 
 
@@ -346,15 +418,71 @@ def our_qemu_pids(state_dir: Path) -> list[int]:
     return pids
 
 
+LOGIN_USER = "debian"  # the Debian image's cloud-init default user (NOPASSWD sudo); root is refused
+ADDED_SUBNET = "10.0.8.0/24"  # the day-2 change: a network routed behind lab-b
+StackDoc = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Render:
+    stack: Path  # the stack file it was rendered from
+    out: Path
+
+    def plan(self) -> MeshPlan:
+        return build_plan(load_spec(self.stack))
+
+    def nodes(self) -> dict[str, LabNode]:
+        return {n.name: n for n in load_mesh(self.out).nodes}
+
+    def conf(self, node: str) -> str:
+        return rendered_wg_conf(self.out, node)  # secret: only ever stdin of an SSH command
+
+
+@dataclass
+class LiveStack:
+    """The lab stack with a test SSH key, rendered again and again with one keys file (like state)."""
+
+    directory: Path  # 0700: SSH key, known_hosts, keys file, stack copies, renders
+    key: vm_live.SshKey
+    renders: dict[str, Render] = field(default_factory=dict)
+
+    def render(self, name: str, change: Callable[[StackDoc], None] | None = None) -> Render:
+        doc: StackDoc = yaml.safe_load((REPO / "stacks" / "Pulumi.lab.yaml").read_text())
+        mesh = doc["config"]["wgmesh:mesh"]
+        mesh["sshPublicKeys"] = [self.key.public]  # how cloud nodes get the admin key
+        mesh["sshUser"] = LOGIN_USER
+        if change is not None:
+            change(doc)
+        stack = self.directory / f"Pulumi.{name}.yaml"
+        stack.write_text(yaml.safe_dump(doc, sort_keys=False))
+        out = self.directory / name
+        argv = [sys.executable, "-m", "tools.render", "--stack", str(stack), "--out", str(out)]
+        subprocess.run([*argv, "--keys", str(self.directory / "keys.json")], cwd=REPO, check=True,
+                       capture_output=True, timeout=120)  # fmt: skip
+        self.renders[name] = Render(stack, out)
+        return self.renders[name]
+
+    def ssh(self, netns: str, user: str) -> vm_live.Ssh:
+        return vm_live.Ssh(netns, user, self.key.private, self.directory / "known_hosts")
+
+
+@pytest.fixture(scope="module")
+def live_stack(tmp_path_factory: pytest.TempPathFactory) -> LiveStack:
+    directory = tmp_path_factory.mktemp("live") / "private"
+    stack = LiveStack(directory, vm_live.make_ssh_key(directory))
+    stack.render("first")
+    return stack
+
+
 @pytest.fixture(scope="module")
 def booted(
-    vm_image: lab_image.Image, rendered: Path, tmp_path_factory: pytest.TempPathFactory, figure: Figure
+    vm_image: lab_image.Image, live_stack: LiveStack, tmp_path_factory: pytest.TempPathFactory, figure: Figure
 ) -> Iterator[Booted]:
     state_dir = tmp_path_factory.mktemp("vmlab") / "state"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(vm.STATE_ENV, str(state_dir))
         mp.setenv(vm_net.NS_PREFIX_ENV, f"wgtestvm{os.getpid()}")
-        lab = vm.start(rendered, guest_wait=GUEST_WAIT, image=vm_image)
+        lab = vm.start(live_stack.renders["first"].out, guest_wait=GUEST_WAIT, image=vm_image)
         try:
             reports, mesh_seen = vm.wait_for_reports(lab, REPORT_TIMEOUT)
             result = vm.run_checks(lab, reports, mesh_seen)
@@ -379,12 +507,14 @@ def report(booted: Booted, node: str) -> NodeReport:
 
 
 @pytest.mark.vm
-def test_vms_boot_the_rendered_user_data_unchanged(booted: Booted, rendered: Path) -> None:
+def test_vms_boot_the_rendered_user_data_unchanged(booted: Booted) -> None:
     assert len(booted.lab.nodes) >= 3
     for node in booted.lab.nodes:
         r = report(booted, node.name)
         assert r.cloudinit == "done", node.name
-        rendered_hash = hashlib.sha256((rendered / node.name / "user-data").read_bytes()).hexdigest()
+        user_data = booted.lab.render_dir / node.name / "user-data"
+        assert "ssh_authorized_keys" in user_data.read_text(), node.name  # the test key, as on a cloud
+        rendered_hash = hashlib.sha256(user_data.read_bytes()).hexdigest()
         assert r.user_data_sha256 == rendered_hash, node.name
 
 
@@ -433,6 +563,259 @@ def test_metadata_guard_and_key_files_on_first_boot(booted: Booted) -> None:
 @pytest.mark.vm
 def test_no_problem_left(booted: Booted) -> None:
     assert booted.result.problems == []
+
+
+# ---- live updates over SSH, the way `pulumi up` runs them ---------------------------------------
+
+
+@dataclass
+class Update:
+    """One stack change pushed in Pulumi's order: every changed node's `-peers`, then each `-sync`."""
+
+    changed: list[str]  # nodes whose wg0.conf changed (their commands' trigger fires)
+    peers: dict[str, vm_live.Applied] = field(default_factory=dict)
+    full: dict[str, vm_live.Applied] = field(default_factory=dict)
+
+    def applied(self) -> list[vm_live.Applied]:
+        return [*self.peers.values(), *self.full.values()]
+
+
+@dataclass
+class Live:
+    user: str  # the login user components/sync.py would use for these nodes
+    sudo: bool
+    wait: vm_live.Result  # components/sync.py's first-boot wait alone, as the login user
+    subnet: Update  # a subnet added behind lab-b
+    routes_before: list[str]  # lab-a's routes on wg0
+    routes_after_peers: list[str]  # after the -peers phase
+    subnet_ticks: dict[str, vm_live.TickCount]  # the guests' pings from the first command to 5 s after
+    settled_ticks: dict[str, vm_live.TickCount]  # the 5 s after the last command
+    rotation: Update  # lab-a's keyEpoch bumped
+    digests: dict[str, str]  # lab-a's wg0.conf SHA-256: "old", "new" (renders), "after -peers", "after -sync"
+    cut: dict[str, float | None]  # peer -> when its ping to lab-a failed after it learned the new key
+    unit_before: tuple[str, str]  # lab-a's wg-quick@wg0 (ActiveState, InvocationID)
+    unit_after: tuple[str, str]
+    handshake: dict[str, float | None]  # peer -> s from lab-a's -sync sent until its ping got through
+    peer_handshakes: dict[str, dict[str, int]]  # peer -> `wg show latest-handshakes` afterwards
+    old_key: str
+    new_key: str
+    health: dict[str, vm_live.Result] = field(default_factory=dict)
+
+    def outputs(self) -> list[str]:
+        results = [self.wait, *self.health.values()]
+        applied = [*self.subnet.applied(), *self.rotation.applied()]
+        return [r.stdout + r.stderr for r in results] + [x.output for x in applied]
+
+
+def subnet_behind_lab_b(doc: StackDoc) -> None:
+    (b,) = [n for n in doc["config"]["wgmesh:nodes"] if n["name"] == "lab-b"]
+    b["subnets"] = [ADDED_SUBNET]
+
+
+def rotate_lab_a(doc: StackDoc) -> None:
+    (a,) = [n for n in doc["config"]["wgmesh:nodes"] if n["name"] == "lab-a"]
+    a["keyEpoch"] = 1
+
+
+def ticks_text(counts: dict[str, vm_live.TickCount]) -> str:
+    return ", ".join(f"{k} {c.lost}/{c.sent}" for k, c in sorted(counts.items()))
+
+
+def applied_text(update: Update) -> str:
+    def one(x: vm_live.Applied) -> str:
+        return f"{x.node} {x.summary['action']} {x.seconds} s (script {x.summary['seconds']} s)"
+
+    peers = ", ".join(map(one, update.peers.values()))
+    return f"-peers: {peers}; -sync: {', '.join(map(one, update.full.values()))}"
+
+
+def wait_for(condition: Callable[[], bool], timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > end:
+            return False
+        time.sleep(vm_faults.POLL)
+    return True
+
+
+@pytest.fixture(scope="module")
+def live(booted: Booted, live_stack: LiveStack, figure: Figure) -> Live:
+    """(b) a subnet added behind lab-b; (c) lab-a's key rotated; (d) every node's health command.
+
+    Afterwards the lab's nodes carry the rotated keys (the faults below run on that mesh).
+    """
+    if booted.result.problems:
+        pytest.fail("the mesh was not healthy before the live updates: " + "; ".join(booted.result.problems))
+    lab = booted.lab
+    first = live_stack.renders["first"]
+    nodes = first.nodes()
+    listed = list(nodes.values())
+    user = vm_live.login_for(first.plan(), "lab-a")
+    sudo = vm_live.uses_sudo(user)
+    ssh = live_stack.ssh(lab.netns, user)
+    a = nodes["lab-a"]
+    wait_probe = f"{WAIT_FOR_FIRST_BOOT}; echo wait-exit=$?; cloud-init status"
+    wait = ssh.check(str(a.public_ip), wait_probe, "first-boot wait")
+
+    # (b) A network routed behind lab-b, pushed to every node whose conf changed.
+    second = live_stack.render("subnet", subnet_behind_lab_b)
+    subnet = Update([n for n in nodes if second.conf(n) != first.conf(n)])
+    routes_before = vm_live.routes_on_wg0(ssh, a)
+    with vm_live.polling(vm_faults.Tails(lab, lab.nodes)) as tails:
+        window = time.monotonic()
+        for n in subnet.changed:
+            subnet.peers[n] = vm_live.apply(ssh, nodes[n], second.conf(n), sudo, peers_only=True)
+        routes_after_peers = vm_live.routes_on_wg0(ssh, a)
+        for n in subnet.changed:
+            subnet.full[n] = vm_live.apply(ssh, nodes[n], second.conf(n), sudo)
+        settled = time.monotonic()
+        time.sleep(5.0)
+    subnet_ticks = vm_live.tick_counts(tails.lines, listed, since=window)
+    settled_ticks = vm_live.tick_counts(tails.lines, listed, since=settled)
+    figure(
+        f"VM live update over SSH as {user} (sudo -n: {sudo}), first-boot wait alone {wait.seconds} s; "
+        f"subnet {ADDED_SUBNET} added behind lab-b: {applied_text(subnet)}; "
+        f"guests' 1/s pings lost/sent, first command to 5 s after the last: {ticks_text(subnet_ticks)}"
+    )
+
+    # (c) lab-a's keyEpoch bumped. After the -peers phase the peers know only lab-a's new key
+    # while lab-a still runs its old one (their pings to it fail); lab-a's -sync restarts wg0 with
+    # the new private key, and their pings get through again only by handshaking with it.
+    third = live_stack.render("rotated", rotate_lab_a)
+    new = third.nodes()
+    rotation = Update([n for n in new if third.conf(n) != second.conf(n)])
+    peers = [n for n in new if n != "lab-a"]
+    unit_before = vm_live.unit_invocation(ssh, a)
+    with vm_live.polling(vm_faults.Tails(lab, lab.nodes)) as tails:
+        for n in rotation.changed:
+            rotation.peers[n] = vm_live.apply(ssh, new[n], third.conf(n), sudo, peers_only=True)
+        applied = time.monotonic()
+        digests = {"after -peers": vm_live.installed_digest(ssh, a, sudo)}
+        wait_for(lambda: all(vm_live.first_tick(tails.lines, p, a, applied, ok=False) for p in peers), 30)
+        cut = {p: vm_live.first_tick(tails.lines, p, a, applied, ok=False) for p in peers}
+        rotation.full["lab-a"] = vm_live.apply(ssh, new["lab-a"], third.conf("lab-a"), sudo)
+        restart = rotation.full["lab-a"].started
+
+        def through() -> dict[str, float | None]:
+            return {p: vm_live.first_tick(tails.lines, p, a, cut[p] or restart) for p in peers}
+
+        wait_for(lambda: None not in through().values(), 90)
+        seen = through()
+    for n in rotation.changed:
+        if n != "lab-a":
+            rotation.full[n] = vm_live.apply(ssh, new[n], third.conf(n), sudo)
+    digests["after -sync"] = vm_live.installed_digest(ssh, a, sudo)
+    digests.update(old=conf_digest(second.conf("lab-a")), new=conf_digest(third.conf("lab-a")))
+    unit_after = vm_live.unit_invocation(ssh, a)
+    handshake = {p: None if t is None else round(t - restart, 1) for p, t in seen.items()}
+    peer_handshakes = {p: vm_live.latest_handshakes(ssh, new[p], sudo) for p in peers}
+    figure(
+        f"VM live key rotation of lab-a over SSH: {applied_text(rotation)}; "
+        "first ping through lab-a's new key, s after lab-a's -sync was sent: "
+        + ", ".join(f"from {p} {t}" for p, t in handshake.items())
+    )
+    result = Live(
+        user, sudo, wait, subnet, routes_before, routes_after_peers, subnet_ticks, settled_ticks,
+        rotation, digests, cut, unit_before, unit_after, handshake,
+        peer_handshakes, a.public_key, new["lab-a"].public_key,
+    )  # fmt: skip
+    lab.nodes = [new[n.name] for n in lab.nodes]  # the mesh now runs the rotated keys
+
+    # (d) The health command of every node, over the same SSH path.
+    plan = third.plan()
+    keys = {n: node.public_key for n, node in new.items()}
+    for n, node in new.items():
+        command = vm_live.node_health_command(plan, n, keys, sudo)
+        result.health[n] = ssh.run(str(node.public_ip), command, timeout=vm_live.HEALTH_TIMEOUT)
+    figure(
+        "VM health command over SSH: "
+        + ", ".join(f"{n} exit {r.returncode} in {r.seconds} s" for n, r in result.health.items())
+    )
+    return result
+
+
+def counts(summary: dict[str, str], *fields: str) -> tuple[str, ...]:
+    return tuple(summary[f] for f in fields)
+
+
+PEER_FIELDS = ("peers_added", "peers_changed", "peers_removed")
+ROUTE_FIELDS = ("routes_added", "routes_removed")
+
+
+@pytest.mark.vm
+def test_live_update_logs_in_as_the_image_user_and_runs_through_sudo(live: Live) -> None:
+    assert (live.user, live.sudo) == (LOGIN_USER, True)  # sshUser, as components/sync.py reads it
+    assert "wait-exit=0" in live.wait.stdout, live.wait.stdout  # the first-boot wait, as the login user
+    assert "status: done" in live.wait.stdout, live.wait.stdout
+
+
+@pytest.mark.vm
+def test_live_update_adds_the_subnet_route_without_touching_other_peers(live: Live) -> None:
+    update = live.subnet
+    assert update.changed == ["lab-a", "lab-c"]  # lab-b's own conf lists no route to its own subnet
+    for node in update.changed:
+        s = update.peers[node].summary
+        assert s["interface"] == "wg0" and s["action"] == "peers", (node, s)
+        assert counts(s, *PEER_FIELDS, *ROUTE_FIELDS) == ("0", "1", "0", "1", "0"), (node, s)
+        s = update.full[node].summary  # the diff is done: the full apply only installs the file
+        assert s["action"] == "sync", (node, s)
+        assert counts(s, *PEER_FIELDS, *ROUTE_FIELDS) == ("0", "0", "0", "0", "0"), (node, s)
+    assert ADDED_SUBNET not in live.routes_before
+    assert ADDED_SUBNET in live.routes_after_peers, live.routes_after_peers
+    # lab-a <-> lab-c runs through peers the commands never touched: not one ping lost.
+    for pair in ("lab-a -> lab-c", "lab-c -> lab-a"):
+        c = live.subnet_ticks[pair]
+        assert c.sent >= 3 and c.lost == 0, ticks_text(live.subnet_ticks)
+    # And the whole mesh pings once the commands are done.
+    for pair, c in live.settled_ticks.items():
+        assert c.sent >= 2 and c.lost == 0, (pair, ticks_text(live.settled_ticks))
+
+
+@pytest.mark.vm
+def test_key_rotation_restarts_wg0_through_systemd_and_peers_handshake_with_the_new_key(live: Live) -> None:
+    update = live.rotation
+    assert update.changed == ["lab-a", "lab-b", "lab-c"]
+    for peer in ("lab-b", "lab-c"):
+        s = update.peers[peer].summary
+        assert s["action"] == "peers" and counts(s, "peers_added", "peers_removed") == ("1", "1"), (peer, s)
+        assert update.full[peer].summary["action"] == "sync", update.full[peer].summary
+    assert update.peers["lab-c"].summary["routes_removed"] == "1"  # lab-b's extra subnet is gone again
+    s = update.peers["lab-a"].summary
+    assert s["action"] == "peers" and s["held"] == "private-key", s  # lab-a keeps its old key for now
+    assert live.digests["old"] != live.digests["new"]
+    assert live.digests["after -peers"] == live.digests["old"], "-peers installed the file"
+    assert all(live.cut.values()), f"a peer still reached lab-a's old key: {live.cut}"
+    s = update.full["lab-a"].summary
+    assert s["action"] == "restart" and s["reason"] == "private-key" and s["peers"] == "2", s
+    assert live.digests["after -sync"] == live.digests["new"]  # installed byte for byte
+    assert live.unit_before[0] == live.unit_after[0] == "active"
+    assert live.unit_after[1] != live.unit_before[1], "wg-quick@wg0 was not restarted by systemd"
+    assert live.old_key != live.new_key
+    for peer, seconds in live.handshake.items():
+        assert seconds is not None, f"no ping from {peer} got through lab-a's new key"
+    for peer, stamps in live.peer_handshakes.items():
+        assert live.old_key not in stamps, peer
+        assert stamps.get(live.new_key, 0) > 0, (peer, "no handshake with lab-a's new key")
+
+
+@pytest.mark.vm
+def test_health_command_passes_on_every_vm_over_ssh(live: Live) -> None:
+    assert set(live.health) == {"lab-a", "lab-b", "lab-c"}
+    for node, r in live.health.items():
+        assert r.returncode == 0, (node, r.stdout, r.stderr)
+        lines = r.stdout.splitlines()
+        assert lines[0].split()[:3] == ["PEER", "ADDRESS", "HANDSHAKE"], r.stdout
+        rows = {line.split()[0]: line for line in lines[1:-1]}
+        assert set(rows) == {"lab-a", "lab-b", "lab-c"} - {node}, r.stdout
+        assert all(row.rstrip().endswith(" ok") for row in rows.values()), r.stdout
+        assert lines[-1] == f"wgmesh-health: {node}: ok, 2 peers", r.stdout
+
+
+@pytest.mark.vm
+def test_no_private_key_in_what_the_live_commands_print(live: Live, live_stack: LiveStack) -> None:
+    keys = [private_key(r.conf(n)) for r in live_stack.renders.values() for n in ("lab-a", "lab-b", "lab-c")]
+    printed = "\n".join(live.outputs())
+    assert keys and all(k and k not in printed for k in keys)
 
 
 # ---- faults: reboot one VM, then kill another --------------------------------------------------
