@@ -10,11 +10,12 @@
   host of each subnet, the lan namespace the second and routes through the node (no route
   at all behind a masquerading node: a jumpbox's network knows nothing of the mesh).
 
-The internet carries IPv6 only between nodes that have a `publicIp6` (`endpoints: ipv6`): IPv6
-stays off on the bridge itself and on every other uplink, and those nodes' eth0 get no
-link-local address, no router solicitations and no duplicate address detection, so the bridge
-sees only what the nodes send on purpose plus the neighbour discovery and MLD reports the
-kernel must send for their addresses (lab.checks counts those as link control).
+The internet carries IPv6 only between nodes that have a `publicIp6` (`endpoints: ipv6`): the
+bridge has no address and does no multicast snooping, IPv6 stays off on every other uplink,
+and those nodes' eth0 get no link-local address, no router solicitations and no duplicate
+address detection, so the bridge sees only what the nodes send on purpose plus the neighbour
+discovery and MLD reports the kernel must send for their addresses (lab.checks counts those
+as link control).
 """
 
 from __future__ import annotations
@@ -110,11 +111,10 @@ def add_namespace(state: LabState, layout: Layout, name: str) -> None:
 def build_internet(state: LabState, layout: Layout) -> None:
     inet = layout.internet_ns
     add_namespace(state, layout, inet)
-    ip(inet, "link", "add", BRIDGE, "type", "bridge")
+    # No multicast snooping: a snooping bridge joins the snoopers' groups (224.0.0.106, ff02::6a)
+    # and reports them over IGMP and MLD at a random moment, which an underlay capture catches.
+    ip(inet, "link", "add", BRIDGE, "type", "bridge", "mcast_snooping", "0")
     ip(inet, "link", "set", BRIDGE, "addrgenmode", "none")
-    # A bridge with IPv6 joins the MLD snoopers' group (ff02::6a) and reports it at a random
-    # moment after it comes up, which a capture of the underlay would then catch.
-    ipv4_only(inet, BRIDGE)
     ip(inet, "link", "set", BRIDGE, "up")
     run(
         place_internet(layout).argv("nft", "-f", "-"),
