@@ -43,6 +43,16 @@ WAIT_FOR_FIRST_BOOT = (
 )
 
 
+def needs_sudo(user: str) -> bool:
+    """Non-root logins (ubuntu, admin) run the scripts through `sudo -n`."""
+    return user != "root"
+
+
+def remote_apply_command(sudo: bool, *, peers_only: bool = False) -> str:
+    """What `<node>-sync` (`<node>-peers` with `peers_only`) runs over SSH; the VM lab runs it too."""
+    return f"{WAIT_FOR_FIRST_BOOT}; {apply_command(sudo=sudo, peers_only=peers_only)}"
+
+
 @dataclass(frozen=True)
 class SshAccess:
     """How Pulumi reaches one node: its static IP, login user, the admin key, a pinned host key."""
@@ -54,8 +64,7 @@ class SshAccess:
 
     @property
     def sudo(self) -> bool:
-        """Non-root logins (ubuntu, admin) run the scripts through `sudo -n`."""
-        return self.user != "root"
+        return needs_sudo(self.user)
 
     def connection(self) -> remote.ConnectionArgs:
         return remote.ConnectionArgs(
@@ -149,7 +158,7 @@ def _apply(
     t: SyncTarget, name: str, *, peers_only: bool, after: Sequence[pulumi.Resource], parent: pulumi.Resource
 ) -> remote.Command:
     """One apply command; `additional_secret_outputs` keeps the conf secret in the output state too."""
-    command = f"{WAIT_FOR_FIRST_BOOT}; {apply_command(sudo=t.access.sudo, peers_only=peers_only)}"
+    command = remote_apply_command(t.access.sudo, peers_only=peers_only)
     conf: pulumi.Output[str] = pulumi.Output.secret(t.conf)
     return remote.Command(
         name,

@@ -22,12 +22,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import pulumi
-
 from cloudinit.cloudconfig import WG_CONF_PATH
 from cloudinit.healthcheck import expected_peers, health_command
-from cloudinit.sync import apply_command, parse_summary
-from components.sync import WAIT_FOR_FIRST_BOOT, SshAccess
+from cloudinit.sync import parse_summary
+from components.sync import needs_sudo, remote_apply_command
 from lab.manifest import LabNode
 from lab.vm_faults import POLL, Line, Tails, tick_states
 from mesh.plan_types import MeshPlan
@@ -117,7 +115,7 @@ def tail(text: str, lines: int = 5) -> str:
 
 def uses_sudo(user: str) -> bool:
     """What components/sync.py decides for a login user (non-root logins go through `sudo -n`)."""
-    return SshAccess(pulumi.Output.from_input(""), user, pulumi.Output.from_input("")).sudo
+    return needs_sudo(user)
 
 
 def login_for(plan: MeshPlan, node: str) -> str:
@@ -129,7 +127,7 @@ def login_for(plan: MeshPlan, node: str) -> str:
 def sync_command(sudo: bool, peers_only: bool = False) -> str:
     """The command string of a node's `<node>-sync` (`<node>-peers` with `peers_only`), as
     components/sync.py's LiveSync builds it."""
-    return f"{WAIT_FOR_FIRST_BOOT}; {apply_command(sudo=sudo, peers_only=peers_only)}"
+    return remote_apply_command(sudo, peers_only=peers_only)
 
 
 def node_health_command(plan: MeshPlan, node: str, public_keys: dict[str, str], sudo: bool) -> str:

@@ -46,7 +46,7 @@ from wgmesh_mocks import (
     stack_config,
 )
 
-from components.sync import DIAL_ERROR_LIMIT, PER_DIAL_TIMEOUT
+from components.sync import DIAL_ERROR_LIMIT, PER_DIAL_TIMEOUT, remote_apply_command
 from policy.rules import MANDATORY_RULES, STACK_RULES, wireguard_world_only_for_roaming
 
 COMMAND = "command:remote:Command"
@@ -453,6 +453,8 @@ def test_sync_command_per_cloud_node_after_its_vm() -> None:
             assert sync.inputs["create"].endswith(
                 " wgmesh-apply --peers-only" if step == "peers" else " wgmesh-apply"
             )
+            # The exact string the VM lab runs over real SSH (lab.vm_live.sync_command).
+            assert sync.inputs["create"] == remote_apply_command(user != "root", peers_only=step == "peers")
             assert sync.inputs["logging"] == "stdoutAndStderr"
             assert node in _deps(sync)  # the VM (and its firewall) exist before the first apply
             conf = reveal(sync.inputs["stdin"])
