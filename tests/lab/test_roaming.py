@@ -90,6 +90,14 @@ def by_name(results: list[CheckResult]) -> dict[str, CheckResult]:
     return {c.name: c for c in results}
 
 
+def client_results(lab: NetnsLab) -> dict[str, CheckResult]:
+    """Every client check by name, each printed (a mutation test shows what passed and what broke)."""
+    results = by_name(client_checks.run_client_checks(lab))
+    for c in results.values():
+        print(f"{'ok ' if c.ok else 'BAD'} {c.name}: {c.detail}")
+    return results
+
+
 def cut_lines(path: Path, needle: str, expected: int) -> None:
     """Remove every line holding `needle` from a rendered file (it must hold `expected` of them)."""
     lines = path.read_text().splitlines(keepends=True)
@@ -138,9 +146,7 @@ def test_roaming_without_persistent_keepalive_is_lost_after_the_nat_change(env: 
     cut_lines(render_dir / "clients" / "laptop.conf", "PersistentKeepalive", 2)
     lab = env.boot(render_dir)
     try:
-        results = by_name(client_checks.run_client_checks(lab))
-        for c in results.values():
-            print(f"{'ok ' if c.ok else 'BAD'} {c.name}: {c.detail}")
+        results = client_results(lab)
         for name in INBOUND:
             assert not results[name].ok, name  # nobody told the nodes where the laptop is
         for name in OUTBOUND:
@@ -190,9 +196,7 @@ def test_gateway_without_its_masquerade_rule_leaks_the_client_address(env: Env) 
     cut_lines(render_dir / "lab-gw" / "user-data", MASQUERADE_LINE, 1)
     lab = env.boot(render_dir)
     try:
-        results = by_name(client_checks.run_client_checks(lab))
-        for c in results.values():
-            print(f"{'ok ' if c.ok else 'BAD'} {c.name}: {c.detail}")
+        results = client_results(lab)
         assert not results[INTERNET].ok
         laptop = lab.mesh.clients[0].address
         assert f"saw source(s) {laptop} " in results[INTERNET].detail
@@ -214,9 +218,7 @@ def test_gateway_without_its_drop_rule_forwards_the_internet_into_the_mesh(env: 
     cut_lines(render_dir / "lab-gw" / "user-data", INTO_MESH_DROP, 1)
     lab = env.boot(render_dir)
     try:
-        results = by_name(client_checks.run_client_checks(lab))
-        for c in results.values():
-            print(f"{'ok ' if c.ok else 'BAD'} {c.name}: {c.detail}")
+        results = client_results(lab)
         assert not results[WAY_IN].ok
         assert re.search(r": (\d+) reached its uplink, \1 went into its wg0$", results[WAY_IN].detail)
         for name in (INTERNET, UNDERLAY, BYPASS, ROAM):
