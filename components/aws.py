@@ -24,7 +24,6 @@ from components.firewall import (
     ICMPV6_PACKET_TOO_BIG,
     ROAMING_MARKER,
     IngressRule,
-    has_public_ipv6,
     ingress_rules,
 )
 from components.images import Arch, ami_query, aws_arch
@@ -182,7 +181,7 @@ class AwsNode(MeshNode):
         child = pulumi.ResourceOptions(parent=self, provider=region.provider)
         rules = ingress_rules(args.plan, args.mesh)
         roaming = any(r.roaming for r in rules)
-        ipv6 = has_public_ipv6(args.mesh)
+        ipv6 = args.mesh.public_ipv6
         group = aws.ec2.SecurityGroup(
             f"{name}-sg",
             vpc_id=region.vpc.id,

@@ -98,15 +98,6 @@ def ingress_rules(node: NodePlan, mesh: MeshSettings) -> tuple[IngressRule, ...]
     return tuple(rules)
 
 
-def has_public_ipv6(mesh: MeshSettings) -> bool:
-    """Every cloud node gets a static public IPv6 with an IPv6 overlay (`cidr6`) or when nodes
-    dial each other over IPv6 (`endpoints: ipv6`, which needs no `cidr6`).
-
-    Then its firewall must let ICMPv6 "packet too big" in, or IPv6 path-MTU discovery breaks.
-    """
-    return mesh.public_ipv6
-
-
 def host_networks(endpoints: dict[str, str]) -> dict[str, IPNetworkT]:
     """Each node's static IP as a host network (/32 or /128), parsed once for the whole mesh.
 

@@ -17,7 +17,7 @@ from functools import partial
 import pulumi
 import pulumi_gcp as gcp
 
-from components.firewall import ROAMING_MARKER, IngressRule, has_public_ipv6, ingress_rules
+from components.firewall import ROAMING_MARKER, IngressRule, ingress_rules
 from components.images import GCP_UBUNTU_PROJECT, Arch, gcp_arch, gcp_family
 from components.netplan import SitePlan, net_slug
 from components.node import MeshNode, NodeArgs, StaticIp, plain_user_data, vm_options
@@ -140,7 +140,7 @@ class GcpNode(MeshNode):
         super().__init__(NODE_TYPE, name, args, opts)
         child = pulumi.ResourceOptions(parent=self, provider=network.provider)
         tag = network_tag(name)
-        ipv6 = has_public_ipv6(args.mesh)
+        ipv6 = args.mesh.public_ipv6
         for rule in ingress_rules(args.plan, args.mesh):
             _firewalls(name, rule, tag, network, args.peer_cidrs, child, ipv6)
         user_data: pulumi.Output[str] = pulumi.Output.secret(

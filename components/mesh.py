@@ -18,7 +18,7 @@ import pulumi
 
 from cloudinit.render import check_user_data_fits, client_config, node_user_data_from_conf, node_wg_conf
 from components.aws import AwsNode, AwsRegion, AwsRegionArgs
-from components.firewall import has_public_ipv6, host_networks, peer_cidrs
+from components.firewall import host_networks, peer_cidrs
 from components.gcp import GcpNetwork, GcpNetworkArgs, GcpNode
 from components.hcloud import HcloudNode, HcloudProject, HcloudProjectArgs
 from components.keys import WireGuardKey, mesh_secret
@@ -125,7 +125,7 @@ class WireGuardMesh(pulumi.ComponentResource):
         no_ip6: pulumi.Output[str | None] = pulumi.Output.from_input(None)
         self.node_outputs = {
             n.name: pulumi.Output.all(node.public_ip, node.public_key, static_ip6s.get(n.name, no_ip6)).apply(
-                partial(_node_summary, plan.node(n.name), has_public_ipv6(spec.mesh))
+                partial(_node_summary, plan.node(n.name), spec.mesh.public_ipv6)
             )
             for n in spec.nodes
             if (node := self.nodes[n.name])
@@ -166,7 +166,7 @@ class WireGuardMesh(pulumi.ComponentResource):
         static_ip6s: dict[str, pulumi.Output[str]] = {}
         for region, nodes in aws_regions.items():
             key = f"aws-{region}"
-            aws_args = AwsRegionArgs(region, site_plans[key], nodes, labels, ipv6=has_public_ipv6(spec.mesh))
+            aws_args = AwsRegionArgs(region, site_plans[key], nodes, labels, ipv6=spec.mesh.public_ipv6)
             aws_site = AwsRegion(key, aws_args, child)
             sites.update({n.name: aws_site for n in nodes})
             static_ips.update(aws_site.static_ips)
@@ -176,7 +176,7 @@ class WireGuardMesh(pulumi.ComponentResource):
                 project=args.gcp_project,
                 sites={r: site_plans[f"gcp-{r}"] for r in gcp_regions},
                 nodes=by_cloud["gcp"],
-                ipv6=has_public_ipv6(spec.mesh),
+                ipv6=spec.mesh.public_ipv6,
             )
             gcp_site = GcpNetwork(f"{name}-gcp", gcp_args, child)
             sites.update({n.name: gcp_site for n in by_cloud["gcp"]})
@@ -184,7 +184,7 @@ class WireGuardMesh(pulumi.ComponentResource):
             static_ip6s.update(gcp_site.static_ip6s)
         if by_cloud.get("hcloud"):
             hcloud_args = HcloudProjectArgs(
-                spec.mesh.ssh_public_keys, by_cloud["hcloud"], labels, ipv6=has_public_ipv6(spec.mesh)
+                spec.mesh.ssh_public_keys, by_cloud["hcloud"], labels, ipv6=spec.mesh.public_ipv6
             )
             hcloud_site = HcloudProject(f"{name}-hcloud", hcloud_args, child)
             sites.update({n.name: hcloud_site for n in by_cloud["hcloud"]})

@@ -57,7 +57,8 @@ class MeshSettings:
     @property
     def public_ipv6(self) -> bool:
         """Whether every cloud node gets a static public IPv6: for the IPv6 overlay's traffic to
-        the internet (`cidr6`) or as the address peers dial (`endpoints: ipv6`)."""
+        the internet (`cidr6`) or as the address peers dial (`endpoints: ipv6`). Its firewall
+        then lets ICMPv6 "packet too big" in, or IPv6 path-MTU discovery breaks."""
         return self.cidr6 is not None or self.endpoints == "ipv6"
 
 

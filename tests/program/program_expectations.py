@@ -19,7 +19,6 @@ from typing import Any
 
 from wgmesh_mocks import ProgramRun, is_secret, reveal
 
-from components.firewall import has_public_ipv6
 from components.gcp import network_tag
 from mesh.keys import NodeKeys, derive_psk, private_key_from_b64, public_key
 from mesh.plan import build_plan
@@ -94,7 +93,7 @@ def endpoints6(run: ProgramRun, plan: MeshPlan) -> dict[str, str]:
         if node.cloud == "lab":
             if node.public_ip6 is not None:
                 out[node.name] = str(node.public_ip6)
-        elif has_public_ipv6(plan.spec.mesh):
+        elif plan.spec.mesh.public_ipv6:
             ip6 = public_ip6(run, node.name, node.cloud)
             assert ip6 is not None
             out[node.name] = ip6
@@ -239,7 +238,7 @@ def expected_type_counts(plan: MeshPlan) -> Counter[str]:
         c["pulumi:providers:gcp"] = 1
         c["gcp:compute/network:Network"] = 1
         c["gcp:compute/subnetwork:Subnetwork"] = len(gcp_regions)
-        c["gcp:compute/address:Address"] = by_cloud["gcp"] * (2 if has_public_ipv6(spec.mesh) else 1)
+        c["gcp:compute/address:Address"] = by_cloud["gcp"] * (2 if spec.mesh.public_ipv6 else 1)
         c["gcp:compute/instance:Instance"] = by_cloud["gcp"]
     if by_cloud["hcloud"]:
         c["wgmesh:hcloud:Project"] = 1
@@ -250,7 +249,7 @@ def expected_type_counts(plan: MeshPlan) -> Counter[str]:
             "hcloud:index/server:Server",
         ):
             c[typ] = by_cloud["hcloud"]
-        if has_public_ipv6(spec.mesh):
+        if spec.mesh.public_ipv6:
             c["hcloud:index/primaryIp:PrimaryIp"] *= 2  # an IPv6 primary IP per server too
     return +c
 

@@ -31,7 +31,6 @@ from program_expectations import (
 from wgmesh_mocks import REPO, ProgramRun, Resolved, is_secret, reveal, run_program, stack_config
 
 from cloudinit.render import client_config, node_user_data, node_wg_conf
-from components.firewall import has_public_ipv6
 from components.gcp import network_tag
 from components.images import GCP_UBUNTU_PROJECT, ami_query, aws_arch, gcp_arch, gcp_family
 from mesh.plan_types import MeshPlan
@@ -158,7 +157,7 @@ def test_static_ips_are_their_own_resources_and_reach_the_vms(stack_run: Run) ->
             )
             (net,) = vm.inputs["publicNets"]
             v6: dict[str, object] = {"ipv6Enabled": False}
-            if has_public_ipv6(plan.spec.mesh):  # a static IPv6 primary IP too (test_patterns checks it)
+            if plan.spec.mesh.public_ipv6:  # a static IPv6 primary IP too (test_patterns checks it)
                 v6 = {"ipv6Enabled": True, "ipv6": int(run.one(typ, f"{node.name}-ip6").id)}
             assert net == {"ipv4": int(ip.id), "ipv4Enabled": True, **v6}
 
@@ -178,7 +177,7 @@ def test_firewalls_open_exactly_what_the_plan_needs(stack_run: Run) -> None:
         if mesh.admin_cidrs:
             expected.add(("tcp", 22, frozenset(str(c) for c in mesh.admin_cidrs)))
         # Hetzner's one ICMP rule covers both families; AWS and GCP add ICMPv6 only when dual stack.
-        dual_stack = node.cloud == "hcloud" or has_public_ipv6(mesh)
+        dual_stack = node.cloud == "hcloud" or mesh.public_ipv6
         icmp = WORLD if dual_stack else frozenset({"0.0.0.0/0"})
         expected.add(("icmp", None, icmp))
         assert firewall_rules(run, node.name, node.cloud) == expected, node.name
@@ -349,7 +348,7 @@ def test_node_exports_are_public_facts_only(stack_run: Run) -> None:
         assert all(isinstance(v, Resolved) and not v.secret for v in exported.values()), node.name
         a6 = node.iface.address6
         v6 = {}
-        if has_public_ipv6(plan.spec.mesh):  # the static IPv6 (a lab node's publicIp6, else None)
+        if plan.spec.mesh.public_ipv6:  # the static IPv6 (a lab node's publicIp6, else None)
             lab6 = plan.spec.node(node.name).public_ip6
             v6 = {"publicIp6": str(lab6) if lab6 else public_ip6(run, node.name, node.cloud)}
         assert {k: v.value for k, v in exported.items()} == {
