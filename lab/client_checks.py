@@ -32,7 +32,7 @@ from lab.clients import (
 )
 from lab.clients import ClientSite as Site
 from lab.manifest import LabNode
-from lab.probes import WG, latest_handshakes, parallel, ping, ping_text, transfer
+from lab.probes import WG, latest_handshakes, parallel, peer_endpoints, ping, ping_text, transfer
 from lab.proc import Place, run_in
 from lab.results import CheckResult
 from lab.running import NetnsLab
@@ -43,12 +43,6 @@ WG_FWMARK = 51820  # wg-quick's fwmark (and table) for a full-tunnel interface
 _SOURCE = re.compile(r"^IP (\d+\.\d+\.\d+\.\d+)(?:\.\d+)? > ")
 _UDP = re.compile(r"^IP (\d+\.\d+\.\d+\.\d+)\.(\d+) > (\d+\.\d+\.\d+\.\d+)\.(\d+): UDP, length \d+$")
 _ROUTE_DEV = re.compile(r"\bdev (\S+)")
-
-
-def endpoints(place: Place, iface: str = WG) -> dict[str, str]:
-    """Peer public key -> endpoint ("ip:port"; "(none)" when the peer never sent anything)."""
-    out = run_in(place, "wg", "show", iface, "endpoints").stdout
-    return {k.strip(): v.strip() for k, _, v in (ln.partition("\t") for ln in out.splitlines()) if v}
 
 
 def endpoint_port(endpoint: str) -> int | None:
@@ -85,7 +79,7 @@ def _follow(
     """Ping the client from `node` until its endpoint is in `new` and a reply comes; the elapsed
     seconds as text, or None when the deadline passed first."""
     while time.monotonic() < deadline:
-        port = endpoint_port(endpoints(lab.node(node.name)).get(s.client.public_key, ""))
+        port = endpoint_port(peer_endpoints(lab.node(node.name)).get(s.client.public_key, ""))
         moved = port is not None and new[0] <= port <= new[1]
         if ping(lab.node(node.name), s.client.address, count=1, deadline=1).ok and moved:
             return f"{time.monotonic() - start:.1f} s"
@@ -96,14 +90,14 @@ def check_nat_port_change(lab: NetnsLab, s: Site) -> CheckResult:
     """The NAT box remaps the client to new ports; every node it dials follows it, by itself."""
     name = f"client {s.name} roams: NAT port change"
     nodes = dialed_nodes(lab, s)
-    before = {n.name: endpoints(lab.node(n.name)).get(s.client.public_key, "(none)") for n in nodes}
+    before = {n.name: peer_endpoints(lab.node(n.name)).get(s.client.public_key, "(none)") for n in nodes}
     new = change_nat_ports(s)
     start = time.monotonic()
     limit = (s.client.keepalive or 0) + ROAM_GRACE
     took = parallel(lambda n: _follow(lab, s, n, new, start, start + limit), nodes)
     parts: list[str] = []
     for n, t in zip(nodes, took, strict=True):
-        after = endpoints(lab.node(n.name)).get(s.client.public_key, "(none)")
+        after = peer_endpoints(lab.node(n.name)).get(s.client.public_key, "(none)")
         outcome = f"ping back after {t}" if t else f"no ping back within {limit:g} s"
         parts.append(f"{n.name}: {before[n.name]} -> {after}, {outcome}")
     detail = f"NAT ports now {new[0]}-{new[1]}; " + "; ".join(parts)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from lab.capture import Capture
 from lab.clients import sites
 from lab.manifest import LabNode
-from lab.probes import WG, Ping, latest_handshakes, parallel, ping, ping_text
+from lab.probes import WG, Ping, latest_handshakes, parallel, peer_endpoints, ping, ping_text
 from lab.proc import Place, run_in
 from lab.results import CheckResult, PairResult
 from lab.running import Address, LanHost, NetnsLab
@@ -30,24 +30,17 @@ JUMPBOX = "jumpbox: host behind a masquerading node"
 IPV6 = "IPv6 overlay: ping6 between every pair"
 IPV6_ENDPOINTS = "IPv6 endpoints: nodes handshake with each other over IPv6 only"
 _UDP_ENDS = re.compile(r"^IP6? ([0-9a-f.:]+)\.\d+ > ([0-9a-f.:]+)\.\d+: UDP")
-_UDP_IPS = re.compile(r"^IP (\d+\.\d+\.\d+\.\d+)\.\d+ > (\d+\.\d+\.\d+\.\d+)\.\d+: UDP")
 _ECHO_REQUEST = re.compile(r"^IP6? (\S+) > (\S+): ICMP6?,? echo request")
 
 
 # ----------------------------------------------------------------------------- hub and spoke
 
 
-def peer_endpoints(place: Place) -> dict[str, str]:
-    """Peer public key -> Endpoint ("(none)" for a peer that roams) on the node's wg0."""
-    out = run_in(place, "wg", "show", WG, "endpoints").stdout
-    return dict(line.split("\t", 1) for line in out.splitlines() if "\t" in line)
-
-
 def count_underlay_udp(lines: Sequence[str], spokes: set[str]) -> tuple[int, int]:
     """(UDP packets between two spokes, UDP packets between a spoke and any other node)."""
     direct = via_hub = 0
     for line in lines:
-        m = _UDP_IPS.match(line.strip())
+        m = _UDP_ENDS.match(line.strip())
         if not m:
             continue
         ends = {m.group(1), m.group(2)} & spokes

@@ -72,13 +72,23 @@ def ping(
 
 def latest_handshakes(place: Place, iface: str = WG) -> dict[str, int]:
     """Peer public key -> unix time of the latest handshake (0: none). Never reads private keys."""
-    out = run_in(place, "wg", "show", iface, "latest-handshakes").stdout
-    result: dict[str, int] = {}
-    for line in out.splitlines():
-        key, _, ts = line.partition("\t")
-        if ts.strip().isdigit():
-            result[key.strip()] = int(ts)
-    return result
+    return parse_latest_handshakes(run_in(place, "wg", "show", iface, "latest-handshakes").stdout)
+
+
+def parse_latest_handshakes(text: str) -> dict[str, int]:
+    """`wg show <if> latest-handshakes` output (from a namespace or over SSH) as a dict."""
+    return {k: int(v) for k, v in _per_peer(text).items() if v.isdigit()}
+
+
+def peer_endpoints(place: Place, iface: str = WG) -> dict[str, str]:
+    """Peer public key -> Endpoint ("ip:port"; "(none)" for a peer that has sent nothing)."""
+    return _per_peer(run_in(place, "wg", "show", iface, "endpoints").stdout)
+
+
+def _per_peer(text: str) -> dict[str, str]:
+    """`<public key>\t<value>` lines, as `wg show <if> <field>` prints them."""
+    pairs = (line.partition("\t") for line in text.splitlines())
+    return {key.strip(): value.strip() for key, _, value in pairs if value.strip()}
 
 
 def parallel(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:

@@ -152,11 +152,7 @@ def attach_node(state: LabState, layout: Layout, mesh: LabMesh, index: int, node
 def ipv4_only(netns: str, iface: str) -> None:
     """No IPv6 on a lab wire (this namespace's key, never the host's): the lab internet is IPv4
     only, so no MLD report appears in a capture that proves what crosses it."""
-    path = f"/proc/sys/net/ipv6/conf/{iface}/disable_ipv6"
-    run(
-        ["nsenter", f"--net={NETNS_DIR / netns}", "--", "sh", "-c", f"echo 1 > {path}"],
-        what=f"{netns}: no IPv6 on {iface}",
-    )
+    _ipv6_conf(netns, iface, {"disable_ipv6": "1"}, f"no IPv6 on {iface}")
 
 
 # IPv6 on a node's uplink, as quiet as the kernel allows: no router solicitations (nothing to
@@ -171,13 +167,13 @@ _IPV6_UNDERLAY_SYSCTLS = {
 
 def ipv6_underlay(netns: str, iface: str) -> None:
     """IPv6 on a node's lab uplink (a node with `publicIp6`), set before the link comes up."""
-    writes = "; ".join(
-        f"echo {v} > /proc/sys/net/ipv6/conf/{iface}/{k}" for k, v in _IPV6_UNDERLAY_SYSCTLS.items()
-    )
-    run(
-        ["nsenter", f"--net={NETNS_DIR / netns}", "--", "sh", "-c", writes],
-        what=f"{netns}: IPv6 underlay on {iface}",
-    )
+    _ipv6_conf(netns, iface, _IPV6_UNDERLAY_SYSCTLS, f"IPv6 underlay on {iface}")
+
+
+def _ipv6_conf(netns: str, iface: str, values: dict[str, str], what: str) -> None:
+    """Write `net.ipv6.conf.<iface>.*` keys inside the namespace (per-namespace keys only)."""
+    writes = "; ".join(f"echo {v} > /proc/sys/net/ipv6/conf/{iface}/{k}" for k, v in values.items())
+    run(["nsenter", f"--net={NETNS_DIR / netns}", "--", "sh", "-c", writes], what=f"{netns}: {what}")
 
 
 def attach_lan(state: LabState, layout: Layout, node: LabNode) -> None:

@@ -27,6 +27,7 @@ from cloudinit.healthcheck import expected_peers, health_command
 from cloudinit.sync import parse_summary
 from components.sync import needs_sudo, remote_apply_command
 from lab.manifest import LabNode
+from lab.probes import parse_latest_handshakes
 from lab.vm_faults import POLL, Line, Tails, tick_states
 from mesh.plan_types import MeshPlan
 from mesh.spec import login_user
@@ -157,10 +158,7 @@ def apply(ssh: Ssh, node: LabNode, conf: str, sudo: bool, peers_only: bool = Fal
 def latest_handshakes(ssh: Ssh, node: LabNode, sudo: bool) -> dict[str, int]:
     """Peer public key -> unix time of its latest handshake (0: never), read as root."""
     command = f"{'sudo -n ' if sudo else ''}wg show wg0 latest-handshakes"
-    out = ssh.check(str(node.public_ip), command, f"{node.name}: wg show").stdout
-    return {
-        w[0]: int(w[1]) for w in (line.split() for line in out.splitlines()) if len(w) == 2 and w[1].isdigit()
-    }
+    return parse_latest_handshakes(ssh.check(str(node.public_ip), command, f"{node.name}: wg show").stdout)
 
 
 def installed_digest(ssh: Ssh, node: LabNode, sudo: bool) -> str:

@@ -16,7 +16,7 @@ from lab import nodeshim
 from lab.capture import mss_values
 from lab.checks import classify_underlay
 from lab.manifest import load_mesh
-from lab.probes import Ping
+from lab.probes import Ping, parse_latest_handshakes
 from lab.proc import LabError, tail
 from lab.report import format_report
 from lab.results import CheckResult, HealthReport, PairResult
@@ -251,3 +251,9 @@ def test_vm_driver_gets_a_fresh_render_that_is_removed_afterwards(monkeypatch: p
     [(stack, render_dir, had_manifest)] = seen
     assert stack == "lab" and had_manifest
     assert not render_dir.exists()  # the user-data with private keys does not linger
+
+
+def test_wg_show_per_peer_fields_parse_from_a_namespace_or_ssh() -> None:
+    text = "AAA=\t1796130794\nBBB=\t0\nCCC=\t(none)\n\nDDD=\n"
+    assert parse_latest_handshakes(text) == {"AAA=": 1796130794, "BBB=": 0}
+    assert parse_latest_handshakes(text.replace("\n", "\r\n")) == {"AAA=": 1796130794, "BBB=": 0}

@@ -24,7 +24,7 @@ from labtest import namespaces_with_prefix, require_netns_lab
 from lab import checks, netns, pattern_checks
 from lab.manifest import load_mesh
 from lab.pattern_checks import HUB_RELAY, IPV6, IPV6_ENDPOINTS, JUMPBOX
-from lab.probes import ping
+from lab.probes import peer_endpoints, ping
 from lab.proc import run_in
 from lab.report import format_report
 from lab.results import HealthReport
@@ -133,7 +133,7 @@ class TestHub:
         assert mesh.topology == "hub"
         assert mesh.node_peers("lab-s1") == ("lab-hub",)
         assert sorted(mesh.node_peers("lab-hub")) == ["lab-s1", "lab-s2"]
-        live = pattern_checks.peer_endpoints(hub.lab.node("lab-s1"))
+        live = peer_endpoints(hub.lab.node("lab-s1"))
         hub_node = mesh.node("lab-hub")
         assert live == {hub_node.public_key: f"{hub_node.public_ip}:{hub_node.listen_port}"}
 
@@ -226,7 +226,7 @@ class TestIpv6:
         mesh = ipv6.lab.mesh
         assert mesh.endpoints == "ipv6"
         for node in mesh.nodes:
-            live = pattern_checks.peer_endpoints(ipv6.lab.node(node.name))
+            live = peer_endpoints(ipv6.lab.node(node.name))
             want = {
                 mesh.node(p).public_key: f"[{mesh.node(p).public_ip6}]:{mesh.node(p).listen_port}"
                 for p in mesh.node_peers(node.name)

@@ -30,7 +30,7 @@ from labtest import namespaces_with_prefix, require_netns_lab
 from cloudinit.host import INTO_MESH_DROP
 from lab import checks, client_checks, clients, netns
 from lab.manifest import load_mesh
-from lab.probes import ping
+from lab.probes import peer_endpoints, ping
 from lab.proc import LabError, run_in
 from lab.report import format_report
 from lab.results import CheckResult
@@ -129,7 +129,7 @@ def test_roaming_client_is_reached_through_nat_and_followed_after_a_port_change(
         # The nodes followed the laptop into the other port range; run again: back to the first.
         ports = clients.nat_ports(s)
         for n in lab.nodes:
-            endpoint = client_checks.endpoints(lab.node(n.name))[s.client.public_key]
+            endpoint = peer_endpoints(lab.node(n.name))[s.client.public_key]
             assert endpoint.startswith(f"{s.nat_ip}:")
             assert ports[0] <= int(endpoint.rsplit(":", 1)[1]) <= ports[1]
         again = client_checks.check_nat_port_change(lab, s)
