@@ -3,24 +3,21 @@
 A node's `subnets` are networks routed behind it. On a cloud that usually means the VPC it
 lives in, so when exactly one node of a site routes a private IPv4 subnet of a size the
 cloud accepts, the site's network *is* that subnet and the site's route table sends the
-mesh back through that node. Otherwise the site gets a /24 out of 10.200.0.0/16 picked by
-hashing the site's name (stable when sites are added) and clear of every mesh network.
+mesh back through that node. Otherwise the site gets a /24 out of the first of
+mesh.networks.SITE_POOLS (10.200.0.0/16 first) with one clear of every mesh network, picked by
+hashing the site's name (stable when sites are added). The spec refuses, keyed, a mesh whose
+networks leave no pool free, so the allocation here cannot fail on a parsed spec.
 """
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from mesh.networks import SITE_PREFIX, allocate_site_networks, hostable_subnet, pools_text
 from mesh.plan_types import MeshPlan
 from mesh.spec import IPNetwork, NodeSpec
-
-DEFAULT_POOL = ipaddress.IPv4Network("10.200.0.0/16")
-SITE_PREFIX = 24
-# AWS VPCs and GCP subnetworks both accept /16 to /28 (GCP allows up to /29).
-MIN_PREFIX, MAX_PREFIX = 16, 28
 
 
 @dataclass(frozen=True)
@@ -35,11 +32,7 @@ class SitePlan:
 
 def routed_private_subnet(node: NodeSpec) -> ipaddress.IPv4Network | None:
     """The node's first routed subnet if a cloud can host it as a VPC/subnetwork."""
-    for net in node.subnets:
-        fits = MIN_PREFIX <= net.prefixlen <= MAX_PREFIX
-        if isinstance(net, ipaddress.IPv4Network) and net.is_private and fits:
-            return net
-    return None
+    return hostable_subnet(node.subnets)
 
 
 def net_slug(net: IPNetwork) -> str:
@@ -49,23 +42,21 @@ def net_slug(net: IPNetwork) -> str:
 
 def plan_sites(plan: MeshPlan, sites: dict[str, Sequence[NodeSpec]]) -> dict[str, SitePlan]:
     """A SitePlan for each site key (sites sharing one network, like GCP regions, get disjoint CIDRs)."""
-    mesh_nets = _mesh_networks(plan)
-    used: list[ipaddress.IPv4Network] = []
+    routers = {key: _router(nodes) for key, nodes in sites.items()}
+    nets = allocate_site_networks(
+        {key: routed_private_subnet(r) if r is not None else None for key, r in routers.items()},
+        _mesh_networks(plan),
+    )
     out: dict[str, SitePlan] = {}
-    # Sites that host a routed subnet claim theirs first so hashed picks steer around them.
-    routed = {key: _router(nodes) for key, nodes in sites.items()}
-    for key, router in routed.items():
+    for key, net in nets.items():
+        if net is None:  # mesh.spec.parse refuses such a mesh first (site_network_problems)
+            raise ValueError(f"no free /{SITE_PREFIX} left in {pools_text()} for site {key}")
+        router = routers[key]
         if router is not None:
-            net = routed_private_subnet(router)
-            assert net is not None
-            used.append(net)
             out[key] = SitePlan(key, net, router.name, _return_routes(plan, router.name))
-    for key in sites:
-        if key not in out:
-            net = _hashed_site_network(key, [*mesh_nets, *used])
-            used.append(net)
+        else:
             out[key] = SitePlan(key, net, None, ())
-    return {key: out[key] for key in sites}
+    return out
 
 
 def _router(nodes: Sequence[NodeSpec]) -> NodeSpec | None:
@@ -81,19 +72,8 @@ def _return_routes(plan: MeshPlan, router: str) -> tuple[ipaddress.IPv4Network, 
     return tuple(sorted(nets, key=lambda n: (n.network_address.packed, n.prefixlen)))
 
 
-def _mesh_networks(plan: MeshPlan) -> list[ipaddress.IPv4Network]:
+def _mesh_networks(plan: MeshPlan) -> list[IPNetwork]:
     nets: list[IPNetwork] = [plan.spec.mesh.cidr]
     for n in plan.spec.nodes:
         nets.extend(n.subnets)
-    return [n for n in nets if isinstance(n, ipaddress.IPv4Network)]
-
-
-def _hashed_site_network(key: str, taken: Iterable[ipaddress.IPv4Network]) -> ipaddress.IPv4Network:
-    candidates = list(DEFAULT_POOL.subnets(new_prefix=SITE_PREFIX))
-    start = int.from_bytes(hashlib.sha256(f"wgmesh site\0{key}".encode()).digest()[:4], "big")
-    blocked = list(taken)
-    for i in range(len(candidates)):
-        net = candidates[(start + i) % len(candidates)]
-        if not any(net.overlaps(t) for t in blocked):
-            return net
-    raise ValueError(f"no free /{SITE_PREFIX} left in {DEFAULT_POOL} for site {key}")
+    return nets

@@ -14,10 +14,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from mesh.errors import ConfigError, Problem
+from mesh.networks import WG_OVERHEAD
 from mesh.plan_types import ClientPlan, InterfacePlan, MeshPlan, NodePlan, PeerKind, PeerPlan
 from mesh.spec import ClientSpec, IPNetwork, MeshSpec, NodeSpec
 
-WG_OVERHEAD = 80  # IPv6 outer header (40) + UDP (8) + WireGuard (32): safe for either underlay
 IPV4_ANY = ipaddress.IPv4Network("0.0.0.0/0")
 IPV6_ANY = ipaddress.IPv6Network("::/0")
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, cast
 
+from mesh import network_rules
 from mesh.errors import ConfigError, Problem
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -362,17 +363,21 @@ def _parse_mesh(r: _Reader, value: object) -> MeshSettings | None:
     cidr = _overlay_network(r, f"{key}.cidr", cidr_text, 4, 30, " (use cidr6 for IPv6)")
     cidr6_text = r.typed(raw, "cidr6", key, str, "")
     cidr6 = _overlay_network(r, f"{key}.cidr6", cidr6_text, 6, 120, "")
-    admin: list[IPNetwork] = []
+    admin_keyed: list[tuple[str, IPNetwork]] = []
     for k, text in r.str_list(raw, "adminCidrs", key):
         net = r.parsed(k, text, _network, "CIDR")
         if net is not None:
-            admin.append(net)
-    ssh_keys = []
+            admin_keyed.append((k, net))
+    admin = [net for _, net in admin_keyed]
+    ssh_keyed: list[tuple[str, str]] = []
     for k, text in r.str_list(raw, "sshPublicKeys", key):
         if SSH_KEY_RE.fullmatch(text.strip()):
-            ssh_keys.append(text.strip())
+            ssh_keyed.append((k, text.strip()))
         else:
             r.problem(k, "is not an OpenSSH public key ('ssh-ed25519 AAAA...')")
+    ssh_keys = [text for _, text in ssh_keyed]
+    r.problems += network_rules.duplicate_admin_cidr_problems(admin_keyed)
+    r.problems += network_rules.duplicate_ssh_key_problems(ssh_keyed)
     live = r.typed(raw, "liveUpdates", key, bool, False)
     if live and not admin:
         r.problem(f"{key}.liveUpdates", "needs adminCidrs: live updates reach nodes over SSH")
@@ -673,6 +678,10 @@ def _check_members(
             for attr, ip in (("publicIp", n.public_ip), ("publicIp6", n.public_ip6)):
                 if ip is not None and ip.version == net.version and ip in net:
                     r.problem(k, f"{net} contains {n.key}.{attr} {ip}: its tunnel would route into itself")
+    r.problems += network_rules.special_range_problems(network_rules.routed_networks(mesh, nodes))
+    r.problems += network_rules.endpoint_problems(mesh, nodes)
+    r.problems += network_rules.ipv6_mtu_problems(mesh, members)
+    r.problems += network_rules.site_network_problems(mesh, nodes)
     if mesh.topology == "hub" and nodes and not any(n.hub for n in nodes):
         r.problem("wgmesh:mesh.topology", "hub needs at least one node with `hub: true`")
     for c in clients:

@@ -52,6 +52,8 @@ def meshes(draw: st.DrawFn, max_nodes: int = 7, max_clients: int = 4) -> dict[st
     }
     if draw(st.booleans()):
         mesh["cidr6"] = "fd77:77::/64"
+    # IPv6 in wg0 needs MTU 1280 (RFC 8200), so with cidr6 underlays start at 1280 + 80.
+    low_mtu = 1360 if "cidr6" in mesh else 1280
     order = draw(st.permutations(range(n_nodes)))
     hubs = set(order[: draw(st.integers(1, min(3, n_nodes)))]) if topology == "hub" else set()
     gateways = set(draw(st.lists(st.integers(0, n_nodes - 1), max_size=2)))
@@ -76,7 +78,7 @@ def meshes(draw: st.DrawFn, max_nodes: int = 7, max_clients: int = 4) -> dict[st
             n["subnets"] = subnets[i]
             n["masquerade"] = draw(st.booleans())
         if draw(st.booleans()):
-            n["underlayMtu"] = draw(st.integers(1280, 9216))
+            n["underlayMtu"] = draw(st.integers(low_mtu, 9216))
         nodes.append(n)
     clients = []
     for j, name in enumerate(client_names):
@@ -84,7 +86,7 @@ def meshes(draw: st.DrawFn, max_nodes: int = 7, max_clients: int = 4) -> dict[st
         if len(gateways) > 0 and draw(st.booleans()):
             c["fullTunnel"] = True
         if draw(st.booleans()):
-            c["underlayMtu"] = draw(st.integers(1280, 1500))
+            c["underlayMtu"] = draw(st.integers(low_mtu, 1500))
         clients.append(c)
     return {"mesh": mesh, "nodes": nodes, "clients": clients}
 

@@ -130,7 +130,7 @@ def test_every_setting_is_read() -> None:
     )
     config["nodes"][1].update(zone="europe-west3-c", image="ubuntu-22.04")
     config["clients"][0].update(
-        fullTunnel=True, dns=["10.77.0.1", "fd77:77::1"], address6="fd77:77::64", underlayMtu=1280
+        fullTunnel=True, dns=["10.77.0.1", "fd77:77::1"], address6="fd77:77::64", underlayMtu=1360
     )
     spec = parse(config)
     m = spec.mesh
@@ -145,7 +145,7 @@ def test_every_setting_is_read() -> None:
     assert (n.underlay_mtu, n.key_epoch, n.size, n.image) == (9001, 2, "t3.small", "debian-12")
     assert spec.node("gcp-fra").zone == "europe-west3-c"
     c = spec.clients[0]
-    assert c.full_tunnel and c.underlay_mtu == 1280
+    assert c.full_tunnel and c.underlay_mtu == 1360
     assert c.dns == (ipaddress.ip_address("10.77.0.1"), ipaddress.ip_address("fd77:77::1"))
     assert c.address6 == ipaddress.IPv6Address("fd77:77::64")
 
@@ -681,8 +681,8 @@ def test_bad_subnet(subnet: str, message: str) -> None:
 
 
 def test_broadest_allowed_subnets_are_accepted() -> None:
-    spec = parse(with_node(1, subnets=["11.0.0.0/8", "2001::/16"]))
-    assert [str(n) for n in spec.nodes[1].subnets] == ["11.0.0.0/8", "2001::/16"]
+    spec = parse(with_node(1, subnets=["11.0.0.0/8", "2600::/16"]))
+    assert [str(n) for n in spec.nodes[1].subnets] == ["11.0.0.0/8", "2600::/16"]
 
 
 def test_subnet_containing_a_lab_public_ip_is_rejected() -> None:
@@ -733,7 +733,11 @@ def test_ipv6_subnet_overlapping_cidr6() -> None:
 
 
 def test_ipv4_and_ipv6_subnets_never_overlap_each_other() -> None:
+    """The IPv4-mapped form of 10.0.4.0/24 is no overlap of it (it is refused as reserved instead)."""
     config = dual_stack(with_node(1, subnets=["10.0.4.0/24", "::ffff:a00:400/120"]))
+    key, message = only_problem(config)
+    assert key == "wgmesh:nodes[1].subnets[1]" and "inside ::/8" in message
+    config = dual_stack(with_node(1, subnets=["10.0.4.0/24", "fd00:a00:400::/120"]))
     assert len(parse(config).nodes[1].subnets) == 2
 
 
