@@ -22,6 +22,7 @@ from cloudinit.wireguard import format_endpoint, render_wg_conf
 from mesh.errors import RenderError
 from mesh.keys import NodeKeys
 from mesh.plan_types import InterfacePlan, MeshPlan, NodePlan
+from mesh.spec import IPNetwork
 
 # Largest user data each cloud accepts, in bytes (None: no limit). AWS counts the decoded
 # bytes of user_data_base64, so a gzip payload is measured before base64.
@@ -224,6 +225,52 @@ def dials_ipv6(plan: MeshPlan, iface: InterfacePlan) -> bool:
     return iface.kind == "node" and plan.spec.mesh.endpoints == "ipv6"
 
 
+@dataclass(frozen=True)
+class TunnelRoutes:
+    """What one config routes into wg0, split for fast lookups: single addresses, and networks."""
+
+    hosts: dict[object, str]  # address -> peer whose AllowedIPs hold it as a /32 or /128
+    networks: tuple[tuple[IPNetwork, str], ...]  # wider AllowedIPs (not /0) -> peer
+
+    @classmethod
+    def of(cls, iface: InterfacePlan) -> TunnelRoutes:
+        hosts: dict[object, str] = {}
+        nets: list[tuple[IPNetwork, str]] = []
+        for p in iface.peers:
+            for net in p.allowed_ips:
+                if net.num_addresses == 1:
+                    hosts[net.network_address] = p.name
+                elif net.prefixlen > 0:
+                    nets.append((net, p.name))
+        return cls(hosts, tuple(nets))
+
+
+def check_endpoint_outside_tunnel(iface: InterfacePlan, routes: TunnelRoutes, peer: str, host: str) -> None:
+    """RenderError when a peer's Endpoint lies inside an AllowedIPs of the same config.
+
+    wg-quick routes every AllowedIPs network into wg0, so the encrypted packets to that peer
+    would be routed into the tunnel that carries them: the peer is never reached. Cloud IPs
+    are known only once allocated, so this is where a cloud node's endpoint meets the overlay
+    and subnets (the spec checks lab `publicIp`s earlier). A default route (/0, a full-tunnel
+    client) is exempt: wg-quick and the WireGuard apps keep the endpoint out of it.
+    """
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return  # a DNS name: resolved on the member, nothing to compare here
+    owner = routes.hosts.get(ip)
+    net: object = ip
+    if owner is None:
+        net, owner = next(
+            ((n, o) for n, o in routes.networks if n.version == ip.version and ip in n), (ip, None)
+        )
+    if owner is not None:
+        raise RenderError(
+            f"{iface.name}: peer {peer}'s endpoint {ip} is inside AllowedIPs {net} (peer {owner}): its "
+            "packets would be routed into the tunnel itself; move the overlay or subnet off that address"
+        )
+
+
 def _peer_endpoints(
     plan: MeshPlan,
     iface: InterfacePlan,
@@ -232,6 +279,7 @@ def _peer_endpoints(
 ) -> dict[str, str]:
     """`host:port` for each peer this config dials, from its static public IP and its listen port."""
     result: dict[str, str] = {}
+    routes = TunnelRoutes.of(iface)
     v6 = dials_ipv6(plan, iface)
     source = (endpoints6 or {}) if v6 else endpoints
     for peer in iface.peers:
@@ -250,4 +298,5 @@ def _peer_endpoints(
             result[peer.name] = _endpoint(ip, port)
         except RenderError as err:
             raise RenderError(f"{iface.name}: peer {peer.name}: {err}") from None
+        check_endpoint_outside_tunnel(iface, routes, peer.name, ip)
     return result

@@ -94,7 +94,7 @@ def duplicate_admin_cidr_problems(cidrs: Sequence[tuple[str, IPNetwork]]) -> lis
     problems = []
     for i, (key, net) in enumerate(cidrs):
         for earlier_key, earlier in cidrs[:i]:
-            if net.version != earlier.version or not net.overlaps(earlier):  # type: ignore[arg-type]
+            if net.version != earlier.version or not net.overlaps(earlier):
                 continue
             if net == earlier:
                 how = "duplicates"

@@ -85,7 +85,7 @@ def special_clash(net: IPNetwork) -> str | None:
     if net in DEFAULT_ROUTES:
         return "is a default route: internet egress is a node's `gateway: true`, not a network"
     for r in SPECIAL_V4 if net.version == 4 else SPECIAL_V6:
-        if net.overlaps(r.net):  # type: ignore[arg-type]
+        if net.overlaps(r.net):
             how = "is inside" if net.subnet_of(r.net) else "covers"  # type: ignore[arg-type]
             return f"{how} {r}"
     return None
