@@ -257,17 +257,14 @@ class ProgramRun:
 
 
 def stack_config(stack_file: Path) -> dict[str, str]:
-    """The stack file's config as Pulumi hands it to a program: fully qualified keys, JSON values."""
-    import yaml
+    """The stack file's config as Pulumi hands it to a program: fully qualified keys, JSON values.
 
-    doc = yaml.safe_load(stack_file.read_text()) or {}
-    config = doc.get("config") or {}
-    out: dict[str, str] = {}
-    for key, value in config.items():
-        if isinstance(value, dict) and set(value) == {"secure"}:
-            continue  # encrypted values need the stack's secrets provider
-        out[key] = value if isinstance(value, str) else json.dumps(value)
-    return out
+    Read with the CLI's YAML rules (mesh.pulumi_yaml); encrypted values need the stack's
+    secrets provider and are left out.
+    """
+    from mesh.pulumi_yaml import engine_config
+
+    return engine_config(stack_file.read_text(encoding="utf-8-sig")).values
 
 
 _IN_APPLY: contextvars.ContextVar[bool] = contextvars.ContextVar("wgmesh_in_apply", default=False)

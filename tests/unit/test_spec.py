@@ -1151,7 +1151,7 @@ def test_stack_file_problems_name_wgmesh_keys(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_spec(path)
     assert [str(p) for p in info.value.problems] == [
-        "wgmesh:mesh.port: must be a whole number, got a boolean",
+        "wgmesh:mesh.port: must be a whole number, got a string",  # `yes` is a string to the CLI
         "wgmesh:nodes[0].subnets[0]: 10.1.0.0/25 overlaps wgmesh:mesh.cidr (10.1.0.0/24)",
     ]
 
