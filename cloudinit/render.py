@@ -229,19 +229,23 @@ def dials_ipv6(plan: MeshPlan, iface: InterfacePlan) -> bool:
 class TunnelRoutes:
     """What one config routes into wg0, split for fast lookups: single addresses, and networks."""
 
-    hosts: dict[object, str]  # address -> peer whose AllowedIPs hold it as a /32 or /128
-    networks: tuple[tuple[IPNetwork, str], ...]  # wider AllowedIPs (not /0) -> peer
+    hosts: dict[object, str]  # address held as a /32 or /128 -> whose AllowedIPs
+    networks: tuple[tuple[IPNetwork, str], ...]  # wider networks routed into wg0 (not /0) -> whose
 
     @classmethod
     def of(cls, iface: InterfacePlan) -> TunnelRoutes:
         hosts: dict[object, str] = {}
-        nets: list[tuple[IPNetwork, str]] = []
+        # wg-quick's `Address = 10.77.0.5/24` also routes the whole overlay into wg0.
+        own: list[IPNetwork] = [iface.address.network]
+        if iface.address6 is not None:
+            own.append(iface.address6.network)
+        nets: list[tuple[IPNetwork, str]] = [(n, "the overlay of wg0's Address") for n in own]
         for p in iface.peers:
             for net in p.allowed_ips:
                 if net.num_addresses == 1:
-                    hosts[net.network_address] = p.name
+                    hosts[net.network_address] = f"AllowedIPs of peer {p.name}"
                 elif net.prefixlen > 0:
-                    nets.append((net, p.name))
+                    nets.append((net, f"AllowedIPs of peer {p.name}"))
         return cls(hosts, tuple(nets))
 
 
@@ -266,8 +270,8 @@ def check_endpoint_outside_tunnel(iface: InterfacePlan, routes: TunnelRoutes, pe
         )
     if owner is not None:
         raise RenderError(
-            f"{iface.name}: peer {peer}'s endpoint {ip} is inside AllowedIPs {net} (peer {owner}): its "
-            "packets would be routed into the tunnel itself; move the overlay or subnet off that address"
+            f"{iface.name}: peer {peer}'s endpoint {ip} is inside {net}, {owner}: its packets would be "
+            "routed into the tunnel itself; move the overlay or subnet off that address"
         )
 
 

@@ -84,11 +84,12 @@ def special_clash(net: IPNetwork) -> str | None:
     """Why `net` may not carry an overlay or be routed behind a node; None when it may."""
     if net in DEFAULT_ROUTES:
         return "is a default route: internet egress is a node's `gateway: true`, not a network"
-    for r in SPECIAL_V4 if net.version == 4 else SPECIAL_V6:
-        if net.overlaps(r.net):
-            how = "is inside" if net.subnet_of(r.net) else "covers"  # type: ignore[arg-type]
-            return f"{how} {r}"
-    return None
+    touched = [r for r in (SPECIAL_V4 if net.version == 4 else SPECIAL_V6) if net.overlaps(r.net)]
+    if not touched:
+        return None
+    r = max(touched, key=lambda r: r.net.prefixlen)  # the most specific: NAT64 rather than ::/8
+    how = "is inside" if net.subnet_of(r.net) else "covers"  # type: ignore[arg-type]
+    return f"{how} {r}"
 
 
 # ----------------------------------------------------------------------------- site networks
