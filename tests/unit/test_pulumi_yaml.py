@@ -7,18 +7,16 @@ answer differs says so, so a reader that falls back to yaml.safe_load fails here
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from program.wgmesh_mocks import stack_config
 
 from mesh.errors import ConfigError
 from mesh.pulumi_yaml import decode, engine_config, go_resolve
-from mesh.stackfile import STACKS_DIR, load_config, load_spec
+from mesh.stackfile import load_config, load_spec
 
 # (plain scalar, what yaml.v3 decodes it to); comments: what PyYAML (YAML 1.1) says instead.
 SCALARS: list[tuple[str, Any]] = [
@@ -152,15 +150,3 @@ def test_exponential_aliasing_is_refused_like_yaml_v3() -> None:
     lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 7)]
     with pytest.raises(ValueError, match="excessive aliasing"):
         decode("\n".join(lines) + "\n")
-
-
-@pytest.mark.parametrize("stack", sorted(p.name for p in STACKS_DIR.glob("Pulumi.*.yaml")))
-def test_offline_tools_and_program_tests_read_every_stack_alike(stack: str) -> None:
-    """`make render` (load_config) and the program tests (stack_config) see the same values."""
-    path = STACKS_DIR / stack
-    strings = stack_config(path)
-    sections = load_config(path)
-    for name, value in sections.items():
-        key = f"wgmesh:{name}"
-        assert (json.loads(strings[key]) if key in strings else None) == value
-    assert sections["nodes"]
