@@ -68,8 +68,8 @@ def load_config(stack: str | Path) -> dict[str, Any]:
 
 def _error_key(path: Path, where: tuple[str | int, ...]) -> str:
     """A config key path (`wgmesh:nodes[0].name`) inside `config:`, else the file and YAML path."""
-    if len(where) >= 2 and where[0] == "config":
-        head = config_key(str(where[1])) or str(where[1])
+    head = config_key(str(where[1])) if len(where) >= 2 and where[0] == "config" else None
+    if head is not None and head.startswith("wgmesh:"):
         return head + "".join(
             f"[{p}]" if isinstance(p, int) else f".{p}" if re.fullmatch(r"\w+", p) else f"[{p!r}]"
             for p in where[2:]
