@@ -115,7 +115,7 @@ def stack_files(draw: st.DrawFn) -> tuple[str, set[str]]:
         nodes.append(node)
     clients = [{"name": draw(NAMES)} for _ in range(draw(st.integers(0, 2)))]
     lines = ["config:"]
-    if mesh or draw(st.booleans()):
+    if bool(mesh) or draw(st.booleans()):
         lines.append(f"  wgmesh:mesh: {emit(mesh)}")
     lines.append(f"  wgmesh:nodes: {emit(nodes)}")
     if clients:
