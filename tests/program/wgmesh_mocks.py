@@ -330,7 +330,10 @@ def _run(stack: str, config: dict[str, str], program: Path, secret_keys: tuple[s
         _sync_await(_drain())
     root = get_root_resource()
     exported = dict(getattr(root, "outputs", {}) or {})
-    run.outputs = {k: _sync_await(_resolve(v, False)) for k, v in exported.items()}
+    try:
+        run.outputs = {k: _sync_await(_resolve(v, False)) for k, v in exported.items()}
+    except pulumi.RunError as e:  # an apply failed (e.g. a render refusal): the run's error
+        run.error = run.error or e
     for key, (urn, parent, ignore, dbr) in monitor.options.items():
         if key not in mocks.resources:
             continue  # registration failed before reaching the mocks
