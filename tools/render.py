@@ -27,7 +27,7 @@ from mesh.errors import ConfigError, RenderError
 from mesh.keys import NodeKeys, private_key, public_key
 from mesh.plan import build_plan
 from mesh.plan_types import InterfacePlan, MeshPlan
-from mesh.spec import MeshSpec
+from mesh.spec import IPNetwork, MeshSpec
 from mesh.stackfile import load_spec, stack_name
 from tools.keyfile import load_or_create
 
@@ -73,6 +73,14 @@ def stored_key_material(path: Path, spec: MeshSpec) -> KeyMaterial:
     return KeyMaterial.from_raw(stored.members, stored.mesh_secret)
 
 
+def _in_mesh(spec: MeshSpec, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Whether a placeholder would sit inside the mesh's own networks (the render refuses that
+    for a real address; a placeholder just moves on)."""
+    nets: list[IPNetwork] = [spec.mesh.cidr, *([spec.mesh.cidr6] if spec.mesh.cidr6 else [])]
+    nets += [net for n in spec.nodes for net in n.subnets]
+    return any(ip.version == net.version and ip in net for net in nets)
+
+
 def placeholder_endpoints(spec: MeshSpec) -> dict[str, str]:
     """Public IP per node: lab nodes their publicIp, cloud nodes 192.0.2.10, .11, ... (then 203.0.113.x)."""
     taken = {str(n.public_ip) for n in spec.nodes if n.public_ip is not None}
@@ -80,7 +88,9 @@ def placeholder_endpoints(spec: MeshSpec) -> dict[str, str]:
         str(ip)
         for net in PLACEHOLDER_NETS
         for ip in net.hosts()
-        if int(ip) - int(net.network_address) >= PLACEHOLDER_FIRST_HOST and str(ip) not in taken
+        if int(ip) - int(net.network_address) >= PLACEHOLDER_FIRST_HOST
+        and str(ip) not in taken
+        and not _in_mesh(spec, ip)
     )
     endpoints: dict[str, str] = {}
     for node in spec.nodes:
@@ -102,6 +112,7 @@ def placeholder_endpoints6(spec: MeshSpec) -> dict[str, str]:
         PLACEHOLDER_NET6.network_address + i
         for i in itertools.count(PLACEHOLDER_FIRST_HOST)
         if PLACEHOLDER_NET6.network_address + i not in taken
+        and not _in_mesh(spec, PLACEHOLDER_NET6.network_address + i)
     )
     out: dict[str, str] = {}
     for node in spec.nodes:

@@ -13,6 +13,7 @@ import yaml
 
 from mesh.keys import public_key
 from mesh.plan import build_plan
+from mesh.spec import parse
 from mesh.stackfile import load_spec
 from tools.render import KeyMaterial, main, placeholder_endpoints, placeholder_endpoints6, render_stack
 
@@ -129,6 +130,23 @@ def test_placeholder_ips_are_documentation_addresses_and_lab_nodes_keep_their_ow
     assert all(any(ipaddress.ip_address(ip) in n for n in DOC_NETS) for ip in dev.values())
     lab = placeholder_endpoints(load_spec("lab"))
     assert lab == {"lab-a": "198.51.100.1", "lab-b": "198.51.100.2", "lab-c": "198.51.100.3"}
+
+
+def test_placeholder_ips_skip_the_mesh_networks() -> None:
+    """A 192.0.2.0/24 overlay is allowed; placeholders inside it would be refused at render."""
+    config = {
+        "mesh": {"cidr": "192.0.2.0/24", "cidr6": "2001:db8::/64"},
+        "nodes": [
+            {"name": "a", "cloud": "aws", "region": "eu-central-1"},
+            {"name": "b", "cloud": "hcloud", "region": "nbg1"},
+        ],
+    }
+    spec = parse(config)
+    assert list(placeholder_endpoints(spec).values()) == ["203.0.113.10", "203.0.113.11"]
+    assert all(
+        ipaddress.ip_address(ip) not in spec.mesh.cidr6 for ip in placeholder_endpoints6(spec).values()
+    )
+    assert len(placeholder_endpoints6(spec)) == 2
 
 
 def test_placeholder_ipv6_for_cloud_nodes_only_when_the_mesh_gives_them_one() -> None:
