@@ -112,7 +112,6 @@ def placeholder_endpoints6(spec: MeshSpec) -> dict[str, str]:
         PLACEHOLDER_NET6.network_address + i
         for i in itertools.count(PLACEHOLDER_FIRST_HOST)
         if PLACEHOLDER_NET6.network_address + i not in taken
-        and not _in_mesh(spec, PLACEHOLDER_NET6.network_address + i)
     )
     out: dict[str, str] = {}
     for node in spec.nodes:
