@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, cast
 
+from mesh.contracts import node_name_problems
 from mesh.errors import ConfigError, Problem
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -473,6 +474,9 @@ def _parse_node(r: _Reader, mesh: MeshSettings | None, i: int, value: object) ->
     size = r.typed(raw, "size", key, str, "")
     if cloud is not None:
         _check_placement(r, key, cloud, region, zone, image, raw)
+    if name is not None and cloud is not None:
+        for reason in node_name_problems(name, cloud):  # names the clouds derive from it
+            r.problem(f"{key}.name", reason)
     public_ip = None
     pip_text = r.typed(raw, "publicIp", key, str, "")
     if raw.get("publicIp") not in (None, "") and not pip_text:

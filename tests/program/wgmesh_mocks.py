@@ -31,6 +31,8 @@ from pulumi.runtime.settings import SETTINGS, get_root_resource
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
 
+from contract_mocks import ContractChecker
+
 REPO = Path(__file__).resolve().parents[2]
 PROGRAM = REPO / "__main__.py"
 PROJECT = "wgmesh"
@@ -131,8 +133,10 @@ class WgmeshMocks(Mocks):
         self.invokes: list[Invoke] = []
         self.resources: dict[tuple[str, str], tuple[str, dict[str, Any], dict[str, Any], str, bool]] = {}
         self.lock = threading.Lock()
+        self.contracts = ContractChecker()  # refuses what the cloud's API would refuse
 
     def new_resource(self, args: MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        self.contracts.check(args.typ, args.name, dict(args.inputs), args.provider)
         outputs = dict(args.inputs)
         rid = f"{args.name}-id"
         h = digest("id", args.typ, args.name).hex()
