@@ -42,20 +42,29 @@ class Rule:
 
     def violation(self, value: str) -> str | None:
         """Why the cloud refuses `value`, or None when it accepts it."""
+        what = f"{self.what} {_shown(value)}"
         if len(value) < self.min_len:
-            return f"{self.what} {value!r} is shorter than {self.min_len} characters"
+            return f"{what} is shorter than {self.min_len} characters"
         if self.max_len is not None and len(value) > self.max_len:
-            return f"{self.what} {value!r} is {len(value)} characters, over the limit of {self.max_len}"
+            return f"{what} is {len(value)} characters, over the limit of {self.max_len}"
         for prefix in self.reserved_prefixes:
             if value.lower().startswith(prefix):
-                return f"{self.what} {value!r} must not start with {prefix!r}"
+                return f"{what} must not start with {prefix!r}"
         if self.char_ok is not None:
             bad = sorted({c for c in value if not self.char_ok(c)})
             if bad:
-                return f"{self.what} {value!r} has characters outside {self.shape}: {''.join(bad)!r}"
+                return f"{what} has characters outside {self.shape}: {''.join(bad)!r}"
         if self.pattern is not None and not self.pattern.fullmatch(value):
-            return f"{self.what} {value!r} must match {self.shape}"
+            return f"{what} must match {self.shape}"
         return None
+
+
+SHOWN_CHARS = 80
+
+
+def _shown(value: str) -> str:
+    """The value quoted for a one-line message, cut short when long."""
+    return repr(value) if len(value) <= SHOWN_CHARS else repr(value[: SHOWN_CHARS - 20]) + "..."
 
 
 @dataclass(frozen=True)
@@ -82,9 +91,7 @@ class CountRule:
 _EC2_SG_CHARS = "a-zA-Z0-9 ._\\-:/()#,@\\[\\]+=&;{}!$*"
 _EC2_SG_SHAPE = "a-z A-Z 0-9, space and ._-:/()#,@[]+=&;{}!$*"
 _EC2_SG_RE = re.compile(f"[{_EC2_SG_CHARS}]*")
-AWS_SG_NAME = Rule(
-    "AWS security group name", 255, _EC2_SG_RE, _EC2_SG_SHAPE, reserved_prefixes=("sg-",)
-)
+AWS_SG_NAME = Rule("AWS security group name", 255, _EC2_SG_RE, _EC2_SG_SHAPE, reserved_prefixes=("sg-",))
 AWS_SG_DESCRIPTION = Rule("AWS security group description", 255, _EC2_SG_RE, _EC2_SG_SHAPE)
 AWS_SG_RULE_DESCRIPTION = Rule(
     "AWS security group rule description", 255, _EC2_SG_RE, _EC2_SG_SHAPE, min_len=0
@@ -150,7 +157,9 @@ GCP_HOSTNAME = Rule(
 HCLOUD_SERVER_NAME = Rule(
     "Hetzner server name",
     253,
-    re.compile(r"[a-zA-Z0-9]([-a-zA-Z0-9]{0,61}[a-zA-Z0-9])?(\.[a-zA-Z0-9]([-a-zA-Z0-9]{0,61}[a-zA-Z0-9])?)*"),
+    re.compile(
+        r"[a-zA-Z0-9]([-a-zA-Z0-9]{0,61}[a-zA-Z0-9])?(\.[a-zA-Z0-9]([-a-zA-Z0-9]{0,61}[a-zA-Z0-9])?)*"
+    ),
     "an RFC 1123 hostname (letters, digits and '-', labels of at most 63 ending alphanumeric)",
 )
 # Firewall: "Name of the Firewall. Limited to a maximum of 128 characters. Must be unique per

@@ -25,7 +25,7 @@ CLOUD_PACKAGES = ("aws", "gcp", "hcloud")
 LOCAL_PACKAGES = ("random", "command", "wgmesh")
 
 
-class ContractViolation(Exception):  # noqa: N818 (named for what the cloud says)
+class ContractViolation(Exception):
     """The cloud would refuse this resource's inputs."""
 
 
@@ -201,8 +201,10 @@ class ContractChecker:
             return
         fields = TABLE.get(typ)
         if fields is None:
-            raise UnknownCloudResource(f"{typ}: no entry in the contract table (tests/program/contract_mocks.py)")
-        values = {**inputs, NAME: physical_name(name, inputs)} if any(f.path == NAME for f in fields) else inputs
+            raise UnknownCloudResource(f"{typ}: no entry in the contract table (contract_mocks.TABLE)")
+        values = dict(inputs)
+        if any(f.path == NAME for f in fields):
+            values[NAME] = physical_name(name, inputs)
         if cloud == "aws":
             values = self._with_default_tags(typ, name, values, provider)
         for f in fields:
@@ -215,10 +217,10 @@ class ContractChecker:
     def _with_default_tags(
         self, typ: str, name: str, values: dict[str, Any], provider: str | None
     ) -> dict[str, Any]:
-        """AWS merges the provider's default tags into each resource's: they count and are checked together."""
+        """AWS merges the provider's default tags into each resource's: checked and counted together."""
         with self.lock:
             if typ == "pulumi:providers:aws":
-                tags = next(_values(values, ["defaultTags", "tags"]), {})
+                tags: dict[str, str] = next(_values(values, ["defaultTags", "tags"]), {})
                 self.default_tags[name] = dict(tags)
                 return values
             defaults = self.default_tags.get(provider.split("::")[-2], {}) if provider else {}

@@ -25,13 +25,12 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
+from contract_mocks import ContractChecker
 from pulumi.runtime import rpc
 from pulumi.runtime.mocks import MockCallArgs, MockMonitor, MockResourceArgs, Mocks
 from pulumi.runtime.settings import SETTINGS, get_root_resource
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
-
-from contract_mocks import ContractChecker
 
 REPO = Path(__file__).resolve().parents[2]
 PROGRAM = REPO / "__main__.py"
@@ -337,7 +336,8 @@ def _run(stack: str, config: dict[str, str], program: Path, secret_keys: tuple[s
         _sync_await(_drain())
     root = get_root_resource()
     exported = dict(getattr(root, "outputs", {}) or {})
-    run.outputs = {k: _sync_await(_resolve(v, False)) for k, v in exported.items()}
+    if run.error is None:  # after a failed registration, outputs depending on it cannot resolve
+        run.outputs = {k: _sync_await(_resolve(v, False)) for k, v in exported.items()}
     for key, (urn, parent, ignore, dbr) in monitor.options.items():
         if key not in mocks.resources:
             continue  # registration failed before reaching the mocks
