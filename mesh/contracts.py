@@ -136,8 +136,9 @@ _GCP_LABEL_SHAPE = "[a-z0-9_-] (keys start with a lowercase letter)"
 GCP_LABEL_KEY = Rule("GCP label key", 63, re.compile(r"[a-z][a-z0-9_-]*"), _GCP_LABEL_SHAPE)
 GCP_LABEL_VALUE = Rule("GCP label value", 63, re.compile(r"[a-z0-9_-]*"), _GCP_LABEL_SHAPE, min_len=0)
 GCP_LABELS_PER_RESOURCE = CountRule("labels on one GCP resource", 64)
-# `description` of Compute resources (Network, Firewall, Address, Route, Instance): free text;
-# the Compute API refuses more than 2048 characters.
+# `description` of Compute resources (Network, Firewall, Address, Route, Instance): free text,
+# "provide this field when you create the resource"; the reference states no length. 2048 is
+# our cap, not a documented one (our descriptions are short literals).
 # https://cloud.google.com/compute/docs/reference/rest/v1/firewalls (field `description`)
 GCP_DESCRIPTION = Rule("GCP description", 2048, min_len=0)
 # Custom hostname: "must be RFC 1035 compliant ... a fully qualified domain name of at least two
@@ -163,11 +164,12 @@ HCLOUD_SERVER_NAME = Rule(
     "an RFC 1123 hostname (letters, digits and '-', labels of at most 63 ending alphanumeric)",
 )
 # Firewall: "Name of the Firewall. Limited to a maximum of 128 characters. Must be unique per
-# Project"; "Rules are limited to 50 entries per Firewall"; rule "description" up to 255.
-# https://docs.hetzner.cloud/reference/cloud#firewalls-create-a-firewall
+# Project"; "Rules are limited to 50 entries per Firewall"; a rule's source_ips (and
+# destination_ips): "You can specify 100 CIDR blocks at most". A rule's description is free
+# text with no documented limit. https://docs.hetzner.cloud/reference/cloud#firewalls-create-a-firewall
 HCLOUD_FIREWALL_NAME = Rule("Hetzner firewall name", 128)
 HCLOUD_FIREWALL_RULES = CountRule("rules in one Hetzner firewall", 50)
-HCLOUD_FIREWALL_RULE_DESCRIPTION = Rule("Hetzner firewall rule description", 255, min_len=0)
+HCLOUD_RULE_CIDRS = CountRule("CIDR blocks in one Hetzner firewall rule", 100)
 # SSH keys and primary IPs: "Name of the Resource. Must be unique per Project." (no length or
 # character rule documented); an SSH key's fingerprint must be unique per project too.
 # https://docs.hetzner.cloud/reference/cloud#ssh-keys-create-an-ssh-key

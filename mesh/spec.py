@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, cast
 
-from mesh.contracts import node_name_problems
+from mesh.contracts import HCLOUD_RULE_CIDRS, node_name_problems
 from mesh.errors import ConfigError, Problem
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -677,6 +677,10 @@ def _check_members(
             for attr, ip in (("publicIp", n.public_ip), ("publicIp6", n.public_ip6)):
                 if ip is not None and ip.version == net.version and ip in net:
                     r.problem(k, f"{net} contains {n.key}.{attr} {ip}: its tunnel would route into itself")
+    if any(n.cloud == "hcloud" for n in nodes) and (
+        too_many := HCLOUD_RULE_CIDRS.violation(len(mesh.admin_cidrs))
+    ):
+        r.problem("wgmesh:mesh.adminCidrs", f"{too_many} (the SSH rule of the Hetzner nodes)")
     if mesh.topology == "hub" and nodes and not any(n.hub for n in nodes):
         r.problem("wgmesh:mesh.topology", "hub needs at least one node with `hub: true`")
     for c in clients:

@@ -10,6 +10,7 @@ from the table is refused too, so a new one cannot slip through unchecked.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import threading
@@ -17,6 +18,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import pulumi
+
+from cloudinit.render import USER_DATA_LIMITS
 from mesh import contracts as c
 
 SIG_KEY = "4dabf18193072939515e22adb298388d"  # a secret input's wrapper (wgmesh_mocks.SIG_KEY)
@@ -25,8 +29,8 @@ CLOUD_PACKAGES = ("aws", "gcp", "hcloud")
 LOCAL_PACKAGES = ("random", "command", "wgmesh")
 
 
-class ContractViolation(Exception):
-    """The cloud would refuse this resource's inputs."""
+class ContractViolation(pulumi.RunError):
+    """The cloud would refuse this resource's inputs (a RunError: `up` reports it as one line)."""
 
 
 class UnknownCloudResource(AssertionError):
@@ -67,6 +71,18 @@ def network_tags(path: str) -> Field:
     return Field(path, lambda value: c.network_tag_violations(list(value)))
 
 
+def user_data(path: str, cloud: str, b64: bool = False) -> Field:
+    """The cloud's user data size limit (encoded once, in cloudinit.render.USER_DATA_LIMITS)."""
+    limit = USER_DATA_LIMITS[cloud]
+    assert limit is not None
+
+    def check(value: Any) -> list[str]:
+        size = len(base64.b64decode(value)) if b64 else len(str(value).encode())
+        return [f"user data is {size} bytes, over the {limit}-byte limit"] if size > limit else []
+
+    return Field(path, check)
+
+
 NAME = "name"  # the input Pulumi auto-names when the program leaves it unset
 AWS_TAGS = mapping("tags", c.tag_violations)
 GCP_LABELS = mapping("labels", c.gcp_label_violations)
@@ -84,7 +100,7 @@ TABLE: dict[str, tuple[Field, ...]] = {
     "aws:ec2/routeTableAssociation:RouteTableAssociation": (),
     "aws:ec2/eip:Eip": (AWS_TAGS,),
     "aws:ec2/eipAssociation:EipAssociation": (),
-    "aws:ec2/instance:Instance": (AWS_TAGS,),
+    "aws:ec2/instance:Instance": (AWS_TAGS, user_data("userDataBase64", "aws", b64=True)),
     "aws:ec2/securityGroup:SecurityGroup": (
         rule(NAME, c.AWS_SG_NAME),
         rule("description", c.AWS_SG_DESCRIPTION),
@@ -117,12 +133,18 @@ TABLE: dict[str, tuple[Field, ...]] = {
         rule("hostname", c.GCP_HOSTNAME),
         network_tags("tags"),
         GCP_LABELS,
+        user_data("metadata.user-data", "gcp"),
     ),
-    "hcloud:index/server:Server": (rule(NAME, c.HCLOUD_SERVER_NAME), HCLOUD_LABELS),
+    "hcloud:index/server:Server": (
+        rule(NAME, c.HCLOUD_SERVER_NAME),
+        HCLOUD_LABELS,
+        user_data("userData", "hcloud"),
+    ),
     "hcloud:index/firewall:Firewall": (
         rule(NAME, c.HCLOUD_FIREWALL_NAME),
         count("rules", c.HCLOUD_FIREWALL_RULES),
-        rule("rules[].description", c.HCLOUD_FIREWALL_RULE_DESCRIPTION),
+        count("rules[].sourceIps", c.HCLOUD_RULE_CIDRS),
+        count("rules[].destinationIps", c.HCLOUD_RULE_CIDRS),
         HCLOUD_LABELS,
     ),
     "hcloud:index/sshKey:SshKey": (rule(NAME, c.HCLOUD_RESOURCE_NAME), HCLOUD_LABELS),

@@ -8,6 +8,7 @@ import base64
 import dataclasses
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -115,10 +116,18 @@ def full_meshes() -> dict[int, ProgramRun]:
     return {n: run_program("big", synthetic.three_clouds(n)) for n in (60, 150)}
 
 
-@pytest.mark.parametrize("nodes", [60, 150])
+HETZNER_PEER_RULE = (
+    "components/hcloud.py puts all 149 peers' IPs in one WireGuard rule; Hetzner takes 100 CIDR"
+    " blocks per rule. The firewall layout rework (issue 12 item 4) must split it; drop this mark then."
+)
+
+
+@pytest.mark.parametrize(
+    "nodes", [60, pytest.param(150, marks=pytest.mark.xfail(reason=HETZNER_PEER_RULE, strict=True))]
+)
 def test_full_meshes_pass_the_cloud_contracts(full_meshes: dict[int, ProgramRun], nodes: int) -> None:
     run = full_meshes[nodes]
-    assert run.error is None, run.error
+    assert run.error is None, str(run.error)
     for vm in ("aws:ec2/instance:Instance", "gcp:compute/instance:Instance", "hcloud:index/server:Server"):
         assert len(run.of_type(vm)) == nodes // 3
     assert len(cloud_resources(run)) > 4 * nodes
@@ -180,7 +189,7 @@ def test_each_cloud_refuses_a_name_the_spec_would_have_stopped(
 def test_the_spec_refuses_those_names_before_any_resource(node: str, cloud: str, region: str) -> None:
     config = synthetic.config({"cidr": "10.77.0.0/24"}, [{"name": node, "cloud": cloud, "region": region}])
     run = run_program("dev", config)
-    assert isinstance(run.error, pulumi.RunError), repr(run.error)
+    assert isinstance(run.error, pulumi.RunError) and not isinstance(run.error, ContractViolation)
     assert str(run.error).startswith(f"wgmesh:nodes[0].name: {node!r} would make ")
     assert run.resources == []
 
@@ -195,15 +204,23 @@ def test_gcp_refuses_a_long_description(monkeypatch: pytest.MonkeyPatch) -> None
     assert "'resource.description': GCP description" in refused(run_program("dev", stack_config(DEV)))
 
 
-def test_hetzner_refuses_a_long_rule_description(monkeypatch: pytest.MonkeyPatch) -> None:
-    original = __import__("components.hcloud", fromlist=["ingress_rules"]).ingress_rules
+def test_hetzner_refuses_a_rule_with_more_than_100_cidrs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """101 admin CIDRs make one SSH rule Hetzner refuses; the spec stops it (below) unless switched off."""
+    monkeypatch.setattr("mesh.spec.HCLOUD_RULE_CIDRS", contracts.CountRule("unchecked", 10_000))
+    message = refused(run_program("dev", dev_with(adminCidrs=[f"198.51.{i}.0/24" for i in range(101)])))
+    assert (
+        "field 'rules[].sourceIps' (invalid_input): 101 CIDR blocks in one Hetzner firewall rule" in message
+    )
 
-    def long(*args: Any) -> tuple[IngressRule, ...]:
-        return tuple(dataclasses.replace(r, description="d" * 256) for r in original(*args))
 
-    monkeypatch.setattr("components.hcloud.ingress_rules", long)
-    message = refused(run_program("dev", stack_config(DEV)))
-    assert "field 'rules[].description' (invalid_input): Hetzner firewall rule description" in message
+def test_the_spec_refuses_more_admin_cidrs_than_a_hetzner_rule_takes() -> None:
+    run = run_program("dev", dev_with(adminCidrs=[f"198.51.{i}.0/24" for i in range(101)]))
+    assert isinstance(run.error, pulumi.RunError) and not isinstance(run.error, ContractViolation)
+    assert str(run.error) == (
+        "wgmesh:mesh.adminCidrs: 101 CIDR blocks in one Hetzner firewall rule, over the limit of 100"
+        " (the SSH rule of the Hetzner nodes)"
+    )
+    assert run.resources == []
 
 
 # ------------------------------------------------------------------------- the checker itself
@@ -247,3 +264,27 @@ def test_an_unset_name_is_checked_as_pulumi_would_auto_name_it() -> None:
     with pytest.raises(ContractViolation, match=r"GCP resource name 'n{60}-[0-9a-f]{7}' is 68 characters"):
         check("gcp:compute/firewall:Firewall", "n" * 60, {}, None)
     check("gcp:compute/firewall:Firewall", "n" * 60, {"name": "short"}, None)  # a set name is used as is
+
+
+def aws_user_data(size: int) -> dict[str, Any]:
+    return {"userDataBase64": base64.b64encode(b"x" * size).decode()}
+
+
+@pytest.mark.parametrize(
+    ("typ", "inputs", "limit"),
+    [
+        ("aws:ec2/instance:Instance", aws_user_data, 16384),
+        ("gcp:compute/instance:Instance", lambda size: {"metadata": {"user-data": "x" * size}}, 262144),
+        ("hcloud:index/server:Server", lambda size: {"userData": "x" * size}, 32768),
+    ],
+)
+def test_user_data_over_the_clouds_limit_is_refused(
+    typ: str, inputs: Callable[[int], dict[str, Any]], limit: int
+) -> None:
+    """The program refuses such user data itself first (cloudinit.render); the mock backs it up."""
+    check = ContractChecker().check
+    check(typ, "vm", inputs(limit), None)
+    with pytest.raises(
+        ContractViolation, match=f"user data is {limit + 1} bytes, over the {limit}-byte limit"
+    ):
+        check(typ, "vm", inputs(limit + 1), None)

@@ -51,7 +51,6 @@ LONGEST_NODE = "n" * 31  # the longest name the spec's pattern allows
         (c.HCLOUD_SERVER_NAME, "a1", "-a", "must match"),
         (c.HCLOUD_FIREWALL_NAME, "f" * 128, "f" * 129, "over the limit of 128"),
         (c.HCLOUD_FIREWALL_NAME, "f", "", "shorter than 1"),
-        (c.HCLOUD_FIREWALL_RULE_DESCRIPTION, "it's fine here", "d" * 256, "over the limit of 255"),
         (c.HCLOUD_RESOURCE_NAME, "any name at all", "", "shorter than 1"),
         (c.HCLOUD_LABEL_KEY, "example.com/wgmesh-node", "-node", "must match"),
         (c.HCLOUD_LABEL_KEY, "k" * 63, "k" * 64, "must match"),
@@ -76,6 +75,7 @@ def test_each_rule_takes_the_good_value_and_refuses_the_bad(
         (c.GCP_NETWORK_TAGS_PER_INSTANCE, 64),
         (c.GCP_LABELS_PER_RESOURCE, 64),
         (c.HCLOUD_FIREWALL_RULES, 50),
+        (c.HCLOUD_RULE_CIDRS, 100),
     ],
 )
 def test_count_rules_stop_at_their_limit(rule: c.CountRule, limit: int) -> None:

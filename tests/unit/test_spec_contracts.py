@@ -55,3 +55,27 @@ def test_every_bad_name_is_reported_at_once() -> None:
     with pytest.raises(ConfigError) as info:
         parse(cfg)
     assert [p.key for p in info.value.problems] == ["wgmesh:nodes[1].name", "wgmesh:nodes[2].name"]
+
+
+def admin_cidrs(n: int) -> list[str]:
+    return [f"198.51.{i}.0/24" for i in range(n)]
+
+
+def test_a_hetzner_node_caps_admin_cidrs_at_one_firewall_rule() -> None:
+    cfg = config("hz", "hcloud")
+    cfg["mesh"]["adminCidrs"] = admin_cidrs(100)
+    assert len(parse(cfg).mesh.admin_cidrs) == 100
+    cfg["mesh"]["adminCidrs"] = admin_cidrs(101)
+    with pytest.raises(ConfigError) as info:
+        parse(cfg)
+    (problem,) = info.value.problems
+    assert str(problem) == (
+        "wgmesh:mesh.adminCidrs: 101 CIDR blocks in one Hetzner firewall rule, over the limit of 100"
+        " (the SSH rule of the Hetzner nodes)"
+    )
+
+
+def test_without_hetzner_nodes_that_cap_does_not_apply() -> None:
+    cfg = config("gcp-a", "gcp")
+    cfg["mesh"]["adminCidrs"] = admin_cidrs(101)
+    assert len(parse(cfg).mesh.admin_cidrs) == 101
