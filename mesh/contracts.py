@@ -265,23 +265,24 @@ def label_value(text: str) -> str:
 # Pulumi's auto-name suffix where the name input is left unset. components/ build these names;
 # the program tests (31-character names through the contract-checking mocks) catch any drift.
 _LONGEST_ROUTE_SLUG = "255-255-255-255-32"  # components.netplan.net_slug of an IPv4 network
+_SUFFIX = "x" * AUTONAME_RANDOM_CHARS  # stands for the random part in messages; as valid as hex
 NODE_DERIVED: dict[str, tuple[tuple[Rule, str], ...]] = {
     "aws": (
-        (AWS_SG_NAME, autoname("{node}-sg")),  # components/aws.py AwsNode security group
+        (AWS_SG_NAME, autoname("{node}-sg", _SUFFIX)),  # components/aws.py AwsNode security group
         (AWS_SG_DESCRIPTION, "wgmesh node {node}"),
         (AWS_TAG_VALUE, "{node}-sg"),
     ),
     "gcp": (
-        (GCP_NAME, autoname("{node}")),  # the instance
-        (GCP_NAME, autoname("{node}-ip6")),  # static addresses
-        (GCP_NAME, autoname("{node}-wg-roaming6")),  # the longest firewall rule key
-        (GCP_NAME, autoname(f"{{node}}-rt-{_LONGEST_ROUTE_SLUG}")),  # return routes
+        (GCP_NAME, autoname("{node}", _SUFFIX)),  # the instance
+        (GCP_NAME, autoname("{node}-ip6", _SUFFIX)),  # static addresses
+        (GCP_NAME, autoname("{node}-wg-roaming6", _SUFFIX)),  # the longest firewall rule key
+        (GCP_NAME, autoname(f"{{node}}-rt-{_LONGEST_ROUTE_SLUG}", _SUFFIX)),  # return routes
         (GCP_NETWORK_TAG, "wgmesh-{node}"),  # components.gcp.network_tag
     ),
     "hcloud": (
-        (HCLOUD_SERVER_NAME, autoname("{node}")),
-        (HCLOUD_FIREWALL_NAME, autoname("{node}-fw")),
-        (HCLOUD_RESOURCE_NAME, autoname("{node}-ip6")),
+        (HCLOUD_SERVER_NAME, autoname("{node}", _SUFFIX)),
+        (HCLOUD_FIREWALL_NAME, autoname("{node}-fw", _SUFFIX)),
+        (HCLOUD_RESOURCE_NAME, autoname("{node}-ip6", _SUFFIX)),
         (HCLOUD_LABEL_VALUE, "{node}"),  # the `wgmesh-node` label
     ),
 }
@@ -298,5 +299,5 @@ def node_name_problems(name: str, cloud: str) -> list[str]:
         derived = template.format(node=name)
         reason = rule.violation(derived)
         if reason is not None:
-            out.append(f"{name!r} would make {reason}")
+            out.append(f"{name!r} cannot be used on {cloud}: {reason}")
     return out

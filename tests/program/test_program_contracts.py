@@ -190,7 +190,7 @@ def test_the_spec_refuses_those_names_before_any_resource(node: str, cloud: str,
     config = synthetic.config({"cidr": "10.77.0.0/24"}, [{"name": node, "cloud": cloud, "region": region}])
     run = run_program("dev", config)
     assert isinstance(run.error, pulumi.RunError) and not isinstance(run.error, ContractViolation)
-    assert str(run.error).startswith(f"wgmesh:nodes[0].name: {node!r} would make ")
+    assert str(run.error).startswith(f"wgmesh:nodes[0].name: {node!r} cannot be used on {cloud}: ")
     assert run.resources == []
 
 

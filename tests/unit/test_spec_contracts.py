@@ -26,8 +26,8 @@ def config(name: str, cloud: str) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("name", "cloud", "rule"),
     [
-        ("sg-db", "aws", "AWS security group name 'sg-db-sg-0000000' must not start with 'sg-'"),
-        ("sg", "aws", "AWS security group name 'sg-sg-0000000' must not start with 'sg-'"),
+        ("sg-db", "aws", "AWS security group name 'sg-db-sg-xxxxxxx' must not start with 'sg-'"),
+        ("sg", "aws", "AWS security group name 'sg-sg-xxxxxxx' must not start with 'sg-'"),
         ("edge-", "gcp", "GCP network tag 'wgmesh-edge-' must match [a-z]([-a-z0-9]*[a-z0-9])?"),
         ("edge-", "hcloud", "Hetzner label value 'edge-' must match"),
     ],
@@ -37,7 +37,7 @@ def test_a_name_a_cloud_refuses_is_one_keyed_line(name: str, cloud: str, rule: s
         parse(config(name, cloud))
     (problem,) = info.value.problems
     assert problem.key == "wgmesh:nodes[1].name"
-    assert problem.message.startswith(f"{name!r} would make {rule}")
+    assert problem.message.startswith(f"{name!r} cannot be used on {cloud}: {rule}")
     assert "\n" not in str(info.value)
 
 
