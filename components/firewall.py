@@ -61,7 +61,7 @@ def ingress_rules(node: NodePlan, mesh: MeshSettings) -> tuple[IngressRule, ...]
                 protocol="udp",
                 port=mesh.port,
                 sources=(),
-                description="WireGuard from the mesh peers' static IPs",
+                description="WireGuard from the static IPs of the mesh peers",
                 from_peers=True,
             )
         )

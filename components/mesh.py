@@ -26,6 +26,7 @@ from components.lab import LabNode, lab_static_ip
 from components.live import LiveUpdates
 from components.netplan import plan_sites
 from components.node import MeshNode, NodeArgs, StaticIp, UserDataError
+from mesh.contracts import label_value
 from mesh.errors import RenderError
 from mesh.keys import NodeKeys
 from mesh.plan_types import MeshPlan, NodePlan
@@ -86,7 +87,8 @@ class WireGuardMesh(pulumi.ComponentResource):
             mesh_secret(name, epoch, self) if spec.mesh.preshared_keys else pulumi.Output.from_input(None)
         )
 
-        labels = {"wgmesh-mesh": name, "wgmesh-stack": pulumi.get_stack()}
+        # Tags (AWS) and labels (Hetzner): a stack name a label cannot hold is encoded (mesh.contracts).
+        labels = {"wgmesh-mesh": label_value(name), "wgmesh-stack": label_value(pulumi.get_stack())}
         static_ips, static_ip6s, sites = self._static_ips(name, plan, args, labels)
         endpoints = pulumi.Output.all(**{n: ip.address for n, ip in static_ips.items()})
         endpoints6: pulumi.Output[dict[str, str]] = pulumi.Output.all(**static_ip6s)

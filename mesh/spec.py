@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, cast
 
 from mesh import network_rules
+from mesh.contracts import HCLOUD_RULE_CIDRS, node_name_problems
 from mesh.errors import ConfigError, Problem
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -478,6 +479,9 @@ def _parse_node(r: _Reader, mesh: MeshSettings | None, i: int, value: object) ->
     size = r.typed(raw, "size", key, str, "")
     if cloud is not None:
         _check_placement(r, key, cloud, region, zone, image, raw)
+    if name is not None and cloud is not None:
+        for reason in node_name_problems(name, cloud):  # names the clouds derive from it
+            r.problem(f"{key}.name", reason)
     public_ip = None
     pip_text = r.typed(raw, "publicIp", key, str, "")
     if raw.get("publicIp") not in (None, "") and not pip_text:
@@ -682,6 +686,10 @@ def _check_members(
     r.problems += network_rules.endpoint_problems(mesh, nodes)
     r.problems += network_rules.ipv6_mtu_problems(mesh, members)
     r.problems += network_rules.site_network_problems(mesh, nodes)
+    if any(n.cloud == "hcloud" for n in nodes) and (
+        too_many := HCLOUD_RULE_CIDRS.violation(len(mesh.admin_cidrs))
+    ):
+        r.problem("wgmesh:mesh.adminCidrs", f"{too_many} (the SSH rule of the Hetzner nodes)")
     if mesh.topology == "hub" and nodes and not any(n.hub for n in nodes):
         r.problem("wgmesh:mesh.topology", "hub needs at least one node with `hub: true`")
     for c in clients:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
+from contract_mocks import ContractChecker
 from pulumi.runtime import rpc
 from pulumi.runtime.mocks import MockCallArgs, MockMonitor, MockResourceArgs, Mocks
 from pulumi.runtime.settings import SETTINGS, get_root_resource
@@ -131,8 +132,10 @@ class WgmeshMocks(Mocks):
         self.invokes: list[Invoke] = []
         self.resources: dict[tuple[str, str], tuple[str, dict[str, Any], dict[str, Any], str, bool]] = {}
         self.lock = threading.Lock()
+        self.contracts = ContractChecker()  # refuses what the cloud's API would refuse
 
     def new_resource(self, args: MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        self.contracts.check(args.typ, args.name, dict(args.inputs), args.provider)
         outputs = dict(args.inputs)
         rid = f"{args.name}-id"
         h = digest("id", args.typ, args.name).hex()
@@ -330,10 +333,11 @@ def _run(stack: str, config: dict[str, str], program: Path, secret_keys: tuple[s
         _sync_await(_drain())
     root = get_root_resource()
     exported = dict(getattr(root, "outputs", {}) or {})
-    try:
-        run.outputs = {k: _sync_await(_resolve(v, False)) for k, v in exported.items()}
-    except pulumi.RunError as e:  # an apply failed (e.g. a render refusal): the run's error
-        run.error = run.error or e
+    if run.error is None:  # after a failed registration, outputs depending on it cannot resolve
+        try:
+            run.outputs = {k: _sync_await(_resolve(v, False)) for k, v in exported.items()}
+        except pulumi.RunError as e:  # an apply failed (e.g. a render refusal): the run's error
+            run.error = e
     for key, (urn, parent, ignore, dbr) in monitor.options.items():
         if key not in mocks.resources:
             continue  # registration failed before reaching the mocks

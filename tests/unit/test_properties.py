@@ -17,6 +17,7 @@ from typing import Any
 from hypothesis import HealthCheck, assume, given, note, settings
 from hypothesis import strategies as st
 
+from mesh.contracts import node_name_problems
 from mesh.errors import ConfigError
 from mesh.keys import derive_psk
 from mesh.plan import build_plan, hashed_host
@@ -29,7 +30,7 @@ NAMES = st.builds(
     str.__add__,
     st.sampled_from("abcdefghijklmnopqrstuvwxyz"),
     st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-", max_size=30),
-)
+).filter(lambda n: not any(node_name_problems(n, c) for c in ("aws", "gcp", "hcloud")))  # clouds' rules
 REGIONS = {"aws": "eu-central-1", "gcp": "europe-west3", "hcloud": "nbg1"}
 CLOUDS = ["aws", "gcp", "hcloud", "lab"]
 WG_OVERHEAD = 80
