@@ -151,6 +151,7 @@ def decode_aws_user_data(b64: str) -> str:
 
 
 Rule = tuple[str, int | None, frozenset[str]]  # protocol, port, sources
+WORLD_SOURCES = frozenset({"0.0.0.0/0", "::/0"})
 # ICMPv6 as AWS ("icmpv6", type 2 code 0 only) and GCP (protocol number 58) spell it: counted as
 # the same "icmp" rule as Hetzner's, whose one ICMP rule covers both families.
 ICMP6_PROTOCOLS = {"aws": ("icmpv6", 2, 0), "gcp": ("58", None, None)}
@@ -206,6 +207,37 @@ def firewall_rules(run: ProgramRun, name: str, cloud: str) -> set[Rule]:
     for proto, port, found in rules:
         merged.setdefault((proto, port), set()).update(found)
     return {(proto, port, frozenset(src)) for (proto, port), src in merged.items()}
+
+
+def assert_firewalls_open_exactly_what_the_plan_needs(run: ProgramRun, plan: MeshPlan) -> None:
+    """Per node, over every firewall applied to it: WireGuard from exactly its peers' static IPs
+    (and possibly its own, which shared rules admit harmlessly), plus the world only where
+    roaming clients dial; SSH from adminCidrs only; ICMP for path-MTU discovery."""
+    mesh = plan.spec.mesh
+    # Peers' packets come from the addresses they dial from: IPv6 /128s under endpoints: ipv6.
+    v6 = mesh.endpoints == "ipv6"
+    eps, host = (endpoints6(run, plan), "/128") if v6 else (endpoints(run, plan), "/32")
+    for node in plan.nodes:
+        if node.cloud == "lab":
+            continue
+        peers = {f"{eps[p]}{host}" for p in node.peer_nodes}
+        wg_sources = peers | (WORLD_SOURCES if node.wg_open_to_world else set())
+        rules = firewall_rules(run, node.name, node.cloud)
+        wg = [r for r in rules if r[:2] == ("udp", mesh.port)]
+        if wg_sources:
+            ((_, _, found),) = wg
+            own = f"{eps[node.name]}{host}"
+            assert found - {own} == wg_sources, node.name
+        else:
+            assert wg == [], node.name
+        expected: set[Rule] = set()
+        if mesh.admin_cidrs:
+            expected.add(("tcp", 22, frozenset(str(c) for c in mesh.admin_cidrs)))
+        # Hetzner's one ICMP rule covers both families; AWS and GCP add ICMPv6 only when dual stack.
+        dual_stack = node.cloud == "hcloud" or mesh.public_ipv6
+        icmp = WORLD_SOURCES if dual_stack else frozenset({"0.0.0.0/0"})
+        expected.add(("icmp", None, icmp))
+        assert {r for r in rules if r[:2] != ("udp", mesh.port)} == expected, node.name
 
 
 # ----------------------------------------------------------------------------- resource set

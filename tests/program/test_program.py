@@ -15,13 +15,12 @@ from program_expectations import (
     MESH,
     STATIC_IP,
     VM_TYPE,
-    Rule,
+    assert_firewalls_open_exactly_what_the_plan_needs,
     decode_aws_user_data,
     decoded_forms,
     endpoints,
     endpoints6,
     expected_type_counts,
-    firewall_rules,
     handed_user_data,
     key_material,
     plan_of,
@@ -160,37 +159,6 @@ def test_static_ips_are_their_own_resources_and_reach_the_vms(stack_run: Run) ->
             if plan.spec.mesh.public_ipv6:  # a static IPv6 primary IP too (test_patterns checks it)
                 v6 = {"ipv6Enabled": True, "ipv6": int(run.one(typ, f"{node.name}-ip6").id)}
             assert net == {"ipv4": int(ip.id), "ipv4Enabled": True, **v6}
-
-
-def assert_firewalls_open_exactly_what_the_plan_needs(run: ProgramRun, plan: MeshPlan) -> None:
-    """Per node, over every firewall applied to it: WireGuard from exactly its peers' static IPs
-    (and possibly its own, which shared rules admit harmlessly), plus the world only where
-    roaming clients dial; SSH from adminCidrs only; ICMP for path-MTU discovery."""
-    mesh = plan.spec.mesh
-    # Peers' packets come from the addresses they dial from: IPv6 /128s under endpoints: ipv6.
-    v6 = mesh.endpoints == "ipv6"
-    eps, host = (endpoints6(run, plan), "/128") if v6 else (endpoints(run, plan), "/32")
-    for node in plan.nodes:
-        if node.cloud == "lab":
-            continue
-        peers = {f"{eps[p]}{host}" for p in node.peer_nodes}
-        wg_sources = peers | (WORLD if node.wg_open_to_world else set())
-        rules = firewall_rules(run, node.name, node.cloud)
-        wg = [r for r in rules if r[:2] == ("udp", mesh.port)]
-        if wg_sources:
-            ((_, _, found),) = wg
-            own = f"{eps[node.name]}{host}"
-            assert found - {own} == wg_sources, node.name
-        else:
-            assert wg == [], node.name
-        expected: set[Rule] = set()
-        if mesh.admin_cidrs:
-            expected.add(("tcp", 22, frozenset(str(c) for c in mesh.admin_cidrs)))
-        # Hetzner's one ICMP rule covers both families; AWS and GCP add ICMPv6 only when dual stack.
-        dual_stack = node.cloud == "hcloud" or mesh.public_ipv6
-        icmp = WORLD if dual_stack else frozenset({"0.0.0.0/0"})
-        expected.add(("icmp", None, icmp))
-        assert {r for r in rules if r[:2] != ("udp", mesh.port)} == expected, node.name
 
 
 def test_firewalls_open_exactly_what_the_plan_needs(stack_run: Run) -> None:
