@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from collections.abc import Callable
+from typing import Any
 
 import pulumi
 import pytest
@@ -46,7 +48,7 @@ def with_mesh(config: dict[str, str], **settings: object) -> dict[str, str]:
     return {**config, "wgmesh:mesh": json.dumps(mesh)}
 
 
-CONFIGS = {
+CONFIGS: dict[str, Callable[[], dict[str, str]]] = {
     "full60": lambda: synthetic.three_clouds(60),
     "full61": lambda: synthetic.three_clouds(61),
     "full150": lambda: synthetic.three_clouds(150),
@@ -69,7 +71,7 @@ def runs() -> dict[str, Run]:
 
 def captured_footprint(run: ProgramRun) -> FirewallFootprint:
     """The footprint counted from what the program registered (not from the layout)."""
-    groups: dict[str, list[dict[str, object]]] = {}
+    groups: dict[str, list[dict[str, Any]]] = {}
     for sg in run.of_type(SG):
         region = sg.provider.rsplit("::", 1)[0].rsplit("::", 1)[-1].removeprefix("aws-")
         groups.setdefault(region, []).append(reveal(sg.inputs))
@@ -87,7 +89,7 @@ def captured_footprint(run: ProgramRun) -> FirewallFootprint:
         aws_groups={r: len(g) for r, g in groups.items()},
         aws_rules_per_group={
             r: max(max(aws_rules_per_family(s["ingress"])) for s in g) for r, g in groups.items()
-        },  # type: ignore[arg-type]
+        },
         aws_groups_per_interface=per_instance,
         gcp_firewalls=len(run.of_type(GCP_FW)),
         hcloud_firewalls=len(hcloud),
@@ -109,7 +111,7 @@ def test_the_footprint_is_what_the_program_registers(runs: dict[str, Run], case:
 @pytest.mark.parametrize("case", list(CONFIGS))
 def test_every_firewall_object_fits_the_clouds_default_limits(runs: dict[str, Run], case: str) -> None:
     run, _ = runs[case]
-    checked = Counter()
+    checked: Counter[str] = Counter()
     for r in run.resources:
         if r.type in CHECKS:
             checked[r.type] += 1
