@@ -19,7 +19,8 @@ from typing import Any
 
 from wgmesh_mocks import Captured, ProgramRun, is_secret, reveal
 
-from components.firewall import firewall_footprint
+from components.firewall import FirewallFootprint, firewall_footprint
+from components.firewall_limits import aws_rules_per_family
 from mesh.keys import NodeKeys, derive_psk, private_key_from_b64, public_key
 from mesh.plan import build_plan
 from mesh.plan_types import MeshPlan
@@ -238,6 +239,37 @@ def assert_firewalls_open_exactly_what_the_plan_needs(run: ProgramRun, plan: Mes
         icmp = WORLD_SOURCES if dual_stack else frozenset({"0.0.0.0/0"})
         expected.add(("icmp", None, icmp))
         assert {r for r in rules if r[:2] != ("udp", mesh.port)} == expected, node.name
+
+
+def captured_footprint(run: ProgramRun) -> FirewallFootprint:
+    """The footprint counted from what the program registered (not from the layout)."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for sg in run.of_type("aws:ec2/securityGroup:SecurityGroup"):
+        region = sg.provider.rsplit("::", 1)[0].rsplit("::", 1)[-1].removeprefix("aws-")
+        groups.setdefault(region, []).append(reveal(sg.inputs))
+    per_instance: dict[str, int] = {}
+    by_id = {sg.id: sg for sg in run.of_type("aws:ec2/securityGroup:SecurityGroup")}
+    for vm in run.of_type(VM_TYPE["aws"]):
+        ids = vm.inputs["vpcSecurityGroupIds"]
+        (region,) = {
+            by_id[i].provider.rsplit("::", 1)[0].rsplit("::", 1)[-1].removeprefix("aws-") for i in ids
+        }
+        per_instance[region] = max(per_instance.get(region, 0), len(ids))
+    hcloud = [reveal(f.inputs) for f in run.of_type("hcloud:index/firewall:Firewall")]
+    servers = run.of_type(VM_TYPE["hcloud"])
+    return FirewallFootprint(
+        aws_groups={r: len(g) for r, g in groups.items()},
+        aws_rules_per_group={
+            r: max(max(aws_rules_per_family(s["ingress"])) for s in g) for r, g in groups.items()
+        },
+        aws_groups_per_interface=per_instance,
+        gcp_firewalls=len(run.of_type("gcp:compute/firewall:Firewall")),
+        hcloud_firewalls=len(hcloud),
+        hcloud_rules_per_firewall=max((len(f["rules"]) for f in hcloud), default=0),
+        hcloud_firewalls_per_server=max((len(s.inputs["firewallIds"]) for s in servers), default=0),
+        gcp_tags_per_instance=max((len(v.inputs["tags"]) for v in run.of_type(VM_TYPE["gcp"])), default=0),
+        hcloud_effective_rules=max((sum(len(r["sourceIps"]) for r in f["rules"]) for f in hcloud), default=0),
+    )
 
 
 # ----------------------------------------------------------------------------- resource set

@@ -16,6 +16,7 @@ from program_expectations import (
     STATIC_IP,
     VM_TYPE,
     assert_firewalls_open_exactly_what_the_plan_needs,
+    captured_footprint,
     decode_aws_user_data,
     decoded_forms,
     endpoints,
@@ -30,7 +31,7 @@ from program_expectations import (
 from wgmesh_mocks import REPO, ProgramRun, Resolved, is_secret, reveal, run_program, stack_config
 
 from cloudinit.render import client_config, node_user_data, node_wg_conf
-from components.firewall import GCP_NODE_TAG
+from components.firewall import GCP_NODE_TAG, firewall_footprint
 from components.images import GCP_UBUNTU_PROJECT, ami_query, aws_arch, gcp_arch, gcp_family
 from mesh.plan_types import MeshPlan
 from policy.rules import MANDATORY_RULES, wireguard_world_only_for_roaming
@@ -163,6 +164,12 @@ def test_static_ips_are_their_own_resources_and_reach_the_vms(stack_run: Run) ->
 
 def test_firewalls_open_exactly_what_the_plan_needs(stack_run: Run) -> None:
     assert_firewalls_open_exactly_what_the_plan_needs(*stack_run)
+
+
+def test_firewall_footprint_is_what_the_program_registers(stack_run: Run) -> None:
+    """What the quota planner reads (firewall_footprint) is what the program created."""
+    run, plan = stack_run
+    assert firewall_footprint(plan) == captured_footprint(run)
 
 
 def test_world_open_wireguard_carries_the_roaming_marker(stack_run: Run) -> None:

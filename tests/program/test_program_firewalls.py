@@ -14,25 +14,23 @@ import json
 import re
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
 
 import pulumi
 import pytest
 import synthetic_stacks as synthetic
 from program_expectations import (
-    VM_TYPE,
     applied_firewalls,
     assert_firewalls_open_exactly_what_the_plan_needs,
+    captured_footprint,
     plan_of,
 )
 from wgmesh_mocks import ProgramRun, reveal, run_program
 
-from components.firewall import FirewallFootprint, firewall_footprint
+from components.firewall import firewall_footprint
 from components.firewall_limits import (
     AWS_GROUPS_PER_INTERFACE,
     AWS_RULES_PER_GROUP,
     CHECKS,
-    aws_rules_per_family,
 )
 from mesh.plan_types import MeshPlan
 
@@ -67,37 +65,6 @@ def runs() -> dict[str, Run]:
         assert run.error is None, f"{name}: {run.error!r}"
         out[name] = (run, plan_of(config))
     return out
-
-
-def captured_footprint(run: ProgramRun) -> FirewallFootprint:
-    """The footprint counted from what the program registered (not from the layout)."""
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for sg in run.of_type(SG):
-        region = sg.provider.rsplit("::", 1)[0].rsplit("::", 1)[-1].removeprefix("aws-")
-        groups.setdefault(region, []).append(reveal(sg.inputs))
-    per_instance: dict[str, int] = {}
-    by_id = {sg.id: sg for sg in run.of_type(SG)}
-    for vm in run.of_type(VM_TYPE["aws"]):
-        ids = vm.inputs["vpcSecurityGroupIds"]
-        (region,) = {
-            by_id[i].provider.rsplit("::", 1)[0].rsplit("::", 1)[-1].removeprefix("aws-") for i in ids
-        }
-        per_instance[region] = max(per_instance.get(region, 0), len(ids))
-    hcloud = [reveal(f.inputs) for f in run.of_type(HCLOUD_FW)]
-    servers = run.of_type(VM_TYPE["hcloud"])
-    return FirewallFootprint(
-        aws_groups={r: len(g) for r, g in groups.items()},
-        aws_rules_per_group={
-            r: max(max(aws_rules_per_family(s["ingress"])) for s in g) for r, g in groups.items()
-        },
-        aws_groups_per_interface=per_instance,
-        gcp_firewalls=len(run.of_type(GCP_FW)),
-        hcloud_firewalls=len(hcloud),
-        hcloud_rules_per_firewall=max((len(f["rules"]) for f in hcloud), default=0),
-        hcloud_firewalls_per_server=max((len(s.inputs["firewallIds"]) for s in servers), default=0),
-        gcp_tags_per_instance=max((len(v.inputs["tags"]) for v in run.of_type(VM_TYPE["gcp"])), default=0),
-        hcloud_effective_rules=max((sum(len(r["sourceIps"]) for r in f["rules"]) for f in hcloud), default=0),
-    )
 
 
 @pytest.mark.parametrize("case", list(CONFIGS))
