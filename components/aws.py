@@ -1,5 +1,10 @@
-"""AWS: per region a provider, VPC, public subnet, internet gateway, route table, AMI lookups and
-the nodes' Elastic IPs; per node a security group, an instance and the EIP association.
+"""AWS: per region a provider, VPC, public subnet, internet gateway, route table, AMI lookups,
+the nodes' Elastic IPs and the shared security groups; per node an instance and the EIP
+association.
+
+Security groups are per region and class, never per node (components/firewall.py): a base
+group (SSH, ICMP, outbound) on every instance, and the WireGuard peers' /32s spread over
+groups of 60 rules, so a full mesh of up to 240 nodes fits the default 5 groups per interface.
 
 With `cidr6` or `endpoints: ipv6` the VPC also takes an Amazon-provided IPv6 /56, the subnet
 its first /64 with a ::/0 route to the internet gateway, and each instance one fixed IPv6
@@ -23,12 +28,17 @@ import pulumi_aws as aws
 from components.firewall import (
     ICMPV6_PACKET_TOO_BIG,
     ROAMING_MARKER,
+    FirewallLayout,
+    FirewallPlan,
     IngressRule,
-    ingress_rules,
+    IPNetworkT,
+    aws_firewalls,
+    resolved_sources,
 )
 from components.images import Arch, ami_query, aws_arch
 from components.netplan import SitePlan, net_slug
 from components.node import MeshNode, NodeArgs, StaticIp, fit_user_data, vm_options
+from mesh.plan_types import MeshPlan
 from mesh.spec import NodeSpec
 
 REGION_TYPE = "wgmesh:aws:Region"
@@ -54,7 +64,9 @@ class AwsRegion(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: AwsRegionArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(REGION_TYPE, name, None, opts)
+        self._name = name
         self.region = args.region
+        self.group_ids: dict[str, list[pulumi.Output[str]]] = {}
         self.site = args.site
         profile = pulumi.Config("aws").get("profile")
         self.provider = aws.Provider(
@@ -144,6 +156,42 @@ class AwsRegion(pulumi.ComponentResource):
     def ami(self, spec: NodeSpec) -> pulumi.Output[str]:
         return self.amis[(spec.image, aws_arch(spec.size))]
 
+    def create_firewalls(
+        self, plan: MeshPlan, layout: FirewallLayout, hosts: pulumi.Output[dict[str, IPNetworkT]]
+    ) -> None:
+        """The region's shared security groups (once the static IPs they admit are known)."""
+        cloud = aws_firewalls(plan, self.region, layout)
+        groups = {
+            fw.key: self._security_group(fw, plan.spec.mesh.public_ipv6, hosts) for fw in cloud.firewalls
+        }
+        self.group_ids = {node: [groups[k].id for k in keys] for node, keys in cloud.attached.items()}
+
+    def _security_group(
+        self, fw: FirewallPlan, ipv6: bool, hosts: pulumi.Output[dict[str, IPNetworkT]]
+    ) -> aws.ec2.SecurityGroup:
+        name = f"{self._name}-{fw.key}"
+        # Outbound on the base groups only: groups add up, so one all-outbound rule is enough.
+        egress = [
+            aws.ec2.SecurityGroupEgressArgs(
+                protocol="-1",
+                from_port=0,
+                to_port=0,
+                cidr_blocks=["0.0.0.0/0"],
+                ipv6_cidr_blocks=["::/0"],
+                description="all outbound",
+            )
+        ]
+        base = fw.key.startswith("base")
+        return aws.ec2.SecurityGroup(
+            name,
+            vpc_id=self.vpc.id,
+            description=fw.description,
+            ingress=hosts.apply(partial(_ingress_blocks, fw.rules, ipv6)),
+            egress=egress if base else [],
+            tags={"Name": name, **({ROAMING_MARKER: "true"} if fw.roaming else {})},
+            opts=pulumi.ResourceOptions(parent=self, provider=self.provider),
+        )
+
 
 def first_ipv6_subnet(vpc_block: str) -> str:
     """The subnet's IPv6 block: the first /64 of the VPC's Amazon-provided /56."""
@@ -179,27 +227,7 @@ class AwsNode(MeshNode):
     ) -> None:
         super().__init__(NODE_TYPE, name, args, opts)
         child = pulumi.ResourceOptions(parent=self, provider=region.provider)
-        rules = ingress_rules(args.plan, args.mesh)
-        roaming = any(r.roaming for r in rules)
         ipv6 = args.mesh.public_ipv6
-        group = aws.ec2.SecurityGroup(
-            f"{name}-sg",
-            vpc_id=region.vpc.id,
-            description=f"wgmesh node {name}",
-            ingress=args.peer_cidrs.apply(partial(_ingress_blocks, rules, ipv6)),
-            egress=[
-                aws.ec2.SecurityGroupEgressArgs(
-                    protocol="-1",
-                    from_port=0,
-                    to_port=0,
-                    cidr_blocks=["0.0.0.0/0"],
-                    ipv6_cidr_blocks=["::/0"],
-                    description="all outbound",
-                )
-            ],
-            tags={"Name": f"{name}-sg", **({ROAMING_MARKER: "true"} if roaming else {})},
-            opts=child,
-        )
         user_data_b64: pulumi.Output[str] = pulumi.Output.secret(
             args.user_data.apply(partial(aws_user_data, node=name))
         )
@@ -208,7 +236,9 @@ class AwsNode(MeshNode):
             ami=region.ami(args.spec),
             instance_type=args.spec.size,
             subnet_id=region.subnet.id,
-            vpc_security_group_ids=[group.id],
+            vpc_security_group_ids=region.group_ids[
+                name
+            ],  # updated in place (ModifyNetworkInterfaceAttribute)
             # An ephemeral address until the Elastic IP is associated, so first boot can reach a mirror.
             associate_public_ip_address=True,
             source_dest_check=not args.spec.routes,
@@ -259,43 +289,50 @@ def aws_user_data(text: str, node: str) -> str:
 
 
 def _ingress_blocks(
-    rules: Sequence[IngressRule], ipv6: bool, peers: list[str]
+    rules: Sequence[IngressRule], ipv6: bool, hosts: dict[str, IPNetworkT]
 ) -> list[aws.ec2.SecurityGroupIngressArgs]:
-    blocks = [_ingress(r, peers) for r in rules]
-    icmp = next((r for r in rules if r.protocol == "icmp"), None)
-    if ipv6 and icmp is not None and icmp.ipv6_sources:
-        blocks.append(
-            aws.ec2.SecurityGroupIngressArgs(
-                protocol="icmpv6",
-                from_port=ICMPV6_PACKET_TOO_BIG[0],  # for ICMP, from_port is the type, to_port the code
-                to_port=ICMPV6_PACKET_TOO_BIG[1],
-                ipv6_cidr_blocks=list(icmp.ipv6_sources),
-                description="ICMPv6 packet too big, for IPv6 path MTU discovery",
-            )
-        )
+    blocks: list[aws.ec2.SecurityGroupIngressArgs] = []
+    for rule in rules:
+        blocks += _ingress(rule, resolved_sources(rule, hosts), ipv6)
     return blocks
 
 
-def _ingress(rule: IngressRule, peers: list[str]) -> aws.ec2.SecurityGroupIngressArgs:
-    """A security group ingress block for one rule (peers: the resolved peer /32s)."""
-    sources = tuple(peers) if rule.from_peers else rule.sources
+def _ingress(rule: IngressRule, sources: list[str], ipv6: bool) -> list[aws.ec2.SecurityGroupIngressArgs]:
+    """Security group ingress blocks for one rule, its sources resolved (each CIDR one AWS rule)."""
     v4 = [s for s in sources if ":" not in s]
     v6 = [s for s in sources if ":" in s]
     if rule.protocol == "icmp":
-        # IPv4 ICMP only; ICMPv6 is its own protocol, added by _ingress_blocks on dual-stack VPCs.
-        return aws.ec2.SecurityGroupIngressArgs(
-            protocol="icmp",
-            from_port=ICMP_FRAG_NEEDED[0],
-            to_port=ICMP_FRAG_NEEDED[1],
-            cidr_blocks=v4,
+        # ICMPv6 is its own protocol on AWS; the layout offers ::/0 only on dual-stack VPCs.
+        out = []
+        if v4:
+            out.append(
+                aws.ec2.SecurityGroupIngressArgs(
+                    protocol="icmp",
+                    from_port=ICMP_FRAG_NEEDED[0],  # for ICMP, from_port is the type, to_port the code
+                    to_port=ICMP_FRAG_NEEDED[1],
+                    cidr_blocks=v4,
+                    description=rule.description,
+                )
+            )
+        if v6 and ipv6:
+            out.append(
+                aws.ec2.SecurityGroupIngressArgs(
+                    protocol="icmpv6",
+                    from_port=ICMPV6_PACKET_TOO_BIG[0],
+                    to_port=ICMPV6_PACKET_TOO_BIG[1],
+                    ipv6_cidr_blocks=v6,
+                    description="ICMPv6 packet too big, for IPv6 path MTU discovery",
+                )
+            )
+        return out
+    assert rule.port is not None
+    return [
+        aws.ec2.SecurityGroupIngressArgs(
+            protocol=rule.protocol,
+            from_port=rule.port,
+            to_port=rule.port,
+            cidr_blocks=v4 or None,  # peers dialing over IPv6 (endpoints: ipv6) leave no IPv4 source
+            ipv6_cidr_blocks=v6 or None,
             description=rule.description,
         )
-    assert rule.port is not None
-    return aws.ec2.SecurityGroupIngressArgs(
-        protocol=rule.protocol,
-        from_port=rule.port,
-        to_port=rule.port,
-        cidr_blocks=v4 or None,  # peers dialing over IPv6 (endpoints: ipv6) leave no IPv4 source
-        ipv6_cidr_blocks=v6 or None,
-        description=rule.description,
-    )
+    ]

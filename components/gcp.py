@@ -1,5 +1,10 @@
-"""GCP: one explicit provider and VPC network per stack, a subnetwork per region, image lookups
-and the nodes' static external addresses; per node firewalls, the instance and return routes.
+"""GCP: one explicit provider and VPC network per stack, a subnetwork per region, image lookups,
+the nodes' static external addresses and the mesh's firewall rules; per node the instance and
+return routes.
+
+Firewall rules are shared (the project's FIREWALLS quota counts them): each targets a network
+tag (`wgmesh-node` for SSH and ICMP, `wgmesh-wg-<class>` for WireGuard from a class's peers,
+`wgmesh-wg-roaming` for WireGuard from anywhere), and each VM carries the tags of its rules.
 
 With `cidr6` or `endpoints: ipv6` the subnetworks are dual stack with external IPv6, and each
 node reserves a regional external IPv6 `compute.Address` (ip_version IPV6, endpoint type VM,
@@ -17,10 +22,17 @@ from functools import partial
 import pulumi
 import pulumi_gcp as gcp
 
-from components.firewall import ROAMING_MARKER, IngressRule, ingress_rules
+from components.firewall import (
+    FirewallLayout,
+    FirewallPlan,
+    IPNetworkT,
+    gcp_firewalls,
+    resolved_sources,
+)
 from components.images import GCP_UBUNTU_PROJECT, Arch, gcp_arch, gcp_family
 from components.netplan import SitePlan, net_slug
 from components.node import MeshNode, NodeArgs, StaticIp, plain_user_data, vm_options
+from mesh.plan_types import MeshPlan
 from mesh.spec import UNDERLAY_MTU, NodeSpec
 
 NETWORK_TYPE = "wgmesh:gcp:Network"
@@ -47,6 +59,8 @@ class GcpNetwork(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: GcpNetworkArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(NETWORK_TYPE, name, None, opts)
+        self._name = name
+        self.tags: dict[str, list[str]] = {}
         self.provider = gcp.Provider(name, project=args.project, opts=pulumi.ResourceOptions(parent=self))
         child = pulumi.ResourceOptions(parent=self, provider=self.provider)
         self.network = gcp.compute.Network(
@@ -118,6 +132,35 @@ class GcpNetwork(pulumi.ComponentResource):
     def image(self, spec: NodeSpec) -> pulumi.Output[str]:
         return self.images[(spec.image, gcp_arch(spec.size))]
 
+    def create_firewalls(
+        self, plan: MeshPlan, layout: FirewallLayout, hosts: pulumi.Output[dict[str, IPNetworkT]]
+    ) -> None:
+        """The mesh's firewall rules (once the static IPs they admit are known), and each VM's tags."""
+        cloud = gcp_firewalls(plan, layout)
+        for fw in cloud.firewalls:
+            self._firewall(fw, hosts)
+        self.tags = {node: list(tags) for node, tags in cloud.attached.items()}
+
+    def _firewall(self, fw: FirewallPlan, hosts: pulumi.Output[dict[str, IPNetworkT]]) -> None:
+        (rule,) = fw.rules  # one rule, one address family per GCP firewall (the layout splits them)
+        assert fw.target_tag is not None
+        ports = [str(rule.port)] if rule.port is not None else None
+        # GCP names ICMPv6 by number and cannot filter by ICMP type: all ICMPv6 (packet too big among it).
+        protocol = ICMPV6 if rule.protocol == "icmp" and rule.ipv6_sources else rule.protocol
+        sources: pulumi.Input[Sequence[str]] = (
+            hosts.apply(partial(resolved_sources, rule)) if rule.peers else list(rule.sources)
+        )
+        gcp.compute.Firewall(
+            f"{self._name}-{fw.key}",
+            network=self.network.id,
+            direction="INGRESS",
+            allows=[gcp.compute.FirewallAllowArgs(protocol=protocol, ports=ports)],
+            source_ranges=sources,
+            target_tags=[fw.target_tag],
+            description=fw.description,
+            opts=pulumi.ResourceOptions(parent=self, provider=self.provider),
+        )
+
 
 def _image_keys(nodes: Sequence[NodeSpec]) -> list[tuple[str, Arch]]:
     keys: list[tuple[str, Arch]] = []
@@ -128,21 +171,13 @@ def _image_keys(nodes: Sequence[NodeSpec]) -> list[tuple[str, Arch]]:
     return keys
 
 
-def network_tag(node: str) -> str:
-    """The instance's network tag, which its firewalls target."""
-    return f"wgmesh-{node}"
-
-
 class GcpNode(MeshNode):
     def __init__(
         self, name: str, args: NodeArgs, network: GcpNetwork, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__(NODE_TYPE, name, args, opts)
         child = pulumi.ResourceOptions(parent=self, provider=network.provider)
-        tag = network_tag(name)
         ipv6 = args.mesh.public_ipv6
-        for rule in ingress_rules(args.plan, args.mesh):
-            _firewalls(name, rule, tag, network, args.peer_cidrs, child, ipv6)
         user_data: pulumi.Output[str] = pulumi.Output.secret(
             args.user_data.apply(partial(plain_user_data, cloud="gcp", node=name))
         )
@@ -181,7 +216,7 @@ class GcpNode(MeshNode):
                 "enable_vtpm": True,
                 "enable_integrity_monitoring": True,
             },
-            tags=[tag],
+            tags=network.tags[name],  # updated in place (Instances.setTags)
             opts=vm_options(
                 self,
                 ['metadata["user-data"]', "bootDisk.initializeParams.image"],
@@ -203,40 +238,3 @@ class GcpNode(MeshNode):
                     opts=child,
                 )
         self._done()
-
-
-def _firewalls(
-    node: str,
-    rule: IngressRule,
-    tag: str,
-    network: GcpNetwork,
-    peer_cidrs: pulumi.Output[list[str]],
-    opts: pulumi.ResourceOptions,
-    ipv6: bool,
-) -> None:
-    """One firewall per rule and address family (GCP rules cannot mix IPv4 and IPv6 sources)."""
-    ports = [str(rule.port)] if rule.port is not None else None
-    description = rule.description + (f" [{ROAMING_MARKER}]" if rule.roaming else "")
-    families: list[tuple[str, str, pulumi.Input[Sequence[str]]]] = []
-    if rule.from_peers:
-        families.append(("", rule.protocol, peer_cidrs))
-    else:
-        if rule.ipv4_sources:
-            families.append(("", rule.protocol, list(rule.ipv4_sources)))
-        # ICMPv6 only where the subnetworks have IPv6; the roaming rule keeps ::/0 anyway.
-        if rule.ipv6_sources and rule.protocol != "icmp":
-            families.append(("6", rule.protocol, list(rule.ipv6_sources)))
-        elif rule.ipv6_sources and ipv6:
-            # GCP cannot filter by ICMP type: this lets all ICMPv6 in (packet too big among it).
-            families.append(("6", ICMPV6, list(rule.ipv6_sources)))
-    for suffix, protocol, sources in families:
-        gcp.compute.Firewall(
-            f"{node}-{rule.key}{suffix}",
-            network=network.network.id,
-            direction="INGRESS",
-            allows=[gcp.compute.FirewallAllowArgs(protocol=protocol, ports=ports)],
-            source_ranges=sources,
-            target_tags=[tag],
-            description=description,
-            opts=opts,
-        )

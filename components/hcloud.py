@@ -1,5 +1,10 @@
-"""Hetzner Cloud: the admins' SSH keys and the nodes' primary IPs per stack; per node a firewall
-and a server that takes its primary IP at creation.
+"""Hetzner Cloud: the admins' SSH keys, the nodes' primary IPs and the mesh's shared firewalls
+per stack; per node a server that takes its primary IP and its firewalls at creation.
+
+Firewalls are per class, not per server (Hetzner allows 50 per project), and are referenced by
+`firewall_ids` on the server rather than applied by a label selector: the Cloud API applies a
+server's `firewalls` at creation time, while a label selector's firewall is applied by an
+action after the server exists, leaving a server that boots unfiltered for that moment.
 
 With `cidr6` or `endpoints: ipv6` each node also gets a static IPv6 primary IP (a /64; the
 server answers on its ::1, which Hetzner's cloud-init network config sets up), kept like the
@@ -16,9 +21,18 @@ from functools import partial
 import pulumi
 import pulumi_hcloud as hcloud
 
-from components.firewall import ROAMING_MARKER, IngressRule, ingress_rules
+from components.firewall import (
+    ROAMING_MARKER,
+    FirewallLayout,
+    FirewallPlan,
+    IngressRule,
+    IPNetworkT,
+    hcloud_firewalls,
+    resolved_sources,
+)
 from components.images import hcloud_image
 from components.node import MeshNode, NodeArgs, StaticIp, plain_user_data, vm_options
+from mesh.plan_types import MeshPlan
 from mesh.spec import NodeSpec
 
 PROJECT_TYPE = "wgmesh:hcloud:Project"
@@ -41,6 +55,9 @@ class HcloudProject(pulumi.ComponentResource):
     ) -> None:
         super().__init__(PROJECT_TYPE, name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
+        self._name = name
+        self.firewall_ids: dict[str, list[pulumi.Output[int]]] = {}
+        self.roaming: set[str] = set()
         self.labels = args.labels
         # Hetzner refuses a second key with the same fingerprint in one project, so one per stack.
         self.ssh_key_ids = [
@@ -70,23 +87,33 @@ class HcloudProject(pulumi.ComponentResource):
         )
         return StaticIp(address=ip.ip_address, resource=ip)
 
+    def create_firewalls(
+        self, plan: MeshPlan, layout: FirewallLayout, hosts: pulumi.Output[dict[str, IPNetworkT]]
+    ) -> None:
+        """The mesh's shared firewalls (once the static IPs they admit are known)."""
+        cloud = hcloud_firewalls(plan, layout)
+        ids = {fw.key: self._firewall(fw, hosts).id.apply(int) for fw in cloud.firewalls}
+        self.firewall_ids = {node: [ids[k] for k in keys] for node, keys in cloud.attached.items()}
+        self.roaming = {m for fw in cloud.firewalls if fw.roaming for m in fw.members}
+
+    def _firewall(self, fw: FirewallPlan, hosts: pulumi.Output[dict[str, IPNetworkT]]) -> hcloud.Firewall:
+        labels = {**self.labels, **({ROAMING_MARKER: "true"} if fw.roaming else {})}
+        return hcloud.Firewall(
+            f"{self._name}-{fw.key}",
+            rules=hosts.apply(partial(_rules, fw.rules)),
+            labels=labels,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
 
 class HcloudNode(MeshNode):
     def __init__(
         self, name: str, args: NodeArgs, project: HcloudProject, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__(NODE_TYPE, name, args, opts)
-        child = pulumi.ResourceOptions(parent=self)
-        rules = ingress_rules(args.plan, args.mesh)
         labels = {**project.labels, "wgmesh-node": name}
-        if any(r.roaming for r in rules):
+        if name in project.roaming:
             labels[ROAMING_MARKER] = "true"
-        firewall = hcloud.Firewall(
-            f"{name}-fw",
-            rules=args.peer_cidrs.apply(partial(_rules, rules)),
-            labels=labels,
-            opts=child,
-        )
         primary_ip = args.static_ip.resource
         assert isinstance(primary_ip, hcloud.PrimaryIp)
         user_data: pulumi.Output[str] = pulumi.Output.secret(
@@ -98,7 +125,7 @@ class HcloudNode(MeshNode):
             image=hcloud_image(args.spec.image),
             location=args.spec.region,
             ssh_keys=project.ssh_key_ids,
-            firewall_ids=[firewall.id.apply(int)],
+            firewall_ids=project.firewall_ids[name],  # applied at creation, updated in place
             public_nets=[_public_net(primary_ip, project.primary_ip6s.get(name))],
             user_data=user_data,
             labels=labels,
@@ -124,15 +151,14 @@ def server_ipv6(network: str) -> str:
     return str(ipaddress.IPv6Network(network)[1])
 
 
-def _rules(rules: Sequence[IngressRule], peers: list[str]) -> list[hcloud.FirewallRuleArgs]:
-    return [_rule(r, peers) for r in rules]
-
-
-def _rule(rule: IngressRule, peers: list[str]) -> hcloud.FirewallRuleArgs:
-    return hcloud.FirewallRuleArgs(
-        direction="in",
-        protocol=rule.protocol,
-        port=str(rule.port) if rule.port is not None else None,
-        source_ips=list(peers) if rule.from_peers else list(rule.sources),
-        description=rule.description,
-    )
+def _rules(rules: Sequence[IngressRule], hosts: dict[str, IPNetworkT]) -> list[hcloud.FirewallRuleArgs]:
+    return [
+        hcloud.FirewallRuleArgs(
+            direction="in",
+            protocol=r.protocol,
+            port=str(r.port) if r.port is not None else None,
+            source_ips=resolved_sources(r, hosts),
+            description=r.description,
+        )
+        for r in rules
+    ]

@@ -18,7 +18,8 @@ import pulumi
 
 from cloudinit.render import check_user_data_fits, client_config, node_user_data_from_conf, node_wg_conf
 from components.aws import AwsNode, AwsRegion, AwsRegionArgs
-from components.firewall import host_networks, peer_cidrs
+from components.config import StackConfigError
+from components.firewall import firewall_layout, firewall_problems, host_networks
 from components.gcp import GcpNetwork, GcpNetworkArgs, GcpNode
 from components.hcloud import HcloudNode, HcloudProject, HcloudProjectArgs
 from components.keys import WireGuardKey, mesh_secret
@@ -77,6 +78,9 @@ class WireGuardMesh(pulumi.ComponentResource):
             check_user_data_fits(plan)  # before any resource, so `pulumi preview` says it too
         except RenderError as e:
             raise UserDataError(str(e)) from None
+        problems = firewall_problems(plan)  # the clouds' firewall limits, before any resource too
+        if problems:
+            raise StackConfigError(problems)
         super().__init__(MESH_TYPE, name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         epoch = spec.mesh.key_epoch
@@ -96,6 +100,10 @@ class WireGuardMesh(pulumi.ComponentResource):
         # Peers' WireGuard packets come from the addresses they dial from: open the port to those.
         hosts = (endpoints6 if spec.mesh.endpoints == "ipv6" else endpoints).apply(host_networks)
         shared = pulumi.Output.all(public_keys, endpoints, endpoints6).apply(lambda v: _Resolved(*v))
+        layout = firewall_layout(plan)
+        for site in {id(s): s for s in sites.values()}.values():
+            if isinstance(site, AwsRegion | GcpNetwork | HcloudProject):
+                site.create_firewalls(plan, layout, hosts)
 
         def render(member: str, fn: Callable[..., str]) -> pulumi.Output[str]:
             def apply(values: list[Any]) -> str:
@@ -120,7 +128,6 @@ class WireGuardMesh(pulumi.ComponentResource):
                 user_data=self.node_configs[n.name].apply(partial(_user_data, plan, n.name)),
                 static_ip=static_ips[n.name],
                 public_key=keys[n.name].public_key,
-                peer_cidrs=hosts.apply(partial(peer_cidrs, node_plan)),
             )
             self.nodes[n.name] = _node(n, node_args, sites, child)
 

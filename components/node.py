@@ -60,7 +60,6 @@ class NodeArgs:
     user_data: pulumi.Output[str]  # secret: holds the node's private key and PSKs
     static_ip: StaticIp
     public_key: pulumi.Output[str]
-    peer_cidrs: pulumi.Output[list[str]]  # peers' static IPs as /32, for the WireGuard rule
 
 
 class MeshNode(pulumi.ComponentResource):

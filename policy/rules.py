@@ -27,7 +27,9 @@ UNKNOWN_SENTINELS = frozenset(
 )
 DEFAULT_WG_PORT = 51820
 SSH_PORT = 22
-# Kept in sync with components/firewall.py: the program marks rules open to roaming clients.
+# Kept in sync with components/firewall.py: the program marks the shared firewall objects that
+# open WireGuard to roaming clients (AWS group tag, GCP description, Hetzner label); the layout
+# applies them only to the nodes those clients dial.
 ROAMING_MARKER = "wgmesh-roaming"
 
 AWS_SG = "aws:ec2/securityGroup:SecurityGroup"
@@ -205,7 +207,8 @@ def no_ssh_from_world(resource_type: str, props: Mapping[str, Any]) -> list[str]
 def wireguard_world_only_for_roaming(
     resource_type: str, props: Mapping[str, Any], port: int = DEFAULT_WG_PORT
 ) -> list[str]:
-    """The WireGuard port may be open to the world only on nodes roaming clients connect to."""
+    """The WireGuard port may be open to the world only on roaming-marked firewall objects (the
+    program applies those only to the nodes roaming clients connect to)."""
     props = plain(props)
     opened = _ingress_open_to_world(resource_type, props, "udp", port)
     if not opened or _marked_roaming(resource_type, props):

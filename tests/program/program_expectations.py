@@ -17,9 +17,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from wgmesh_mocks import ProgramRun, is_secret, reveal
+from wgmesh_mocks import Captured, ProgramRun, is_secret, reveal
 
-from components.gcp import network_tag
+from components.firewall import FirewallFootprint, firewall_footprint
+from components.firewall_limits import aws_rules_per_family
 from mesh.keys import NodeKeys, derive_psk, private_key_from_b64, public_key
 from mesh.plan import build_plan
 from mesh.plan_types import MeshPlan
@@ -151,58 +152,133 @@ def decode_aws_user_data(b64: str) -> str:
 
 
 Rule = tuple[str, int | None, frozenset[str]]  # protocol, port, sources
+WORLD_SOURCES = frozenset({"0.0.0.0/0", "::/0"})
 # ICMPv6 as AWS ("icmpv6", type 2 code 0 only) and GCP (protocol number 58) spell it: counted as
 # the same "icmp" rule as Hetzner's, whose one ICMP rule covers both families.
 ICMP6_PROTOCOLS = {"aws": ("icmpv6", 2, 0), "gcp": ("58", None, None)}
 
 
-def firewall_rules(run: ProgramRun, name: str, cloud: str) -> set[Rule]:
-    """The node's effective ingress allow rules, whatever the cloud's shape."""
-    rules: list[Rule] = []
+def applied_firewalls(run: ProgramRun, name: str, cloud: str) -> list[Captured]:
+    """The firewall resources the node's VM actually references: AWS security group ids, GCP
+    firewalls targeting one of the instance's tags, Hetzner firewall ids."""
+    vm = run.one(VM_TYPE[cloud], name)
     if cloud == "aws":
-        group = run.one("aws:ec2/securityGroup:SecurityGroup", f"{name}-sg")
-        for r in reveal(group.inputs["ingress"]):
-            proto = r["protocol"]
-            if proto == "icmpv6":
-                assert (int(r["fromPort"]), int(r["toPort"])) == ICMP6_PROTOCOLS["aws"][1:]
-                assert not r.get("cidrBlocks")
-                proto = "icmp"
-            port = None if proto == "icmp" else int(r["fromPort"])
-            if port is not None:
-                assert int(r["toPort"]) == port
-            sources = [*r.get("cidrBlocks", []), *r.get("ipv6CidrBlocks", [])]
-            rules.append((proto, port, frozenset(sources)))
-    elif cloud == "gcp":
-        for fw in run.of_type("gcp:compute/firewall:Firewall"):
-            inputs = reveal(fw.inputs)
-            if inputs["targetTags"] != [network_tag(name)]:
-                continue
+        groups = {g.id: g for g in run.of_type("aws:ec2/securityGroup:SecurityGroup")}
+        return [groups[i] for i in vm.inputs["vpcSecurityGroupIds"]]
+    if cloud == "gcp":
+        tags = set(vm.inputs["tags"])
+        return [f for f in run.of_type("gcp:compute/firewall:Firewall") if tags & set(f.inputs["targetTags"])]
+    firewalls = {int(f.id): f for f in run.of_type("hcloud:index/firewall:Firewall")}
+    return [firewalls[int(i)] for i in vm.inputs["firewallIds"]]
+
+
+def firewall_rules(run: ProgramRun, name: str, cloud: str) -> set[Rule]:
+    """The node's effective ingress allow rules over every firewall applied to it, whatever the
+    cloud's shape: (protocol, port) -> the union of their sources."""
+    rules: list[Rule] = []
+    for fw in applied_firewalls(run, name, cloud):
+        inputs = reveal(fw.inputs)
+        if cloud == "aws":
+            for r in inputs["ingress"]:
+                proto = r["protocol"]
+                if proto == "icmpv6":
+                    assert (int(r["fromPort"]), int(r["toPort"])) == ICMP6_PROTOCOLS["aws"][1:]
+                    assert not r.get("cidrBlocks")
+                    proto = "icmp"
+                port = None if proto == "icmp" else int(r["fromPort"])
+                if port is not None:
+                    assert int(r["toPort"]) == port
+                sources = [*r.get("cidrBlocks", []), *r.get("ipv6CidrBlocks", [])]
+                rules.append((proto, port, frozenset(sources)))
+        elif cloud == "gcp":
             assert inputs["direction"] == "INGRESS"
             for allow in inputs["allows"]:
                 proto = allow["protocol"]
                 if proto == ICMP6_PROTOCOLS["gcp"][0]:
                     assert all(":" in src for src in inputs["sourceRanges"])
                     proto = "icmp"
-                ports = allow.get("ports") or [None]
-                for p in ports:
+                for p in allow.get("ports") or [None]:
                     rules.append((proto, None if p is None else int(p), frozenset(inputs["sourceRanges"])))
-    elif cloud == "hcloud":
-        fw = run.one("hcloud:index/firewall:Firewall", f"{name}-fw")
-        for r in reveal(fw.inputs["rules"]):
-            assert r["direction"] == "in"
-            port = int(r["port"]) if "port" in r else None
-            rules.append((r["protocol"], port, frozenset(r["sourceIps"])))
+        else:
+            for r in inputs["rules"]:
+                assert r["direction"] == "in"
+                port = int(r["port"]) if "port" in r else None
+                rules.append((r["protocol"], port, frozenset(r["sourceIps"])))
     merged: dict[tuple[str, int | None], set[str]] = {}
     for proto, port, found in rules:
         merged.setdefault((proto, port), set()).update(found)
     return {(proto, port, frozenset(src)) for (proto, port), src in merged.items()}
 
 
+def assert_firewalls_open_exactly_what_the_plan_needs(run: ProgramRun, plan: MeshPlan) -> None:
+    """Per node, over every firewall applied to it: WireGuard from exactly its peers' static IPs
+    (and possibly its own, which shared rules admit harmlessly), plus the world only where
+    roaming clients dial; SSH from adminCidrs only; ICMP for path-MTU discovery."""
+    mesh = plan.spec.mesh
+    # Peers' packets come from the addresses they dial from: IPv6 /128s under endpoints: ipv6.
+    v6 = mesh.endpoints == "ipv6"
+    eps, host = (endpoints6(run, plan), "/128") if v6 else (endpoints(run, plan), "/32")
+    for node in plan.nodes:
+        if node.cloud == "lab":
+            continue
+        peers = {f"{eps[p]}{host}" for p in node.peer_nodes}
+        wg_sources = peers | (WORLD_SOURCES if node.wg_open_to_world else set())
+        rules = firewall_rules(run, node.name, node.cloud)
+        wg = [r for r in rules if r[:2] == ("udp", mesh.port)]
+        if wg_sources:
+            ((_, _, found),) = wg
+            own = f"{eps[node.name]}{host}"
+            assert found - {own} == wg_sources, node.name
+        else:
+            assert wg == [], node.name
+        expected: set[Rule] = set()
+        if mesh.admin_cidrs:
+            expected.add(("tcp", 22, frozenset(str(c) for c in mesh.admin_cidrs)))
+        # Hetzner's one ICMP rule covers both families; AWS and GCP add ICMPv6 only when dual stack.
+        dual_stack = node.cloud == "hcloud" or mesh.public_ipv6
+        icmp = WORLD_SOURCES if dual_stack else frozenset({"0.0.0.0/0"})
+        expected.add(("icmp", None, icmp))
+        assert {r for r in rules if r[:2] != ("udp", mesh.port)} == expected, node.name
+
+
+def captured_footprint(run: ProgramRun) -> FirewallFootprint:
+    """The footprint counted from what the program registered (not from the layout)."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for sg in run.of_type("aws:ec2/securityGroup:SecurityGroup"):
+        region = sg.provider.rsplit("::", 1)[0].rsplit("::", 1)[-1].removeprefix("aws-")
+        groups.setdefault(region, []).append(reveal(sg.inputs))
+    per_instance: dict[str, int] = {}
+    by_id = {sg.id: sg for sg in run.of_type("aws:ec2/securityGroup:SecurityGroup")}
+    for vm in run.of_type(VM_TYPE["aws"]):
+        ids = vm.inputs["vpcSecurityGroupIds"]
+        (region,) = {
+            by_id[i].provider.rsplit("::", 1)[0].rsplit("::", 1)[-1].removeprefix("aws-") for i in ids
+        }
+        per_instance[region] = max(per_instance.get(region, 0), len(ids))
+    hcloud = [reveal(f.inputs) for f in run.of_type("hcloud:index/firewall:Firewall")]
+    servers = run.of_type(VM_TYPE["hcloud"])
+    return FirewallFootprint(
+        aws_groups={r: len(g) for r, g in groups.items()},
+        aws_rules_per_group={
+            r: max(max(aws_rules_per_family(s["ingress"])) for s in g) for r, g in groups.items()
+        },
+        aws_groups_per_interface=per_instance,
+        gcp_firewalls=len(run.of_type("gcp:compute/firewall:Firewall")),
+        hcloud_firewalls=len(hcloud),
+        hcloud_rules_per_firewall=max((len(f["rules"]) for f in hcloud), default=0),
+        hcloud_firewalls_per_server=max((len(s.inputs["firewallIds"]) for s in servers), default=0),
+        gcp_tags_per_instance=max((len(v.inputs["tags"]) for v in run.of_type(VM_TYPE["gcp"])), default=0),
+        hcloud_effective_rules=max((sum(len(r["sourceIps"]) for r in f["rules"]) for f in hcloud), default=0),
+    )
+
+
 # ----------------------------------------------------------------------------- resource set
 
 
 def expected_type_counts(plan: MeshPlan) -> Counter[str]:
-    """How many resources of each type the plan calls for (independent of the program's code)."""
+    """How many resources of each type the plan calls for (independent of the program's code,
+    except the firewall objects: `firewall_footprint`, which the firewall tests check against
+    the captured rules and attachments)."""
     spec = plan.spec
     c: Counter[str] = Counter()
     c["wgmesh:index:WireGuardMesh"] = 1
@@ -214,6 +290,7 @@ def expected_type_counts(plan: MeshPlan) -> Counter[str]:
     gcp_regions = {n.region for n in spec.nodes if n.cloud == "gcp"}
     for cloud, count in by_cloud.items():
         c[f"wgmesh:{cloud}:Node"] = count
+    footprint = firewall_footprint(plan)
     if aws_regions:
         for typ in (
             "wgmesh:aws:Region",
@@ -226,13 +303,9 @@ def expected_type_counts(plan: MeshPlan) -> Counter[str]:
         ):
             c[typ] = len(aws_regions)
         c["aws:ec2/route:Route"] = len(aws_regions)  # the default routes; return routes added by tests
-        for typ in (
-            "aws:ec2/eip:Eip",
-            "aws:ec2/eipAssociation:EipAssociation",
-            "aws:ec2/securityGroup:SecurityGroup",
-            "aws:ec2/instance:Instance",
-        ):
+        for typ in ("aws:ec2/eip:Eip", "aws:ec2/eipAssociation:EipAssociation", "aws:ec2/instance:Instance"):
             c[typ] = by_cloud["aws"]
+        c["aws:ec2/securityGroup:SecurityGroup"] = sum(footprint.aws_groups.values())
     if gcp_regions:
         c["wgmesh:gcp:Network"] = 1
         c["pulumi:providers:gcp"] = 1
@@ -240,15 +313,13 @@ def expected_type_counts(plan: MeshPlan) -> Counter[str]:
         c["gcp:compute/subnetwork:Subnetwork"] = len(gcp_regions)
         c["gcp:compute/address:Address"] = by_cloud["gcp"] * (2 if spec.mesh.public_ipv6 else 1)
         c["gcp:compute/instance:Instance"] = by_cloud["gcp"]
+        c["gcp:compute/firewall:Firewall"] = footprint.gcp_firewalls
     if by_cloud["hcloud"]:
         c["wgmesh:hcloud:Project"] = 1
         c["hcloud:index/sshKey:SshKey"] = len(spec.mesh.ssh_public_keys)
-        for typ in (
-            "hcloud:index/primaryIp:PrimaryIp",
-            "hcloud:index/firewall:Firewall",
-            "hcloud:index/server:Server",
-        ):
+        for typ in ("hcloud:index/primaryIp:PrimaryIp", "hcloud:index/server:Server"):
             c[typ] = by_cloud["hcloud"]
+        c["hcloud:index/firewall:Firewall"] = footprint.hcloud_firewalls
         if spec.mesh.public_ipv6:
             c["hcloud:index/primaryIp:PrimaryIp"] *= 2  # an IPv6 primary IP per server too
     return +c

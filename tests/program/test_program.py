@@ -15,13 +15,13 @@ from program_expectations import (
     MESH,
     STATIC_IP,
     VM_TYPE,
-    Rule,
+    assert_firewalls_open_exactly_what_the_plan_needs,
+    captured_footprint,
     decode_aws_user_data,
     decoded_forms,
     endpoints,
     endpoints6,
     expected_type_counts,
-    firewall_rules,
     handed_user_data,
     key_material,
     plan_of,
@@ -31,7 +31,7 @@ from program_expectations import (
 from wgmesh_mocks import REPO, ProgramRun, Resolved, is_secret, reveal, run_program, stack_config
 
 from cloudinit.render import client_config, node_user_data, node_wg_conf
-from components.gcp import network_tag
+from components.firewall import GCP_NODE_TAG, firewall_footprint
 from components.images import GCP_UBUNTU_PROJECT, ami_query, aws_arch, gcp_arch, gcp_family
 from mesh.plan_types import MeshPlan
 from policy.rules import MANDATORY_RULES, wireguard_world_only_for_roaming
@@ -95,8 +95,8 @@ def test_resource_set_matches_the_plan(stack_run: Run) -> None:
     run, plan = stack_run
     counts = Counter(r.type for r in run.resources)
     expected = expected_type_counts(plan)
-    # Return routes and GCP's one-firewall-per-rule vary with the plan: their own tests check them.
-    for variable in ("aws:ec2/route:Route", "gcp:compute/firewall:Firewall", "gcp:compute/route:Route"):
+    # Return routes vary with the plan: their own tests check them.
+    for variable in ("aws:ec2/route:Route", "gcp:compute/route:Route"):
         counts.pop(variable, None)
         expected.pop(variable, None)
     assert counts == expected
@@ -163,24 +163,13 @@ def test_static_ips_are_their_own_resources_and_reach_the_vms(stack_run: Run) ->
 
 
 def test_firewalls_open_exactly_what_the_plan_needs(stack_run: Run) -> None:
+    assert_firewalls_open_exactly_what_the_plan_needs(*stack_run)
+
+
+def test_firewall_footprint_is_what_the_program_registers(stack_run: Run) -> None:
+    """What the quota planner reads (firewall_footprint) is what the program created."""
     run, plan = stack_run
-    mesh = plan.spec.mesh
-    # Peers' packets come from the addresses they dial from: IPv6 /128s under endpoints: ipv6.
-    v6 = mesh.endpoints == "ipv6"
-    eps, host = (endpoints6(run, plan), "/128") if v6 else (endpoints(run, plan), "/32")
-    for node in plan.nodes:
-        if node.cloud == "lab":
-            continue
-        peers = {f"{eps[p]}{host}" for p in node.peer_nodes}
-        wg_sources = peers | (WORLD if node.wg_open_to_world else set())
-        expected: set[Rule] = {("udp", mesh.port, frozenset(wg_sources))}
-        if mesh.admin_cidrs:
-            expected.add(("tcp", 22, frozenset(str(c) for c in mesh.admin_cidrs)))
-        # Hetzner's one ICMP rule covers both families; AWS and GCP add ICMPv6 only when dual stack.
-        dual_stack = node.cloud == "hcloud" or mesh.public_ipv6
-        icmp = WORLD if dual_stack else frozenset({"0.0.0.0/0"})
-        expected.add(("icmp", None, icmp))
-        assert firewall_rules(run, node.name, node.cloud) == expected, node.name
+    assert firewall_footprint(plan) == captured_footprint(run)
 
 
 def test_world_open_wireguard_carries_the_roaming_marker(stack_run: Run) -> None:
@@ -204,9 +193,7 @@ def test_aws_instances_are_hardened_and_wired(stack_run: Run) -> None:
         assert inputs["sourceDestCheck"] is (not node.routes)
         assert inputs["instanceType"] == node.size
         assert inputs["subnetId"] == run.one("aws:ec2/subnet:Subnet", f"aws-{node.region}-subnet").id
-        assert inputs["vpcSecurityGroupIds"] == [
-            run.one("aws:ec2/securityGroup:SecurityGroup", f"{node.name}-sg").id
-        ]
+        assert inputs["vpcSecurityGroupIds"]  # which groups: test_program_firewalls.py
         assert "userData" not in inputs and is_secret(inputs["userDataBase64"])
         assert set(vm.ignore_changes) >= {"userDataBase64", "ami"} and vm.delete_before_replace
         query = ami_query(node.image, aws_arch(node.size))
@@ -236,7 +223,7 @@ def test_gcp_instances_are_hardened_and_wired(stack_run: Run) -> None:
             "enableIntegrityMonitoring": True,
         }
         assert (inputs["machineType"], inputs["zone"]) == (node.size, node.zone)
-        assert inputs["tags"] == [network_tag(node.name)]
+        assert GCP_NODE_TAG in inputs["tags"]  # the other tags: test_program_firewalls.py
         (nic,) = inputs["networkInterfaces"]
         assert (
             nic["subnetwork"] == run.one("gcp:compute/subnetwork:Subnetwork", f"{MESH}-gcp-{node.region}").id
@@ -260,7 +247,7 @@ def test_hcloud_servers_are_wired(stack_run: Run) -> None:
             node.image,
             node.region,
         )
-        assert inputs["firewallIds"] == [int(run.one("hcloud:index/firewall:Firewall", f"{node.name}-fw").id)]
+        assert inputs["firewallIds"]  # which firewalls: test_program_firewalls.py
         assert sorted(inputs.get("sshKeys", [])) == sorted(keys)
         assert set(vm.ignore_changes) >= {"userData", "image", "sshKeys"} and vm.delete_before_replace
 

@@ -345,8 +345,11 @@ def test_removing_a_node_removes_its_peer_everywhere() -> None:
     gone_key = before.outputs["nodes"]["hetzner-nbg"]["publicKey"].value
     gone_ip = before.outputs["nodes"]["hetzner-nbg"]["publicIp"].value
     d = diff(before, after)
-    # The node's own resources, and the Hetzner project's shared ones: it was the last Hetzner node.
-    assert {_node_of(r) or r.name.split("-admin")[0] for r in d.deleted} == {"hetzner-nbg", "wgmesh-hcloud"}
+    # The node's own resources, and the Hetzner project's shared ones (SSH keys, firewalls): it
+    # was the last Hetzner node.
+    project = "wgmesh-hcloud"
+    shared = {project if r.name.startswith(project) else _node_of(r) for r in d.deleted}
+    assert shared == {"hetzner-nbg", project}
     assert d.created == []
     assert [c.replacing for c in d.changed if c.replacing] == []
     for name in ("aws-fra", "gcp-fra"):

@@ -22,6 +22,7 @@ from artifacts.wgconf import Section, parse_wg_conf
 from program_expectations import (
     MESH,
     VM_TYPE,
+    applied_firewalls,
     decode_aws_user_data,
     endpoints,
     endpoints6,
@@ -85,9 +86,15 @@ def endpoint_hosts(conf: str) -> list[str]:
     return hosts
 
 
-def wireguard_sources(run: ProgramRun, name: str, cloud: str, port: int) -> frozenset[str]:
-    (rule,) = [r for r in firewall_rules(run, name, cloud) if r[:2] == ("udp", port)]
-    return rule[2]
+def wireguard_sources(run: ProgramRun, plan: MeshPlan, name: str, cloud: str) -> frozenset[str]:
+    """WireGuard sources over every firewall applied to the node, less its own static IP (a
+    shared class rule admits its own members too, which is harmless)."""
+    (rule,) = [r for r in firewall_rules(run, name, cloud) if r[:2] == ("udp", plan.spec.mesh.port)]
+    own = {
+        f"{endpoints(run, plan)[name]}/32",
+        *(f"{ip}/128" for n, ip in endpoints6(run, plan).items() if n == name),
+    }
+    return rule[2] - own
 
 
 def routes_traffic(spec: MeshSpec, name: str) -> bool:
@@ -115,7 +122,7 @@ def test_spokes_open_wireguard_to_the_hubs_only_and_hubs_to_every_node(runs: dic
     eps = endpoints(run, plan)
     hubs = {n.name for n in spec.nodes if n.hub}
     for node in spec.nodes:
-        sources = wireguard_sources(run, node.name, node.cloud, spec.mesh.port)
+        sources = wireguard_sources(run, plan, node.name, node.cloud)
         others = {n.name for n in spec.nodes if n.name != node.name}
         expected = others if node.hub else hubs
         assert sources == {f"{eps[p]}/32" for p in expected}, node.name
@@ -190,28 +197,28 @@ def test_wireguard_is_open_to_the_world_only_where_clients_connect(runs: dict[st
     attached = client_nodes(spec)
     assert attached == {"hub-aws", "exit-hetzner"}
     for node in spec.nodes:
-        sources = wireguard_sources(run, node.name, node.cloud, spec.mesh.port)
+        sources = wireguard_sources(run, plan, node.name, node.cloud)
         peer_ips = sources - WORLD
         assert peer_ips and all(s.removesuffix("/32") in eps.values() for s in peer_ips), node.name
         assert (sources >= WORLD) is (node.name in attached), node.name
         assert not (sources & WORLD) or sources >= WORLD, f"{node.name}: world open on one family only"
 
 
-def marked_nodes(run: ProgramRun) -> set[str]:
-    """Nodes whose firewall resources carry the roaming marker (tag, label or description)."""
-    found = set()
-    for sg in run.of_type("aws:ec2/securityGroup:SecurityGroup"):
-        if (sg.inputs.get("tags") or {}).get(ROAMING_MARKER) == "true":
-            found.add(sg.name.removesuffix("-sg"))
-    for fw in run.of_type("hcloud:index/firewall:Firewall"):
-        if (fw.inputs.get("labels") or {}).get(ROAMING_MARKER) == "true":
-            found.add(fw.name.removesuffix("-fw"))
-    for fw in run.of_type("gcp:compute/firewall:Firewall"):
-        inputs = reveal(fw.inputs)
-        if f"[{ROAMING_MARKER}]" in inputs.get("description", ""):
-            (tag,) = inputs["targetTags"]
-            found.add(tag.removeprefix("wgmesh-"))
-    return found
+def marked(fw: Captured) -> bool:
+    """Whether a firewall resource carries the roaming marker (tag, label or description)."""
+    inputs = reveal(fw.inputs)
+    if fw.type == "gcp:compute/firewall:Firewall":
+        return f"[{ROAMING_MARKER}]" in inputs.get("description", "")
+    return (inputs.get("tags") or inputs.get("labels") or {}).get(ROAMING_MARKER) == "true"
+
+
+def marked_nodes(run: ProgramRun, plan: MeshPlan) -> set[str]:
+    """Nodes with a roaming-marked firewall among those applied to them."""
+    return {
+        n.name
+        for n in plan.nodes
+        if n.cloud != "lab" and any(marked(fw) for fw in applied_firewalls(run, n.name, n.cloud))
+    }
 
 
 @pytest.mark.parametrize("stack", PATTERN_STACKS)
@@ -222,7 +229,7 @@ def test_the_roaming_marker_is_exactly_on_the_nodes_clients_connect_to(
     expected = {n.name for n in plan.nodes if n.wg_open_to_world}
     if stack == "roaming":
         assert expected == client_nodes(plan.spec)
-    assert marked_nodes(run) == expected
+    assert marked_nodes(run, plan) == expected
 
 
 def test_client_configs_are_secret_and_tunnel_as_configured(runs: dict[str, Run]) -> None:
@@ -429,18 +436,15 @@ def test_every_cloud_node_exports_its_public_ipv6_as_a_public_fact(runs: dict[st
 def test_icmpv6_packet_too_big_is_let_in_on_every_cloud(runs: dict[str, Run]) -> None:
     run, plan = runs["ipv6"]
     for node in plan.spec.nodes:
+        applied = [reveal(fw.inputs) for fw in applied_firewalls(run, node.name, node.cloud)]
         if node.cloud == "aws":
-            blocks = reveal(
-                run.one("aws:ec2/securityGroup:SecurityGroup", f"{node.name}-sg").inputs["ingress"]
-            )
-            (icmp6,) = [b for b in blocks if b["protocol"] == "icmpv6"]
+            (icmp6,) = [b for g in applied for b in g["ingress"] if b["protocol"] == "icmpv6"]
             assert (icmp6["fromPort"], icmp6["toPort"], icmp6["ipv6CidrBlocks"]) == (2, 0, ["::/0"])
         elif node.cloud == "gcp":
-            fw = reveal(run.one("gcp:compute/firewall:Firewall", f"{node.name}-icmp6").inputs)
-            assert fw["allows"] == [{"protocol": "58"}] and fw["sourceRanges"] == ["::/0"]
+            (fw,) = [f for f in applied if f["allows"] == [{"protocol": "58"}]]
+            assert fw["sourceRanges"] == ["::/0"]
         else:
-            rules = reveal(run.one("hcloud:index/firewall:Firewall", f"{node.name}-fw").inputs["rules"])
-            (icmp,) = [r for r in rules if r["protocol"] == "icmp"]
+            (icmp,) = [r for f in applied for r in f["rules"] if r["protocol"] == "icmp"]
             assert "::/0" in icmp["sourceIps"]
 
 
@@ -492,13 +496,13 @@ def test_endpoints_ipv6_opens_wireguard_to_the_peers_ipv6_only(runs: dict[str, R
     run, plan = runs["ipv6"]
     eps6 = endpoints6(run, plan)
     for node in plan.nodes:
-        sources = wireguard_sources(run, node.name, node.cloud, plan.spec.mesh.port)
+        sources = wireguard_sources(run, plan, node.name, node.cloud)
         peers6 = {f"{eps6[p]}/128" for p in node.peer_nodes}
         assert sources - WORLD == peers6, node.name
     default_run, default_plan = runs[IPV6_DEFAULT_ENDPOINTS]
     eps = endpoints(default_run, default_plan)
     for node in default_plan.nodes:
-        sources = wireguard_sources(default_run, node.name, node.cloud, default_plan.spec.mesh.port)
+        sources = wireguard_sources(default_run, default_plan, node.name, node.cloud)
         assert sources - WORLD == {f"{eps[p]}/32" for p in node.peer_nodes}, node.name
 
 

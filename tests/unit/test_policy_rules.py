@@ -175,6 +175,41 @@ def test_wireguard_from_peers_only_is_fine_and_port_is_configurable() -> None:
     assert wireguard_world_only_for_roaming(AWS_SG, sg(world_other_port), port=51821)
 
 
+def test_shared_firewall_shapes() -> None:
+    """The program's shared objects: a class group of 60 peers, the base group that also serves
+    roaming clients, GCP's per-family roaming rule and Hetzner's shared roaming firewall."""
+    peers = aws_rule("udp", 51820, 51820, v4=[f"198.51.100.{i}/32" for i in range(60)])
+    assert violations(AWS_SG, {**sg(peers), "egress": []}) == []
+    ssh = aws_rule("tcp", 22, 22, v4=["203.0.113.0/24"])
+    icmp = aws_rule("icmp", 3, 4, v4=["0.0.0.0/0"])
+    world = aws_rule("udp", 51820, 51820, v4=["0.0.0.0/0"], v6=["::/0"])
+    assert violations(AWS_SG, sg(ssh, icmp, world, tags={ROAMING_MARKER: "true"})) == []
+    assert len(violations(AWS_SG, sg(ssh, icmp, world))) == 1  # the same group without the marker
+    assert (
+        len(
+            violations(
+                AWS_SG, sg(aws_rule("tcp", 22, 22, v4=["0.0.0.0/0"]), world, tags={ROAMING_MARKER: "true"})
+            )
+        )
+        == 1
+    )
+
+    gcp6 = {
+        "allows": [{"protocol": "udp", "ports": ["51820"]}],
+        "sourceRanges": ["::/0"],
+        "targetTags": ["wgmesh-wg-roaming"],
+    }
+    assert wireguard_world_only_for_roaming(
+        GCP_FIREWALL, {**gcp6, "description": "WireGuard from roaming clients"}
+    )
+    marked = {**gcp6, "description": f"WireGuard from roaming clients [{ROAMING_MARKER}]"}
+    assert violations(GCP_FIREWALL, marked) == []
+
+    rule = {"direction": "in", "protocol": "udp", "port": "51820", "sourceIps": ["0.0.0.0/0", "::/0"]}
+    assert violations(HCLOUD_FIREWALL, {"rules": [rule], "labels": {ROAMING_MARKER: "true"}}) == []
+    assert violations(HCLOUD_FIREWALL, {"rules": [rule], "labels": {"wgmesh-mesh": "wgmesh"}})
+
+
 # ----------------------------------------------------------------------------- instances
 
 
