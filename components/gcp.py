@@ -20,7 +20,8 @@ import pulumi_gcp as gcp
 from components.firewall import ROAMING_MARKER, IngressRule, ingress_rules
 from components.images import GCP_UBUNTU_PROJECT, Arch, gcp_arch, gcp_family
 from components.netplan import SitePlan, net_slug
-from components.node import MeshNode, NodeArgs, StaticIp, plain_user_data, vm_options
+from components.node import MeshNode, NodeArgs, StaticIp, pinned, plain_user_data, vm_options
+from mesh.placement import gcp_boot_disk_type
 from mesh.spec import UNDERLAY_MTU, NodeSpec
 
 NETWORK_TYPE = "wgmesh:gcp:Network"
@@ -36,7 +37,7 @@ VM_IPV6_PREFIX_LENGTH = "96"
 
 @dataclass(frozen=True)
 class GcpNetworkArgs:
-    project: str | None  # `gcp:project`; None: the provider falls back to GOOGLE_PROJECT / gcloud
+    provider: gcp.Provider  # the stack's GCP provider (components/providers.py)
     sites: dict[str, SitePlan]  # region -> its subnetwork plan
     nodes: Sequence[NodeSpec]
     ipv6: bool = False  # dual-stack subnetworks with external IPv6 (the mesh has `cidr6`)
@@ -47,7 +48,7 @@ class GcpNetwork(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: GcpNetworkArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(NETWORK_TYPE, name, None, opts)
-        self.provider = gcp.Provider(name, project=args.project, opts=pulumi.ResourceOptions(parent=self))
+        self.provider = args.provider
         child = pulumi.ResourceOptions(parent=self, provider=self.provider)
         self.network = gcp.compute.Network(
             f"{name}-net",
@@ -169,7 +170,7 @@ class GcpNode(MeshNode):
                 "initialize_params": {
                     "image": network.image(args.spec),
                     "size": BOOT_DISK_GB,
-                    "type": "pd-balanced",
+                    "type": gcp_boot_disk_type(args.spec.size),
                 },
             },
             network_interfaces=[nic],
@@ -184,7 +185,7 @@ class GcpNode(MeshNode):
             tags=[tag],
             opts=vm_options(
                 self,
-                ['metadata["user-data"]', "bootDisk.initializeParams.image"],
+                ['metadata["user-data"]', "bootDisk.initializeParams.image", *pinned(args, zone="zone")],
                 provider=network.provider,
             ),
         )
