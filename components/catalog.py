@@ -3,7 +3,8 @@
 `InvokeCatalog` answers mesh.placement's questions with the providers' blocking invokes (a
 refusal must come before anything is registered, which the `_output` forms cannot promise):
 Hetzner's server types with their per-location deprecation and stock, GCP's UP zones and the
-machine types a zone offers, AWS's available zones and instance-type offerings per zone.
+machine types a zone offers, AWS's available zones, instance-type offerings per zone and the
+AZ of the region's subnet when a former `up` made it (it stays there: every type must fit it).
 Each answer is asked once per run (per cloud, region, zone or type), not per node.
 """
 
@@ -19,7 +20,7 @@ import pulumi_gcp as gcp
 import pulumi_hcloud as hcloud
 
 from components.config import StackConfigError
-from components.providers import Providers
+from components.providers import Providers, mesh_labels
 from mesh.errors import ConfigError
 from mesh.placement import LocationOffer, Placements, ServerType, resolve
 from mesh.plan_types import MeshPlan
@@ -70,6 +71,15 @@ class InvokeCatalog:
         for itype, zone in zip(result.instance_types or [], result.locations or [], strict=True):
             offered.setdefault(itype, set()).add(zone)
         return offered
+
+    def aws_subnet_zone(self, region: str) -> str | None:
+        # The subnet components/aws.py makes for the region, found by the tags it carries (its
+        # Name, and the provider's default tags naming this mesh and stack).
+        tags = {"Name": f"aws-{region}-subnet", **mesh_labels(self.providers.mesh)}
+        found = aws.ec2.get_subnets(tags=tags, opts=self._aws_opts(region))
+        if not found.ids:
+            return None
+        return aws.ec2.get_subnet(id=sorted(found.ids)[0], opts=self._aws_opts(region)).availability_zone
 
     def _gcp_opts(self) -> pulumi.InvokeOptions:
         return pulumi.InvokeOptions(provider=self.providers.gcp())

@@ -80,6 +80,10 @@ class Catalog(Protocol):
         """For each instance type, the availability zones of the region that offer it."""
         ...
 
+    def aws_subnet_zone(self, region: str) -> str | None:
+        """The AZ of the stack's subnet in the region when it already exists (a later `up`)."""
+        ...
+
 
 @dataclass(frozen=True)
 class Placement:
@@ -287,6 +291,10 @@ class _Resolver:
                 )
         if len(self.problems) > before:
             return
+        existing = self.catalog.aws_subnet_zone(region)
+        if existing is not None:
+            self._aws_existing(region, existing, nodes, sizes, offered)
+            return
         zone = aws_zone(zones, offered, types)
         if zone is None:
             spread = "; ".join(f"{t}: {_names(sorted(offered[t] & set(zones)))}" for t in types)
@@ -302,3 +310,28 @@ class _Resolver:
         self.notes.append(
             f"aws {region}: subnet in {zone} (first available zone offering {', '.join(types)}; pinned)"
         )
+
+    def _aws_existing(
+        self,
+        region: str,
+        zone: str,
+        nodes: Sequence[NodeSpec],
+        sizes: dict[str, str],
+        offered: dict[str, set[str]],
+    ) -> None:
+        """The region's subnet exists and stays where it is (its AZ is pinned): every type must fit it."""
+        misfits = [n for n in nodes if zone not in offered.get(sizes[n.name], set())]
+        for n in misfits:
+            where = _names(sorted(offered.get(sizes[n.name], set())))
+            self.problems.append(
+                Problem(
+                    f"{n.key}.size",
+                    f"{sizes[n.name]} is not offered in {zone}, where the {region} subnet is "
+                    f"(offered in: {where})",
+                )
+            )
+        if misfits:
+            return
+        self.aws_zones[region] = zone
+        self.nodes.update({n.name: Placement(sizes[n.name]) for n in nodes})
+        self.notes.append(f"aws {region}: subnet stays in {zone} (it exists; pinned)")

@@ -134,6 +134,7 @@ class CloudCatalog:
     gcp_series: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(GCP_SERIES))
     aws_zone_map: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(AWS_ZONES))
     aws_families: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(AWS_FAMILIES))
+    aws_subnets: dict[str, dict[str, str]] = field(default_factory=dict)  # id -> tags + "az", from an `up`
 
     def copy(self) -> CloudCatalog:
         return copy.deepcopy(self)
@@ -177,6 +178,9 @@ class CloudCatalog:
             for t in instance_types
         }
 
+    def aws_subnet_zone(self, region: str) -> str | None:
+        return None  # the tests' expectations model a first `up`
+
     # the invokes, as the providers return them (camelCase outputs)
     def answer(self, token: str, args: dict[str, Any], provider: str) -> dict[str, Any] | None:
         """The invoke's result, or None when this catalog does not model the token."""
@@ -208,6 +212,12 @@ class CloudCatalog:
                 "locations": [z for _, z in pairs],
                 "locationTypes": ["availability-zone"] * len(pairs),
             }
+        if token == "aws:ec2/getSubnets:getSubnets":
+            region, tags = _aws_region(provider), args.get("tags", {})
+            ids = [i for i, t in self.aws_subnets.items() if t["region"] == region and _tagged(t, tags)]
+            return {"ids": ids, "tags": tags}
+        if token == "aws:ec2/getSubnet:getSubnet":
+            return {"id": args["id"], "availabilityZone": self.aws_subnets[args["id"]]["az"]}
         return None
 
     @staticmethod
@@ -240,6 +250,11 @@ class CloudCatalog:
                 for o in t.locations
             ],
         }
+
+
+def _tagged(subnet: dict[str, str], tags: dict[str, str]) -> bool:
+    assert tags, "look the subnet up by its tags"
+    return all(subnet.get(k) == v for k, v in tags.items())
 
 
 def _aws_region(provider: str) -> str:

@@ -215,3 +215,18 @@ def test_the_catalog_is_asked_through_the_explicit_providers_once_per_region() -
         assert calls.count(("getInstanceTypeOfferings", f"aws-{region}")) == 1
     assert calls.count(("getZones", "wgmesh-gcp")) == 2  # europe-west3, us-central1
     assert sum(1 for c in calls if c[0] == "getServerTypes") == 1
+
+
+def test_a_later_up_keeps_the_subnet_where_it_is_and_checks_new_types_against_it() -> None:
+    catalog = CloudCatalog().copy()
+    tags = {"Name": "aws-eu-central-1-subnet", "wgmesh-mesh": "wgmesh", "wgmesh-stack": "catalog"}
+    catalog.aws_subnets["subnet-0abc"] = {**tags, "region": "eu-central-1", "az": "eu-central-1b"}
+    result = run([AWS_FRA], catalog)
+    assert result.error is None, result.error
+    assert result.one(SUBNET, "aws-eu-central-1-subnet").inputs["availabilityZone"] == "eu-central-1b"
+    catalog.aws_families["eu-central-1b"] = ("t3",)  # the new node's type is not offered there
+    nodes = [AWS_FRA, {"name": "aws-fra2", "cloud": "aws", "region": "eu-central-1", "size": "m7i.large"}]
+    assert refusal(run(nodes, catalog)) == (
+        "wgmesh:nodes[1].size: m7i.large is not offered in eu-central-1b, where the eu-central-1 subnet is "
+        "(offered in: eu-central-1a, eu-central-1c)"
+    )

@@ -36,6 +36,7 @@ class FakeCatalog:
     offers: set[tuple[str, str]] = field(default_factory=set)
     azs: dict[str, list[str]] = field(default_factory=dict)
     offerings: dict[str, set[str]] = field(default_factory=dict)
+    subnet_zones: dict[str, str] = field(default_factory=dict)
     asked: list[str] = field(default_factory=list)
 
     def hcloud_server_types(self) -> Sequence[ServerType]:
@@ -53,6 +54,9 @@ class FakeCatalog:
 
     def aws_offerings(self, region: str, instance_types: Sequence[str]) -> dict[str, set[str]]:
         return {t: self.offerings.get(t, set()) for t in instance_types}
+
+    def aws_subnet_zone(self, region: str) -> str | None:
+        return self.subnet_zones.get(region)
 
 
 def spec(*nodes: Mapping[str, object]) -> MeshSpec:
@@ -154,3 +158,21 @@ def test_lab_nodes_need_no_catalog() -> None:
     lab = {"name": "l", "cloud": "lab", "publicIp": "198.51.100.1"}
     placed = resolve(spec(lab), FakeCatalog(), TODAY)
     assert placed.nodes == {} and placed.aws_zones == {}
+
+
+def test_an_existing_subnet_keeps_its_zone_and_every_type_must_fit_it() -> None:
+    catalog = FakeCatalog(
+        azs={"us-east-1": ["us-east-1a", "us-east-1b"]},
+        offerings={"t3.micro": {"us-east-1a", "us-east-1b"}, "m7g.large": {"us-east-1a"}},
+        subnet_zones={"us-east-1": "us-east-1b"},
+    )
+    one = {"name": "a", "cloud": "aws", "region": "us-east-1"}
+    placed = resolve(spec(one), catalog, TODAY)
+    assert placed.aws_zones == {"us-east-1": "us-east-1b"}  # not 1a, the first choice today
+    two = {"name": "b", "cloud": "aws", "region": "us-east-1", "size": "m7g.large"}
+    with pytest.raises(ConfigError) as e:
+        resolve(spec(one, two), catalog, TODAY)
+    assert str(e.value) == (
+        "wgmesh:nodes[1].size: m7g.large is not offered in us-east-1b, where the us-east-1 subnet is "
+        "(offered in: us-east-1a)"
+    )
