@@ -23,14 +23,17 @@ from mesh.spec import MeshSpec, NodeSpec
 # smallest memory, cores and disk (Hetzner prices grow with them inside a line).
 # Source: docs.hetzner.com/cloud/servers/overview (Cost-Optimized, Regular Performance, ...).
 HCLOUD_CHEAPEST_CATEGORY = "cost_optimized"
-# Machine series whose VMs take only Hyperdisk (no Persistent Disk, so no pd-balanced boot
-# disk). Source: cloud.google.com/compute/docs/disks (disk types by machine series) and the
-# series pages (general-purpose-machines: C4, C4A, C4D, N4, N4A, N4D; compute-optimized H4D;
-# memory-optimized X4, M4; accelerator A4, A4X): "supports only Hyperdisk".
-HYPERDISK_ONLY_SERIES = frozenset({"c4", "c4a", "c4d", "n4", "n4a", "n4d", "h4d", "x4", "m4", "a4", "a4x"})
+# GCP boot disk by machine series. Fourth-generation series and newer (C4, C4A, C4D, N4, N4A,
+# N4D, M4, X4, H4D, A4, ...) take only Hyperdisk: no Persistent Disk, so no pd-balanced boot disk.
+# Sources: Compute API reference, AttachedDiskInitializeParams.diskType ("for ... all fourth-
+# generation types like C4, N4, M4, and newer machine series, the default is Hyperdisk Balanced";
+# "the disk type you specify must be compatible with the instance's machine series"), and
+# cloud.google.com/compute/docs/disks "Machine series support for Persistent Disk" (C4, C4A, C4D,
+# N4, N4A, N4D support only hyperdisk-balanced among the balanced types; C3/C3D take both).
+HYPERDISK_ONLY_FROM_GENERATION = 4
 GCP_BOOT_DISK = "pd-balanced"
 GCP_HYPERDISK_BOOT_DISK = "hyperdisk-balanced"
-_GCP_SERIES = re.compile(r"^([a-z0-9]+?)-")
+_GCP_SERIES = re.compile(r"^([a-z]+)(\d+)([a-z]*)-")  # family letters, generation, variant
 LIST_LIMIT = 12  # names shown in an "available: ..." list before "..."
 
 
@@ -108,14 +111,18 @@ class Placements:
         return dataclasses.replace(spec, nodes=nodes)
 
 
-def gcp_series(machine_type: str) -> str:
+def gcp_generation(machine_type: str) -> int | None:
+    """The series generation of a machine type (c4a-standard-1 -> 4, e2-small -> 2), if it has one."""
     m = _GCP_SERIES.match(machine_type)
-    return m.group(1) if m else machine_type
+    return int(m.group(2)) if m else None
 
 
 def gcp_boot_disk_type(machine_type: str) -> str:
-    """hyperdisk-balanced for series that take only Hyperdisk, else pd-balanced."""
-    return GCP_HYPERDISK_BOOT_DISK if gcp_series(machine_type) in HYPERDISK_ONLY_SERIES else GCP_BOOT_DISK
+    """hyperdisk-balanced for series that take only Hyperdisk (4th generation on), else pd-balanced."""
+    generation = gcp_generation(machine_type)
+    if generation is not None and generation >= HYPERDISK_ONLY_FROM_GENERATION:
+        return GCP_HYPERDISK_BOOT_DISK
+    return GCP_BOOT_DISK
 
 
 def resolve(spec: MeshSpec, catalog: Catalog, today: datetime.date) -> Placements:

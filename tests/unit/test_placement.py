@@ -144,6 +144,9 @@ def test_aws_zones_that_are_not_available_do_not_count() -> None:
         ("n4-standard-2", "hyperdisk-balanced"),
         ("n4a-standard-1", "hyperdisk-balanced"),
         ("c4-highcpu-4", "hyperdisk-balanced"),
+        ("m4-megamem-28", "hyperdisk-balanced"),
+        ("h4d-highmem-192", "hyperdisk-balanced"),
+        ("n1-standard-1", "pd-balanced"),
         ("c3-standard-4", "pd-balanced"),  # C3 takes both; pd-balanced stays the default
         ("e2-small", "pd-balanced"),
         ("n2d-standard-2", "pd-balanced"),
