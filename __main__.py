@@ -2,14 +2,20 @@
 
 import pulumi
 
+from components.catalog import place_nodes
 from components.config import gcp_project, load_plan, ssh_private_key
 from components.mesh import WireGuardMesh, WireGuardMeshArgs
+from components.providers import Providers
 from mesh.diagram import mermaid
 
 plan = load_plan()
+ssh_key = ssh_private_key(plan.spec)
+providers = Providers("wgmesh", gcp_project())
+# Sizes and zones asked of the clouds before any resource but the providers (refused at preview).
+plan, placements = place_nodes(plan, providers)
 mesh = WireGuardMesh(
     "wgmesh",
-    WireGuardMeshArgs(plan=plan, gcp_project=gcp_project(), ssh_private_key=ssh_private_key(plan.spec)),
+    WireGuardMeshArgs(plan=plan, providers=providers, placements=placements, ssh_private_key=ssh_key),
 )
 
 pulumi.export("nodes", mesh.node_outputs)

@@ -55,7 +55,8 @@ class AwsRegionArgs:
     region: str
     site: SitePlan
     nodes: Sequence[NodeSpec]  # the region's nodes: one Elastic IP and an AMI lookup each needs
-    tags: dict[str, str]
+    provider: aws.Provider  # the region's provider (components/providers.py)
+    availability_zone: str  # of the subnet: offers every type of the region's nodes (catalog)
     ipv6: bool = False  # dual-stack VPC and subnet (the mesh has `cidr6`)
 
 
@@ -68,14 +69,7 @@ class AwsRegion(pulumi.ComponentResource):
         self.region = args.region
         self.group_ids: dict[str, list[pulumi.Output[str]]] = {}
         self.site = args.site
-        profile = pulumi.Config("aws").get("profile")
-        self.provider = aws.Provider(
-            name,
-            region=args.region,
-            profile=profile,
-            default_tags={"tags": args.tags},
-            opts=pulumi.ResourceOptions(parent=self),
-        )
+        self.provider = args.provider
         child = pulumi.ResourceOptions(parent=self, provider=self.provider)
         cidr = str(args.site.cidr)
         self.vpc = aws.ec2.Vpc(
@@ -91,10 +85,16 @@ class AwsRegion(pulumi.ComponentResource):
             f"{name}-subnet",
             vpc_id=self.vpc.id,
             cidr_block=cidr,
+            # Set, not left to EC2: an AZ may not offer the instance type (us-east-1e has no t3).
+            availability_zone=args.availability_zone,
             map_public_ip_on_launch=False,
             ipv6_cidr_block=self.vpc.ipv6_cidr_block.apply(first_ipv6_subnet) if args.ipv6 else None,
             tags={"Name": f"{name}-subnet"},
-            opts=child,
+            # Pinned: the catalog's pick may change later (new types, AZs); the engine then keeps
+            # the stored AZ, even if the subnet is replaced for another reason (pulumi/pulumi#2657).
+            opts=pulumi.ResourceOptions.merge(
+                child, pulumi.ResourceOptions(ignore_changes=["availabilityZone"])
+            ),
         )
         gateway = aws.ec2.InternetGateway(
             f"{name}-igw", vpc_id=self.vpc.id, tags={"Name": f"{name}-igw"}, opts=child

@@ -31,7 +31,8 @@ from components.firewall import (
 )
 from components.images import GCP_UBUNTU_PROJECT, Arch, gcp_arch, gcp_family
 from components.netplan import SitePlan, net_slug
-from components.node import MeshNode, NodeArgs, StaticIp, plain_user_data, vm_options
+from components.node import MeshNode, NodeArgs, StaticIp, pinned, plain_user_data, vm_options
+from mesh.placement import gcp_boot_disk_type
 from mesh.plan_types import MeshPlan
 from mesh.spec import UNDERLAY_MTU, NodeSpec
 
@@ -48,7 +49,7 @@ VM_IPV6_PREFIX_LENGTH = "96"
 
 @dataclass(frozen=True)
 class GcpNetworkArgs:
-    project: str | None  # `gcp:project`; None: the provider falls back to GOOGLE_PROJECT / gcloud
+    provider: gcp.Provider  # the stack's GCP provider (components/providers.py)
     sites: dict[str, SitePlan]  # region -> its subnetwork plan
     nodes: Sequence[NodeSpec]
     ipv6: bool = False  # dual-stack subnetworks with external IPv6 (the mesh has `cidr6`)
@@ -61,7 +62,7 @@ class GcpNetwork(pulumi.ComponentResource):
         super().__init__(NETWORK_TYPE, name, None, opts)
         self._name = name
         self.tags: dict[str, list[str]] = {}
-        self.provider = gcp.Provider(name, project=args.project, opts=pulumi.ResourceOptions(parent=self))
+        self.provider = args.provider
         child = pulumi.ResourceOptions(parent=self, provider=self.provider)
         self.network = gcp.compute.Network(
             f"{name}-net",
@@ -204,7 +205,7 @@ class GcpNode(MeshNode):
                 "initialize_params": {
                     "image": network.image(args.spec),
                     "size": BOOT_DISK_GB,
-                    "type": "pd-balanced",
+                    "type": gcp_boot_disk_type(args.spec.size),
                 },
             },
             network_interfaces=[nic],
@@ -219,7 +220,7 @@ class GcpNode(MeshNode):
             tags=network.tags[name],  # updated in place (Instances.setTags)
             opts=vm_options(
                 self,
-                ['metadata["user-data"]', "bootDisk.initializeParams.image"],
+                ['metadata["user-data"]', "bootDisk.initializeParams.image", *pinned(args, zone="zone")],
                 provider=network.provider,
             ),
         )

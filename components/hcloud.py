@@ -31,7 +31,7 @@ from components.firewall import (
     resolved_sources,
 )
 from components.images import hcloud_image
-from components.node import MeshNode, NodeArgs, StaticIp, plain_user_data, vm_options
+from components.node import MeshNode, NodeArgs, StaticIp, pinned, plain_user_data, vm_options
 from mesh.plan_types import MeshPlan
 from mesh.spec import NodeSpec
 
@@ -129,8 +129,9 @@ class HcloudNode(MeshNode):
             public_nets=[_public_net(primary_ip, project.primary_ip6s.get(name))],
             user_data=user_data,
             labels=labels,
-            # user_data, image and ssh_keys all force a new server on Hetzner.
-            opts=vm_options(self, ["userData", "image", "sshKeys"]),
+            # user_data, image and ssh_keys all force a new server on Hetzner; a default size
+            # is pinned so a later catalog pick does not resize the server.
+            opts=vm_options(self, ["userData", "image", "sshKeys", *pinned(args, size="serverType")]),
         )
         if name in project.static_ip6s:
             self.public_ip6 = project.static_ip6s[name]

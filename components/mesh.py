@@ -27,9 +27,10 @@ from components.lab import LabNode, lab_static_ip
 from components.live import LiveUpdates
 from components.netplan import plan_sites
 from components.node import MeshNode, NodeArgs, StaticIp, UserDataError
-from mesh.contracts import label_value
+from components.providers import Providers, mesh_labels
 from mesh.errors import RenderError
 from mesh.keys import NodeKeys
+from mesh.placement import Placements
 from mesh.plan_types import MeshPlan, NodePlan
 from mesh.spec import ClientSpec, NodeSpec
 
@@ -42,8 +43,9 @@ GC_THRESHOLDS = (50_000, 50, 100)
 
 @dataclass(frozen=True)
 class WireGuardMeshArgs:
-    plan: MeshPlan
-    gcp_project: str | None = None  # `gcp:project`, for the explicit GCP provider
+    plan: MeshPlan  # with sizes and zones resolved (components/catalog.py place_nodes)
+    providers: Providers  # the same the catalog asked
+    placements: Placements  # what the catalog chose: the subnets' AZs, what to pin
     ssh_private_key: pulumi.Output[str] | None = None  # secret; set when liveUpdates is on
 
 
@@ -91,8 +93,7 @@ class WireGuardMesh(pulumi.ComponentResource):
             mesh_secret(name, epoch, self) if spec.mesh.preshared_keys else pulumi.Output.from_input(None)
         )
 
-        # Tags (AWS) and labels (Hetzner): a stack name a label cannot hold is encoded (mesh.contracts).
-        labels = {"wgmesh-mesh": label_value(name), "wgmesh-stack": label_value(pulumi.get_stack())}
+        labels = mesh_labels(name)
         static_ips, static_ip6s, sites = self._static_ips(name, plan, args, labels)
         endpoints = pulumi.Output.all(**{n: ip.address for n, ip in static_ips.items()})
         endpoints6: pulumi.Output[dict[str, str]] = pulumi.Output.all(**static_ip6s)
@@ -128,6 +129,7 @@ class WireGuardMesh(pulumi.ComponentResource):
                 user_data=self.node_configs[n.name].apply(partial(_user_data, plan, n.name)),
                 static_ip=static_ips[n.name],
                 public_key=keys[n.name].public_key,
+                chosen=p.chosen if (p := args.placements.nodes.get(n.name)) else (),
             )
             self.nodes[n.name] = _node(n, node_args, sites, child)
 
@@ -175,14 +177,21 @@ class WireGuardMesh(pulumi.ComponentResource):
         static_ip6s: dict[str, pulumi.Output[str]] = {}
         for region, nodes in aws_regions.items():
             key = f"aws-{region}"
-            aws_args = AwsRegionArgs(region, site_plans[key], nodes, labels, ipv6=spec.mesh.public_ipv6)
+            aws_args = AwsRegionArgs(
+                region,
+                site_plans[key],
+                nodes,
+                provider=args.providers.aws(region),
+                availability_zone=args.placements.aws_zones[region],
+                ipv6=spec.mesh.public_ipv6,
+            )
             aws_site = AwsRegion(key, aws_args, child)
             sites.update({n.name: aws_site for n in nodes})
             static_ips.update(aws_site.static_ips)
             static_ip6s.update(aws_site.static_ip6s)
         if gcp_regions:
             gcp_args = GcpNetworkArgs(
-                project=args.gcp_project,
+                provider=args.providers.gcp(),
                 sites={r: site_plans[f"gcp-{r}"] for r in gcp_regions},
                 nodes=by_cloud["gcp"],
                 ipv6=spec.mesh.public_ipv6,

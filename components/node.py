@@ -60,6 +60,7 @@ class NodeArgs:
     user_data: pulumi.Output[str]  # secret: holds the node's private key and PSKs
     static_ip: StaticIp
     public_key: pulumi.Output[str]
+    chosen: tuple[str, ...] = ()  # "size" / "zone" the catalog picked (mesh/placement.py): pinned
 
 
 class MeshNode(pulumi.ComponentResource):
@@ -90,6 +91,15 @@ class MeshNode(pulumi.ComponentResource):
                 "userData": self.user_data,
             }
         )
+
+
+def pinned(args: NodeArgs, **inputs: str) -> list[str]:
+    """The VM inputs to ignore_changes because the catalog chose their value (e.g. size="serverType").
+
+    A default picked from what the cloud offers today must not move the VM when the offer changes;
+    the engine keeps the stored value on updates and on a replacement (pulumi/pulumi#2657).
+    """
+    return [inputs[key] for key in args.chosen if key in inputs]
 
 
 def vm_options(parent: pulumi.Resource, ignore: list[str], **extra: object) -> pulumi.ResourceOptions:

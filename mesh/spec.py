@@ -26,7 +26,9 @@ CLOUDS: tuple[Cloud, ...] = ("aws", "gcp", "hcloud", "lab")
 ENDPOINT_FAMILIES: tuple[EndpointFamily, ...] = ("ipv4", "ipv6")
 IMAGES = ("ubuntu-24.04", "ubuntu-22.04", "debian-12")
 HCLOUD_LOCATIONS = ("nbg1", "fsn1", "hel1", "ash", "hil", "sin")
-DEFAULT_SIZE: dict[str, str] = {"aws": "t3.micro", "gcp": "e2-small", "hcloud": "cx22", "lab": "lab"}
+# Hetzner "": the cheapest current type offered in the location, asked of the cloud at preview
+# (mesh/placement.py); Hetzner retires types (cx22 in 2025-12) and not every type is everywhere.
+DEFAULT_SIZE: dict[str, str] = {"aws": "t3.micro", "gcp": "e2-small", "hcloud": "", "lab": "lab"}
 # Largest packet the underlay carries without fragmenting, per cloud (GCP VPCs default to 1460).
 UNDERLAY_MTU: dict[str, int] = {"aws": 1500, "gcp": 1460, "hcloud": 1500, "lab": 1500}
 CLIENT_UNDERLAY_MTU = 1500
@@ -522,7 +524,7 @@ def _parse_node(r: _Reader, mesh: MeshSettings | None, i: int, value: object) ->
         name=name or f"node{i}",
         cloud=cloud or "lab",
         region=region,
-        zone=zone or (f"{region}-a" if cloud == "gcp" and region else ""),
+        zone=zone,  # GCP: "" picks an UP zone offering the size at preview (not every region has -a)
         size=size or DEFAULT_SIZE.get(cloud or "lab", ""),
         image=image,
         address=_address(r, raw, "address", key, mesh.cidr if mesh else None, 4) if mesh else None,

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
+import datetime
 import gzip
 import ipaddress
 import itertools
@@ -17,11 +19,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from cloud_catalog import CloudCatalog
 from wgmesh_mocks import Captured, ProgramRun, is_secret, reveal
 
 from components.firewall import FirewallFootprint, firewall_footprint
 from components.firewall_limits import aws_rules_per_family
 from mesh.keys import NodeKeys, derive_psk, private_key_from_b64, public_key
+from mesh.placement import resolve
 from mesh.plan import build_plan
 from mesh.plan_types import MeshPlan
 from mesh.spec import CONFIG_SECTIONS, parse
@@ -70,10 +74,19 @@ class KeyMaterial:
         return found
 
 
-def plan_of(config: dict[str, str]) -> MeshPlan:
-    """The plan the program should build from the same config values (as Pulumi hands them over)."""
+def plan_of(config: dict[str, str], catalog: CloudCatalog | None = None) -> MeshPlan:
+    """The plan the program should build from the same config values (as Pulumi hands them over),
+    with sizes and zones placed from what the recorded catalog offers."""
     raw = {s: json.loads(config[f"wgmesh:{s}"]) if f"wgmesh:{s}" in config else None for s in CONFIG_SECTIONS}
-    return build_plan(parse(raw))
+    plan = build_plan(parse(raw))
+    today = datetime.datetime.now(datetime.UTC).date()
+    placements = resolve(plan.spec, catalog or CloudCatalog(), today)
+    return dataclasses.replace(plan, spec=placements.apply(plan.spec))
+
+
+def only_providers(run: ProgramRun) -> list[str]:
+    """What a refused run registered besides explicit providers (a provider is no cloud object)."""
+    return [f"{r.type} {r.name}" for r in run.resources if not r.type.startswith("pulumi:providers:")]
 
 
 def key_material(run: ProgramRun, plan: MeshPlan) -> KeyMaterial:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
+from cloud_catalog import CloudCatalog
 from contract_mocks import ContractChecker
 from pulumi.runtime import rpc
 from pulumi.runtime.mocks import MockCallArgs, MockMonitor, MockResourceArgs, Mocks
@@ -128,7 +129,8 @@ class Invoke:
 class WgmeshMocks(Mocks):
     """Echo inputs; add the outputs the program reads; refuse unknown invokes."""
 
-    def __init__(self) -> None:
+    def __init__(self, catalog: CloudCatalog | None = None) -> None:
+        self.catalog = catalog or CloudCatalog()  # what the clouds offer (sizes, zones)
         self.invokes: list[Invoke] = []
         self.resources: dict[tuple[str, str], tuple[str, dict[str, Any], dict[str, Any], str, bool]] = {}
         self.lock = threading.Lock()
@@ -198,6 +200,9 @@ class WgmeshMocks(Mocks):
             family = args.args["family"]
             link = f"https://www.googleapis.com/compute/v1/projects/{args.args['project']}/global/images/{family}-v20250101"
             return {"selfLink": link, "name": f"{family}-v20250101", "family": family}
+        offered = self.catalog.answer(args.token, dict(args.args), args.provider)
+        if offered is not None:
+            return offered
         raise UnmockedInvoke(f"no mock for invoke {args.token}")
 
 
@@ -308,14 +313,24 @@ def _watch_resources_created_in_applies(found: list[str]) -> Iterator[None]:
 
 
 def run_program(
-    stack: str, config: Mapping[str, str], program: Path = PROGRAM, secret_keys: tuple[str, ...] = ()
+    stack: str,
+    config: Mapping[str, str],
+    program: Path = PROGRAM,
+    secret_keys: tuple[str, ...] = (),
+    catalog: CloudCatalog | None = None,
 ) -> ProgramRun:
     """Run `program` for `stack` with `config`; never raises for the program's own errors."""
-    return contextvars.Context().run(_run, stack, dict(config), program, secret_keys)
+    return contextvars.Context().run(_run, stack, dict(config), program, secret_keys, catalog)
 
 
-def _run(stack: str, config: dict[str, str], program: Path, secret_keys: tuple[str, ...] = ()) -> ProgramRun:
-    mocks = WgmeshMocks()
+def _run(
+    stack: str,
+    config: dict[str, str],
+    program: Path,
+    secret_keys: tuple[str, ...] = (),
+    catalog: CloudCatalog | None = None,
+) -> ProgramRun:
+    mocks = WgmeshMocks(catalog)
     monitor = RecordingMonitor(mocks)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
     # set_mocks leaves these two to a process-wide default; a failed run would leak its pending
