@@ -2,14 +2,19 @@
 
 import pulumi
 
-from components.config import gcp_project, load_plan, ssh_private_key
+from components.config import gcp_project, load_plan, load_quotas, ssh_private_key
 from components.mesh import WireGuardMesh, WireGuardMeshArgs
 from mesh.diagram import mermaid
 
 plan = load_plan()
 mesh = WireGuardMesh(
     "wgmesh",
-    WireGuardMeshArgs(plan=plan, gcp_project=gcp_project(), ssh_private_key=ssh_private_key(plan.spec)),
+    WireGuardMeshArgs(
+        plan=plan,
+        gcp_project=gcp_project(),
+        ssh_private_key=ssh_private_key(plan.spec),
+        quotas=load_quotas(),
+    ),
 )
 
 pulumi.export("nodes", mesh.node_outputs)

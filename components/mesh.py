@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -26,6 +26,9 @@ from components.lab import LabNode, lab_static_ip
 from components.live import LiveUpdates
 from components.netplan import plan_sites
 from components.node import MeshNode, NodeArgs, StaticIp, UserDataError
+from components.quota_aws import temporary_aws_provider
+from components.quota_check import check_quotas
+from components.quota_plan import QuotaKey
 from mesh.errors import RenderError
 from mesh.keys import NodeKeys
 from mesh.plan_types import MeshPlan, NodePlan
@@ -43,6 +46,7 @@ class WireGuardMeshArgs:
     plan: MeshPlan
     gcp_project: str | None = None  # `gcp:project`, for the explicit GCP provider
     ssh_private_key: pulumi.Output[str] | None = None  # secret; set when liveUpdates is on
+    quotas: dict[QuotaKey, int] = field(default_factory=dict)  # `wgmesh:quotas`: raised quotas
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,8 @@ class WireGuardMesh(pulumi.ComponentResource):
             check_user_data_fits(plan)  # before any resource, so `pulumi preview` says it too
         except RenderError as e:
             raise UserDataError(str(e)) from None
+        # TEMPORARY provider factory: components/providers.py's `Providers.aws` replaces it at merge.
+        check_quotas(plan, args.quotas, temporary_aws_provider)  # before any resource, like the fit
         super().__init__(MESH_TYPE, name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         epoch = spec.mesh.key_epoch
