@@ -98,9 +98,10 @@ def three_clouds(
 
     A full mesh with preshared keys (the default, and the worst case for size and time);
     `quotas`: a `wgmesh:quotas` section (see `raised_quotas`); without it the clouds' defaults cap
-    the mesh and preview refuses. `gcp_hubs`: `topology: hub` with every GCP node a hub (GCP takes 256 KB of user data), the
-    shape a mesh too big for AWS's 16 KB takes. `clouds=("gcp",)`: the largest full mesh that
-    still deploys (only GCP's user data takes every peer of a 400-node mesh).
+    the mesh and preview refuses. `gcp_hubs`: `topology: hub` with every GCP node a hub (GCP
+    takes 256 KB of user data), the shape a mesh too big for AWS's 16 KB takes.
+    `clouds=("gcp",)`: the largest full mesh that still deploys (only GCP's user data takes
+    every peer of a 400-node mesh).
     """
     nodes: list[dict[str, Any]] = []
     for i in range(n):
