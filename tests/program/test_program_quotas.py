@@ -133,11 +133,10 @@ def test_bad_declared_quotas_fail_keyed_before_any_resource() -> None:
     assert run.resources == []
 
 
-def test_the_stack_file_section_is_a_known_config_key() -> None:
+def test_the_stack_file_section_is_a_known_config_key(tmp_path: Path) -> None:
     # `wgmesh:quotas` in a stack file read offline (make render) is not an unknown key.
     from mesh.stackfile import load_config
 
-    path = Path(REPO / "build" / "test-quotas" / "Pulumi.q.yaml")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = tmp_path / "Pulumi.q.yaml"
     path.write_text(DEV.read_text() + "  wgmesh:quotas:\n    hcloud: {firewalls: 100}\n")
     assert load_config(path)["quotas"] == {"hcloud": {"firewalls": 100}}
