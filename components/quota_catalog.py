@@ -119,6 +119,8 @@ GCP_QUOTAS: tuple[Quota, ...] = (
     _gcp(
         "cpus", "CPUS", 24, True, "CPUS-per-project-region", "https://cloud.google.com/compute/resource-usage"
     ),
+    # Not counted: the regional external IPv6 addresses nodes reserve with `cidr6` or
+    # `endpoints: ipv6`; no quota name or default for them was found documented.
 )
 
 

@@ -46,6 +46,10 @@ def parse_quotas(raw: object) -> dict[QuotaKey, int]:
         elif cloud == "gcp":
             section = dict(_mapping(value, key, problems))
             regions = section.pop("regions", None)
+            for name in [n for n in section if n in _keys("gcp", True)]:
+                del section[name]
+                where = f"{key}.regions.<region>.{name}"
+                problems.append(Problem(f"{key}.{name}", f"is a per-region quota: declare it as {where}"))
             _numbers(section, key, ("gcp", None), [*_keys("gcp", False), "regions"], problems, out)
             for region, numbers in _mapping(regions, f"{key}.regions", problems).items():
                 rkey = f"{key}.regions.{region}"

@@ -2,8 +2,8 @@
 
 Pure (no Pulumi). `quota_needs` counts, per AWS region, GCP project and region, and Hetzner
 account, everything the program creates that a default quota caps; `budget` sets each need
-next to the number in force (the account's own, read from AWS Service Quotas; else a value the
-stack file declares under `wgmesh:quotas`; else the documented default) and says which
+next to the number in force (a value the stack file declares under `wgmesh:quotas`; else the
+account's own, read from AWS Service Quotas; else the documented default) and says which
 needs exceed it, one line each. Only what this stack creates is counted: other stacks and
 the account's default VPC draw on the same quotas.
 """
