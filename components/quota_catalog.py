@@ -147,10 +147,16 @@ def raise_hint(quota: Quota, region: str | None, needed: int) -> str:
     """How to raise `quota` to `needed`: the console page and, where there is one, the CLI command."""
     if quota.aws_code is not None:
         service, code = quota.aws_code
+        # Same VPC quotas page: rules per group x groups per interface may not exceed 1,000.
+        cap = (
+            "; AWS caps it at 1000 / securityGroupsPerInterface"
+            if quota.key == "rulesPerSecurityGroup"
+            else ""
+        )
         return (
             f"https://console.aws.amazon.com/servicequotas/home/services/{service}/quotas/{code} or "
             f"`aws service-quotas request-service-quota-increase --region {region} "
-            f"--service-code {service} --quota-code {code} --desired-value {needed}`"
+            f"--service-code {service} --quota-code {code} --desired-value {needed}`{cap}"
         )
     if quota.cloud == "gcp":
         dims = f" --dimensions=region={region}" if region else ""

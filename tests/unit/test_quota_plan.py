@@ -140,6 +140,7 @@ def test_each_quota_accepts_its_limit_and_refuses_one_more(quota: Any) -> None:
     assert f"declare it as {problem.key}: {quota.default + 1}" in text
     if quota.aws_code is not None:
         assert quota.aws_code[1] in text and "request-service-quota-increase" in text
+        assert ("1000 / securityGroupsPerInterface" in text) == (quota.key == "rulesPerSecurityGroup")
     elif quota.cloud == "gcp":
         assert f"--quota-id={quota.gcp_quota_id}" in text
     else:
