@@ -15,7 +15,7 @@ help:
 	@echo "make client NAME=laptop STACK=dev   a roaming client's conf + QR code (RENDER=dir: offline)"
 	@echo "make diagram STACK=dev OUT=dir   the topology as Mermaid, DOT, SVG and PNG (Graphviz)"
 	@echo "make lab-vm     the same mesh in real QEMU VMs booting the rendered cloud-init"
-	@echo "make bench      print the figures in docs/PERFORMANCE.md: program time, user-data fit, lab bring-up, MTU"
+	@echo "make bench      print the figures in docs/PERFORMANCE.md: program time, user-data fit, quota budget, lab bring-up, MTU"
 
 # Incremental: a changed requirements.txt installs the difference, never wipes a working venv.
 $(VENV_STAMP): requirements.txt
@@ -66,6 +66,7 @@ lab-vm-down: venv
 bench: venv debs
 	$(PY) -m bench.program
 	$(PY) -m bench.fit
+	$(PY) -m bench.quota
 	$(PY) -m bench.lab
 
 clean:

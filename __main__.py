@@ -3,7 +3,7 @@
 import pulumi
 
 from components.catalog import place_nodes
-from components.config import gcp_project, load_plan, ssh_private_key
+from components.config import gcp_project, load_plan, load_quotas, ssh_private_key
 from components.mesh import WireGuardMesh, WireGuardMeshArgs
 from components.providers import Providers
 from mesh.diagram import mermaid
@@ -15,7 +15,9 @@ providers = Providers("wgmesh", gcp_project())
 plan, placements = place_nodes(plan, providers)
 mesh = WireGuardMesh(
     "wgmesh",
-    WireGuardMeshArgs(plan=plan, providers=providers, placements=placements, ssh_private_key=ssh_key),
+    WireGuardMeshArgs(
+        plan=plan, providers=providers, placements=placements, ssh_private_key=ssh_key, quotas=load_quotas()
+    ),
 )
 
 pulumi.export("nodes", mesh.node_outputs)

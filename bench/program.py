@@ -42,7 +42,10 @@ def child(n: int, shape: str) -> None:
 
     imported = time.perf_counter()
     clouds = ("gcp",) if shape == "gcp" else ("aws", "gcp", "hcloud")
-    run = run_program(f"bench{n}", synthetic.three_clouds(n, gcp_hubs=shape == "hub", clouds=clouds))
+    run = run_program(
+        f"bench{n}",
+        synthetic.three_clouds(n, gcp_hubs=shape == "hub", clouds=clouds, quotas=synthetic.raised_quotas(n)),
+    )
     done = time.perf_counter()
     usage = resource.getrusage(resource.RUSAGE_SELF)
     report = {

@@ -13,6 +13,8 @@ from typing import Any
 import pulumi
 import pulumi.runtime.config
 
+from components.quota_config import parse_quotas
+from components.quota_plan import QuotaKey
 from mesh.errors import ConfigError, Problem
 from mesh.plan import build_plan
 from mesh.plan_types import MeshPlan
@@ -50,6 +52,17 @@ def load_plan() -> MeshPlan:
         return build_plan(parse(read_config()))
     except StackConfigError:
         raise
+    except ConfigError as e:
+        raise StackConfigError(e.problems) from None
+
+
+def load_quotas() -> dict[QuotaKey, int]:
+    """`wgmesh:quotas`: the quotas the user raised; raise StackConfigError on a bad key or value."""
+    try:
+        return parse_quotas(pulumi.Config("wgmesh").get_object("quotas"))
+    except pulumi.ConfigTypeError:
+        problem = Problem("wgmesh:quotas", "is not valid YAML/JSON structured config")
+        raise StackConfigError([problem]) from None
     except ConfigError as e:
         raise StackConfigError(e.problems) from None
 

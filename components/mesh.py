@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -28,6 +28,8 @@ from components.live import LiveUpdates
 from components.netplan import plan_sites
 from components.node import MeshNode, NodeArgs, StaticIp, UserDataError
 from components.providers import Providers, mesh_labels
+from components.quota_check import check_quotas
+from components.quota_plan import QuotaKey
 from mesh.errors import RenderError
 from mesh.keys import NodeKeys
 from mesh.placement import Placements
@@ -47,6 +49,7 @@ class WireGuardMeshArgs:
     providers: Providers  # the same the catalog asked
     placements: Placements  # what the catalog chose: the subnets' AZs, what to pin
     ssh_private_key: pulumi.Output[str] | None = None  # secret; set when liveUpdates is on
+    quotas: dict[QuotaKey, int] = field(default_factory=dict)  # `wgmesh:quotas`: raised quotas
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,7 @@ class WireGuardMesh(pulumi.ComponentResource):
         problems = firewall_problems(plan)  # the clouds' firewall limits, before any resource too
         if problems:
             raise StackConfigError(problems)
+        check_quotas(plan, args.quotas, args.providers.aws)  # before any resource but the providers
         super().__init__(MESH_TYPE, name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         epoch = spec.mesh.key_epoch

@@ -285,7 +285,7 @@ def _network(text: str) -> IPNetwork:
     return ipaddress.ip_network(text, strict=True)
 
 
-CONFIG_SECTIONS = ("mesh", "nodes", "clients")
+CONFIG_SECTIONS = ("mesh", "nodes", "clients", "quotas")  # quotas: components/quota_config.py
 # Stack config keys read on their own (not sections of the spec): kept as Pulumi secrets.
 SSH_PRIVATE_KEY_CONFIG = "sshPrivateKey"
 SECRET_CONFIG_KEYS = (SSH_PRIVATE_KEY_CONFIG,)

@@ -71,15 +71,37 @@ GCP_REGIONS = ("europe-west3", "us-central1")
 HCLOUD_LOCATIONS = ("nbg1", "fsn1", "hel1")
 
 
+def raised_quotas(n: int) -> dict[str, Any]:
+    """A `wgmesh:quotas` section as an account raised for an n-node three_clouds mesh would declare:
+    every count quota at n per region (AWS, GCP) or account (Hetzner), rules per group at 1000
+    (AWS's ceiling for rules x groups per interface) and Hetzner firewalls at 3n."""
+    per_region = {q: n for q in ("elasticIps", "securityGroups", "standardVcpus")}
+    return {
+        "aws": {r: {**per_region, "rulesPerSecurityGroup": 1000} for r in AWS_REGIONS},
+        "gcp": {
+            "firewalls": 10 * n,
+            "regions": {r: {"staticAddresses": n, "inUseAddresses": n, "cpus": 2 * n} for r in GCP_REGIONS},
+        },
+        "hcloud": {"servers": n, "primaryIps": 2 * n, "firewalls": 3 * n},
+    }
+
+
 def three_clouds(
-    n: int, clients: int = 2, *, gcp_hubs: bool = False, clouds: tuple[str, ...] = ("aws", "gcp", "hcloud")
+    n: int,
+    clients: int = 2,
+    *,
+    gcp_hubs: bool = False,
+    clouds: tuple[str, ...] = ("aws", "gcp", "hcloud"),
+    quotas: dict[str, Any] | None = None,
 ) -> dict[str, str]:
     """n nodes spread round-robin over AWS, GCP and Hetzner regions, with fixed overlay addresses.
 
     A full mesh with preshared keys (the default, and the worst case for size and time);
-    `gcp_hubs`: `topology: hub` with every GCP node a hub (GCP takes 256 KB of user data), the
-    shape a mesh too big for AWS's 16 KB takes. `clouds=("gcp",)`: the largest full mesh that
-    still deploys (only GCP's user data takes every peer of a 400-node mesh).
+    `quotas`: a `wgmesh:quotas` section (see `raised_quotas`); without it the clouds' defaults cap
+    the mesh and preview refuses. `gcp_hubs`: `topology: hub` with every GCP node a hub (GCP
+    takes 256 KB of user data), the shape a mesh too big for AWS's 16 KB takes.
+    `clouds=("gcp",)`: the largest full mesh that still deploys (only GCP's user data takes
+    every peer of a 400-node mesh).
     """
     nodes: list[dict[str, Any]] = []
     for i in range(n):
@@ -103,4 +125,7 @@ def three_clouds(
     }
     if gcp_hubs:
         mesh["topology"] = "hub"
-    return config(mesh, nodes, members)
+    out = config(mesh, nodes, members)
+    if quotas is not None:
+        out["wgmesh:quotas"] = json.dumps(quotas)
+    return out

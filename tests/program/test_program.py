@@ -33,6 +33,7 @@ from wgmesh_mocks import REPO, ProgramRun, Resolved, is_secret, reveal, run_prog
 from cloudinit.render import client_config, node_user_data, node_wg_conf
 from components.firewall import GCP_NODE_TAG, firewall_footprint
 from components.images import GCP_UBUNTU_PROJECT, ami_query, aws_arch, gcp_arch, gcp_family
+from components.quota_catalog import AWS_QUOTAS
 from mesh.plan_types import MeshPlan
 from policy.rules import MANDATORY_RULES, wireguard_world_only_for_roaming
 
@@ -262,13 +263,22 @@ def test_image_lookups_happen_once_per_region_and_image(stack_run: Run) -> None:
     run, plan = stack_run
     aws_wanted = {(n.region, n.image, aws_arch(n.size)) for n in plan.spec.nodes if n.cloud == "aws"}
     gcp_wanted = {(n.image, gcp_arch(n.size)) for n in plan.spec.nodes if n.cloud == "gcp"}
-    tokens = Counter(
-        i.token for i in run.invokes if i.token in {"aws:ec2/getAmi:getAmi", "gcp:compute/getImage:getImage"}
-    )
+    aws_regions = {n.region for n in plan.spec.nodes if n.cloud == "aws"}
+    looked_up = {
+        "aws:ec2/getAmi:getAmi",
+        "gcp:compute/getImage:getImage",
+        "aws:servicequotas/getServiceQuota:getServiceQuota",
+    }
+    tokens = Counter(i.token for i in run.invokes if i.token in looked_up)
     assert (
         tokens
         == Counter(
-            {"aws:ec2/getAmi:getAmi": len(aws_wanted), "gcp:compute/getImage:getImage": len(gcp_wanted)}
+            {
+                "aws:ec2/getAmi:getAmi": len(aws_wanted),
+                "gcp:compute/getImage:getImage": len(gcp_wanted),
+                # one quota read per AWS region and quota (components/quota_aws.py)
+                "aws:servicequotas/getServiceQuota:getServiceQuota": len(aws_regions) * len(AWS_QUOTAS),
+            }
         )
         - Counter()
     )

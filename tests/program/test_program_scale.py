@@ -29,7 +29,7 @@ def test_a_full_mesh_too_big_for_aws_is_refused_before_any_resource() -> None:
 
 
 def test_the_same_size_as_hub_and_spoke_deploys() -> None:
-    run = run_program("big", synthetic.three_clouds(200, gcp_hubs=True))
+    run = run_program("big", synthetic.three_clouds(200, gcp_hubs=True, quotas=synthetic.raised_quotas(200)))
     assert run.error is None, run.error
     assert len(run.of_type("aws:ec2/instance:Instance")) == 67
 

@@ -46,6 +46,10 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 
+# An invoke the provider refused: no result, and (property, reason) failures.
+CallFailed = tuple[dict[str, Any], list[tuple[str, str]]]
+
+
 class UnmockedInvoke(AssertionError):
     """The program called a provider function these mocks do not model."""
 
@@ -189,7 +193,7 @@ class WgmeshMocks(Mocks):
             self.resources[key] = (rid, dict(args.inputs), outputs, args.provider or "", bool(args.custom))
         return rid, outputs
 
-    def call(self, args: MockCallArgs) -> dict[str, Any]:  # type: ignore[override]
+    def call(self, args: MockCallArgs) -> dict[str, Any] | CallFailed:  # type: ignore[override]
         with self.lock:
             self.invokes.append(Invoke(args.token, dict(args.args), args.provider))
         if args.token == "aws:ec2/getAmi:getAmi":
@@ -200,10 +204,29 @@ class WgmeshMocks(Mocks):
             family = args.args["family"]
             link = f"https://www.googleapis.com/compute/v1/projects/{args.args['project']}/global/images/{family}-v20250101"
             return {"selfLink": link, "name": f"{family}-v20250101", "family": family}
+        if args.token == "aws:servicequotas/getServiceQuota:getServiceQuota":
+            return self.service_quota(args.args)
         offered = self.catalog.answer(args.token, dict(args.args), args.provider)
         if offered is not None:
             return offered
         raise UnmockedInvoke(f"no mock for invoke {args.token}")
+
+    # A test sets this to answer as AWS does for credentials without servicequotas:GetServiceQuota.
+    deny_service_quotas = False
+
+    def service_quota(self, args: dict[str, Any]) -> dict[str, Any] | CallFailed:
+        """A new account's quota: the documented default (components/quota_catalog), or AWS's refusal."""
+        from components.quota_catalog import AWS_QUOTAS
+
+        if self.deny_service_quotas:
+            reason = "AccessDeniedException: not authorized to perform: servicequotas:GetServiceQuota"
+            return {}, [("", reason)]
+        code = (args["serviceCode"], args["quotaCode"])
+        quota = next((q for q in AWS_QUOTAS if q.aws_code == code), None)
+        if quota is None or quota.default is None:
+            raise UnmockedInvoke(f"NoSuchResourceException: no quota {code}")
+        value = float(quota.default)
+        return {"value": value, "defaultValue": value, "serviceCode": code[0], "quotaCode": code[1]}
 
 
 class RecordingMonitor(MockMonitor):

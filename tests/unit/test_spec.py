@@ -1093,7 +1093,8 @@ def test_stack_names_and_paths() -> None:
 def test_load_config_returns_the_three_sections(tmp_path: Path) -> None:
     path = tmp_path / "Pulumi.t.yaml"
     path.write_text("config:\n  wgmesh:mesh: {cidr: 10.1.0.0/24}\n  aws:region: eu-west-1\n")
-    assert load_config(path) == {"mesh": {"cidr": "10.1.0.0/24"}, "nodes": None, "clients": None}
+    sections = {"mesh": {"cidr": "10.1.0.0/24"}, "nodes": None, "clients": None, "quotas": None}
+    assert load_config(path) == sections
 
 
 def test_misspelled_top_level_key_is_reported(tmp_path: Path) -> None:
@@ -1104,7 +1105,7 @@ def test_misspelled_top_level_key_is_reported(tmp_path: Path) -> None:
     assert [str(p) for p in info.value.problems] == [
         "wgmesh:client: unknown config key (did you mean 'wgmesh:clients'?)",
         "wgmesh:x: unknown config key "
-        "(known: wgmesh:mesh, wgmesh:nodes, wgmesh:clients, wgmesh:sshPrivateKey)",
+        "(known: wgmesh:mesh, wgmesh:nodes, wgmesh:clients, wgmesh:quotas, wgmesh:sshPrivateKey)",
     ]
 
 
