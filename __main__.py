@@ -9,6 +9,7 @@ from components.providers import Providers
 from mesh.diagram import mermaid
 
 plan = load_plan()
+quotas = load_quotas()  # a bad wgmesh:quotas is refused before anything, providers included
 ssh_key = ssh_private_key(plan.spec)
 providers = Providers("wgmesh", gcp_project())
 # Sizes and zones asked of the clouds before any resource but the providers (refused at preview).
@@ -16,7 +17,7 @@ plan, placements = place_nodes(plan, providers)
 mesh = WireGuardMesh(
     "wgmesh",
     WireGuardMeshArgs(
-        plan=plan, providers=providers, placements=placements, ssh_private_key=ssh_key, quotas=load_quotas()
+        plan=plan, providers=providers, placements=placements, ssh_private_key=ssh_key, quotas=quotas
     ),
 )
 

@@ -267,21 +267,16 @@ def label_value(text: str) -> str:
 _LONGEST_ROUTE_SLUG = "255-255-255-255-32"  # components.netplan.net_slug of an IPv4 network
 _SUFFIX = "x" * AUTONAME_RANDOM_CHARS  # stands for the random part in messages; as valid as hex
 NODE_DERIVED: dict[str, tuple[tuple[Rule, str], ...]] = {
-    "aws": (
-        (AWS_SG_NAME, autoname("{node}-sg", _SUFFIX)),  # components/aws.py AwsNode security group
-        (AWS_SG_DESCRIPTION, "wgmesh node {node}"),
-        (AWS_TAG_VALUE, "{node}-sg"),
-    ),
+    # Firewalls are shared per class and role (components/firewall.py): no firewall, security group
+    # or network tag is named after a node any more, so only these derive from the node name.
+    "aws": ((AWS_TAG_VALUE, "{node}"),),  # the instance's and Elastic IP's `Name` tag
     "gcp": (
         (GCP_NAME, autoname("{node}", _SUFFIX)),  # the instance
         (GCP_NAME, autoname("{node}-ip6", _SUFFIX)),  # static addresses
-        (GCP_NAME, autoname("{node}-wg-roaming6", _SUFFIX)),  # the longest firewall rule key
         (GCP_NAME, autoname(f"{{node}}-rt-{_LONGEST_ROUTE_SLUG}", _SUFFIX)),  # return routes
-        (GCP_NETWORK_TAG, "wgmesh-{node}"),  # components.gcp.network_tag
     ),
     "hcloud": (
         (HCLOUD_SERVER_NAME, autoname("{node}", _SUFFIX)),
-        (HCLOUD_FIREWALL_NAME, autoname("{node}-fw", _SUFFIX)),
         (HCLOUD_RESOURCE_NAME, autoname("{node}-ip6", _SUFFIX)),
         (HCLOUD_LABEL_VALUE, "{node}"),  # the `wgmesh-node` label
     ),

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, cast
 
 from mesh import network_rules
-from mesh.contracts import HCLOUD_RULE_CIDRS, node_name_problems
+from mesh.contracts import node_name_problems
 from mesh.errors import ConfigError, Problem
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -688,10 +688,6 @@ def _check_members(
     r.problems += network_rules.endpoint_problems(mesh, nodes)
     r.problems += network_rules.ipv6_mtu_problems(mesh, members)
     r.problems += network_rules.site_network_problems(mesh, nodes)
-    if any(n.cloud == "hcloud" for n in nodes) and (
-        too_many := HCLOUD_RULE_CIDRS.violation(len(mesh.admin_cidrs))
-    ):
-        r.problem("wgmesh:mesh.adminCidrs", f"{too_many} (the SSH rule of the Hetzner nodes)")
     if mesh.topology == "hub" and nodes and not any(n.hub for n in nodes):
         r.problem("wgmesh:mesh.topology", "hub needs at least one node with `hub: true`")
     for c in clients:

@@ -22,6 +22,7 @@ from program_expectations import (
     applied_firewalls,
     assert_firewalls_open_exactly_what_the_plan_needs,
     captured_footprint,
+    only_providers,
     plan_of,
 )
 from wgmesh_mocks import ProgramRun, reveal, run_program
@@ -47,12 +48,14 @@ def with_mesh(config: dict[str, str], **settings: object) -> dict[str, str]:
 
 
 CONFIGS: dict[str, Callable[[], dict[str, str]]] = {
-    "full60": lambda: synthetic.three_clouds(60),
-    "full61": lambda: synthetic.three_clouds(61),
-    "full150": lambda: synthetic.three_clouds(150),
-    "full150-no-clients": lambda: synthetic.three_clouds(150, clients=0),
-    "hub150": lambda: synthetic.three_clouds(150, gcp_hubs=True),
-    "ipv6-132": lambda: with_mesh(synthetic.three_clouds(132), endpoints="ipv6"),
+    "full60": lambda: synthetic.three_clouds(60, quotas=synthetic.raised_quotas(60)),
+    "full61": lambda: synthetic.three_clouds(61, quotas=synthetic.raised_quotas(61)),
+    "full150": lambda: synthetic.three_clouds(150, quotas=synthetic.raised_quotas(150)),
+    "full150-no-clients": lambda: synthetic.three_clouds(150, clients=0, quotas=synthetic.raised_quotas(150)),
+    "hub150": lambda: synthetic.three_clouds(150, gcp_hubs=True, quotas=synthetic.raised_quotas(150)),
+    "ipv6-132": lambda: with_mesh(
+        synthetic.three_clouds(132, quotas=synthetic.raised_quotas(132)), endpoints="ipv6"
+    ),
 }
 
 
@@ -162,4 +165,4 @@ def test_a_firewall_limit_is_refused_at_preview_with_a_keyed_line() -> None:
     message = str(run.error)
     assert message.startswith("wgmesh:mesh.adminCidrs: ") and "\n" not in message
     assert "62 rules" in message and "60 per group" in message
-    assert run.resources == []
+    assert only_providers(run) == []

@@ -122,7 +122,12 @@ def test_infinity_cannot_become_json(tmp_path: Path) -> None:
 
 def test_bare_keys_are_in_the_project_namespace(tmp_path: Path) -> None:
     path = write(tmp_path, "config:\n  mesh: {cidr: 10.1.0.0/24}\n  wgmesh:config:nodes: []\n")
-    assert load_config(path) == {"mesh": {"cidr": "10.1.0.0/24"}, "nodes": [], "clients": None}
+    assert load_config(path) == {
+        "mesh": {"cidr": "10.1.0.0/24"},
+        "nodes": [],
+        "clients": None,
+        "quotas": None,
+    }
     path = write(tmp_path, "config:\n  mesh: {cidr: 10.1.0.0/24}\n  wgmesh:mesh: {cidr: 10.2.0.0/24}\n")
     assert one_problem(path) == ("wgmesh:mesh", "is the same config key as 'mesh'")
 

@@ -59,31 +59,31 @@ def test_a_small_three_cloud_mesh_counted_by_hand() -> None:
         ("aws", fra, "elasticIps"): 3,
         ("aws", fra, "vpcs"): 1,
         ("aws", fra, "internetGateways"): 1,
-        ("aws", fra, "securityGroups"): 3,  # one per node today
-        ("aws", fra, "rulesPerSecurityGroup"): 9,  # 7 peer /32s + 1 admin CIDR + ICMP from 0.0.0.0/0
-        ("aws", fra, "securityGroupsPerInterface"): 1,
+        ("aws", fra, "securityGroups"): 2,  # shared per region: `base` (SSH, ICMP) and `wg-mesh`
+        ("aws", fra, "rulesPerSecurityGroup"): 8,  # wg-mesh: the 8 members' /32s (own address included)
+        ("aws", fra, "securityGroupsPerInterface"): 2,
         ("aws", fra, "routesPerRouteTable"): 1,  # 0.0.0.0/0 to the internet gateway
         ("aws", fra, "standardVcpus"): 6,  # 3 x t3.micro, 2 vCPUs each
         ("aws", use, "elasticIps"): 1,
         ("aws", use, "vpcs"): 1,
         ("aws", use, "internetGateways"): 1,
-        ("aws", use, "securityGroups"): 1,
-        ("aws", use, "rulesPerSecurityGroup"): 9,
-        ("aws", use, "securityGroupsPerInterface"): 1,
+        ("aws", use, "securityGroups"): 2,
+        ("aws", use, "rulesPerSecurityGroup"): 8,
+        ("aws", use, "securityGroupsPerInterface"): 2,
         ("aws", use, "routesPerRouteTable"): 1,
         ("aws", use, "standardVcpus"): 2,
         ("gcp", None, "networks"): 1,
         ("gcp", None, "subnetworks"): 1,
-        ("gcp", None, "firewalls"): 6,  # per node: wg-peers, ssh, icmp
+        ("gcp", None, "firewalls"): 3,  # shared, by target tag: ssh, icmp, wg-mesh
         ("gcp", None, "routes"): 0,  # no node routes a subnet
         ("gcp", "europe-west3", "staticAddresses"): 2,
         ("gcp", "europe-west3", "inUseAddresses"): 2,
         ("gcp", "europe-west3", "cpus"): 4,  # 2 x e2-small
         ("hcloud", None, "servers"): 2,
         ("hcloud", None, "primaryIps"): 2,
-        ("hcloud", None, "firewalls"): 2,
-        ("hcloud", None, "rulesPerFirewall"): 3,  # wg-peers, ssh, icmp
-        ("hcloud", None, "firewallsPerServer"): 1,
+        ("hcloud", None, "firewalls"): 2,  # shared: base (ssh, icmp) and wg-mesh
+        ("hcloud", None, "rulesPerFirewall"): 2,  # base: ssh, icmp
+        ("hcloud", None, "firewallsPerServer"): 2,
         ("hcloud", None, "sshKeys"): 1,
     }
 
@@ -111,17 +111,18 @@ def test_ipv6_roaming_and_a_routed_subnet_add_what_they_create() -> None:
         }
     )
     got = counts(build_plan(spec))
-    # a1: 1 peer (the hub); IPv4: 1 peer + ICMP; IPv6: ICMPv6 + the admin CIDR.
-    # a0 (hub, roaming): 3 peers + roaming 0.0.0.0/0 + ICMP = 5; IPv6: roaming ::/0, ICMPv6, admin = 3.
-    assert got[("aws", "eu-central-1", "rulesPerSecurityGroup")] == 5
+    # The hubs' class group `wg-mesh` admits all 4 nodes (IPv4: 4 rules); base-roaming holds
+    # 0.0.0.0/0 + ICMP (IPv4: 2) and ::/0, ICMPv6, the admin CIDR (IPv6: 3).
+    assert got[("aws", "eu-central-1", "rulesPerSecurityGroup")] == 4
     # a1's VPC is its routed subnet: 0.0.0.0/0 plus return routes to the overlay 10.50.0.0/16 and
     # to what a1 reaches through wg0 (g0's 10.2.0.0/24).
     assert got[("aws", "eu-central-1", "routesPerRouteTable")] == 3
     assert got[("hcloud", None, "primaryIps")] == 2  # IPv4 and IPv6
-    # g0 (spoke): wg-peers, ssh6, icmp, icmp6; GCP routes: return routes through g0 (the only router).
+    # Shared GCP rules: ssh6, icmp, icmp6 and the spokes' wg-hubs; routes: return routes through g0.
     assert got[("gcp", None, "firewalls")] == 4
     assert got[("gcp", None, "routes")] == 2  # 10.50.0.0/16 and a1's 10.1.0.0/24 back through g0
-    assert got[("hcloud", None, "rulesPerFirewall")] == 3  # wg-peers, ssh (IPv6 admin CIDR), icmp
+    assert got[("hcloud", None, "firewalls")] == 2  # base and the spokes' wg-hubs
+    assert got[("hcloud", None, "rulesPerFirewall")] == 2  # base: ssh (IPv6 admin CIDR), icmp
 
 
 @pytest.mark.parametrize("quota", [q for q in ALL_QUOTAS if q.default is not None], ids=lambda q: q.key)
@@ -169,25 +170,26 @@ def test_the_sixth_aws_node_of_a_region_exceeds_the_elastic_ip_default() -> None
     assert f"{line} OVER" in six.lines
 
 
-def test_a_full_mesh_of_60_overflows_an_aws_security_group_today() -> None:
-    # 59 peer /32s + the admin CIDR + ICMP = 61 IPv4 inbound rules in one group (issue 12).
+def test_a_full_mesh_of_60_fits_an_aws_security_group() -> None:
+    # Issue 12: one group per node held 59 peers + SSH + ICMP = 61 rules. Now the class group holds
+    # the 60 members' /32s (exactly the default) and SSH and ICMP sit in the base group.
     nodes = [aws(0)] + [hcloud(i) for i in range(59)]
     need = {n.qkey: n for n in quota_needs(plan_of(nodes, adminCidrs=["203.0.113.0/24"]))}
     rules = need[("aws", "eu-central-1", "rulesPerSecurityGroup")]
-    assert rules.count == 61
-    assert over_quota(rules, in_force(rules, {}, {})) is not None
-    # Without SSH the same group holds 59 + 1 = 60 rules: exactly the default, accepted.
-    need = {n.qkey: n for n in quota_needs(plan_of(nodes))}
-    rules = need[("aws", "eu-central-1", "rulesPerSecurityGroup")]
     assert (rules.count, over_quota(rules, in_force(rules, {}, {}))) == (60, None)
+    assert need[("aws", "eu-central-1", "securityGroups")].count == 2
+    # One more member spills into a second class group: still 60 at most per group.
+    need = {n.qkey: n for n in quota_needs(plan_of([*nodes, hcloud(59)], adminCidrs=["203.0.113.0/24"]))}
+    assert need[("aws", "eu-central-1", "rulesPerSecurityGroup")].count == 60
+    assert need[("aws", "eu-central-1", "securityGroups")].count == 3
 
 
-def test_gcp_firewalls_and_hetzner_firewalls_grow_per_node_today() -> None:
+def test_gcp_and_hetzner_firewalls_do_not_grow_per_node() -> None:
     got = counts(
         plan_of([gcp(i) for i in range(34)] + [hcloud(i) for i in range(51)], adminCidrs=["203.0.113.0/24"])
     )
-    assert got[("gcp", None, "firewalls")] == 34 * 3  # 102 > 100
-    assert got[("hcloud", None, "firewalls")] == 51  # > 50
+    assert got[("gcp", None, "firewalls")] == 3  # was 34 x 3 = 102 > 100 with per-node firewalls
+    assert got[("hcloud", None, "firewalls")] == 2  # was 51 > 50
 
 
 def test_declared_quotas_override_read_ones_which_override_defaults() -> None:
