@@ -121,9 +121,10 @@ def decide_site_networks(
         problems.append(Problem("wgmesh:nodes", why))
         return SiteDecision({}, problems)
     chosen = {key: kept.get(key) or fresh[key] for key in sites}
+    first_up, _ = _fresh(sites, mesh_networks, [], skip=set())  # what a first `up` would choose
     for key, choice in kept.items():
-        if key in fresh and fresh[key] != choice:
-            notes.append(_kept_note(key, choice, fresh[key]))
+        if key in first_up and first_up[key] != choice:
+            notes.append(_kept_note(key, choice, first_up[key]))
     for key in sites:  # the guard: no existing network moves unless the user listed its site
         old = existing.get(key)
         if old is None or key in replace or key in refused or _keeps(key, old, chosen[key].cidr):
