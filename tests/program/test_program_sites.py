@@ -8,8 +8,9 @@ instances and Elastic IP associations wait for the region's internet path.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -43,21 +44,20 @@ NETWORK_TYPES = frozenset(
     }
 )
 
-AWS_ROUTER = {"name": "aws-fra", "cloud": "aws", "region": "eu-central-1", "subnets": ["10.1.0.0/24"]}
-AWS_PLAIN = {"name": "aws-fra2", "cloud": "aws", "region": "eu-central-1"}
-AWS_SECOND = {**AWS_PLAIN, "subnets": ["10.3.0.0/24"]}
-GCP_ROUTER = {"name": "gcp-fra", "cloud": "gcp", "region": "europe-west3", "subnets": ["10.2.0.0/24"]}
-GCP_SECOND = {"name": "gcp-fra2", "cloud": "gcp", "region": "europe-west3", "subnets": ["10.4.0.0/24"]}
-BEFORE = [AWS_ROUTER, AWS_PLAIN, GCP_ROUTER]
+Node = dict[str, Any]
+AWS_ROUTER: Node = {"name": "aws-fra", "cloud": "aws", "region": "eu-central-1", "subnets": ["10.1.0.0/24"]}
+AWS_PLAIN: Node = {"name": "aws-fra2", "cloud": "aws", "region": "eu-central-1"}
+AWS_SECOND: Node = {**AWS_PLAIN, "subnets": ["10.3.0.0/24"]}
+GCP_ROUTER: Node = {"name": "gcp-fra", "cloud": "gcp", "region": "europe-west3", "subnets": ["10.2.0.0/24"]}
+GCP_SECOND: Node = {"name": "gcp-fra2", "cloud": "gcp", "region": "europe-west3", "subnets": ["10.4.0.0/24"]}
+BEFORE: list[Node] = [AWS_ROUTER, AWS_PLAIN, GCP_ROUTER]
 
 
-def run(
-    nodes: Sequence[Mapping[str, object]], catalog: CloudCatalog | None = None, **mesh: object
-) -> ProgramRun:
+def run(nodes: Sequence[Node], catalog: CloudCatalog | None = None, **mesh: object) -> ProgramRun:
     return run_program(STACK, synthetic.config({**MESH, **mesh}, [dict(n) for n in nodes]), catalog=catalog)
 
 
-def up(nodes: Sequence[Mapping[str, object]]) -> tuple[ProgramRun, CloudCatalog]:
+def up(nodes: Sequence[Node]) -> tuple[ProgramRun, CloudCatalog]:
     """A first `up`, and the catalog a later preview reads: the clouds holding its networks."""
     first = run(nodes)
     assert first.error is None, first.error
@@ -140,7 +140,8 @@ def test_removing_the_router_that_owns_the_vpc_is_refused_naming_what_would_be_r
 
 def test_moving_the_subnet_to_another_node_of_the_site_keeps_the_vpc() -> None:
     before, clouds = up(BEFORE)
-    after = run([{**AWS_ROUTER, "subnets": []}, {**AWS_PLAIN, "subnets": ["10.1.0.0/24"]}, GCP_ROUTER], clouds)
+    moved = [{**AWS_ROUTER, "subnets": []}, {**AWS_PLAIN, "subnets": ["10.1.0.0/24"]}, GCP_ROUTER]
+    after = run(moved, clouds)
     assert after.error is None, after.error
     assert cidr(after, VPC, "aws-eu-central-1-vpc") == "10.1.0.0/24"
     assert [n for n in route_names(after, ROUTE) if "-rt-" in n] == [
@@ -179,22 +180,21 @@ def test_an_aws_router_growing_its_subnet_is_refused() -> None:
     _, clouds = up(BEFORE)
     message = refusal(run([{**AWS_ROUTER, "subnets": ["10.1.0.0/23"]}, AWS_PLAIN, GCP_ROUTER], clouds))
     assert message.startswith(
-        "wgmesh:nodes[0].subnets[0]: site aws-eu-central-1 runs on 10.1.0.0/24 and 10.1.0.0/23 now contains it"
+        "wgmesh:nodes[0].subnets[0]: site aws-eu-central-1 runs on 10.1.0.0/24 and "
+        "10.1.0.0/23 now contains it; a new network replaces the VPC,"
     )
 
 
 def test_the_subnetwork_carries_the_description_preview_finds_it_by() -> None:
     first, clouds = up(BEFORE)
     sub = first.one(SUBNETWORK, "wgmesh-gcp-europe-west3")
-    assert sub.inputs["description"] == "wgmesh site gcp-europe-west3 (wgmesh-mesh=wgmesh, wgmesh-stack=sites)"
+    description = "wgmesh site gcp-europe-west3 (wgmesh-mesh=wgmesh, wgmesh-stack=sites)"
+    assert sub.inputs["description"] == description
     assert "description" in sub.ignore_changes  # ForceNew upstream: never replace for it
     assert [s["cidr"] for s in clouds.gcp_subnetworks] == ["10.2.0.0/24"]
 
 
-def ipaddress_in(net: str, pool: object) -> bool:
-    import ipaddress
-
-    assert isinstance(pool, ipaddress.IPv4Network)
+def ipaddress_in(net: str, pool: ipaddress.IPv4Network) -> bool:
     return ipaddress.IPv4Network(net).subnet_of(pool)
 
 
@@ -207,13 +207,13 @@ def _deps(r: Captured) -> set[str]:
 
 @pytest.mark.parametrize("ipv6", [False, True])
 def test_instances_and_eip_associations_wait_for_the_internet_path(ipv6: bool) -> None:
-    mesh = {"cidr6": "fd50::/64"} if ipv6 else {}
-    result = run(BEFORE, **mesh)
+    result = run(BEFORE, None, cidr6="fd50::/64") if ipv6 else run(BEFORE)
     assert result.error is None, result.error
     path = {"aws-eu-central-1-igw", "aws-eu-central-1-default", "aws-eu-central-1-rta"}
     if ipv6:
         path.add("aws-eu-central-1-default6")
     waiting = result.of_type(INSTANCE) + result.of_type(EIP_ASSOC)
-    assert sorted(r.name for r in waiting) == ["aws-fra", "aws-fra-eip-assoc", "aws-fra2", "aws-fra2-eip-assoc"]
+    names = ["aws-fra", "aws-fra-eip-assoc", "aws-fra2", "aws-fra2-eip-assoc"]
+    assert sorted(r.name for r in waiting) == names
     for r in waiting:
         assert path <= _deps(r), (r.name, sorted(_deps(r)))
