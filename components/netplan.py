@@ -19,7 +19,6 @@ from dataclasses import dataclass
 
 from mesh.errors import ConfigError
 from mesh.network_rules import routed_networks
-from mesh.networks import hostable_subnet
 from mesh.plan_types import MeshPlan
 from mesh.site_networks import decide_site_networks
 from mesh.spec import IPNetwork, NodeSpec
@@ -33,11 +32,6 @@ class SitePlan:
     cidr: ipaddress.IPv4Network
     router: str | None  # the node whose routed subnet this network is
     return_routes: tuple[ipaddress.IPv4Network, ...]  # mesh networks the site sends to `router`
-
-
-def routed_private_subnet(node: NodeSpec) -> ipaddress.IPv4Network | None:
-    """The node's first routed subnet if a cloud can host it as a VPC/subnetwork."""
-    return hostable_subnet(node.subnets)
 
 
 def net_slug(net: IPNetwork) -> str:
