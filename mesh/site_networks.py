@@ -149,9 +149,9 @@ def _keep(
     owner = next((n for n in members if old in n.subnets), None)
     if owner is not None:  # the spec keeps routed subnets disjoint: nothing else overlaps it
         return SiteChoice(old, owner.name), None
-    grown = next((n for n in members if (net := _superset(n, old)) is not None), None)
-    if grown is not None and key.startswith("gcp-") and (net := _superset(grown, old)) is not None:
-        return SiteChoice(net, grown.name), None  # GCP expands a subnetwork's range in place
+    grown = next(((n, net) for n in members if (net := _superset(n, old)) is not None), None)
+    if grown is not None and key.startswith("gcp-"):
+        return SiteChoice(grown[1], grown[0].name), None  # GCP expands a subnetwork's range in place
     clash = next(((k, net) for k, net in mesh_networks if net.version == 4 and net.overlaps(old)), None)
     if clash is not None:
         ckey, cnet = clash

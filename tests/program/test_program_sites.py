@@ -144,7 +144,7 @@ def test_moving_the_subnet_to_another_node_of_the_site_keeps_the_vpc() -> None:
     after = run(moved, clouds)
     assert after.error is None, after.error
     assert cidr(after, VPC, "aws-eu-central-1-vpc") == "10.1.0.0/24"
-    assert [n for n in route_names(after, ROUTE) if "-rt-" in n] == [
+    assert sorted(n for n in route_names(after, ROUTE) if "-rt-" in n) == [
         n.replace("aws-fra-", "aws-fra2-") for n in sorted(route_names(before, ROUTE)) if "-rt-" in n
     ]
 
@@ -217,3 +217,22 @@ def test_instances_and_eip_associations_wait_for_the_internet_path(ipv6: bool) -
     assert sorted(r.name for r in waiting) == names
     for r in waiting:
         assert path <= _deps(r), (r.name, sorted(_deps(r)))
+
+
+def test_preview_reads_each_site_network_once_through_the_sites_provider() -> None:
+    result = run(BEFORE)
+    assert result.error is None, result.error
+    reads = [
+        (i.token.rsplit(":", 1)[-1], (i.provider or "::").split("::")[-2], i.args) for i in result.invokes
+    ]
+    vpcs = [r for r in reads if r[0] in ("getVpcs", "getVpc")]
+    assert vpcs == [("getVpcs", "aws-eu-central-1", {"tags": {"Name": "aws-eu-central-1-vpc", **LABELS}})]
+    subnetworks = [r for r in reads if r[0] == "getSubnetworks"]
+    description = "wgmesh site gcp-europe-west3 (wgmesh-mesh=wgmesh, wgmesh-stack=sites)"
+    assert subnetworks == [
+        (
+            "getSubnetworks",
+            "wgmesh-gcp",
+            {"region": "europe-west3", "filter": f'description = "{description}"'},
+        )
+    ]
