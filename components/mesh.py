@@ -88,8 +88,9 @@ class WireGuardMesh(pulumi.ComponentResource):
         problems = firewall_problems(plan)  # the clouds' firewall limits, before any resource too
         if problems:
             raise StackConfigError(problems)
-        check_quotas(plan, args.quotas, args.providers.aws)  # before any resource but the providers
         site_plans = _plan_sites(plan, args.providers)  # existing networks kept, or refused here
+        # Before any resource but the providers; routes counted through the kept routers.
+        check_quotas(plan, args.quotas, args.providers.aws, site_plans)
         super().__init__(MESH_TYPE, name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         epoch = spec.mesh.key_epoch

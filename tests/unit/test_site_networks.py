@@ -241,3 +241,27 @@ def test_no_existing_network_moves_without_a_refusal_or_an_opt_in(
         if old is None or key in replace or key in refused:
             continue
         assert choice.cidr == old or (key.startswith("gcp-") and old.subnet_of(choice.cidr))
+
+
+def test_the_quota_budget_counts_return_routes_through_the_kept_router() -> None:
+    from components.netplan import plan_site_networks
+    from components.quota_plan import quota_needs
+    from mesh.plan import build_plan
+
+    cfg: dict[str, Any] = {
+        "mesh": {"cidr": "10.50.0.0/24"},
+        "nodes": [
+            {"name": "aws-fra", "cloud": "aws", "region": "eu-central-1", "subnets": ["10.1.0.0/24"]},
+            {"name": "aws-fra2", "cloud": "aws", "region": "eu-central-1", "subnets": ["10.3.0.0/24"]},
+        ],
+    }
+    plan = build_plan(parse(cfg))
+    kept = plan_site_networks(plan, site_groups(plan.spec.nodes), {"aws-eu-central-1": Net("10.1.0.0/24")})
+
+    def routes(sites: Any) -> int:
+        return next(n.count for n in quota_needs(plan, sites=sites) if n.quota.key == "routesPerRouteTable")
+
+    assert routes(None) == 1  # a first `up`: two routers, a hashed /24, the default route only
+    # Kept behind aws-fra: the default route, the overlay and aws-fra2's subnet back through it.
+    assert kept.sites["aws-eu-central-1"].router == "aws-fra"
+    assert routes(kept.sites) == 1 + len(kept.sites["aws-eu-central-1"].return_routes) == 3
