@@ -103,24 +103,31 @@ class AwsRegion(pulumi.ComponentResource):
         self.route_table = aws.ec2.RouteTable(
             f"{name}-rt", vpc_id=self.vpc.id, tags={"Name": f"{name}-rt"}, opts=child
         )
-        aws.ec2.Route(
+        default = aws.ec2.Route(
             f"{name}-default",
             route_table_id=self.route_table.id,
             destination_cidr_block="0.0.0.0/0",
             gateway_id=gateway.id,
             opts=child,
         )
+        # What each instance and Elastic IP association waits for: the internet path of the
+        # subnet. The pulumi-aws Eip docs: "EIP may require IGW to exist prior to association. Use
+        # depends_on to set an explicit dependency on the IGW"; and first boot (packages) needs
+        # the default route and the subnet's association with this table, which no input names.
+        self.internet_path: list[pulumi.Resource] = [gateway, default]
         if args.ipv6:
-            aws.ec2.Route(
+            default6 = aws.ec2.Route(
                 f"{name}-default6",
                 route_table_id=self.route_table.id,
                 destination_ipv6_cidr_block="::/0",
                 gateway_id=gateway.id,
                 opts=child,
             )
-        aws.ec2.RouteTableAssociation(
+            self.internet_path.append(default6)
+        rta = aws.ec2.RouteTableAssociation(
             f"{name}-rta", subnet_id=self.subnet.id, route_table_id=self.route_table.id, opts=child
         )
+        self.internet_path.append(rta)
         self.amis = {key: self._lookup_ami(*key) for key in _image_keys(args.nodes)}
         self.static_ips = {n.name: self._elastic_ip(n.name) for n in args.nodes}
         # Known once the subnet exists, before any instance: what peers dial under endpoints: ipv6.
@@ -252,7 +259,9 @@ class AwsNode(MeshNode):
             user_data_base64=user_data_b64,
             user_data_replace_on_change=False,
             tags={"Name": name},
-            opts=vm_options(self, ["userDataBase64", "ami"], provider=region.provider),
+            opts=vm_options(
+                self, ["userDataBase64", "ami"], provider=region.provider, depends_on=region.internet_path
+            ),
         )
         if ipv6:
             self.public_ip6 = region.static_ip6s[name]
@@ -262,7 +271,7 @@ class AwsNode(MeshNode):
             f"{name}-eip-assoc",
             allocation_id=static_ip.allocation_id,
             instance_id=self.instance.id,
-            opts=child,
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=region.internet_path)),
         )
         if region.site.router == name:
             for net in region.site.return_routes:

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-from collections.abc import Sequence
+import ipaddress
+from collections.abc import Iterable, Sequence
 
 import pulumi
 import pulumi_aws as aws
@@ -20,6 +21,7 @@ import pulumi_gcp as gcp
 import pulumi_hcloud as hcloud
 
 from components.config import StackConfigError
+from components.netplan import subnetwork_description
 from components.providers import Providers, mesh_labels
 from mesh.errors import ConfigError
 from mesh.placement import LocationOffer, Placements, ServerType, resolve
@@ -86,6 +88,53 @@ class InvokeCatalog:
 
     def _aws_opts(self, region: str) -> pulumi.InvokeOptions:
         return pulumi.InvokeOptions(provider=self.providers.aws(region))
+
+
+def existing_site_networks(
+    providers: Providers, site_keys: Iterable[str]
+) -> dict[str, ipaddress.IPv4Network]:
+    """The network each site already runs on (a former `up` made it), read from the clouds at
+    preview with blocking invokes, before any resource but the providers; absent: none yet.
+
+    AWS: the region's VPC, found as components/aws.py tags it (its Name, and the provider's
+    default tags naming this mesh and stack). GCP: the region's subnetwork, found by the
+    description components/gcp.py gives it (components.netplan.subnetwork_description).
+    """
+    labels = mesh_labels(providers.mesh)
+    found: dict[str, ipaddress.IPv4Network] = {}
+    for key in site_keys:
+        cloud, region = key.split("-", 1)
+        cidr = (
+            _aws_vpc_cidr(providers, region, labels)
+            if cloud == "aws"
+            else _gcp_subnetwork_cidr(providers, region, subnetwork_description(labels, key))
+        )
+        if cidr:
+            found[key] = ipaddress.IPv4Network(cidr)
+    return found
+
+
+def _aws_vpc_cidr(providers: Providers, region: str, labels: dict[str, str]) -> str | None:
+    # aws.ec2.get_vpcs returns no ids, not an error, when nothing matches (terraform-provider-aws
+    # internal/service/ec2/vpc_vpcs_data_source.go sets `ids` from DescribeVpcs as found);
+    # get_vpc's `cidr_block` is the VPC's primary IPv4 block, which the subnet shares.
+    opts = pulumi.InvokeOptions(provider=providers.aws(region))
+    vpcs = aws.ec2.get_vpcs(tags={"Name": f"aws-{region}-vpc", **labels}, opts=opts)
+    if not vpcs.ids:
+        return None
+    return aws.ec2.get_vpc(id=sorted(vpcs.ids)[0], opts=opts).cidr_block
+
+
+def _gcp_subnetwork_cidr(providers: Providers, region: str, description: str) -> str | None:
+    # subnetworks.list `filter` (Compute API list filtering: `field = "value"` compares a
+    # string field exactly); the result is checked here too, as a filter mistake must not match.
+    result = gcp.compute.get_subnetworks(
+        region=region,
+        filter=f'description = "{description}"',
+        opts=pulumi.InvokeOptions(provider=providers.gcp()),
+    )
+    matches = sorted(s.ip_cidr_range for s in result.subnetworks or [] if s.description == description)
+    return matches[0] if matches else None
 
 
 def _server_type(t: hcloud.outputs.GetServerTypesServerTypeResult) -> ServerType:

@@ -15,8 +15,8 @@ replaced VM.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import partial
 
 import pulumi
@@ -30,7 +30,7 @@ from components.firewall import (
     resolved_sources,
 )
 from components.images import GCP_UBUNTU_PROJECT, Arch, gcp_arch, gcp_family
-from components.netplan import SitePlan, net_slug
+from components.netplan import SitePlan, net_slug, subnetwork_description
 from components.node import MeshNode, NodeArgs, StaticIp, pinned, plain_user_data, vm_options
 from mesh.placement import gcp_boot_disk_type
 from mesh.plan_types import MeshPlan
@@ -45,6 +45,7 @@ ICMPV6 = "58"  # GCP firewalls name ICMPv6 by protocol number ("icmp" is IPv4 on
 # A VM's external IPv6 is a /96; the access config needs the length next to the address, or
 # GCP assigns an ephemeral range instead (pulumi/pulumi-gcp#2960).
 VM_IPV6_PREFIX_LENGTH = "96"
+KEEP_DESCRIPTION = pulumi.ResourceOptions(ignore_changes=["description"])
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class GcpNetworkArgs:
     sites: dict[str, SitePlan]  # region -> its subnetwork plan
     nodes: Sequence[NodeSpec]
     ipv6: bool = False  # dual-stack subnetworks with external IPv6 (the mesh has `cidr6`)
+    labels: Mapping[str, str] = field(default_factory=dict)  # mesh_labels: in each subnetwork's description
 
 
 class GcpNetwork(pulumi.ComponentResource):
@@ -82,7 +84,12 @@ class GcpNetwork(pulumi.ComponentResource):
                 private_ip_google_access=True,
                 stack_type=DUAL_STACK if args.ipv6 else None,
                 ipv6_access_type="EXTERNAL" if args.ipv6 else None,
-                opts=child,
+                # How preview finds it again (components/catalog.py existing_site_networks).
+                # `description` is ForceNew (terraform-provider-google resource_compute_subnetwork.go:
+                # "This field can be set only at resource creation time"), so a later change to
+                # it, such as a stack rename, must never replace the subnetwork and its VMs.
+                description=subnetwork_description(args.labels, site.key) if args.labels else None,
+                opts=pulumi.ResourceOptions.merge(child, KEEP_DESCRIPTION),
             )
             for region, site in args.sites.items()
         }

@@ -18,6 +18,7 @@ import pulumi
 
 from cloudinit.render import check_user_data_fits, client_config, node_user_data_from_conf, node_wg_conf
 from components.aws import AwsNode, AwsRegion, AwsRegionArgs
+from components.catalog import existing_site_networks
 from components.config import StackConfigError
 from components.firewall import firewall_layout, firewall_problems, host_networks
 from components.gcp import GcpNetwork, GcpNetworkArgs, GcpNode
@@ -25,15 +26,16 @@ from components.hcloud import HcloudNode, HcloudProject, HcloudProjectArgs
 from components.keys import WireGuardKey, mesh_secret
 from components.lab import LabNode, lab_static_ip
 from components.live import LiveUpdates
-from components.netplan import plan_sites
+from components.netplan import SitePlan, plan_site_networks
 from components.node import MeshNode, NodeArgs, StaticIp, UserDataError
 from components.providers import Providers, mesh_labels
 from components.quota_check import check_quotas
 from components.quota_plan import QuotaKey
-from mesh.errors import RenderError
+from mesh.errors import ConfigError, RenderError
 from mesh.keys import NodeKeys
 from mesh.placement import Placements
 from mesh.plan_types import MeshPlan, NodePlan
+from mesh.site_networks import site_groups
 from mesh.spec import ClientSpec, NodeSpec
 
 MESH_TYPE = "wgmesh:index:WireGuardMesh"
@@ -86,7 +88,9 @@ class WireGuardMesh(pulumi.ComponentResource):
         problems = firewall_problems(plan)  # the clouds' firewall limits, before any resource too
         if problems:
             raise StackConfigError(problems)
-        check_quotas(plan, args.quotas, args.providers.aws)  # before any resource but the providers
+        site_plans = _plan_sites(plan, args.providers)  # existing networks kept, or refused here
+        # Before any resource but the providers; routes counted through the kept routers.
+        check_quotas(plan, args.quotas, args.providers.aws, site_plans)
         super().__init__(MESH_TYPE, name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         epoch = spec.mesh.key_epoch
@@ -98,7 +102,7 @@ class WireGuardMesh(pulumi.ComponentResource):
         )
 
         labels = mesh_labels(name)
-        static_ips, static_ip6s, sites = self._static_ips(name, plan, args, labels)
+        static_ips, static_ip6s, sites = self._static_ips(name, plan, args, labels, site_plans)
         endpoints = pulumi.Output.all(**{n: ip.address for n, ip in static_ips.items()})
         endpoints6: pulumi.Output[dict[str, str]] = pulumi.Output.all(**static_ip6s)
         public_keys = pulumi.Output.all(**{m: k.public_key for m, k in keys.items()})
@@ -155,7 +159,12 @@ class WireGuardMesh(pulumi.ComponentResource):
         )
 
     def _static_ips(
-        self, name: str, plan: MeshPlan, args: WireGuardMeshArgs, labels: dict[str, str]
+        self,
+        name: str,
+        plan: MeshPlan,
+        args: WireGuardMeshArgs,
+        labels: dict[str, str],
+        site_plans: dict[str, SitePlan],
     ) -> tuple[dict[str, StaticIp], dict[str, pulumi.Output[str]], dict[str, pulumi.ComponentResource]]:
         """Create the shared per-cloud sites and every node's static IPs, before any VM.
 
@@ -169,13 +178,6 @@ class WireGuardMesh(pulumi.ComponentResource):
             by_cloud.setdefault(n.cloud, []).append(n)
         aws_regions = _group(by_cloud.get("aws", []), lambda n: n.region)
         gcp_regions = _group(by_cloud.get("gcp", []), lambda n: n.region)
-        site_plans = plan_sites(
-            plan,
-            {
-                **{f"aws-{r}": nodes for r, nodes in aws_regions.items()},
-                **{f"gcp-{r}": nodes for r, nodes in gcp_regions.items()},
-            },
-        )
         sites: dict[str, pulumi.ComponentResource] = {}
         static_ips: dict[str, StaticIp] = {}
         static_ip6s: dict[str, pulumi.Output[str]] = {}
@@ -199,6 +201,7 @@ class WireGuardMesh(pulumi.ComponentResource):
                 sites={r: site_plans[f"gcp-{r}"] for r in gcp_regions},
                 nodes=by_cloud["gcp"],
                 ipv6=spec.mesh.public_ipv6,
+                labels=labels,
             )
             gcp_site = GcpNetwork(f"{name}-gcp", gcp_args, child)
             sites.update({n.name: gcp_site for n in by_cloud["gcp"]})
@@ -219,6 +222,21 @@ class WireGuardMesh(pulumi.ComponentResource):
                 static_ip6s[n.name] = pulumi.Output.from_input(str(n.public_ip6))
         ordered = {n.name: static_ips[n.name] for n in spec.nodes}
         return ordered, {n.name: static_ip6s[n.name] for n in spec.nodes if n.name in static_ip6s}, sites
+
+
+def _plan_sites(plan: MeshPlan, providers: Providers) -> dict[str, SitePlan]:
+    """Each AWS/GCP site's network: the one the cloud already holds, kept (read at preview), or a
+    new one; StackConfigError when a change would move an existing one unasked."""
+    groups = site_groups(plan.spec.nodes)
+    try:
+        planned = plan_site_networks(plan, groups, existing_site_networks(providers, groups))
+    except ConfigError as e:
+        raise StackConfigError(e.problems) from None
+    for note in planned.notes:
+        pulumi.log.info(f"wgmesh sites: {note}")
+    for warning in planned.warnings:
+        pulumi.log.warn(warning)
+    return planned.sites
 
 
 def _node_summary(node: NodePlan, public_ipv6: bool, resolved: list[str | None]) -> dict[str, Any]:

@@ -7,12 +7,13 @@ first `pulumi up` would stop half-way on a quota.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import pulumi
 import pulumi_aws as aws
 
 from components.config import StackConfigError
+from components.netplan import SitePlan
 from components.quota_aws import read_aws_quotas
 from components.quota_catalog import AWS_QUOTAS
 from components.quota_plan import Budget, QuotaKey, budget, quota_needs
@@ -24,10 +25,16 @@ class QuotaError(StackConfigError):
 
 
 def check_quotas(
-    plan: MeshPlan, declared: dict[QuotaKey, int], aws_provider: Callable[[str], aws.Provider]
+    plan: MeshPlan,
+    declared: dict[QuotaKey, int],
+    aws_provider: Callable[[str], aws.Provider],
+    sites: Mapping[str, SitePlan] | None = None,
 ) -> Budget:
-    """Log the budget (pulumi.log.info), notes on unread quotas (warn); raise QuotaError when over."""
-    needs = quota_needs(plan)
+    """Log the budget (pulumi.log.info), notes on unread quotas (warn); raise QuotaError when over.
+
+    `sites`: the site networks as planned against the clouds (routers kept), for the route counts.
+    """
+    needs = quota_needs(plan, sites=sites)
     read: dict[QuotaKey, int] = {}
     for region in dict.fromkeys(n.region for n in plan.spec.nodes if n.cloud == "aws"):
         if all(("aws", region, q.key) in declared for q in AWS_QUOTAS):

@@ -11,12 +11,12 @@ the account's default VPC draw on the same quotas.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 # The firewall layout's own count; components.firewall provides it once the redesign lands.
 from components.firewall import FirewallFootprint, firewall_footprint
-from components.netplan import plan_sites
+from components.netplan import SitePlan, plan_sites
 from components.quota_catalog import (
     QUOTAS,
     Quota,
@@ -75,17 +75,23 @@ def config_key(key: QuotaKey) -> str:
     return f"wgmesh:quotas.{cloud}.{region}.{name}"
 
 
-def quota_needs(plan: MeshPlan, footprint: FirewallFootprint | None = None) -> list[Need]:
-    """Every quota the plan draws on, in a stable order (cloud, region, catalog order)."""
+def quota_needs(
+    plan: MeshPlan, footprint: FirewallFootprint | None = None, sites: Mapping[str, SitePlan] | None = None
+) -> list[Need]:
+    """Every quota the plan draws on, in a stable order (cloud, region, catalog order).
+
+    `sites`: the site networks as planned against the clouds (existing ones kept, with their
+    routers); None: as a first `up` plans them.
+    """
     fw = footprint if footprint is not None else firewall_footprint(plan)
     by_cloud: dict[str, list[NodeSpec]] = defaultdict(list)
     for n in plan.spec.nodes:
         by_cloud[n.cloud].append(n)
     needs: list[Need] = []
     if by_cloud["aws"]:
-        needs += _aws_needs(plan, by_cloud["aws"], fw)
+        needs += _aws_needs(plan, by_cloud["aws"], fw, sites)
     if by_cloud["gcp"]:
-        needs += _gcp_needs(plan, by_cloud["gcp"], fw)
+        needs += _gcp_needs(plan, by_cloud["gcp"], fw, sites)
     if by_cloud["hcloud"]:
         needs += _hcloud_needs(plan, by_cloud["hcloud"], fw)
     return needs
@@ -102,9 +108,11 @@ def _regions(nodes: list[NodeSpec]) -> dict[str, list[NodeSpec]]:
     return out
 
 
-def _aws_needs(plan: MeshPlan, nodes: list[NodeSpec], fw: FirewallFootprint) -> list[Need]:
+def _aws_needs(
+    plan: MeshPlan, nodes: list[NodeSpec], fw: FirewallFootprint, planned: Mapping[str, SitePlan] | None
+) -> list[Need]:
     regions = _regions(nodes)
-    sites = plan_sites(plan, {f"aws-{r}": ns for r, ns in regions.items()})
+    sites = planned or plan_sites(plan, {f"aws-{r}": ns for r, ns in regions.items()})
     needs: list[Need] = []
     for region, ns in regions.items():
         vcpus, unknown = _vcpus(ns, aws_vcpus, aws_counts_as_standard)
@@ -124,10 +132,13 @@ def _aws_needs(plan: MeshPlan, nodes: list[NodeSpec], fw: FirewallFootprint) -> 
     return needs
 
 
-def _gcp_needs(plan: MeshPlan, nodes: list[NodeSpec], fw: FirewallFootprint) -> list[Need]:
+def _gcp_needs(
+    plan: MeshPlan, nodes: list[NodeSpec], fw: FirewallFootprint, planned: Mapping[str, SitePlan] | None
+) -> list[Need]:
     regions = _regions(nodes)
-    sites = plan_sites(plan, {f"gcp-{r}": ns for r, ns in regions.items()})
-    routers = [s for s in sites.values() if s.router is not None]
+    sites = planned or plan_sites(plan, {f"gcp-{r}": ns for r, ns in regions.items()})
+    gcp_sites = [s for key, s in sites.items() if key.startswith("gcp-")]
+    routers = [s for s in gcp_sites if s.router is not None]
     # GCP routes are network-wide: the program adds return routes only when exactly one node routes.
     routes = len(routers[0].return_routes) if len(routers) == 1 else 0
     needs = [

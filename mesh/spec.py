@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, cast
 
-from mesh import network_rules
+from mesh import network_rules, site_networks
 from mesh.contracts import node_name_problems
 from mesh.errors import ConfigError, Problem
 
@@ -57,6 +57,9 @@ class MeshSettings:
     # Which static public IP nodes dial each other on (the WireGuard underlay). Roaming clients
     # always dial IPv4: phone and hotel networks are the ones still without IPv6.
     endpoints: EndpointFamily = "ipv4"
+    # Sites (`aws-<region>`, `gcp-<region>`) whose existing network may be replaced, with every
+    # VM in it, when the stack no longer keeps it (mesh/site_networks.py): an explicit opt-in.
+    replace_networks: tuple[str, ...] = ()
 
     @property
     def public_ipv6(self) -> bool:
@@ -145,6 +148,7 @@ MESH_KEYS = {
     "liveUpdates": "live_updates",
     "sshUser": "ssh_user",
     "endpoints": "endpoints",
+    "replaceNetworks": "replace_networks",
 }
 NODE_KEYS = {
     "name": "name",
@@ -402,6 +406,7 @@ def _parse_mesh(r: _Reader, value: object) -> MeshSettings | None:
         live_updates=live,
         ssh_user=ssh_user or None,
         endpoints=cast(EndpointFamily, r.choice(raw, "endpoints", key, ENDPOINT_FAMILIES, "ipv4")),
+        replace_networks=tuple(text for _, text in r.str_list(raw, "replaceNetworks", key)),
     )
     return settings if cidr is not None else None
 
@@ -688,6 +693,7 @@ def _check_members(
     r.problems += network_rules.endpoint_problems(mesh, nodes)
     r.problems += network_rules.ipv6_mtu_problems(mesh, members)
     r.problems += network_rules.site_network_problems(mesh, nodes)
+    r.problems += site_networks.replace_networks_problems(mesh, nodes)
     if mesh.topology == "hub" and nodes and not any(n.hub for n in nodes):
         r.problem("wgmesh:mesh.topology", "hub needs at least one node with `hub: true`")
     for c in clients:

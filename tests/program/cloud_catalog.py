@@ -135,9 +135,30 @@ class CloudCatalog:
     aws_zone_map: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(AWS_ZONES))
     aws_families: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(AWS_FAMILIES))
     aws_subnets: dict[str, dict[str, str]] = field(default_factory=dict)  # id -> tags + "az", from an `up`
+    aws_vpcs: dict[str, dict[str, str]] = field(default_factory=dict)  # id -> tags + "region", "cidr"
+    gcp_subnetworks: list[dict[str, str]] = field(default_factory=list)  # name, region, description, cidr
 
     def copy(self) -> CloudCatalog:
         return copy.deepcopy(self)
+
+    def remember_networks(self, resources: Sequence[Any], labels: dict[str, str]) -> CloudCatalog:
+        """A copy holding the VPCs and subnetworks a mocked `up` created, as a later preview finds
+        them: each VPC with its Name tag plus the provider's default tags (`labels`)."""
+        out = self.copy()
+        for r in resources:
+            if r.type == "aws:ec2/vpc:Vpc":
+                vpc = {**labels, **r.inputs.get("tags", {}), "cidr": r.inputs["cidrBlock"]}
+                out.aws_vpcs[r.id] = {**vpc, "region": _aws_region(r.provider)}
+            elif r.type == "gcp:compute/subnetwork:Subnetwork":
+                out.gcp_subnetworks.append(
+                    {
+                        "name": r.name,
+                        "region": r.inputs["region"],
+                        "description": r.inputs.get("description", ""),
+                        "cidr": r.inputs["ipCidrRange"],
+                    }
+                )
+        return out
 
     # mesh.placement.Catalog, for the tests' expectations
     def hcloud_server_types(self) -> Sequence[ServerType]:
@@ -216,9 +237,27 @@ class CloudCatalog:
             region, tags = _aws_region(provider), args.get("tags", {})
             ids = [i for i, t in self.aws_subnets.items() if t["region"] == region and _tagged(t, tags)]
             return {"ids": ids, "tags": tags}
+        if token == "aws:ec2/getVpcs:getVpcs":
+            region, tags = _aws_region(provider), args.get("tags", {})
+            ids = [i for i, t in self.aws_vpcs.items() if t["region"] == region and _tagged(t, tags)]
+            return {"ids": ids, "tags": tags}
+        if token == "aws:ec2/getVpc:getVpc":
+            return {"id": args["id"], "cidrBlock": self.aws_vpcs[args["id"]]["cidr"]}
+        if token == "gcp:compute/getSubnetworks:getSubnetworks":
+            return {"subnetworks": self._subnetworks(args), "region": args.get("region")}
         if token == "aws:ec2/getSubnet:getSubnet":
             return {"id": args["id"], "availabilityZone": self.aws_subnets[args["id"]]["az"]}
         return None
+
+    def _subnetworks(self, args: dict[str, Any]) -> list[dict[str, str]]:
+        """subnetworks.list in a region with the one filter form the program sends."""
+        m = re.fullmatch(r'description = "([^"]*)"', args.get("filter", ""))
+        assert m, f"unsupported subnetwork filter {args.get('filter')!r}"
+        return [
+            {"name": s["name"], "description": s["description"], "ipCidrRange": s["cidr"]}
+            for s in self.gcp_subnetworks
+            if s["region"] == args["region"] and s["description"] == m.group(1)
+        ]
 
     @staticmethod
     def _hcloud_result(t: ServerType) -> dict[str, Any]:

@@ -260,7 +260,7 @@ def test_problem_sorting_survives_keys_with_brackets_and_digits() -> None:
             with_mesh(zzz=1),
             "wgmesh:mesh.zzz",
             "unknown key (known: adminCidrs, cidr, cidr6, endpoints, keepalive, keyEpoch, liveUpdates, "
-            "port, presharedKeys, sshPublicKeys, sshUser, topology)",
+            "port, presharedKeys, replaceNetworks, sshPublicKeys, sshUser, topology)",
         ),
     ],
 )
