@@ -293,7 +293,7 @@ def describe(d: Diff) -> str:
         mark = "~" if c.effective else "="
         lines.append(f"{mark} {c.before.type} {c.before.name}")
         for p in c.paths:
-            note = "" if p in c.effective else "   (ignoreChanges: the VM keeps its first-boot user data)"
+            note = "" if p in c.effective else "   (ignoreChanges: the VM keeps its first-boot value)"
             top = _top(p)
             old, new = c.before.inputs.get(top), c.after.inputs.get(top)
             lines += [f"    {p}: {line}{note}" for line in _change(old, new)]
