@@ -74,7 +74,9 @@ def stack_output(pulumi: str, stack: str, name: str, *, secret: bool) -> Any:
 
 def targets_of(raw: Any, nodes: Sequence[str]) -> list[Target]:
     if not isinstance(raw, dict) or not raw:
-        raise PushError("the stack has no pushTargets output (no cloud nodes, or not deployed with this version)")
+        raise PushError(
+            "the stack has no pushTargets output (no cloud nodes, or not deployed with this version)"
+        )
     chosen = list(nodes) or sorted(raw)
     unknown = [n for n in chosen if n not in raw]
     if unknown:

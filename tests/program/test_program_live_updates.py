@@ -1,12 +1,12 @@
 """Day-2 under mocks: add, remove and re-key nodes of the dev stack with live updates on.
 
-The dev stack runs with `wgmesh:mesh.liveUpdates: true` and a secret `wgmesh:sshPrivateKey`
-(a real OpenSSH ed25519 key, its public half in `sshPublicKeys`), as a user would set them. Each scenario runs the program before and
-after the change and diffs every resource's inputs by URN: an input that forces replacement
-for its type (from the providers' docs) may not change on any existing resource unless the
-program ignores it, and existing nodes may change only through their peers, sync and health
-commands and in-place firewall updates. The add-node diff is committed as
-snapshots/dev-add-node.diff (regenerate with WGMESH_UPDATE_SNAPSHOTS=1).
+The dev stack runs with `wgmesh:mesh.liveUpdates: true` and a secret `wgmesh:sshPrivateKey` (a
+real OpenSSH ed25519 key, its public half in `sshPublicKeys`), as a user would set them. Each
+scenario runs the program before and after the change and diffs every resource's inputs by URN:
+an input that forces replacement for its type (from the providers' docs) may not change on any
+existing resource unless the program ignores it, and existing nodes may change only through
+their peers, sync and health commands and in-place firewall updates. The add-node diff is
+committed as snapshots/dev-add-node.diff (regenerate with WGMESH_UPDATE_SNAPSHOTS=1).
 
     .venv/bin/python tests/program/test_program_live_updates.py    # prints the add-node snapshot diff
 """

@@ -70,7 +70,12 @@ def stubs(tmp_path: Path) -> dict[str, str]:
 
 def push(env: dict[str, str], *args: str) -> tuple[subprocess.CompletedProcess[str], list[dict[str, Any]]]:
     proc = subprocess.run(
-        [sys.executable, "-m", "tools.push", *args], cwd=REPO, env=env, capture_output=True, text=True
+        [sys.executable, "-m", "tools.push", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     log = Path(env["STUB_LOG"])
     calls = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
@@ -82,7 +87,16 @@ def test_push_one_node_sends_its_payload_on_stdin_and_records_it(stubs: dict[str
     assert proc.returncode == 0, proc.stderr
     argvs = [c["argv"] for c in calls]
     assert argvs[0] == ["pulumi", "stack", "output", "pushTargets", "--json", "--stack", "dev"]
-    assert argvs[1] == ["pulumi", "stack", "output", "nodePayloads", "--show-secrets", "--json", "--stack", "dev"]
+    assert argvs[1] == [
+        "pulumi",
+        "stack",
+        "output",
+        "nodePayloads",
+        "--show-secrets",
+        "--json",
+        "--stack",
+        "dev",
+    ]
     ssh = [c for c in calls if c["argv"][0] == "ssh"]
     assert [c["argv"][-2:] for c in ssh] == [
         ["ubuntu@198.51.100.1", remote_apply_command(True, peers_only=True)],
@@ -91,7 +105,16 @@ def test_push_one_node_sends_its_payload_on_stdin_and_records_it(stubs: dict[str
     assert all(c["stdin"] == PAYLOADS["aws-fra"] for c in ssh)
     assert "BatchMode=yes" in ssh[0]["argv"]
     record = f"i-0abc:{boot_digest(PAYLOADS['aws-fra'])}"
-    assert argvs[-1] == ["pulumi", "config", "set", "--path", 'wgmesh:pushed["aws-fra"]', record, "--stack", "dev"]
+    assert argvs[-1] == [
+        "pulumi",
+        "config",
+        "set",
+        "--path",
+        'wgmesh:pushed["aws-fra"]',
+        record,
+        "--stack",
+        "dev",
+    ]
     # No secret on any command line or in what the tool prints.
     secret = PRIVATE.split(" = ")[1]
     assert not any(secret in " ".join(a) for a in argvs)
@@ -112,7 +135,10 @@ def test_push_every_node_runs_all_peers_only_applies_first(stubs: dict[str, str]
     hetzner = [c for c in calls if c["argv"][0] == "ssh" and c["argv"][-2].startswith("root@")]
     assert all("sudo -n" not in c["argv"][-1] and c["stdin"] == PAYLOADS["hetzner-nbg"] for c in hetzner)
     recorded = [c["argv"][5] for c in calls if c["argv"][1:3] == ["config", "set"]]
-    assert recorded == [f"i-0abc:{boot_digest(PAYLOADS['aws-fra'])}", f"4711:{boot_digest(PAYLOADS['hetzner-nbg'])}"]
+    assert recorded == [
+        f"i-0abc:{boot_digest(PAYLOADS['aws-fra'])}",
+        f"4711:{boot_digest(PAYLOADS['hetzner-nbg'])}",
+    ]
 
 
 def test_a_failed_apply_records_nothing(stubs: dict[str, str]) -> None:
@@ -132,5 +158,5 @@ def test_an_unknown_node_is_named(stubs: dict[str, str]) -> None:
 
 
 def test_make_push_needs_a_stack() -> None:
-    proc = subprocess.run(["make", "-s", "push"], cwd=REPO, capture_output=True, text=True)
+    proc = subprocess.run(["make", "-s", "push"], cwd=REPO, capture_output=True, text=True, check=False)
     assert proc.returncode == 2 and "make push: set STACK=<stack>" in proc.stderr

@@ -67,7 +67,7 @@ def test_the_gcp_project_is_set_for_every_job() -> None:
 
 
 def test_up_opens_ssh_to_the_runner_for_one_up_and_always_closes_it() -> None:
-    """liveUpdates: the runner's /32 joins adminCidrs in the checkout only, then `up` runs again without it."""
+    """liveUpdates: the runner's /32 joins adminCidrs in the checkout only; `up` runs again without it."""
     job = load()["jobs"]["up"]
     steps = job["steps"]
     (install_at, install), (up_at, up), (close_at, close) = [

@@ -83,7 +83,7 @@ def engine_run(
             with self.lock:
                 key = (args.typ, args.name)
                 _, inputs, _, provider, custom = self.resources[key]
-                self.resources[key] = (rid, inputs, outputs, provider, custom)
+                self.resources[key] = (str(rid), inputs, outputs, provider, custom)
             return rid, outputs
 
     with pytest.MonkeyPatch.context() as patch:
