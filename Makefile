@@ -6,13 +6,14 @@ VENV_STAMP := .venv/.installed-$(shell sha256sum requirements.txt | cut -c1-12)
 STACK ?= lab
 OUT ?= build/render/$(STACK)
 
-.PHONY: help venv debs lint test test-fast render client diagram lab lab-down lab-vm lab-vm-down bench clean
+.PHONY: help venv debs lint test test-fast render client push diagram lab lab-down lab-vm lab-vm-down bench clean
 
 help:
 	@echo "make lab        bring the example mesh up in network namespaces, print its health (make lab-down)"
 	@echo "make test       install what is needed and run every test tier (lab included)"
 	@echo "make render STACK=dev OUT=dir   render every node's cloud-init and client config offline"
 	@echo "make client NAME=laptop STACK=dev   a roaming client's conf + QR code (RENDER=dir: offline)"
+	@echo "make push STACK=dev NODE=aws-fra   liveUpdates off: bring running nodes to the current config (NODE unset: all)"
 	@echo "make diagram STACK=dev OUT=dir   the topology as Mermaid, DOT, SVG and PNG (Graphviz)"
 	@echo "make lab-vm     the same mesh in real QEMU VMs booting the rendered cloud-init"
 	@echo "make bench      print the figures in docs/PERFORMANCE.md: program time, user-data fit, quota budget, lab bring-up, MTU"
@@ -50,6 +51,11 @@ diagram: venv debs
 client: venv
 	@test -n "$(NAME)" || { echo "make client: set NAME=<client name in wgmesh:clients>" >&2; exit 2; }
 	$(PY) -m tools.client --name $(NAME) --stack $(STACK) $(if $(RENDER),--render $(RENDER)) $(if $(CLIENT_OUT),--out $(CLIENT_OUT))
+
+# The payload goes from the stack's secret output to ssh's stdin: never on a command line.
+push: venv
+	@test "$(origin STACK)" != "file" || { echo "make push: set STACK=<stack> (and NODE=<node>, or all nodes)" >&2; exit 2; }
+	$(PY) -m tools.push --stack $(STACK) $(if $(NODE),--node $(NODE))
 
 lab: venv debs
 	$(PY) -m lab up --driver netns --stack $(STACK)

@@ -3,7 +3,7 @@
 import pulumi
 
 from components.catalog import place_nodes
-from components.config import gcp_project, load_plan, load_quotas, ssh_private_key
+from components.config import gcp_project, load_plan, load_pushed, load_quotas, ssh_private_key
 from components.mesh import WireGuardMesh, WireGuardMeshArgs
 from components.providers import Providers
 from mesh.diagram import mermaid
@@ -11,13 +11,19 @@ from mesh.diagram import mermaid
 plan = load_plan()
 quotas = load_quotas()  # a bad wgmesh:quotas is refused before anything, providers included
 ssh_key = ssh_private_key(plan.spec)
+pushed = load_pushed()  # what `make push` sent to which VM (read when liveUpdates is off)
 providers = Providers("wgmesh", gcp_project())
 # Sizes and zones asked of the clouds before any resource but the providers (refused at preview).
 plan, placements = place_nodes(plan, providers)
 mesh = WireGuardMesh(
     "wgmesh",
     WireGuardMeshArgs(
-        plan=plan, providers=providers, placements=placements, ssh_private_key=ssh_key, quotas=quotas
+        plan=plan,
+        providers=providers,
+        placements=placements,
+        ssh_private_key=ssh_key,
+        quotas=quotas,
+        pushed=pushed,
     ),
 )
 
@@ -25,6 +31,10 @@ pulumi.export("nodes", mesh.node_outputs)
 pulumi.export("clients", {name: pulumi.Output.secret(conf) for name, conf in mesh.client_configs.items()})
 # Each node's wg0.conf as deployed (secret): what to push to a running node after a change.
 pulumi.export("wgConfigs", {name: pulumi.Output.secret(conf) for name, conf in mesh.node_configs.items()})
+# What live updates and `make push` send each cloud node (secret), and where `make push` sends it:
+# host, image user, VM id and payload digest (not secret).
+pulumi.export("nodePayloads", {name: pulumi.Output.secret(p) for name, p in mesh.payloads.items()})
+pulumi.export("pushTargets", mesh.push_targets)
 # What the lab boots: the user data Pulumi rendered for `cloud: lab` nodes (secret).
 pulumi.export(
     "labUserData",

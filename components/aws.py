@@ -37,7 +37,16 @@ from components.firewall import (
 )
 from components.images import Arch, ami_query, aws_arch
 from components.netplan import SitePlan, net_slug
-from components.node import MeshNode, NodeArgs, StaticIp, fit_user_data, vm_options
+from components.node import (
+    MeshNode,
+    NodeArgs,
+    StaticIp,
+    boot_ignore,
+    fit_user_data,
+    read_boot_digest,
+    vm_options,
+    with_boot_label,
+)
 from mesh.plan_types import MeshPlan
 from mesh.spec import NodeSpec
 
@@ -258,11 +267,16 @@ class AwsNode(MeshNode):
             ),
             user_data_base64=user_data_b64,
             user_data_replace_on_change=False,
-            tags={"Name": name},
+            tags=with_boot_label(args, {"Name": name}),  # + the boot digest (components/stale.py)
             opts=vm_options(
-                self, ["userDataBase64", "ami"], provider=region.provider, depends_on=region.internet_path
+                self,
+                ["userDataBase64", "ami", boot_ignore("tags")],
+                provider=region.provider,
+                depends_on=region.internet_path,
             ),
         )
+        self.vm_id = self.instance.id  # a new instance id on every replacement
+        self.booted = read_boot_digest(self.instance.tags)
         if ipv6:
             self.public_ip6 = region.static_ip6s[name]
         static_ip = args.static_ip.resource

@@ -8,10 +8,13 @@ problem message instead of a Python traceback.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import pulumi
 import pulumi.runtime.config
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
 
 from components.quota_config import parse_quotas
 from components.quota_plan import QuotaKey
@@ -93,4 +96,65 @@ def ssh_private_key(spec: MeshSpec) -> pulumi.Output[str] | None:
         raise StackConfigError(
             [Problem(key, "is not a PEM/OpenSSH private key (-----BEGIN ... PRIVATE KEY-----)")]
         )
+    problem = admin_key_problem(str(value), spec.mesh.ssh_public_keys)
+    if problem is not None:
+        raise StackConfigError([Problem(key, problem)])
     return pulumi.Output.secret(str(value))
+
+
+ROTATE_HOW = (
+    "rotate in two steps: add the new public key to wgmesh:mesh.sshPublicKeys and `pulumi up`, "
+    "then set the new private key, drop the old public key and `pulumi up` "
+    '(README, "Changing a running mesh")'
+)
+
+
+def admin_key_problem(private_key: str, public_keys: Sequence[str]) -> str | None:
+    """Why live updates could not log in with this key (None: its public key is in sshPublicKeys).
+
+    Nodes accept only `sshPublicKeys` (their user data, then each apply), so a private key whose
+    public half is not listed fails every command after minutes of retries; say so at preview.
+    The message never quotes the key.
+    """
+    data = private_key.encode()
+    try:
+        if b"OPENSSH PRIVATE KEY" in data:
+            key: Any = serialization.load_ssh_private_key(data, password=None)
+        else:
+            key = serialization.load_pem_private_key(data, password=None)
+    except TypeError:  # cryptography: "Password was not given but private key is encrypted"
+        return (
+            "is encrypted with a passphrase; pulumi-command cannot prompt for it: "
+            "store a key without one (a separate deploy key)"
+        )
+    except (ValueError, UnsupportedAlgorithm):
+        return "cannot be read as a private key (PEM or OpenSSH)"
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    wanted = public.decode().split()[:2]
+    if any(k.split()[:2] == wanted for k in public_keys):
+        return None
+    return f"its public key is not in wgmesh:mesh.sshPublicKeys, so nodes would refuse it: {ROTATE_HOW}"
+
+
+PUSHED_RE = re.compile(r"[A-Za-z0-9._/-]+:[0-9a-f]{32}")
+
+
+def load_pushed() -> dict[str, str]:
+    """`wgmesh:pushed` (written by `make push`): node -> `<vm id>:<payload digest>`."""
+    key = "wgmesh:pushed"
+    try:
+        raw = pulumi.Config("wgmesh").get_object("pushed")
+    except pulumi.ConfigTypeError:
+        raise StackConfigError([Problem(key, "is not valid YAML/JSON structured config")]) from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise StackConfigError([Problem(key, "must be a map of node name to `<vm id>:<digest>` (make push)")])
+    problems = [
+        Problem(f"{key}.{node}", "is not `<vm id>:<digest>` as `make push` writes it")
+        for node, record in raw.items()
+        if not isinstance(record, str) or not PUSHED_RE.fullmatch(record)
+    ]
+    if problems:
+        raise StackConfigError(problems)
+    return {str(node): str(record) for node, record in raw.items()}

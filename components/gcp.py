@@ -31,7 +31,17 @@ from components.firewall import (
 )
 from components.images import GCP_UBUNTU_PROJECT, Arch, gcp_arch, gcp_family
 from components.netplan import SitePlan, net_slug, subnetwork_description
-from components.node import MeshNode, NodeArgs, StaticIp, pinned, plain_user_data, vm_options
+from components.node import (
+    MeshNode,
+    NodeArgs,
+    StaticIp,
+    boot_ignore,
+    pinned,
+    plain_user_data,
+    read_boot_digest,
+    vm_options,
+    with_boot_label,
+)
 from mesh.placement import gcp_boot_disk_type
 from mesh.plan_types import MeshPlan
 from mesh.spec import UNDERLAY_MTU, NodeSpec
@@ -225,12 +235,22 @@ class GcpNode(MeshNode):
                 "enable_integrity_monitoring": True,
             },
             tags=network.tags[name],  # updated in place (Instances.setTags)
+            labels=with_boot_label(args, {}),  # the boot digest (components/stale.py)
             opts=vm_options(
                 self,
-                ['metadata["user-data"]', "bootDisk.initializeParams.image", *pinned(args, zone="zone")],
+                [
+                    'metadata["user-data"]',
+                    "bootDisk.initializeParams.image",
+                    boot_ignore("labels"),
+                    *pinned(args, zone="zone"),
+                ],
                 provider=network.provider,
             ),
         )
+        # The server-assigned numeric id: new on every replacement, even under the same name
+        # (the resource id is projects/<p>/zones/<z>/instances/<name>, which a replacement may reuse).
+        self.vm_id = self.instance.instance_id
+        self.booted = read_boot_digest(self.instance.labels)
         if ipv6:
             self.public_ip6 = network.static_ip6s[name]
         site = network.sites[args.spec.region]

@@ -13,6 +13,7 @@ IPv4 one; that ::1 is what peers dial under `endpoints: ipv6`.
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,6 +21,9 @@ from functools import partial
 
 import pulumi
 import pulumi_hcloud as hcloud
+import pulumi_random as random
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from components.firewall import (
     ROAMING_MARKER,
@@ -31,7 +35,17 @@ from components.firewall import (
     resolved_sources,
 )
 from components.images import hcloud_image
-from components.node import MeshNode, NodeArgs, StaticIp, pinned, plain_user_data, vm_options
+from components.node import (
+    MeshNode,
+    NodeArgs,
+    StaticIp,
+    boot_ignore,
+    pinned,
+    plain_user_data,
+    read_boot_digest,
+    vm_options,
+    with_boot_label,
+)
 from mesh.plan_types import MeshPlan
 from mesh.spec import NodeSpec
 
@@ -41,29 +55,23 @@ NODE_TYPE = "wgmesh:hcloud:Node"
 
 @dataclass(frozen=True)
 class HcloudProjectArgs:
-    ssh_public_keys: Sequence[str]
     nodes: Sequence[NodeSpec]
     labels: dict[str, str]
     ipv6: bool = False  # a static IPv6 primary IP per node too (the mesh has `cidr6`)
 
 
 class HcloudProject(pulumi.ComponentResource):
-    """What the stack's Hetzner nodes share (SSH keys), and their primary IPs."""
+    """What the stack's Hetzner nodes share (one SSH key, firewalls), and their primary IPs."""
 
     def __init__(
         self, name: str, args: HcloudProjectArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__(PROJECT_TYPE, name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
         self._name = name
         self.firewall_ids: dict[str, list[pulumi.Output[int]]] = {}
         self.roaming: set[str] = set()
         self.labels = args.labels
-        # Hetzner refuses a second key with the same fingerprint in one project, so one per stack.
-        self.ssh_key_ids = [
-            hcloud.SshKey(f"{name}-admin-{i}", public_key=key, labels=args.labels, opts=child).id
-            for i, key in enumerate(args.ssh_public_keys)
-        ]
+        self.ssh_key_ids = [self._stack_ssh_key(args.labels).id]
         self.static_ips = {n.name: self._primary_ip(n, "ipv4") for n in args.nodes}
         self.primary_ip6s: dict[str, hcloud.PrimaryIp] = {}
         self.static_ip6s: dict[str, pulumi.Output[str]] = {}
@@ -74,6 +82,28 @@ class HcloudProject(pulumi.ComponentResource):
                 self.primary_ip6s[n.name] = ip6
                 self.static_ip6s[n.name] = ip6.ip_network.apply(server_ipv6)
         self.register_outputs({})
+
+    def _stack_ssh_key(self, labels: dict[str, str]) -> hcloud.SshKey:
+        """One Hetzner SSH key for the stack's lifetime, whose private half nobody holds.
+
+        Why not the admins' keys: the Cloud API injects `ssh_keys` "at creation time" only
+        (https://docs.hetzner.cloud/reference/cloud#servers-create-a-server; hcloud-python's
+        `servers.create` docstring), so a replaced server would reuse the stored key IDs
+        (`sshKeys` is ignored) after they may have been deleted; and keys named by list index
+        collide on a reorder, since a fingerprint is unique per project ("SSH key with the same
+        fingerprint already exists (uniqueness_error)", hetznercloud/terraform-provider-hcloud#12;
+        "The fingerprint is unique", hetznercloud/hcloud-python#34). With this key present Hetzner
+        sets no root password and e-mails none (the API returns `root_password` only when no SSH
+        key was given). The admins' `sshPublicKeys` reach nodes through user data and live updates.
+        A random ed25519 key never matches a key already in the project.
+        """
+        seed = random.RandomBytes(
+            f"{self._name}-ssh-seed", length=32, opts=pulumi.ResourceOptions(parent=self)
+        )
+        public = pulumi.Output.unsecret(seed.base64.apply(ed25519_public_openssh))
+        return hcloud.SshKey(
+            f"{self._name}-ssh", public_key=public, labels=labels, opts=pulumi.ResourceOptions(parent=self)
+        )
 
     def _primary_ip(self, node: NodeSpec, family: str) -> StaticIp:
         ip = hcloud.PrimaryIp(
@@ -128,14 +158,26 @@ class HcloudNode(MeshNode):
             firewall_ids=project.firewall_ids[name],  # applied at creation, updated in place
             public_nets=[_public_net(primary_ip, project.primary_ip6s.get(name))],
             user_data=user_data,
-            labels=labels,
+            labels=with_boot_label(args, labels),  # + the boot digest (components/stale.py)
             # user_data, image and ssh_keys all force a new server on Hetzner; a default size
             # is pinned so a later catalog pick does not resize the server.
-            opts=vm_options(self, ["userData", "image", "sshKeys", *pinned(args, size="serverType")]),
+            opts=vm_options(
+                self,
+                ["userData", "image", "sshKeys", boot_ignore("labels"), *pinned(args, size="serverType")],
+            ),
         )
+        self.vm_id = self.server.id  # a new server id on every replacement
+        self.booted = read_boot_digest(self.server.labels)
         if name in project.static_ip6s:
             self.public_ip6 = project.static_ip6s[name]
         self._done()
+
+
+def ed25519_public_openssh(seed_b64: str) -> str:
+    """`ssh-ed25519 AAAA... wgmesh` of the ed25519 key with this 32-byte seed (public: not secret)."""
+    key = Ed25519PrivateKey.from_private_bytes(base64.b64decode(seed_b64))
+    public = key.public_key().public_bytes(Encoding.OpenSSH, PublicFormat.OpenSSH).decode()
+    return f"{public} wgmesh"
 
 
 def _public_net(ip4: hcloud.PrimaryIp, ip6: hcloud.PrimaryIp | None) -> hcloud.ServerPublicNetArgsDict:

@@ -20,7 +20,7 @@ import pulumi
 from pulumi_command import remote
 
 from cloudinit.healthcheck import expected_peers, health_command
-from components.sync import SyncTarget, digest_output
+from components.sync import SyncTarget, digest_output, on_vm
 from mesh.plan_types import MeshPlan
 
 HEALTH_TYPE = "wgmesh:health:MeshHealth"
@@ -56,9 +56,10 @@ class MeshHealth(pulumi.ComponentResource):
         self.commands = {}
         for t in targets:
             mtu = plan.node(t.name).iface.mtu
-            command = pulumi.Output.all(keys, trigger).apply(
+            check = pulumi.Output.all(keys, trigger).apply(
                 partial(_command, plan, t.name, mtu, t.access.sudo)
             )
+            command = on_vm(t.vm_id, check)  # a replaced VM is checked again
             self.commands[t.name] = remote.Command(
                 f"{t.name}-health",
                 connection=t.access.connection(),

@@ -1,5 +1,7 @@
 """Live updates as one step of the mesh: every live node learns its new peers, then switches
-(its full apply, after its peers learned), then every live node's health is checked."""
+(its full apply, after its peers learned), then every live node's health is checked. Every
+command names its node's VM id, so a replaced VM (which boots with its first user data) is
+brought to the current config by the same commands in the same `up`."""
 
 from __future__ import annotations
 
@@ -33,7 +35,8 @@ class LiveUpdates(pulumi.ComponentResource):
         super().__init__(LIVE_TYPE, name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         hosts = {n: node.public_ip for n, node in nodes.items()}
-        targets = sync_targets(plan, hosts, confs, nodes, private_key)
+        vm_ids = {n: node.vm_id for n, node in nodes.items() if node.vm_id is not None}
+        targets = sync_targets(plan, hosts, confs, nodes, private_key, vm_ids)
         self.sync = LiveSync(f"{name}-sync", targets, child)
         live_confs = {t.name: confs[t.name] for t in targets}
         self.health = MeshHealth(

@@ -31,12 +31,14 @@ from components.node import MeshNode, NodeArgs, StaticIp, UserDataError
 from components.providers import Providers, mesh_labels
 from components.quota_check import check_quotas
 from components.quota_plan import QuotaKey
+from components.stale import digest_of, warn_stale
+from components.sync import needs_sudo
 from mesh.errors import ConfigError, RenderError
 from mesh.keys import NodeKeys
 from mesh.placement import Placements
 from mesh.plan_types import MeshPlan, NodePlan
 from mesh.site_networks import site_groups
-from mesh.spec import ClientSpec, NodeSpec
+from mesh.spec import ClientSpec, NodeSpec, image_user
 
 MESH_TYPE = "wgmesh:index:WireGuardMesh"
 # Generation-0 threshold while a mesh evaluates: CPython's 700 runs a collection every 700
@@ -52,6 +54,7 @@ class WireGuardMeshArgs:
     placements: Placements  # what the catalog chose: the subnets' AZs, what to pin
     ssh_private_key: pulumi.Output[str] | None = None  # secret; set when liveUpdates is on
     quotas: dict[QuotaKey, int] = field(default_factory=dict)  # `wgmesh:quotas`: raised quotas
+    pushed: dict[str, str] = field(default_factory=dict)  # `wgmesh:pushed`: what `make push` sent
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,10 @@ class WireGuardMesh(pulumi.ComponentResource):
     node_outputs: dict[str, pulumi.Output[dict[str, Any]]]
     client_configs: dict[str, pulumi.Output[str]]
     node_configs: dict[str, pulumi.Output[str]]  # secret: each node's wg0.conf, for manual day-2
+    # Secret: what live updates and `make push` send each node on stdin (its wg0.conf today);
+    # its digest is the VM's boot tag (components/stale.py).
+    payloads: dict[str, pulumi.Output[str]]
+    stale: pulumi.Output[list[str]] | None  # liveUpdates off: nodes whose running config is stale
 
     def __init__(
         self, name: str, args: WireGuardMeshArgs, opts: pulumi.ResourceOptions | None = None
@@ -127,6 +134,8 @@ class WireGuardMesh(pulumi.ComponentResource):
             return pulumi.Output.secret(inputs.apply(apply))
 
         self.node_configs = {n.name: render(n.name, node_wg_conf) for n in spec.nodes}
+        self.payloads = dict(self.node_configs)
+        digests = {name: digest_of(payload) for name, payload in self.payloads.items()}
         self.nodes = {}
         for n in spec.nodes:
             node_plan = plan.node(n.name)
@@ -138,6 +147,7 @@ class WireGuardMesh(pulumi.ComponentResource):
                 static_ip=static_ips[n.name],
                 public_key=keys[n.name].public_key,
                 chosen=p.chosen if (p := args.placements.nodes.get(n.name)) else (),
+                boot_digest=digests[n.name],
             )
             self.nodes[n.name] = _node(n, node_args, sites, child)
 
@@ -151,11 +161,35 @@ class WireGuardMesh(pulumi.ComponentResource):
         }
         self.client_configs = {c.name: render(c.name, client_config) for c in spec.clients}
         # Day-2: push each conf to its running node, then check the tunnels (opt-in).
+        # A replaced VM boots with its first payload: live updates re-run on it (its id is their
+        # input); without them, every node left stale is named with the command that fixes it.
         self.live: LiveUpdates | None = None
+        self.stale = None
+        vms = {n: node for n, node in self.nodes.items() if node.vm_id is not None}
         if spec.mesh.live_updates and args.ssh_private_key is not None:
-            self.live = LiveUpdates(name, plan, self.nodes, self.node_configs, args.ssh_private_key, child)
+            self.live = LiveUpdates(name, plan, self.nodes, self.payloads, args.ssh_private_key, child)
+        elif vms:
+            self.stale = warn_stale(
+                pulumi.get_stack(),
+                {n: node.booted for n, node in vms.items() if node.booted is not None},
+                digests,
+                {n: node.vm_id for n, node in vms.items() if node.vm_id is not None},
+                args.pushed,
+            )
+        self.push_targets = {
+            n: pulumi.Output.all(node.public_ip, node.vm_id, digests[n]).apply(
+                partial(_push_target, node_spec)
+            )
+            for n, node in vms.items()
+            if node.vm_id is not None and (node_spec := spec.node(n))
+        }
         self.register_outputs(
-            {"nodes": self.node_outputs, "clients": self.client_configs, "wgConfigs": self.node_configs}
+            {
+                "nodes": self.node_outputs,
+                "clients": self.client_configs,
+                "wgConfigs": self.node_configs,
+                "stale": self.stale,
+            }
         )
 
     def _static_ips(
@@ -208,9 +242,7 @@ class WireGuardMesh(pulumi.ComponentResource):
             static_ips.update(gcp_site.static_ips)
             static_ip6s.update(gcp_site.static_ip6s)
         if by_cloud.get("hcloud"):
-            hcloud_args = HcloudProjectArgs(
-                spec.mesh.ssh_public_keys, by_cloud["hcloud"], labels, ipv6=spec.mesh.public_ipv6
-            )
+            hcloud_args = HcloudProjectArgs(by_cloud["hcloud"], labels, ipv6=spec.mesh.public_ipv6)
             hcloud_site = HcloudProject(f"{name}-hcloud", hcloud_args, child)
             sites.update({n.name: hcloud_site for n in by_cloud["hcloud"]})
             static_ips.update(hcloud_site.static_ips)
@@ -257,6 +289,16 @@ def _node_summary(node: NodePlan, public_ipv6: bool, resolved: list[str | None])
     if public_ipv6:
         summary["publicIp6"] = public_ip6
     return summary
+
+
+def _push_target(node: NodeSpec, values: list[Any]) -> dict[str, Any]:
+    """Where and how `make push` reaches a node (no secret): tools/push.py reads the `pushTargets` output.
+
+    As the image's own user, like `-peers`: it exists from first boot, `sshUser` may not yet.
+    """
+    host, vm_id, digest = values
+    user = image_user(node)
+    return {"host": host, "user": user, "sudo": needs_sudo(user), "vmId": vm_id, "digest": digest}
 
 
 def relax_gc() -> None:

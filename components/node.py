@@ -9,11 +9,13 @@ cloud a node is on.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pulumi
 
 from cloudinit.render import EncodedUserData, encode_for_cloud
+from components.stale import BOOT_TAG
 from mesh.errors import RenderError
 from mesh.plan_types import NodePlan
 from mesh.spec import MeshSettings, NodeSpec
@@ -61,6 +63,8 @@ class NodeArgs:
     static_ip: StaticIp
     public_key: pulumi.Output[str]
     chosen: tuple[str, ...] = ()  # "size" / "zone" the catalog picked (mesh/placement.py): pinned
+    # The `wgmesh-boot` tag/label a new VM gets (components/stale.py): ignored later, like user data.
+    boot_digest: pulumi.Output[str] | None = None
 
 
 class MeshNode(pulumi.ComponentResource):
@@ -71,6 +75,10 @@ class MeshNode(pulumi.ComponentResource):
     public_ip6: pulumi.Output[str | None]  # set by the cloud's node when it has a public IPv6
     public_key: pulumi.Output[str]
     user_data: pulumi.Output[str]
+    # Cloud nodes set both: the VM's cloud id (new on every replacement) and the boot digest
+    # stored on it (its tag/label as read back: the payload it first booted with).
+    vm_id: pulumi.Output[str] | None = None
+    booted: pulumi.Output[str | None] | None = None
 
     def __init__(self, type_: str, name: str, args: NodeArgs, opts: pulumi.ResourceOptions | None) -> None:
         super().__init__(type_, name, None, opts)
@@ -100,6 +108,22 @@ def pinned(args: NodeArgs, **inputs: str) -> list[str]:
     the engine keeps the stored value on updates and on a replacement (pulumi/pulumi#2657).
     """
     return [inputs[key] for key in args.chosen if key in inputs]
+
+
+def with_boot_label(args: NodeArgs, labels: Mapping[str, str]) -> pulumi.Output[dict[str, str]]:
+    """The VM's tags/labels plus `wgmesh-boot: <digest>` (which the VM then ignores: `BOOT_IGNORE`)."""
+    digest = args.boot_digest if args.boot_digest is not None else pulumi.Output.from_input(None)
+    return digest.apply(lambda d: {**labels, **({BOOT_TAG: d} if d else {})})
+
+
+def boot_ignore(prop: str) -> str:
+    """The ignore_changes path of the boot digest in the VM's `prop` (`tags`, `labels`)."""
+    return f'{prop}["{BOOT_TAG}"]'
+
+
+def read_boot_digest(labels: pulumi.Output[Mapping[str, str] | None]) -> pulumi.Output[str | None]:
+    """The stored `wgmesh-boot` value of a VM's tags/labels output (None on a VM without it)."""
+    return labels.apply(lambda found: (found or {}).get(BOOT_TAG))
 
 
 def vm_options(parent: pulumi.Resource, ignore: list[str], **extra: object) -> pulumi.ResourceOptions:

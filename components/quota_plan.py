@@ -165,7 +165,7 @@ def _hcloud_needs(plan: MeshPlan, nodes: list[NodeSpec], fw: FirewallFootprint) 
         _need("hcloud", "firewalls", None, fw.hcloud_firewalls),
         _need("hcloud", "rulesPerFirewall", None, fw.hcloud_rules_per_firewall),
         _need("hcloud", "firewallsPerServer", None, fw.hcloud_firewalls_per_server),
-        _need("hcloud", "sshKeys", None, len(plan.spec.mesh.ssh_public_keys)),
+        _need("hcloud", "sshKeys", None, 1),  # one stack key whatever sshPublicKeys holds (hcloud.py)
     ]
 
 

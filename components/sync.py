@@ -17,11 +17,23 @@ commands in place and pulumi-command runs `update`; a node whose conf did not ch
 nothing. No `triggers`: pulumi-command's SDK marks them `replace_on_changes`, which would
 turn every change into a replacement. VMs never change for membership: `ignore_changes`
 keeps their user data.
+
+A replaced VM boots with its *first* user data: the engine creates the replacement from the
+inputs stored in state for every ignored property (processIgnoreChanges; Pulumi's
+`ignoreChanges` docs: the program's value is used only when there is no previous value).
+So every command line starts with a no-op naming the VM's id (`: wgmesh-vm=<id>; ...`): a new
+VM is a changed input, and the engine updates the commands in place, which re-runs them on
+the new VM (issue 13).
+
+`-peers` logs in as the image's own user (`image_user`: it exists from first boot), `-sync` and
+`-health` as `login_user` (`sshUser` when set): the first apply creates `sshUser`, so setting
+or renaming it on a running mesh works in one `up`, and `-sync` proves the new login works.
 """
 
 from __future__ import annotations
 
 import hashlib
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -30,7 +42,7 @@ from pulumi_command import remote
 
 from cloudinit.sync import apply_command
 from mesh.plan_types import MeshPlan
-from mesh.spec import NodeSpec, login_user
+from mesh.spec import NodeSpec, image_user, login_user
 
 SYNC_TYPE = "wgmesh:sync:LiveSync"
 # A new VM needs a minute or two before sshd answers: 24 dials of up to 10 s each.
@@ -51,6 +63,19 @@ def needs_sudo(user: str) -> bool:
 def remote_apply_command(sudo: bool, *, peers_only: bool = False) -> str:
     """What `<node>-sync` (`<node>-peers` with `peers_only`) runs over SSH; the VM lab runs it too."""
     return f"{WAIT_FOR_FIRST_BOOT}; {apply_command(sudo=sudo, peers_only=peers_only)}"
+
+
+VM_PREFIX = ": wgmesh-vm="
+
+
+def vm_command(vm_id: str, command: str) -> str:
+    """`: wgmesh-vm=<id>; <command>`: `:` does nothing; a new VM id is a changed input (re-run)."""
+    return f"{VM_PREFIX}{shlex.quote(vm_id)}; {command}"
+
+
+def on_vm(vm_id: pulumi.Output[str], command: pulumi.Input[str]) -> pulumi.Output[str]:
+    """The command as an Output that changes whenever the node's VM is replaced."""
+    return pulumi.Output.all(vm_id, command).apply(lambda v: vm_command(str(v[0]), str(v[1])))
 
 
 @dataclass(frozen=True)
@@ -79,13 +104,18 @@ class SshAccess:
 
 @dataclass(frozen=True)
 class SyncTarget:
-    """One live node: its access, its rendered conf (secret), its live node peers and its VM."""
+    """One live node: its access, its payload (secret), its live node peers and its VM.
+
+    `access` logs in as `login_user` (`-sync`, `-health`), `bootstrap` as the image's user (`-peers`).
+    """
 
     name: str
     access: SshAccess
     conf: pulumi.Output[str]
     peers: tuple[str, ...]
     vm: pulumi.Resource  # the node component: its VM and firewall exist before any sync
+    vm_id: pulumi.Output[str]  # the VM's cloud id: a replaced VM re-runs every command
+    bootstrap: SshAccess
 
 
 def live_nodes(plan: MeshPlan) -> list[NodeSpec]:
@@ -99,13 +129,17 @@ def sync_targets(
     confs: Mapping[str, pulumi.Output[str]],
     vms: Mapping[str, pulumi.Resource],
     private_key: pulumi.Output[str],
+    vm_ids: Mapping[str, pulumi.Output[str]],
 ) -> list[SyncTarget]:
     live = {n.name for n in live_nodes(plan)}
     targets = []
     for n in live_nodes(plan):
         access = SshAccess(hosts[n.name], login_user(plan.spec.mesh, n), private_key, n.ssh_host_key)
+        bootstrap = SshAccess(hosts[n.name], image_user(n), private_key, n.ssh_host_key)
         peers = tuple(p.name for p in plan.node(n.name).iface.peers if p.kind == "node" and p.name in live)
-        targets.append(SyncTarget(n.name, access, confs[n.name], peers, vms[n.name]))
+        targets.append(
+            SyncTarget(n.name, access, confs[n.name], peers, vms[n.name], vm_ids[n.name], bootstrap)
+        )
     return targets
 
 
@@ -158,11 +192,12 @@ def _apply(
     t: SyncTarget, name: str, *, peers_only: bool, after: Sequence[pulumi.Resource], parent: pulumi.Resource
 ) -> remote.Command:
     """One apply command; `additional_secret_outputs` keeps the conf secret in the output state too."""
-    command = remote_apply_command(t.access.sudo, peers_only=peers_only)
+    access = t.bootstrap if peers_only else t.access
+    command = on_vm(t.vm_id, remote_apply_command(access.sudo, peers_only=peers_only))
     conf: pulumi.Output[str] = pulumi.Output.secret(t.conf)
     return remote.Command(
         name,
-        connection=t.access.connection(),
+        connection=access.connection(),
         create=command,
         update=command,  # a changed conf (stdin) is an update in place, not a replacement
         stdin=conf,

@@ -293,6 +293,9 @@ CONFIG_SECTIONS = ("mesh", "nodes", "clients", "quotas")  # quotas: components/q
 # Stack config keys read on their own (not sections of the spec): kept as Pulumi secrets.
 SSH_PRIVATE_KEY_CONFIG = "sshPrivateKey"
 SECRET_CONFIG_KEYS = (SSH_PRIVATE_KEY_CONFIG,)
+# Written by tools (not by hand): `pushed` records what `make push` sent to which VM (components/stale.py).
+PUSHED_CONFIG = "pushed"
+TOOL_CONFIG_KEYS = (PUSHED_CONFIG,)
 # The user cloud-init gives `ssh_authorized_keys` on each cloud's images (AWS: the AMI's
 # documented login; GCP Ubuntu images: cloud-init's default user; Hetzner: root).
 DEFAULT_SSH_USER: dict[tuple[str, str], str] = {
@@ -304,18 +307,26 @@ DEFAULT_SSH_USER: dict[tuple[str, str], str] = {
 USER_RE = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 
 
+def image_user(node: NodeSpec) -> str:
+    """The user the node's image always has, with the admin keys from first boot (`-peers` logs in as it).
+
+    It exists before any apply ran, so the first apply can create `sshUser` (issue 13).
+    """
+    return DEFAULT_SSH_USER.get((node.cloud, node.image), "root")
+
+
 def login_user(mesh: MeshSettings, node: NodeSpec) -> str:
     """Who live updates log in as on `node`: `sshUser` when set, else its image's default user."""
-    return mesh.ssh_user or DEFAULT_SSH_USER.get((node.cloud, node.image), "root")
+    return mesh.ssh_user or image_user(node)
 
 
 def unknown_config_keys(keys: Iterable[str]) -> list[Problem]:
     """`wgmesh:*` stack config keys that are not ours: a misspelled `wgmesh:client` is not ignored."""
-    known = [f"wgmesh:{s}" for s in (*CONFIG_SECTIONS, *SECRET_CONFIG_KEYS)]
+    names = (*CONFIG_SECTIONS, *SECRET_CONFIG_KEYS, *TOOL_CONFIG_KEYS)
+    known = [f"wgmesh:{s}" for s in names]
     problems = []
     for k in sorted(keys):
         if k.startswith("wgmesh:") and k not in known:
-            names = (*CONFIG_SECTIONS, *SECRET_CONFIG_KEYS)
             hint = difflib.get_close_matches(k.removeprefix("wgmesh:"), names, n=1)
             tip = f" (did you mean 'wgmesh:{hint[0]}'?)" if hint else f" (known: {', '.join(known)})"
             problems.append(Problem(k, f"unknown config key{tip}"))

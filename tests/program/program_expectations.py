@@ -329,7 +329,9 @@ def expected_type_counts(plan: MeshPlan) -> Counter[str]:
         c["gcp:compute/firewall:Firewall"] = footprint.gcp_firewalls
     if by_cloud["hcloud"]:
         c["wgmesh:hcloud:Project"] = 1
-        c["hcloud:index/sshKey:SshKey"] = len(spec.mesh.ssh_public_keys)
+        # One stack key whatever sshPublicKeys holds, from a RandomBytes seed (components/hcloud.py).
+        c["hcloud:index/sshKey:SshKey"] = 1
+        c[KEY_TYPE] += 1
         for typ in ("hcloud:index/primaryIp:PrimaryIp", "hcloud:index/server:Server"):
             c[typ] = by_cloud["hcloud"]
         c["hcloud:index/firewall:Firewall"] = footprint.hcloud_firewalls

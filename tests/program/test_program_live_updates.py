@@ -1,12 +1,12 @@
 """Day-2 under mocks: add, remove and re-key nodes of the dev stack with live updates on.
 
-The dev stack runs with `wgmesh:mesh.liveUpdates: true` and a (fake) secret
-`wgmesh:sshPrivateKey`, as a user would set them. Each scenario runs the program before and
-after the change and diffs every resource's inputs by URN: an input that forces replacement
-for its type (from the providers' docs) may not change on any existing resource unless the
-program ignores it, and existing nodes may change only through their peers, sync and health
-commands and in-place firewall updates. The add-node diff is committed as
-snapshots/dev-add-node.diff (regenerate with WGMESH_UPDATE_SNAPSHOTS=1).
+The dev stack runs with `wgmesh:mesh.liveUpdates: true` and a secret `wgmesh:sshPrivateKey` (a
+real OpenSSH ed25519 key, its public half in `sshPublicKeys`), as a user would set them. Each
+scenario runs the program before and after the change and diffs every resource's inputs by URN:
+an input that forces replacement for its type (from the providers' docs) may not change on any
+existing resource unless the program ignores it, and existing nodes may change only through
+their peers, sync and health commands and in-place firewall updates. The add-node diff is
+committed as snapshots/dev-add-node.diff (regenerate with WGMESH_UPDATE_SNAPSHOTS=1).
 
     .venv/bin/python tests/program/test_program_live_updates.py    # prints the add-node snapshot diff
 """
@@ -28,6 +28,8 @@ from typing import Any
 import pulumi
 import pytest
 from conftest import Figure
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pulumi.runtime.mocks import MockResourceArgs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -46,15 +48,41 @@ from wgmesh_mocks import (
     stack_config,
 )
 
-from components.sync import DIAL_ERROR_LIMIT, PER_DIAL_TIMEOUT, remote_apply_command
+from components.sync import DIAL_ERROR_LIMIT, PER_DIAL_TIMEOUT, remote_apply_command, vm_command
 from policy.rules import MANDATORY_RULES, STACK_RULES, wireguard_world_only_for_roaming
 
 COMMAND = "command:remote:Command"
 SECRET_KEYS = ("wgmesh:sshPrivateKey",)
-FAKE_SSH_KEY = (
-    "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAAday2fakeKeyForTheMocksOnly\n"
-    "-----END OPENSSH PRIVATE KEY-----\n"
-)
+
+
+def openssh_key(seed: str, passphrase: bytes | None = None) -> tuple[str, str]:
+    """A real OpenSSH ed25519 key pair (private PEM, `ssh-ed25519 AAAA...`), fixed by `seed`."""
+    key = Ed25519PrivateKey.from_private_bytes(hashlib.sha256(seed.encode()).digest())
+    encryption = (
+        serialization.BestAvailableEncryption(passphrase) if passphrase else serialization.NoEncryption()
+    )
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, encryption)
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    return private.decode(), f"{public.decode()} admin@test"
+
+
+ADMIN_KEY, ADMIN_PUB = openssh_key("wgmesh test admin key")
+NEW_KEY, NEW_PUB = openssh_key("wgmesh test admin key, rotated")
+# A run of the key's base64 body: must never appear outside a secret.
+ADMIN_KEY_BODY = ADMIN_KEY.splitlines()[2]
+VM_TYPES = {
+    "aws-fra": "aws:ec2/instance:Instance",
+    "gcp-fra": "gcp:compute/instance:Instance",
+    "hetzner-nbg": "hcloud:index/server:Server",
+}
+
+
+def vm_id_of(r: ProgramRun, node: str) -> str:
+    """The id a cloud gives the node's VM: GCP's numeric instance id, else the resource id."""
+    vm = r.one(VM_TYPES[node], node)
+    return str(vm.outputs["instanceId"]) if node.startswith("gcp") else vm.id
+
+
 HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
 
 # Inputs whose change replaces the resource (provider docs: aws/google/hcloud/random/command
@@ -112,12 +140,18 @@ HEALTH_INPUTS = frozenset({"create", "update"})  # the mesh digest and the peers
 
 
 def dev_config(
-    nodes: list[dict[str, Any]] | None = None, live: bool = True, key: str | None = FAKE_SSH_KEY
+    nodes: list[dict[str, Any]] | None = None,
+    live: bool = True,
+    key: str | None = ADMIN_KEY,
+    public_keys: tuple[str, ...] = (ADMIN_PUB,),
+    **mesh_settings: Any,
 ) -> dict[str, str]:
     """The dev stack's config with liveUpdates and the SSH key set (as `config set --secret` would)."""
     config = stack_config(REPO / "stacks" / "Pulumi.dev.yaml")
     mesh = json.loads(config["wgmesh:mesh"])
     mesh["liveUpdates"] = live
+    mesh["sshPublicKeys"] = list(public_keys)
+    mesh.update(mesh_settings)
     config["wgmesh:mesh"] = json.dumps(mesh)
     if nodes is not None:
         config["wgmesh:nodes"] = json.dumps(nodes)
@@ -259,7 +293,7 @@ def describe(d: Diff) -> str:
         mark = "~" if c.effective else "="
         lines.append(f"{mark} {c.before.type} {c.before.name}")
         for p in c.paths:
-            note = "" if p in c.effective else "   (ignoreChanges: the VM keeps its first-boot user data)"
+            note = "" if p in c.effective else "   (ignoreChanges: the VM keeps its first-boot value)"
             top = _top(p)
             old, new = c.before.inputs.get(top), c.after.inputs.get(top)
             lines += [f"    {p}: {line}{note}" for line in _change(old, new)]
@@ -440,7 +474,7 @@ def test_sync_command_per_cloud_node_after_its_vm() -> None:
             sync = base.one(COMMAND, f"{node}-{step}")
             connection = reveal(sync.inputs["connection"])
             assert (connection["host"], connection["user"]) == (ips[node], user)
-            assert connection["privateKey"] == FAKE_SSH_KEY
+            assert connection["privateKey"] == ADMIN_KEY
             assert "hostKey" not in connection
             # A new VM's sshd answers within 24 dials of at most 10 s each.
             assert (connection["dialErrorLimit"], connection["perDialTimeout"]) == (
@@ -449,15 +483,16 @@ def test_sync_command_per_cloud_node_after_its_vm() -> None:
             )
             assert (DIAL_ERROR_LIMIT, PER_DIAL_TIMEOUT) == (24, 10)
             assert sync.inputs["create"] == sync.inputs["update"]
-            assert sync.inputs["create"].startswith(
-                "if command -v cloud-init"
-            )  # a new VM finishes first boot
+            # A no-op naming the VM (a replaced VM re-runs it), then a new VM finishes first boot.
+            vm_id = vm_id_of(base, node)
+            assert sync.inputs["create"].startswith(f": wgmesh-vm={vm_id}; if command -v cloud-init")
             assert ("sudo -n" in sync.inputs["create"]) == (user != "root")
             assert sync.inputs["create"].endswith(
                 " wgmesh-apply --peers-only" if step == "peers" else " wgmesh-apply"
             )
-            # The exact string the VM lab runs over real SSH (lab.vm_live.sync_command).
-            assert sync.inputs["create"] == remote_apply_command(user != "root", peers_only=step == "peers")
+            # The exact string the VM lab runs over real SSH (lab.vm_live.sync_command), after the no-op.
+            command = remote_apply_command(user != "root", peers_only=step == "peers")
+            assert sync.inputs["create"] == vm_command(vm_id, command)
             assert sync.inputs["logging"] == "stdoutAndStderr"
             assert node in _deps(sync)  # the VM (and its firewall) exist before the first apply
             conf = reveal(sync.inputs["stdin"])
@@ -479,7 +514,8 @@ def test_health_commands_and_outputs() -> None:
     confs = reveal([base.outputs["wgConfigs"][n].value for n in sorted(LIVE)])
     joined = "\0".join(f"{n}\0{c}" for n, c in zip(sorted(LIVE), confs, strict=True))
     digest = hashlib.sha256(joined.encode()).hexdigest()
-    assert script.startswith(f": wgmesh-mesh-sha256={digest}; sudo -n -- bash -c ")
+    vm_id = vm_id_of(base, "aws-fra")
+    assert script.startswith(f": wgmesh-vm={vm_id}; : wgmesh-mesh-sha256={digest}; sudo -n -- bash -c ")
     for peer in ("gcp-fra", "hetzner-nbg"):
         assert base.outputs["nodes"][peer]["publicKey"].value in script
     assert "laptop" not in script  # roaming clients are not expected to be online
@@ -521,7 +557,7 @@ def test_ssh_key_and_wireguard_keys_only_in_secrets() -> None:
         for m in re.finditer(r"^PrivateKey = (\S+)$", reveal(r.inputs["stdin"]), re.M)
     }
     assert len(private) == 3
-    needles = {*private, "fakeKeyForTheMocksOnly"}
+    needles = {*private, ADMIN_KEY_BODY}
     for r in base.resources:
         for text, secret in _strings(r.inputs):
             leaked = {n for n in needles if n in text}
@@ -552,7 +588,7 @@ def test_live_stack_passes_the_policy_pack() -> None:
     [
         (None, False, "wgmesh:sshPrivateKey: is required with wgmesh:mesh.liveUpdates: set it with "
                       "`pulumi config set --secret wgmesh:sshPrivateKey < ~/.ssh/id_ed25519`"),
-        (FAKE_SSH_KEY, False, "wgmesh:sshPrivateKey: must be a secret, not plain text in the stack file"),
+        (ADMIN_KEY, False, "wgmesh:sshPrivateKey: must be a secret, not plain text in the stack file"),
         ("hunter2-not-a-key", True, "wgmesh:sshPrivateKey: is not a PEM/OpenSSH private key"),
     ],
 )  # fmt: skip
@@ -563,7 +599,7 @@ def test_ssh_private_key_problems_name_the_key_never_the_value(
     assert result.error is not None
     message = str(result.error)
     assert message.startswith(expected) and "\n" not in message.strip()
-    assert "hunter2" not in message and "fakeKeyForTheMocksOnly" not in message
+    assert "hunter2" not in message and ADMIN_KEY_BODY not in message
     assert result.resources == []
 
 

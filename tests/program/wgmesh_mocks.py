@@ -178,6 +178,7 @@ class WgmeshMocks(Mocks):
             elif args.typ == "hcloud:index/primaryIp:PrimaryIp":
                 outputs["ipAddress"] = mock_ip(args.name)
         elif args.typ == "gcp:compute/instance:Instance":
+            outputs["instanceId"] = str(int(h[:15], 16))  # GCP's server-assigned numeric id
             outputs["networkInterfaces"] = [
                 _gcp_nic(args.name, nic) for nic in args.inputs["networkInterfaces"]
             ]

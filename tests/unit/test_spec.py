@@ -1105,7 +1105,8 @@ def test_misspelled_top_level_key_is_reported(tmp_path: Path) -> None:
     assert [str(p) for p in info.value.problems] == [
         "wgmesh:client: unknown config key (did you mean 'wgmesh:clients'?)",
         "wgmesh:x: unknown config key "
-        "(known: wgmesh:mesh, wgmesh:nodes, wgmesh:clients, wgmesh:quotas, wgmesh:sshPrivateKey)",
+        "(known: wgmesh:mesh, wgmesh:nodes, wgmesh:clients, wgmesh:quotas, wgmesh:sshPrivateKey, "
+        "wgmesh:pushed)",
     ]
 
 
