@@ -293,7 +293,7 @@ class Change:
         found += [
             p
             for p in self.effective
-            if any(covers(r.removesuffix("[*]"), p) for r in self.after.replace_on_changes)
+            if any(r == "*" or covers(r.removesuffix("[*]"), p) for r in self.after.replace_on_changes)
         ]
         for entry in sorted(forcing - {top(p) for p in found}):
             if ("." in entry or "[" in entry) and top(entry) in {top(p) for p in self.effective}:
