@@ -185,8 +185,8 @@ GCP_ZONE = (
     "services/compute/resource_compute_instance.go); a VM cannot move zones"
 )
 HCLOUD_LOCATION = (
-    "hcloud_server `location` and hcloud_primary_ip `location`: ForceNew (terraform-provider-hcloud "
-    "docs); a primary IP belongs to one location"
+    "Hetzner: a server cannot change location (hcloud_server `location` ForceNew) and a primary IP "
+    "is assigned only to a server in its own location (docs.hetzner.cloud, Create a Primary IP)"
 )
 AWS_IPV6 = (
     'aws_instance `ipv6_addresses`: "(forces new resource)" (registry.terraform.io '

@@ -130,7 +130,8 @@ CUSTOM_FORCE_NEW[("gcp:compute/subnetwork:Subnetwork", "ipCidrRange")] = _shrink
 # In-place updates the cloud performs by stopping the VM (the node restarts; its disk stays):
 # AWS ModifyInstanceAttribute needs a stopped instance for the type; GCP setMachineType needs a
 # TERMINATED instance (allow_stopping_for_update); Hetzner's change_type action needs the server
-# powered off (the provider shuts it down).
+# powered off (the provider shuts it down), and so does assigning a primary IP (docs.hetzner.cloud,
+# "Assign a Primary IP": "A Server must be powered off").
 RESTARTS: dict[str, frozenset[str]] = {
     "aws:ec2/instance:Instance": frozenset({"instanceType"}),
     "gcp:compute/instance:Instance": frozenset({"machineType", "canIpForward", "networkInterfaces"}),
