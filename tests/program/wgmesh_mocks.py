@@ -349,7 +349,7 @@ def run_program(
     program: Path = PROGRAM,
     secret_keys: tuple[str, ...] = (),
     catalog: CloudCatalog | None = None,
-    mocks: Callable[[CloudCatalog | None], WgmeshMocks] = WgmeshMocks,
+    mocks: Callable[[CloudCatalog | None], WgmeshMocks] | None = None,
 ) -> ProgramRun:
     """Run `program` for `stack` with `config`; never raises for the program's own errors.
 
@@ -364,9 +364,9 @@ def _run(
     program: Path,
     secret_keys: tuple[str, ...] = (),
     catalog: CloudCatalog | None = None,
-    make_mocks: Callable[[CloudCatalog | None], WgmeshMocks] = WgmeshMocks,
+    make_mocks: Callable[[CloudCatalog | None], WgmeshMocks] | None = None,
 ) -> ProgramRun:
-    mocks = make_mocks(catalog)
+    mocks = (make_mocks or WgmeshMocks)(catalog)  # looked up per run: tests patch WgmeshMocks
     monitor = RecordingMonitor(mocks)
     mocks.monitor = monitor
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
