@@ -98,8 +98,7 @@ def nodes_cell(effects: dict[str, str]) -> str:
 
 def row_line(row: Any, outcome: Any) -> str:
     d = outcome.diff
-    updated = [c.after for c in d.changed if c.effective and not c.replacing]
-    replaced = [c.after for c in d.changed if c.replacing]
+    updated, replaced = list(outcome.updated_resources), list(outcome.replaced_resources)
     cells = [
         row.change,
         cell(d.created),

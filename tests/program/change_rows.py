@@ -77,6 +77,7 @@ class Row:
     after: Edit
     before: Edit = _nothing
     allowed: dict[str, str] = field(default_factory=dict)
+    replace: frozenset[str] = frozenset()  # `pulumi up --replace` of these (short names)
 
 
 def _add_node(s: Stack) -> None:
@@ -197,6 +198,7 @@ GCP_IPV6 = (
     "(resource_compute_instance.go)"
 )
 EIP_ASSOC = "aws_eip_association `instance_id`: ForceNew; follows the replaced instance"
+REPLACE_ASKED = "`pulumi up --replace <urn>`: the user asks for a new VM (e.g. a broken host)"
 RANDOM_KEEPERS = "random_bytes `keepers`: ForceNew by design (new random bytes = the new key)"
 HCLOUD_SSH_KEY = "hcloud_ssh_key `public_key`: ForceNew (a Hetzner key cannot be edited)"
 
@@ -233,6 +235,9 @@ ROWS: tuple[Row, ...] = (
         allowed={"hcloud:SshKey wgmesh-hcloud-admin-0": HCLOUD_SSH_KEY}),
     Row("ssh-key-reorder", "`sshPublicKeys`: reorder two keys", "dev", _reorder_admin_keys,
         before=_two_admin_keys),
+    Row("replace-vm", "`pulumi up --replace` of a VM (`aws-fra`)", "dev", _nothing,
+        allowed={"aws:Instance aws-fra": REPLACE_ASKED, "aws:EipAssociation aws-fra-eip-assoc": EIP_ASSOC},
+        replace=frozenset({"aws:Instance aws-fra"})),
     Row("live-on", "`liveUpdates` on", "dev", _live_on, before=_live_off),
     Row("live-off", "`liveUpdates` off", "dev", _live_off),
     Row("second-router", "a second router in a region (`aws-fra2` with `subnets`)", "dev", _second_router),
@@ -262,4 +267,4 @@ def outcome(key: str) -> Outcome:
     row = ROW[key]
     before, after = configs(row)
     first = base_run(row.stack, json.dumps(before, sort_keys=True))
-    return simulate(row.stack, before, after, secret_keys=SECRET_KEYS, first=first)
+    return simulate(row.stack, before, after, secret_keys=SECRET_KEYS, first=first, force=row.replace)

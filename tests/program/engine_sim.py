@@ -387,6 +387,8 @@ class Outcome:
     after: ProgramRun
     diff: Diff
     rounds: int  # program runs until the replaced set was a fixpoint
+    updated_resources: tuple[Captured, ...]
+    replaced_resources: tuple[Captured, ...]
     created: frozenset[str]
     updated: frozenset[str]
     replaced: frozenset[str]
@@ -405,12 +407,18 @@ def simulate(
     secret_keys: tuple[str, ...] = (),
     max_rounds: int = 5,
     first: ProgramRun | None = None,
+    force: frozenset[str] = frozenset(),
 ) -> Outcome:
-    """Run the program for `before` (or take `first`), then for `after` until replacements settle."""
+    """Run the program for `before` (or take `first`), then for `after` until replacements settle.
+
+    `force`: resources (`short` names) replaced whatever their inputs, as `pulumi up --replace`.
+    """
     old = first or run_program(stack, before, secret_keys=secret_keys)
     assert old.error is None, old.error
     state = old.by_urn()
-    replaced: frozenset[str] = frozenset()
+    forced = frozenset(r.urn for r in old.resources if short(r) in force)
+    assert len(forced) == len(force), f"--replace names no resource: {sorted(force)}"
+    replaced: frozenset[str] = forced
     rounds = 0
     while True:
         rounds += 1
@@ -421,13 +429,13 @@ def simulate(
         new = run_program(stack, after, secret_keys=secret_keys, mocks=make)
         assert new.error is None, new.error
         d = diff(old, new)
-        now = frozenset(c.before.urn for c in d.changed if c.replacing)
+        now = forced | {c.before.urn for c in d.changed if c.replacing}
         if now == replaced:
             break
         assert rounds < max_rounds, f"replacements did not settle in {max_rounds} runs: {sorted(now)}"
         replaced = now
-    updated = [c.after for c in d.changed if c.effective and not c.replacing]
-    swapped = [c.after for c in d.changed if c.replacing]
+    updated = [c.after for c in d.changed if c.effective and c.before.urn not in replaced]
+    swapped = [r for r in new.resources if r.urn in replaced]
     commands = {r.name: "create" for r in d.created if r.type == COMMAND}
     commands |= {r.name: "update" for r in updated if r.type == COMMAND}
     commands |= {r.name: "replace" for r in swapped if r.type == COMMAND}
@@ -436,6 +444,8 @@ def simulate(
         after=new,
         diff=d,
         rounds=rounds,
+        updated_resources=tuple(updated),
+        replaced_resources=tuple(swapped),
         created=frozenset(short(r) for r in d.created),
         updated=frozenset(short(r) for r in updated),
         replaced=frozenset(short(r) for r in swapped),
@@ -516,7 +526,7 @@ def node_effects(o: Outcome) -> dict[str, str]:
         applied = any(step in ("peers", "sync") for step in runs)
         change = changes.get(node)
         old_data, new_data = _user_data(old), _user_data(new)
-        if change is not None and change.replacing:
+        if short(new) in o.replaced:
             stale_boot = " (outdated)" if old_data != new_data else ""
             parts.append(f"replaced: boots its first user data{stale_boot}")
         elif change is not None:
