@@ -2,6 +2,8 @@
 
     python -m bench.changes            print the table (markdown)
     python -m bench.changes --write    replace the README block between <!-- change-table --> markers
+    python -m bench.changes --sets     each row's measured sets and node effects (to update the
+                                       test's TODAY after a behaviour change)
     make change-table                  the same as --write
 
 Each row of tests/program/change_rows.py runs the real program for its config before and after
@@ -120,6 +122,18 @@ def readme_table() -> str:
     return text + "".join(f"- {why}\n" for why in notes)
 
 
+def print_sets() -> None:
+    """Each row as tests/program/test_program_changes.py's TODAY states it."""
+    rows = _harness("change_rows")
+    for r in rows.ROWS:
+        o = rows.outcome(r.key)
+        print(f"{r.key}:")
+        for kind in ("created", "updated", "replaced", "deleted"):
+            if o.of(kind):
+                print(f"    {kind}={sorted(o.of(kind))}")
+        print(f"    nodes={o.nodes}")
+
+
 def write_readme(table: str) -> bool:
     """Replace the README block; True when it changed."""
     text = README.read_text(encoding="utf-8")
@@ -137,7 +151,11 @@ def main(argv: list[str] | None = None) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--write", action="store_true", help="update README.md's change table")
+    parser.add_argument("--sets", action="store_true", help="print each row's measured sets")
     args = parser.parse_args(argv)
+    if args.sets:
+        print_sets()
+        return
     table = readme_table()
     if args.write:
         print("README.md updated" if write_readme(table) else "README.md already up to date")

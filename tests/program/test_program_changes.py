@@ -5,7 +5,8 @@ through the engine simulator (engine_sim.py: ignoreChanges keeps stored values, 
 replace, replaced ids ripple until nothing more changes). The tests assert what today's program
 does per row: created, updated, replaced and deleted resources, and what each running node does.
 Where a row shows a defect issue 13 names, a strict xfail states the outcome the issue wants, so
-it flips (and fails as XPASS) once the fix lands: then drop its xfail and update `TODAY`.
+it flips (and fails as XPASS) once the fix lands: then drop its xfail and update `TODAY`
+(`python -m bench.changes --sets` prints every row's measured sets) and the README (`make change-table`).
 """
 
 from __future__ import annotations
