@@ -6,7 +6,7 @@ VENV_STAMP := .venv/.installed-$(shell sha256sum requirements.txt | cut -c1-12)
 STACK ?= lab
 OUT ?= build/render/$(STACK)
 
-.PHONY: help venv debs lint test test-fast render client push diagram lab lab-down lab-vm lab-vm-down bench clean
+.PHONY: help venv debs lint test test-fast render client push diagram lab lab-down lab-vm lab-vm-down bench change-table clean
 
 help:
 	@echo "make lab        bring the example mesh up in network namespaces, print its health (make lab-down)"
@@ -16,6 +16,7 @@ help:
 	@echo "make push STACK=dev NODE=aws-fra   liveUpdates off: bring running nodes to the current config (NODE unset: all)"
 	@echo "make diagram STACK=dev OUT=dir   the topology as Mermaid, DOT, SVG and PNG (Graphviz)"
 	@echo "make lab-vm     the same mesh in real QEMU VMs booting the rendered cloud-init"
+	@echo "make change-table   regenerate README's table of what each stack change creates, updates, replaces, deletes"
 	@echo "make bench      print the figures in docs/PERFORMANCE.md: program time, user-data fit, quota budget, lab bring-up, MTU"
 
 # Incremental: a changed requirements.txt installs the difference, never wipes a working venv.
@@ -74,6 +75,10 @@ bench: venv debs
 	$(PY) -m bench.fit
 	$(PY) -m bench.quota
 	$(PY) -m bench.lab
+
+# README's "What each change does": the program run twice per change under mocks (tests/program/change_rows.py).
+change-table: venv
+	$(PY) -m bench.changes --write
 
 clean:
 	rm -rf build .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -19,7 +19,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -35,6 +35,8 @@ from pulumi.runtime.mocks import MockResourceArgs
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import wgmesh_mocks
+from engine_sim import COMMAND, Diff, diff
+from engine_sim import top as _top
 from plan_snapshot import SNAPSHOT_DIR, UPDATE_ENV
 from wgmesh_mocks import (
     REPO,
@@ -51,7 +53,6 @@ from wgmesh_mocks import (
 from components.sync import DIAL_ERROR_LIMIT, PER_DIAL_TIMEOUT, remote_apply_command, vm_command
 from policy.rules import MANDATORY_RULES, STACK_RULES, wireguard_world_only_for_roaming
 
-COMMAND = "command:remote:Command"
 SECRET_KEYS = ("wgmesh:sshPrivateKey",)
 
 
@@ -85,50 +86,6 @@ def vm_id_of(r: ProgramRun, node: str) -> str:
 
 HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
 
-# Inputs whose change replaces the resource (provider docs: aws/google/hcloud/random/command
-# schemas' ForceNew fields), per type. Keys are the engine's camelCase input names.
-FORCES_REPLACEMENT: dict[str, frozenset[str]] = {
-    "aws:ec2/instance:Instance": frozenset(
-        {"ami", "availabilityZone", "subnetId", "privateIp", "keyName", "associatePublicIpAddress",
-         "userData", "userDataBase64", "placementGroup", "tenancy", "hostId", "ipv6AddressCount",
-         "ipv6Addresses"}
-    ),  # user data: replaced with userDataReplaceOnChange, else a stop/start; both break day-2
-    "aws:ec2/eip:Eip": frozenset({"domain", "address", "networkBorderGroup", "publicIpv4Pool"}),
-    "aws:ec2/eipAssociation:EipAssociation": frozenset(
-        {"allocationId", "instanceId", "networkInterfaceId", "privateIpAddress", "publicIp"}
-    ),
-    "aws:ec2/securityGroup:SecurityGroup": frozenset({"name", "namePrefix", "description", "vpcId"}),
-    "aws:ec2/vpc:Vpc": frozenset({"cidrBlock", "instanceTenancy"}),
-    "aws:ec2/subnet:Subnet": frozenset({"vpcId", "cidrBlock", "availabilityZone", "availabilityZoneId"}),
-    "aws:ec2/routeTable:RouteTable": frozenset({"vpcId"}),
-    "aws:ec2/route:Route": frozenset(
-        {"routeTableId", "destinationCidrBlock", "destinationIpv6CidrBlock", "destinationPrefixListId"}
-    ),
-    "aws:ec2/routeTableAssociation:RouteTableAssociation": frozenset({"subnetId", "gatewayId"}),
-    "aws:ec2/mainRouteTableAssociation:MainRouteTableAssociation": frozenset({"vpcId"}),
-    "gcp:compute/instance:Instance": frozenset(
-        {"name", "zone", "project", "bootDisk", "metadataStartupScript", "hostname", "scratchDisks",
-         "networkInterfaces", "reservationAffinity", "confidentialInstanceConfig"}
-    ),  # networkInterfaces: the network/subnetwork inside force a new VM
-    "gcp:compute/address:Address": frozenset(
-        {"name", "address", "addressType", "region", "networkTier", "project", "subnetwork", "purpose"}
-    ),
-    "gcp:compute/firewall:Firewall": frozenset({"name", "network", "project", "direction"}),
-    "gcp:compute/network:Network": frozenset({"name", "autoCreateSubnetworks", "project", "mtu"}),
-    "gcp:compute/subnetwork:Subnetwork": frozenset({"name", "network", "region", "project"}),
-    "gcp:compute/route:Route": frozenset(
-        {"name", "destRange", "network", "nextHopInstance", "nextHopInstanceZone", "nextHopIp",
-         "nextHopGateway", "priority", "tags", "project"}
-    ),
-    "gcp:compute/router:Router": frozenset({"name", "network", "region", "project"}),
-    "gcp:compute/routerNat:RouterNat": frozenset({"name", "router", "region", "project"}),
-    "hcloud:index/server:Server": frozenset({"userData", "image", "location", "datacenter", "sshKeys"}),
-    "hcloud:index/primaryIp:PrimaryIp": frozenset({"type", "datacenter", "location", "assigneeType"}),
-    "hcloud:index/sshKey:SshKey": frozenset({"publicKey"}),
-    "hcloud:index/firewall:Firewall": frozenset(),
-    "random:index/randomBytes:RandomBytes": frozenset({"length", "keepers"}),
-    COMMAND: frozenset({"triggers"}),  # the SDK marks triggers replace_on_changes; the rest updates
-}  # fmt: skip
 # What may change on an existing node's resources when another node joins or leaves.
 IN_PLACE: dict[str, frozenset[str]] = {
     "aws:ec2/securityGroup:SecurityGroup": frozenset({"ingress"}),
@@ -196,69 +153,7 @@ def run(name: str) -> ProgramRun:
 
 
 # ----------------------------------------------------------------------------- the diff
-
-
-@dataclass(frozen=True)
-class Change:
-    """One existing resource whose inputs differ: which paths, and which of them Pulumi ignores."""
-
-    before: Captured
-    after: Captured
-    paths: tuple[str, ...]
-
-    @property
-    def effective(self) -> tuple[str, ...]:
-        """Changed paths the engine acts on (ignoreChanges drops the rest)."""
-        return tuple(p for p in self.paths if not any(_covers(i, p) for i in self.before.ignore_changes))
-
-    @property
-    def replacing(self) -> tuple[str, ...]:
-        forcing = FORCES_REPLACEMENT.get(self.before.type)
-        assert forcing is not None, (
-            f"no replacement list for {self.before.type}: add it from the provider docs"
-        )
-        return tuple(p for p in self.effective if _top(p) in forcing)
-
-
-@dataclass(frozen=True)
-class Diff:
-    created: list[Captured]
-    deleted: list[Captured]
-    changed: list[Change]
-
-
-def _top(path: str) -> str:
-    return re.split(r"[.\[]", path, maxsplit=1)[0]
-
-
-def _covers(ignore: str, path: str) -> bool:
-    return path == ignore or path.startswith((ignore + ".", ignore + "["))
-
-
-def _paths(a: Any, b: Any, prefix: str = "") -> Iterator[str]:
-    """Changed leaf paths in Pulumi's property-path syntax (`metadata["user-data"]`, `a.b`)."""
-    a, b = reveal(a), reveal(b)
-    if isinstance(a, Mapping) and isinstance(b, Mapping):
-        for k in sorted(set(a) | set(b)):
-            sub = k if not prefix else (f"{prefix}.{k}" if re.fullmatch(r"\w+", k) else f'{prefix}["{k}"]')
-            if a.get(k) != b.get(k):
-                yield from _paths(a.get(k), b.get(k), sub)
-    elif a != b:
-        yield prefix
-
-
-def diff(before: ProgramRun, after: ProgramRun) -> Diff:
-    old, new = before.by_urn(), after.by_urn()
-    changed = []
-    for urn in sorted(set(old) & set(new)):
-        paths = tuple(_paths(old[urn].inputs, new[urn].inputs))
-        if paths:
-            changed.append(Change(old[urn], new[urn], paths))
-    return Diff(
-        created=[new[u] for u in sorted(set(new) - set(old))],
-        deleted=[old[u] for u in sorted(set(old) - set(new))],
-        changed=changed,
-    )
+# (engine_sim: the engine's replace / update / ignoreChanges rules, shared with the change table)
 
 
 def _show(value: Any) -> str:

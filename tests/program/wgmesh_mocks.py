@@ -18,7 +18,7 @@ import json
 import runpy
 import sys
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -121,6 +121,7 @@ class Captured:
     ignore_changes: tuple[str, ...]
     delete_before_replace: bool
     dependencies: tuple[str, ...] = ()  # URNs from depends_on (and inputs' resources)
+    replace_on_changes: tuple[str, ...] = ()  # property paths (`triggers[*]`) that replace it
 
 
 @dataclass
@@ -139,55 +140,60 @@ class WgmeshMocks(Mocks):
         self.resources: dict[tuple[str, str], tuple[str, dict[str, Any], dict[str, Any], str, bool]] = {}
         self.lock = threading.Lock()
         self.contracts = ContractChecker()  # refuses what the cloud's API would refuse
+        self.monitor: RecordingMonitor | None = None  # set by run_program: the URN and options per name
+
+    def physical_name(self, typ: str, name: str) -> str:
+        """What ids, IPs and random bytes are hashed from: the name (the engine simulator salts
+        it for a replaced resource, which gets a new id and new computed outputs)."""
+        return name
 
     def new_resource(self, args: MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         self.contracts.check(args.typ, args.name, dict(args.inputs), args.provider)
         outputs = dict(args.inputs)
-        rid = f"{args.name}-id"
-        h = digest("id", args.typ, args.name).hex()
+        name = self.physical_name(args.typ, args.name)
+        rid = f"{name}-id"
+        h = digest("id", args.typ, name).hex()
         if args.typ == "random:index/randomBytes:RandomBytes":
             keepers = reveal(args.inputs.get("keepers", {}))
-            raw = mock_random_bytes(args.name, int(args.inputs["length"]), keepers)
+            raw = mock_random_bytes(name, int(args.inputs["length"]), keepers)
             outputs["base64"] = _b64(raw)
             outputs["hex"] = raw.hex()
         elif args.typ == "aws:ec2/eip:Eip":
             rid = f"eipalloc-{h[:17]}"
-            outputs.update(publicIp=mock_ip(args.name), allocationId=rid)
+            outputs.update(publicIp=mock_ip(name), allocationId=rid)
         elif args.typ == "aws:ec2/instance:Instance":
             rid = f"i-{h[:17]}"
             outputs["primaryNetworkInterfaceId"] = f"eni-{h[:17]}"
             if args.inputs.get("ipv6AddressCount"):
-                outputs["ipv6Addresses"] = [str(mock_ip6_net(args.name, 64)[0x10])]
+                outputs["ipv6Addresses"] = [str(mock_ip6_net(name, 64)[0x10])]
         elif args.typ == "aws:ec2/vpc:Vpc":
             rid = f"vpc-{h[:17]}"
             if args.inputs.get("assignGeneratedIpv6CidrBlock"):
-                outputs["ipv6CidrBlock"] = str(mock_ip6_net(args.name, 56))
+                outputs["ipv6CidrBlock"] = str(mock_ip6_net(name, 56))
         elif args.typ.startswith("aws:ec2/"):
             rid = f"{args.typ.rsplit(':', 1)[-1].lower()}-{h[:17]}"
         elif args.typ == "gcp:compute/address:Address" and args.inputs.get("ipVersion") == "IPV6":
             # A reserved external IPv6 for a VM: the first address of a /96 from the subnetwork.
-            outputs.update(address=str(mock_ip6_net(args.name, 96)[0]), prefixLength=96)
+            outputs.update(address=str(mock_ip6_net(name, 96)[0]), prefixLength=96)
         elif args.typ == "gcp:compute/address:Address":
-            outputs["address"] = mock_ip(args.name)
+            outputs["address"] = mock_ip(name)
         elif args.typ.startswith("hcloud:"):
             rid = str(int(h[:12], 16) % 10**8)  # Hetzner ids are numbers
             if args.typ == "hcloud:index/primaryIp:PrimaryIp" and args.inputs.get("type") == "ipv6":
                 # As the provider reports an IPv6 primary IP: the /64, and its network address.
-                net = mock_ip6_net(args.name, 64)
+                net = mock_ip6_net(name, 64)
                 outputs.update(ipNetwork=str(net), ipAddress=str(net.network_address))
             elif args.typ == "hcloud:index/primaryIp:PrimaryIp":
-                outputs["ipAddress"] = mock_ip(args.name)
+                outputs["ipAddress"] = mock_ip(name)
         elif args.typ == "gcp:compute/instance:Instance":
             outputs["instanceId"] = str(int(h[:15], 16))  # GCP's server-assigned numeric id
-            outputs["networkInterfaces"] = [
-                _gcp_nic(args.name, nic) for nic in args.inputs["networkInterfaces"]
-            ]
+            outputs["networkInterfaces"] = [_gcp_nic(name, nic) for nic in args.inputs["networkInterfaces"]]
         if args.typ == "command:remote:Command":
             # What a remote command prints; the program exports the health commands' stdout.
             outputs.update(stdout=f"(mocked stdout of {args.name})", stderr="")
         if args.typ.startswith("gcp:compute/"):
             kind = args.typ.rsplit(":", 1)[-1].lower()
-            outputs.setdefault("selfLink", f"https://compute.googleapis.com/mock/{kind}s/{args.name}")
+            outputs.setdefault("selfLink", f"https://compute.googleapis.com/mock/{kind}s/{name}")
         with self.lock:
             key = (args.typ, args.name)
             assert key not in self.resources, f"two resources named {args.name} of type {args.typ}"
@@ -238,6 +244,7 @@ class RecordingMonitor(MockMonitor):
         self.options: dict[tuple[str, str], tuple[str, str, tuple[str, ...], bool]] = {}
         self.component_outputs: dict[str, dict[str, Any]] = {}
         self.dependencies: dict[tuple[str, str], tuple[str, ...]] = {}
+        self.replace_on_changes: dict[tuple[str, str], tuple[str, ...]] = {}
 
     def RegisterResource(self, request: Any) -> Any:
         if request.type != "pulumi:pulumi:Stack":
@@ -249,6 +256,7 @@ class RecordingMonitor(MockMonitor):
                 bool(request.deleteBeforeReplace),
             )
             self.dependencies[(request.type, request.name)] = tuple(request.dependencies)
+            self.replace_on_changes[(request.type, request.name)] = tuple(request.replaceOnChanges)
         return super().RegisterResource(request)  # type: ignore[no-untyped-call]
 
     def RegisterResourceOutputs(self, request: Any) -> Any:
@@ -342,9 +350,13 @@ def run_program(
     program: Path = PROGRAM,
     secret_keys: tuple[str, ...] = (),
     catalog: CloudCatalog | None = None,
+    mocks: Callable[[CloudCatalog | None], WgmeshMocks] | None = None,
 ) -> ProgramRun:
-    """Run `program` for `stack` with `config`; never raises for the program's own errors."""
-    return contextvars.Context().run(_run, stack, dict(config), program, secret_keys, catalog)
+    """Run `program` for `stack` with `config`; never raises for the program's own errors.
+
+    `mocks` builds the run's mocks (tests/program/engine_sim.py passes the engine's view of
+    stored state)."""
+    return contextvars.Context().run(_run, stack, dict(config), program, secret_keys, catalog, mocks)
 
 
 def _run(
@@ -353,9 +365,11 @@ def _run(
     program: Path,
     secret_keys: tuple[str, ...] = (),
     catalog: CloudCatalog | None = None,
+    make_mocks: Callable[[CloudCatalog | None], WgmeshMocks] | None = None,
 ) -> ProgramRun:
-    mocks = WgmeshMocks(catalog)
+    mocks = (make_mocks or WgmeshMocks)(catalog)  # looked up per run: tests patch WgmeshMocks
     monitor = RecordingMonitor(mocks)
+    mocks.monitor = monitor
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
     # set_mocks leaves these two to a process-wide default; a failed run would leak its pending
     # outputs into the next run (which would then report the old error), so make them per run.
@@ -382,8 +396,11 @@ def _run(
             continue  # registration failed before reaching the mocks
         rid, inputs, outputs, provider, custom = mocks.resources[key]
         deps = monitor.dependencies.get(key, ())
+        roc = monitor.replace_on_changes.get(key, ())
         run.resources.append(
-            Captured(urn, rid, key[0], key[1], parent, custom, provider, inputs, outputs, ignore, dbr, deps)
+            Captured(
+                urn, rid, key[0], key[1], parent, custom, provider, inputs, outputs, ignore, dbr, deps, roc
+            )
         )
     run.resources.sort(key=lambda r: r.urn)
     run.invokes = list(mocks.invokes)
