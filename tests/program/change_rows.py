@@ -15,16 +15,10 @@ from functools import cache
 from typing import Any
 
 from engine_sim import Outcome, simulate
+from ssh_test_keys import ADMIN_KEY, ADMIN_PUB, NEW_KEY, NEW_PUB
 from wgmesh_mocks import REPO, ProgramRun, run_program, stack_config
 
 SECRET_KEYS = ("wgmesh:sshPrivateKey",)
-FAKE_SSH_KEY = (
-    "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAAday2fakeKeyForTheMocksOnly\n"
-    "-----END OPENSSH PRIVATE KEY-----\n"
-)
-ADMIN_KEY_2 = (
-    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHz2cXnQ6lVZ1bS9gUqkW0mC1GxkS5oU8T0ZyV3vJb7R admin2@example"
-)
 
 
 @dataclass
@@ -36,6 +30,7 @@ class Stack:
     nodes: list[dict[str, Any]]
     clients: list[dict[str, Any]]
     rest: dict[str, str]
+    private_key: str = ADMIN_KEY  # `wgmesh:sshPrivateKey` when liveUpdates is on
 
     def node(self, name: str) -> dict[str, Any]:
         return next(n for n in self.nodes if n["name"] == name)
@@ -46,7 +41,7 @@ class Stack:
         config["wgmesh:nodes"] = json.dumps(self.nodes)
         config["wgmesh:clients"] = json.dumps(self.clients)
         if self.mesh.get("liveUpdates"):
-            config["wgmesh:sshPrivateKey"] = FAKE_SSH_KEY  # as `config set --secret` would
+            config["wgmesh:sshPrivateKey"] = self.private_key  # as `config set --secret` would
         return config
 
 
@@ -55,6 +50,7 @@ def load(stack: str, live: bool = True) -> Stack:
     config = stack_config(REPO / "stacks" / f"Pulumi.{stack}.yaml")
     mesh = json.loads(config.pop("wgmesh:mesh"))
     mesh["liveUpdates"] = live
+    mesh["sshPublicKeys"] = [ADMIN_PUB]  # the public half of the key live updates log in with
     nodes = json.loads(config.pop("wgmesh:nodes"))
     clients = json.loads(config.pop("wgmesh:clients", "[]"))
     return Stack(stack, mesh, nodes, clients, config)
@@ -154,12 +150,15 @@ def _admin_cidrs(s: Stack) -> None:
     s.mesh["adminCidrs"] = [*s.mesh["adminCidrs"], "198.51.100.0/24"]
 
 
-def _rotate_admin_key(s: Stack) -> None:
-    s.mesh["sshPublicKeys"] = [ADMIN_KEY_2]
+def _add_admin_key(s: Stack) -> None:
+    """Phase 1 of an admin key rotation: the new public key joins; Pulumi still logs in with the old."""
+    s.mesh["sshPublicKeys"] = [*s.mesh["sshPublicKeys"], NEW_PUB]
 
 
-def _two_admin_keys(s: Stack) -> None:
-    s.mesh["sshPublicKeys"] = [*s.mesh["sshPublicKeys"], ADMIN_KEY_2]
+def _switch_admin_key(s: Stack) -> None:
+    """Phase 2: log in with the new key and drop the old public key."""
+    s.mesh["sshPublicKeys"] = [NEW_PUB]
+    s.private_key = NEW_KEY
 
 
 def _reorder_admin_keys(s: Stack) -> None:
@@ -200,7 +199,6 @@ GCP_IPV6 = (
 EIP_ASSOC = "aws_eip_association `instance_id`: ForceNew; follows the replaced instance"
 REPLACE_ASKED = "`pulumi up --replace <urn>`: the user asks for a new VM (e.g. a broken host)"
 RANDOM_KEEPERS = "random_bytes `keepers`: ForceNew by design (new random bytes = the new key)"
-HCLOUD_SSH_KEY = "hcloud_ssh_key `public_key`: ForceNew (a Hetzner key cannot be edited)"
 
 HCLOUD_MOVED = ("hcloud:Server hetzner-nbg", "hcloud:PrimaryIp hetzner-nbg-ip")
 
@@ -231,10 +229,12 @@ ROWS: tuple[Row, ...] = (
     Row("endpoints", "`endpoints: ipv6` (ipv6 stack, from ipv4)", "ipv6", _endpoints_v6,
         before=_endpoints_v4),
     Row("admin-cidrs", "`adminCidrs`: add one", "dev", _admin_cidrs),
-    Row("ssh-key-rotate", "`sshPublicKeys`: replace the key", "dev", _rotate_admin_key,
-        allowed={"hcloud:SshKey wgmesh-hcloud-admin-0": HCLOUD_SSH_KEY}),
+    Row("ssh-key-add", "admin key rotation, phase 1: add the new key to `sshPublicKeys`", "dev",
+        _add_admin_key),
+    Row("ssh-key-switch", "admin key rotation, phase 2: new `sshPrivateKey`, old public key dropped",
+        "dev", _switch_admin_key, before=_add_admin_key),
     Row("ssh-key-reorder", "`sshPublicKeys`: reorder two keys", "dev", _reorder_admin_keys,
-        before=_two_admin_keys),
+        before=_add_admin_key),
     Row("replace-vm", "`pulumi up --replace` of a VM (`aws-fra`)", "dev", _nothing,
         allowed={"aws:Instance aws-fra": REPLACE_ASKED, "aws:EipAssociation aws-fra-eip-assoc": EIP_ASSOC},
         replace=frozenset({"aws:Instance aws-fra"})),

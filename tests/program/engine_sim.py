@@ -46,6 +46,8 @@ from wgmesh_mocks import (
     run_program,
 )
 
+from mesh.contracts import label_value
+
 COMMAND = "command:remote:Command"
 
 # Inputs whose change replaces the resource, per type: the providers' ForceNew fields (schemas
@@ -419,6 +421,9 @@ def simulate(
     forced = frozenset(r.urn for r in old.resources if short(r) in force)
     assert len(forced) == len(force), f"--replace names no resource: {sorted(force)}"
     replaced: frozenset[str] = forced
+    # The next preview finds the networks the first `up` made (site networks stay put).
+    labels = {"wgmesh-mesh": label_value("wgmesh"), "wgmesh-stack": label_value(stack)}
+    clouds = CloudCatalog().remember_networks(old.resources, labels)
     rounds = 0
     while True:
         rounds += 1
@@ -426,7 +431,7 @@ def simulate(
         def make(catalog: CloudCatalog | None, done: frozenset[str] = replaced) -> WgmeshMocks:
             return EngineMocks(catalog, state, done)
 
-        new = run_program(stack, after, secret_keys=secret_keys, mocks=make)
+        new = run_program(stack, after, secret_keys=secret_keys, catalog=clouds, mocks=make)
         assert new.error is None, new.error
         d = diff(old, new)
         now = forced | {c.before.urn for c in d.changed if c.replacing}

@@ -38,6 +38,7 @@ import wgmesh_mocks
 from engine_sim import COMMAND, Diff, diff
 from engine_sim import top as _top
 from plan_snapshot import SNAPSHOT_DIR, UPDATE_ENV
+from ssh_test_keys import ADMIN_KEY, ADMIN_PUB, NEW_KEY, NEW_PUB, openssh_key
 from wgmesh_mocks import (
     REPO,
     SECRET_SIG,
@@ -56,19 +57,6 @@ from policy.rules import MANDATORY_RULES, STACK_RULES, wireguard_world_only_for_
 SECRET_KEYS = ("wgmesh:sshPrivateKey",)
 
 
-def openssh_key(seed: str, passphrase: bytes | None = None) -> tuple[str, str]:
-    """A real OpenSSH ed25519 key pair (private PEM, `ssh-ed25519 AAAA...`), fixed by `seed`."""
-    key = Ed25519PrivateKey.from_private_bytes(hashlib.sha256(seed.encode()).digest())
-    encryption = (
-        serialization.BestAvailableEncryption(passphrase) if passphrase else serialization.NoEncryption()
-    )
-    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, encryption)
-    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
-    return private.decode(), f"{public.decode()} admin@test"
-
-
-ADMIN_KEY, ADMIN_PUB = openssh_key("wgmesh test admin key")
-NEW_KEY, NEW_PUB = openssh_key("wgmesh test admin key, rotated")
 # A run of the key's base64 body: must never appear outside a secret.
 ADMIN_KEY_BODY = ADMIN_KEY.splitlines()[2]
 VM_TYPES = {
