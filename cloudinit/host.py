@@ -56,7 +56,7 @@ ACCEPT_RA_PATH = "/etc/sysctl.d/89-wgmesh-accept-ra.conf"  # sorts before SYSCTL
 
 # For each interface holding an RA-learned IPv6 default route whose RAs the kernel handles (accept_ra 1):
 # raise it to 2 now and write the same key, "-" prefixed (absent interface: no error), for later boots.
-_ACCEPT_RA_SCRIPT = r"""conf=""
+ACCEPT_RA_SCRIPT = r"""conf=""
 devs='{for (i = 1; i < NF; i++) if ($i == "dev") print $(i + 1)}'
 for dev in $(ip -6 -o route show default proto ra 2>/dev/null | awk "$devs" | sort -u); do
     f="/proc/sys/net/ipv6/conf/$dev/accept_ra"
@@ -78,7 +78,7 @@ def accept_ra_guard_step(path: str = ACCEPT_RA_PATH) -> tuple[str, ...]:
     supported images use systemd-networkd via netplan, which sets accept_ra=0 and handles RAs in
     userspace whatever the sysctl says: their uplinks are at 0 and are left alone.
     """
-    return ("sh", "-c", _ACCEPT_RA_SCRIPT, path)
+    return ("sh", "-c", ACCEPT_RA_SCRIPT, path)
 
 
 def nft_load_command(path: str = NFT_PATH) -> str:
