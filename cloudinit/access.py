@@ -5,6 +5,8 @@ Keys live in root-owned files under `KEYS_DIR` (one per login user), not in clou
 rotated-out key would stay for good). The sshd drop-in adds that directory to the places
 sshd reads keys from; ~/.ssh/authorized_keys stays first in the list, so keys put there by
 hand or by a cloud (Hetzner `ssh_keys`, an EC2 key pair) keep working and are never touched.
+Measured with Debian 12's sshd 9.2p1 in a namespace: key A in the file logs in and B does not;
+the file rewritten to B, A is refused at once (no reload); a 0666 file is refused (StrictModes).
 The same files are written at first boot (write_files) and by every apply, so rotating
 `sshPublicKeys` rewrites them: a removed key stops working on the next apply.
 
@@ -32,10 +34,10 @@ SUDO_RULE = "ALL=(ALL) NOPASSWD:ALL"
 
 
 def sshd_dropin() -> str:
-    """sshd reads ~/.ssh/authorized_keys as before, then wgmesh's key file for the user."""
+    """sshd's default files (sshd_config(5): `.ssh/authorized_keys .ssh/authorized_keys2`), then wgmesh's."""
     return (
         "# wgmesh: admin keys from sshPublicKeys, rewritten by every apply (a removed key stops working).\n"
-        f"AuthorizedKeysFile .ssh/authorized_keys {KEYS_DIR}/%u\n"
+        f"AuthorizedKeysFile .ssh/authorized_keys .ssh/authorized_keys2 {KEYS_DIR}/%u\n"
     )
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cloudinit import access, host
@@ -69,11 +70,15 @@ def host_files(plan: MeshPlan, name: str, wg_conf: str) -> tuple[HostFile, ...]:
 
 def node_bundle(plan: MeshPlan, name: str, wg_conf: str) -> str:
     """The payload of node `name`'s apply command (secret: it holds wg0.conf)."""
-    files = host_files(plan, name, wg_conf)
-    lines = [BUNDLE_HEADER, f"ra-guard {int(ipv6_forwarding(plan))}"]
     user = access.created_user(plan)
-    if user:
-        lines.append(f"user {user}")
+    return encode_bundle(
+        host_files(plan, name, wg_conf), ra_guard=ipv6_forwarding(plan), users=(user,) if user else ()
+    )
+
+
+def encode_bundle(files: Sequence[HostFile], *, ra_guard: bool, users: Sequence[str] = ()) -> str:
+    """The bundle text for these files (node_bundle's format; tests build broken ones with it)."""
+    lines = [BUNDLE_HEADER, f"ra-guard {int(ra_guard)}", *(f"user {u}" for u in users)]
     for f in files:
         lines.append(f"file {f.part} {f.path} {f.mode} {base64.b64encode(f.content.encode()).decode()}")
     lines.append(f"end {len(files)}")

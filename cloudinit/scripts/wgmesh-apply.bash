@@ -190,7 +190,9 @@ put_file() {
   t=$(target_of "$i")
   if [ -f "$t" ]; then cp -p "$t" "$WORK/backup.$i"; else : >"$WORK/new.$i"; fi
   installed+=("$i")
-  install -d -m 0755 "${t%/*}"
+  # A missing directory is made 0755 (sshd reads key files as the login user); an existing one
+  # keeps its mode (/etc/wireguard stays 0700).
+  [ -d "${t%/*}" ] || (umask 022 && mkdir -p "${t%/*}")
   staged=$(mktemp "${t%/*}/.wgmesh-XXXXXX")  # no .conf suffix: no include glob reads it
   cat "$WORK/file.$i" >"$staged"
   chown root:root "$staged"

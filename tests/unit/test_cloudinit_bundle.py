@@ -212,6 +212,9 @@ def test_first_apply_installs_every_host_file_and_loads_each_part(hnode: HostNod
             continue
         assert hnode.file(f.path).read_text() == f.content, f.path
         assert oct(hnode.file(f.path).stat().st_mode & 0o777) == oct(int(f.mode, 8)), f.path
+    # sshd reads a key file as the login user: new directories are 0755, not the script's umask 077.
+    assert hnode.file(access.KEYS_DIR).stat().st_mode & 0o777 == 0o755
+    assert hnode.file("/etc/wgmesh").stat().st_mode & 0o777 == 0o755
     calls = hnode.host_calls()
     nft, guard = hnode.file(host.NFT_PATH), hnode.file(host.METADATA_GUARD_PATH)
     assert f"nft -f {guard}" in calls and f"nft -f {nft}" in calls

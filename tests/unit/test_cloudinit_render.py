@@ -141,7 +141,7 @@ def test_ssh_keys_go_to_wgmesh_key_files_not_to_cloud_init_authorized_keys() -> 
     files = {f["path"]: f for f in doc["write_files"]}
     assert files[f"{KEYS_DIR}/ubuntu"]["content"] == key + "\n"
     assert files[SSHD_DROPIN_PATH]["content"].splitlines()[-1] == (
-        f"AuthorizedKeysFile .ssh/authorized_keys {KEYS_DIR}/%u"
+        f"AuthorizedKeysFile .ssh/authorized_keys .ssh/authorized_keys2 {KEYS_DIR}/%u"
     )
     plain = {f["path"]: f for f in load(user_data(plan))["write_files"]}
     assert plain[f"{KEYS_DIR}/ubuntu"]["content"] == ""
