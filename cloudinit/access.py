@@ -24,6 +24,8 @@ Sources:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from mesh.plan_types import MeshPlan
 from mesh.spec import DEFAULT_SSH_USER, login_user
 
@@ -57,9 +59,9 @@ def created_user(plan: MeshPlan) -> str | None:
     return user if user and user != "root" else None
 
 
-def authorized_keys(plan: MeshPlan) -> str:
+def authorized_keys(keys: Sequence[str]) -> str:
     """One key a line (possibly empty: then only keys outside wgmesh's files log in)."""
-    return "".join(f"{key.strip()}\n" for key in plan.spec.mesh.ssh_public_keys)
+    return "".join(f"{key.strip()}\n" for key in keys)
 
 
 def sudoers(plan: MeshPlan) -> str:

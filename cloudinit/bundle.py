@@ -50,8 +50,14 @@ def ipv6_forwarding(plan: MeshPlan) -> bool:
     return plan.spec.mesh.cidr6 is not None
 
 
-def host_files(plan: MeshPlan, name: str, wg_conf: str) -> tuple[HostFile, ...]:
-    """Every file wgmesh owns on node `name`, in the order first boot writes them."""
+def host_files(
+    plan: MeshPlan, name: str, wg_conf: str, *, ssh_public_keys: Sequence[str] | None = None
+) -> tuple[HostFile, ...]:
+    """Every file wgmesh owns on node `name`, in the order first boot writes them.
+
+    `ssh_public_keys`: the admin keys to install instead of `sshPublicKeys` (a two-phase
+    rotation first installs old and new keys, then the new ones only); None: the stack's.
+    """
     node = plan.node(name)
     files = [
         HostFile("wg", WG_CONF_PATH, "0600", wg_conf),
@@ -62,18 +68,24 @@ def host_files(plan: MeshPlan, name: str, wg_conf: str) -> tuple[HostFile, ...]:
         HostFile("sshd", access.SSHD_DROPIN_PATH, "0644", access.sshd_dropin()),
         HostFile("sudoers", access.SUDOERS_PATH, "0440", access.sudoers(plan)),
     ]
-    keys = access.authorized_keys(plan)
+    keys = access.authorized_keys(
+        plan.spec.mesh.ssh_public_keys if ssh_public_keys is None else ssh_public_keys
+    )
     users = access.login_users(plan, name)
     files += [HostFile("keys", f"{access.KEYS_DIR}/{user}", "0644", keys) for user in users]
     return tuple(files)
 
 
-def node_bundle(plan: MeshPlan, name: str, wg_conf: str) -> str:
-    """The payload of node `name`'s apply command (secret: it holds wg0.conf)."""
+def node_bundle(
+    plan: MeshPlan, name: str, wg_conf: str, *, ssh_public_keys: Sequence[str] | None = None
+) -> str:
+    """The payload of node `name`'s apply command (secret: it holds wg0.conf).
+
+    `ssh_public_keys`: see `host_files` (the default equals what first boot writes).
+    """
     user = access.created_user(plan)
-    return encode_bundle(
-        host_files(plan, name, wg_conf), ra_guard=ipv6_forwarding(plan), users=(user,) if user else ()
-    )
+    files = host_files(plan, name, wg_conf, ssh_public_keys=ssh_public_keys)
+    return encode_bundle(files, ra_guard=ipv6_forwarding(plan), users=(user,) if user else ())
 
 
 def encode_bundle(files: Sequence[HostFile], *, ra_guard: bool, users: Sequence[str] = ()) -> str:

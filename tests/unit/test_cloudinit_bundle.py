@@ -335,3 +335,14 @@ def test_a_malformed_bundle_is_refused_before_anything_changes(
     proc = hnode.apply(mangle(node_bundle(plan_of(), "n1", hnode.conf())))
     assert proc.returncode == 1 and message in proc.stderr
     assert hnode.host_calls() == [] and not hnode.file(host.NFT_PATH).exists()
+
+
+def test_a_two_phase_rotation_can_install_old_and_new_keys_then_the_new_only() -> None:
+    conf = "[Interface]\n"
+    plan = plan_of(keys=(KEY_B,))
+    both = parse_bundle(node_bundle(plan, "n1", conf, ssh_public_keys=(KEY_A, KEY_B)))[1]
+    assert [f.content for f in both if f.part == "keys"] == [f"{KEY_A}\n{KEY_B}\n"]
+    assert node_bundle(plan, "n1", conf, ssh_public_keys=None) == node_bundle(plan, "n1", conf)
+    assert [f.content for f in parse_bundle(node_bundle(plan, "n1", conf))[1] if f.part == "keys"] == [
+        f"{KEY_B}\n"
+    ]
