@@ -223,6 +223,17 @@ reload_sshd() {
   done
 }
 
+# The running values of the keys a new sysctl file sets (`sysctl KEY` prints `KEY = VALUE`, a
+# sysctl.d line): the old file alone cannot undo a key only the new one sets (cidr6's IPv6
+# forwarding), so a rollback loads these first.
+save_sysctl() {
+  local key
+  : >"$WORK/sysctl.saved"
+  while read -r key; do
+    sysctl "$key" >>"$WORK/sysctl.saved" 2>/dev/null || true
+  done < <(sed -nE 's/^[[:space:]]*-?([a-z0-9_./-]+)[[:space:]]*=.*/\1/p' "$1")
+}
+
 # Load what the changed files feed, in an order that never leaves a gap: the metadata guard
 # first, the RA guard before forwarding, sshd last. Each reload reads the installed file.
 reload_parts() {
@@ -237,8 +248,9 @@ reload_parts() {
     quietly nft -f "$f" || return 1
   fi
   if has_changed sysctl && f=$(path_of_part sysctl); then
+    save_sysctl "$f"
     if [ "$ra_guard" = 1 ]; then quietly sh -c "$RA_GUARD" "$ACCEPT_RA_PATH" || return 1; fi
-    quietly sysctl -p "$f" || return 1
+    quietly sysctl -q -p "$f" || return 1
   fi
   if has_changed sshd; then reload_sshd || return 1; fi
 }
@@ -277,7 +289,10 @@ rollback_host() {
       quietly nft 'add table inet wgmesh; delete table inet wgmesh' || status=1
     fi
   done
-  if has_changed sysctl && t=$(path_of_part sysctl) && [ -f "$t" ]; then quietly sysctl -p "$t" || status=1; fi
+  if has_changed sysctl; then
+    if [ -s "$WORK/sysctl.saved" ]; then quietly sysctl -q -p "$WORK/sysctl.saved" || status=1; fi
+    if t=$(path_of_part sysctl) && [ -f "$t" ]; then quietly sysctl -q -p "$t" || status=1; fi
+  fi
   if has_changed sshd; then reload_sshd || status=1; fi
   [ "${#installed[@]}" -eq 0 ] || printf 'wgmesh-apply: the previous host files are back\n' >&2
   return "$status"

@@ -135,6 +135,7 @@ if [ -n "${FAKE_FAIL_HOST:-}" ] && [[ "${0##*/} $*" == *"$FAKE_FAIL_HOST"* ]]; t
   exit 1
 fi
 user=${!#}
+if [ "${0##*/}" = sysctl ] && [ "$1" != -q ]; then echo "$1 = 0"; fi  # a read: `KEY = VALUE`
 [ "${0##*/}" != useradd ] || echo "$user:x:1001:1001::/home/$user:/bin/bash" >>"$WGMESH_ROOT/etc/passwd"
 exit 0
 """
@@ -218,7 +219,7 @@ def test_first_apply_installs_every_host_file_and_loads_each_part(hnode: HostNod
     calls = hnode.host_calls()
     nft, guard = hnode.file(host.NFT_PATH), hnode.file(host.METADATA_GUARD_PATH)
     assert f"nft -f {guard}" in calls and f"nft -f {nft}" in calls
-    assert f"sysctl -p {hnode.file(host.SYSCTL_PATH)}" in calls
+    assert f"sysctl -q -p {hnode.file(host.SYSCTL_PATH)}" in calls
     assert calls.index(f"nft -f {guard}") < calls.index(f"nft -f {nft}")  # the guard holds first
     assert [c for c in calls if c.startswith("nft -c -f")] and [
         c for c in calls if c.startswith("visudo -cqf")
@@ -256,7 +257,7 @@ def test_day2_cidr6_turns_on_ipv6_forwarding_after_the_ra_guard(hnode: HostNode)
     assert applied(hnode, plan_of(cidr6=True))["host"] == "sysctl"
     assert "net.ipv6.conf.all.forwarding = 1" in hnode.file(host.SYSCTL_PATH).read_text()
     calls = [c for c in hnode.host_calls() if " -c" not in c]
-    assert calls[-1] == f"sysctl -p {hnode.file(host.SYSCTL_PATH)}"
+    assert calls[-1] == f"sysctl -q -p {hnode.file(host.SYSCTL_PATH)}"
     ra = (hnode.tmp / "ip").read_text().splitlines()
     assert "-6 -o route show default proto ra" in ra  # the RA guard looked for RA routes first
 
@@ -266,7 +267,7 @@ def test_a_part_that_fails_to_load_puts_every_replaced_file_back(hnode: HostNode
     applied(hnode, before)
     old = {p: hnode.file(p).read_text() for p in (host.NFT_PATH, host.SYSCTL_PATH)}
     proc = hnode.apply(
-        node_bundle(plan_of(gateway=True, cidr6=True), "n1", hnode.conf()), FAKE_FAIL_HOST="sysctl -p"
+        node_bundle(plan_of(gateway=True, cidr6=True), "n1", hnode.conf()), FAKE_FAIL_HOST="sysctl -q -p"
     )
     assert proc.returncode == 1
     assert "the previous host files are back" in proc.stderr and not KEY_RE.search(proc.stderr)
@@ -274,6 +275,11 @@ def test_a_part_that_fails_to_load_puts_every_replaced_file_back(hnode: HostNode
     calls = hnode.host_calls()
     nft = hnode.file(host.NFT_PATH)
     assert calls.count(f"nft -f {nft}") == 2  # the new table, then the old one again
+    # The values the new file changed go back first (the old file never names IPv6 forwarding).
+    saved = [c for c in calls if c.startswith("sysctl -q -p") and c.endswith("/sysctl.saved")]
+    assert len(saved) == 1 and "sysctl net.ipv6.conf.all.forwarding" in calls
+    sysctl_file = f"sysctl -q -p {hnode.file(host.SYSCTL_PATH)}"
+    assert [c for c in calls if c.startswith("sysctl -q -p")] == [sysctl_file, saved[0], sysctl_file]
     assert not list(hnode.file("/etc/wireguard").glob(".wgmesh-*"))  # no staged file left
 
 
