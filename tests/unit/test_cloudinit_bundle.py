@@ -352,3 +352,11 @@ def test_a_two_phase_rotation_can_install_old_and_new_keys_then_the_new_only() -
     assert [f.content for f in parse_bundle(node_bundle(plan, "n1", conf))[1] if f.part == "keys"] == [
         f"{KEY_B}\n"
     ]
+
+
+def test_the_image_default_user_as_ssh_user_is_not_created_again() -> None:
+    plan = plan_of(cloud="aws", ssh_user="ubuntu")  # the Ubuntu AMI's own user
+    assert access.created_user(plan, "n1") is None
+    assert "users" not in yaml.safe_load(node_user_data_from_conf(plan, "n1", "[Interface]\n"))
+    assert "\nuser " not in node_bundle(plan, "n1", "[Interface]\n")
+    assert access.created_user(plan_of(cloud="aws", ssh_user="ops"), "n1") == "ops"
