@@ -70,8 +70,14 @@ if [ "$(head -n 1 "$WORK/payload")" = "wgmesh-bundle 1" ]; then
         ;;
       file)
         [ -z "$extra" ] || die "bundle: a file line has extra fields"
-        case $a in wg | nft | sysctl | guard | guard-unit | sshd | sudoers | keys) ;; *) die "bundle: unknown part $a" ;; esac
         [[ $b =~ ^/etc/[A-Za-z0-9._@/-]+$ && $b != *..* ]] || die "bundle: bad path for part $a"
+        case $a:$b in  # each part only where that kind of file belongs
+          wg:* | nft:/etc/wireguard/*.nft | sysctl:/etc/sysctl.d/*.conf | guard:/etc/wgmesh/*.nft) ;;
+          guard-unit:/etc/systemd/system/*.service | sshd:/etc/ssh/sshd_config.d/*.conf) ;;
+          sudoers:/etc/sudoers.d/* | keys:"$KEYS_DIR"/*) ;;
+          *) die "bundle: unknown part $a, or bad path for it" ;;
+        esac
+        if [ "$a" != keys ] && [[ " ${parts[*]} " == *" $a "* ]]; then die "bundle: two files for part $a"; fi
         [[ $c =~ ^0[0-7]{3}$ ]] || die "bundle: bad mode for $b"
         i=${#parts[@]}
         base64 -d <<<"$d" >"$WORK/file.$i" 2>/dev/null || die "bundle: $b is not base64"

@@ -331,9 +331,12 @@ def test_peers_only_reads_the_bundle_and_leaves_the_host_alone(hnode: HostNode) 
         (lambda t: t.rsplit("end", 1)[0], "truncated"),
         (lambda t: t.replace("file nft /etc/wireguard/", "file nft /etc/../"), "bad path"),
         (lambda t: t.replace("file nft", "file shell"), "unknown part"),
+        (lambda t: t.replace("file sshd /etc/ssh/sshd_config.d/", "file sshd /etc/cron.d/"), "bad path for it"),
+        (lambda t: t.replace("file sudoers", "file nft"), "bad path for it"),
+        (lambda t: t.replace("file guard /etc/wgmesh/", "file nft /etc/wireguard/"), "two files for part nft"),
         (lambda t: t.replace("ra-guard 0", "ra-guard 0\nrun rm -rf /"), "unknown line"),
     ],
-    ids=["truncated", "dotdot", "part", "line"],
+    ids=["truncated", "dotdot", "part", "sshd-elsewhere", "sudoers-as-nft", "two-nft", "line"],
 )
 def test_a_malformed_bundle_is_refused_before_anything_changes(
     hnode: HostNode, mangle: Any, message: str
