@@ -30,6 +30,7 @@ elapsed() { awk -v a="$START" -v b="${EPOCHREALTIME:-0}" 'BEGIN { printf "%.2f",
 systemd_host() { [ -z "$ROOT" ] && [ -d /run/systemd/system ]; }
 
 ROLLBACK=0  # set once a host file is replaced: `die` then puts every replaced file back
+RELOADING=0  # set once the new files start being loaded: a rollback then reloads the old ones
 die() {
   printf 'wgmesh-apply: error: %s\n' "$*" >&2
   if [ "$ROLLBACK" = 1 ]; then
@@ -189,21 +190,20 @@ find_changes() {
   done
 }
 
-# Replaced files: backup.<i> holds the old one ("new.<i>" marks a file that did not exist).
+# Replaced files: backup.<i> holds the old one (none: the file did not exist).
 installed=() removed=()
+# Called in a condition (set -e is off inside): every step says `|| return 1` itself.
 put_file() {
   local i=$1 t staged
   t=$(target_of "$i")
-  if [ -f "$t" ]; then cp -p "$t" "$WORK/backup.$i"; else : >"$WORK/new.$i"; fi
+  if [ -f "$t" ]; then cp -p "$t" "$WORK/backup.$i" || return 1; fi
   installed+=("$i")
   # A missing directory is made 0755 (sshd reads key files as the login user); an existing one
   # keeps its mode (/etc/wireguard stays 0700).
-  [ -d "${t%/*}" ] || (umask 022 && mkdir -p "${t%/*}")
-  staged=$(mktemp "${t%/*}/.wgmesh-XXXXXX")  # no .conf suffix: no include glob reads it
-  cat "$WORK/file.$i" >"$staged"
-  chown root:root "$staged"
-  chmod "${modes[$i]}" "$staged"
-  mv -f "$staged" "$t"
+  [ -d "${t%/*}" ] || (umask 022 && mkdir -p "${t%/*}") || return 1
+  staged=$(mktemp "${t%/*}/.wgmesh-XXXXXX") || return 1  # no .conf suffix: no include glob reads it
+  { cat "$WORK/file.$i" >"$staged" && chown root:root "$staged" && chmod "${modes[$i]}" "$staged" \
+    && mv -f "$staged" "$t"; } || { rm -f "$staged"; return 1; }
 }
 
 has_changed() {  # has_changed <part>: a file of that part was replaced or removed
@@ -284,7 +284,9 @@ rollback_host() {
     if [ -f "$WORK/backup.$i" ]; then mv -f "$WORK/backup.$i" "$t" || status=1; else rm -f "$t" || status=1; fi
   done
   for name in "${removed[@]}"; do mv -f "$WORK/stale.$name" "$ROOT$KEYS_DIR/$name" || status=1; done
-  # Reload what was reloaded, from the files now back in place.
+  [ "${#installed[@]}" -eq 0 ] || printf 'wgmesh-apply: the previous host files are back\n' >&2
+  [ "$RELOADING" = 1 ] || return "$status"  # nothing was loaded from the new files yet
+  # Reload the changed parts from the files now back in place.
   if has_changed guard-unit && systemd_host; then quietly systemctl daemon-reload || status=1; fi
   for part in guard nft; do
     has_changed "$part" || continue
@@ -300,7 +302,6 @@ rollback_host() {
     if t=$(path_of_part sysctl) && [ -f "$t" ]; then quietly sysctl -q -p "$t" || status=1; fi
   fi
   if has_changed sshd; then reload_sshd || status=1; fi
-  [ "${#installed[@]}" -eq 0 ] || printf 'wgmesh-apply: the previous host files are back\n' >&2
   return "$status"
 }
 
@@ -310,11 +311,12 @@ if [ "$MODE" = full ] && [ "$bundle" = 1 ]; then
   check_host_parts
   find_changes
   ROLLBACK=1
-  for i in "${changed[@]}"; do put_file "$i"; done
+  for i in "${changed[@]}"; do put_file "$i" || die "could not install ${paths[$i]}"; done
   for name in "${stale[@]}"; do
-    mv -f "$ROOT$KEYS_DIR/$name" "$WORK/stale.$name"
+    mv -f "$ROOT$KEYS_DIR/$name" "$WORK/stale.$name" || die "could not remove the key file of $name"
     removed+=("$name")
   done
+  RELOADING=1
   if ! reload_parts; then die "the new host configuration did not load"; fi
   ensure_users || die "could not create the login user"
   names=()

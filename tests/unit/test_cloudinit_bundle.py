@@ -141,6 +141,12 @@ exit 0
 """
 
 
+FAKE_CHOWN = r"""#!/bin/bash
+[ -z "${FAKE_FAIL_CHOWN:-}" ] || [[ $* != *"$FAKE_FAIL_CHOWN"* ]] || exit 1
+exit 0
+"""
+
+
 class HostNode:
     """A running wg0 (fake `wg`) whose host paths all live under `root/fs`."""
 
@@ -151,7 +157,7 @@ class HostNode:
         (self.fs / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/bash\n")
         bin_dir = tmp / "bin"
         bin_dir.mkdir()
-        fakes = {"wg": FAKE_WG, "wg-quick": FAKE_WG_QUICK, "ip": FAKE_IP, "chown": "#!/bin/sh\n"}
+        fakes = {"wg": FAKE_WG, "wg-quick": FAKE_WG_QUICK, "ip": FAKE_IP, "chown": FAKE_CHOWN}
         fakes |= {t: FAKE_TOOL for t in ("nft", "sysctl", "useradd", "visudo", "systemctl")}
         for name, text in fakes.items():
             (bin_dir / name).write_text(text)
@@ -281,6 +287,18 @@ def test_a_part_that_fails_to_load_puts_every_replaced_file_back(hnode: HostNode
     sysctl_file = f"sysctl -q -p {hnode.file(host.SYSCTL_PATH)}"
     assert [c for c in calls if c.startswith("sysctl -q -p")] == [sysctl_file, saved[0], sysctl_file]
     assert not list(hnode.file("/etc/wireguard").glob(".wgmesh-*"))  # no staged file left
+
+
+def test_a_file_that_cannot_be_installed_puts_the_ones_before_it_back(hnode: HostNode) -> None:
+    applied(hnode, plan_of())
+    old = {p: hnode.file(p).read_text() for p in (host.NFT_PATH, access.SUDOERS_PATH)}
+    bundle = node_bundle(plan_of(gateway=True, ssh_user="ops"), "n1", hnode.conf())
+    proc = hnode.apply(bundle, FAKE_FAIL_CHOWN="sudoers.d")
+    assert proc.returncode == 1 and f"could not install {access.SUDOERS_PATH}" in proc.stderr
+    assert "the previous host files are back" in proc.stderr
+    assert {p: hnode.file(p).read_text() for p in old} == old  # nft was replaced first, then put back
+    assert not list(hnode.file("/etc/sudoers.d").glob(".wgmesh-*"))
+    assert [c for c in hnode.host_calls() if " -c" not in c] == []  # nothing was loaded
 
 
 def test_a_part_refused_by_its_checker_changes_nothing(hnode: HostNode) -> None:
