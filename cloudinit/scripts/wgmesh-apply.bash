@@ -266,13 +266,15 @@ user_exists() {
 }
 
 # sshUser: created like cloud-init's users module would (its own group, a home, bash, no
-# password); sudo comes from the sudoers file of the bundle. Never removed by wgmesh.
+# password); sudo comes from the sudoers file of the bundle. Never removed by wgmesh. Its
+# password field is `*` (no password), not useradd's `!` (locked): with UsePAM off, sshd
+# refuses a locked account even for a key (OpenSSH auth.c allowed_user; measured).
 ensure_users() {
   local u prefix=()
   [ -z "$ROOT" ] || prefix=(--prefix "$ROOT")
   for u in "${users[@]}"; do
     user_exists "$u" && continue
-    quietly useradd "${prefix[@]}" --create-home --user-group --shell /bin/bash "$u" || return 1
+    quietly useradd "${prefix[@]}" --create-home --user-group --shell /bin/bash --password '*' "$u" || return 1
     created_users+=("$u")
   done
 }

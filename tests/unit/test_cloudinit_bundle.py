@@ -323,7 +323,9 @@ def test_ssh_user_is_created_on_a_running_node_and_its_old_key_file_goes(hnode: 
     applied(hnode, plan_of())
     fields = applied(hnode, plan_of(ssh_user="ops"))
     assert fields["host"] == "sudoers,keys,user"
-    assert "useradd" in " ".join(hnode.host_calls()) and "ops:x:" in hnode.file("/etc/passwd").read_text()
+    (useradd,) = [c for c in hnode.host_calls() if c.startswith("useradd")]
+    assert useradd.endswith("--password * ops") and f"--prefix {hnode.fs}" in useradd  # `*`: not locked
+    assert "ops:x:" in hnode.file("/etc/passwd").read_text()
     assert hnode.file(access.SUDOERS_PATH).read_text().endswith("ops ALL=(ALL) NOPASSWD:ALL\n")
     assert sorted(p.name for p in hnode.file(access.KEYS_DIR).iterdir()) == ["ops"]  # root's is gone
     assert applied(hnode, plan_of(ssh_user="ops"))["host"] == "-"  # exists now: not created again
