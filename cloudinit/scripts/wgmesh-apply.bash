@@ -133,7 +133,8 @@ fi
 # ----------------------------------------------------------------------------- host files
 # Full mode only: check every part first, then replace the changed files, then reload what
 # each changed file feeds. Peers-only mode leaves the host alone (the full apply follows).
-sshd_bin() { command -v sshd || { [ -x /usr/sbin/sshd ] && echo /usr/sbin/sshd; }; }
+# sshd is in /usr/sbin, often not on a login PATH; under WGMESH_ROOT only PATH's (a test's) counts.
+sshd_bin() { command -v sshd || { [ -z "$ROOT" ] && [ -x /usr/sbin/sshd ] && echo /usr/sbin/sshd; }; }
 target_of() { printf '%s%s' "$ROOT" "${paths[$1]}"; }
 
 check_host_parts() {
@@ -158,7 +159,7 @@ check_host_parts() {
         # The new drop-in first (sshd keeps the first value of a keyword), then the host's own config.
         if sshd=$(sshd_bin); then
           printf 'Include %s\nInclude %s\n' "$f" "$ROOT/etc/ssh/sshd_config" >"$WORK/sshd_config"
-          [ -d /run/sshd ] || install -d -m 0755 /run/sshd  # sshd -t wants its privsep dir
+          [ -d "$ROOT/run/sshd" ] || install -d -m 0755 "$ROOT/run/sshd"  # sshd -t wants its privsep dir
           quietly "$sshd" -t -f "$WORK/sshd_config" || die "sshd -t refuses the new ${paths[$i]} (nothing changed)"
         fi
         ;;

@@ -158,7 +158,7 @@ class HostNode:
         bin_dir = tmp / "bin"
         bin_dir.mkdir()
         fakes = {"wg": FAKE_WG, "wg-quick": FAKE_WG_QUICK, "ip": FAKE_IP, "chown": FAKE_CHOWN}
-        fakes |= {t: FAKE_TOOL for t in ("nft", "sysctl", "useradd", "visudo", "systemctl")}
+        fakes |= {t: FAKE_TOOL for t in ("nft", "sysctl", "useradd", "visudo", "systemctl", "sshd")}
         for name, text in fakes.items():
             (bin_dir / name).write_text(text)
             (bin_dir / name).chmod(0o755)
@@ -230,6 +230,8 @@ def test_first_apply_installs_every_host_file_and_loads_each_part(hnode: HostNod
     assert [c for c in calls if c.startswith("nft -c -f")] and [
         c for c in calls if c.startswith("visudo -cqf")
     ]
+    (sshd_check,) = [c for c in calls if c.startswith("sshd -t -f ")]  # the drop-in checked before install
+    assert calls.index(sshd_check) < calls.index(f"nft -f {guard}")
     assert not [c for c in calls if c.startswith("systemctl")]  # never the real systemd under WGMESH_ROOT
 
 
@@ -238,7 +240,7 @@ def test_an_unchanged_bundle_reloads_nothing(hnode: HostNode) -> None:
     applied(hnode, plan)
     fields = applied(hnode, plan)
     assert fields["host"] == "-" and fields["action"] == "sync"
-    assert [c for c in hnode.host_calls() if " -c" not in c] == []  # checks only, no load
+    assert [c for c in hnode.host_calls() if " -c" not in c and " -t " not in c] == []  # checks only, no load
 
 
 def test_day2_gateway_reaches_the_nft_table_and_only_it(hnode: HostNode) -> None:
@@ -248,7 +250,7 @@ def test_day2_gateway_reaches_the_nft_table_and_only_it(hnode: HostNode) -> None
     assert fields["host"] == "nft"
     nft = hnode.file(host.NFT_PATH)
     assert host.INTO_MESH_DROP in nft.read_text() and "masquerade" in nft.read_text()
-    assert [c for c in hnode.host_calls() if " -c" not in c] == [f"nft -f {nft}"]
+    assert [c for c in hnode.host_calls() if " -c" not in c and " -t " not in c] == [f"nft -f {nft}"]
 
 
 def test_day2_masquerade_reaches_the_nft_table(hnode: HostNode) -> None:
@@ -262,7 +264,7 @@ def test_day2_cidr6_turns_on_ipv6_forwarding_after_the_ra_guard(hnode: HostNode)
     applied(hnode, plan_of())
     assert applied(hnode, plan_of(cidr6=True))["host"] == "sysctl"
     assert "net.ipv6.conf.all.forwarding = 1" in hnode.file(host.SYSCTL_PATH).read_text()
-    calls = [c for c in hnode.host_calls() if " -c" not in c]
+    calls = [c for c in hnode.host_calls() if " -c" not in c and " -t " not in c]
     assert calls[-1] == f"sysctl -q -p {hnode.file(host.SYSCTL_PATH)}"
     ra = (hnode.tmp / "ip").read_text().splitlines()
     assert "-6 -o route show default proto ra" in ra  # the RA guard looked for RA routes first
@@ -298,16 +300,20 @@ def test_a_file_that_cannot_be_installed_puts_the_ones_before_it_back(hnode: Hos
     assert "the previous host files are back" in proc.stderr
     assert {p: hnode.file(p).read_text() for p in old} == old  # nft was replaced first, then put back
     assert not list(hnode.file("/etc/sudoers.d").glob(".wgmesh-*"))
-    assert [c for c in hnode.host_calls() if " -c" not in c] == []  # nothing was loaded
+    assert [c for c in hnode.host_calls() if " -c" not in c and " -t " not in c] == []  # nothing was loaded
 
 
-def test_a_part_refused_by_its_checker_changes_nothing(hnode: HostNode) -> None:
+@pytest.mark.parametrize(
+    ("fail", "message"),
+    [("nft -c", "nft refuses"), ("sshd -t", "sshd -t refuses"), ("visudo", "visudo refuses")],
+)
+def test_a_part_refused_by_its_checker_changes_nothing(hnode: HostNode, fail: str, message: str) -> None:
     applied(hnode, plan_of())
     old = hnode.file(host.NFT_PATH).read_text()
-    proc = hnode.apply(node_bundle(plan_of(gateway=True), "n1", hnode.conf()), FAKE_FAIL_HOST="nft -c")
-    assert proc.returncode == 1 and "nft refuses" in proc.stderr
+    proc = hnode.apply(node_bundle(plan_of(gateway=True), "n1", hnode.conf()), FAKE_FAIL_HOST=fail)
+    assert proc.returncode == 1 and message in proc.stderr
     assert hnode.file(host.NFT_PATH).read_text() == old
-    assert [c for c in hnode.host_calls() if " -c" not in c] == []
+    assert [c for c in hnode.host_calls() if " -c" not in c and " -t " not in c] == []
 
 
 def test_rotated_admin_key_disappears_from_the_key_file(hnode: HostNode) -> None:
