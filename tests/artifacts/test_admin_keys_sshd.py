@@ -5,18 +5,21 @@ A throwaway mount + network namespace overlays /etc, /var, /home and /run with t
 and sshd (only `wg`/`wg-quick` are stand-ins: the kernel here has no WireGuard). Bundle 1
 (sshUser `ops`, key A) creates `ops` and its key file; sshd, reading the rendered drop-in
 first, lets A in and not B. Bundle 2 (key B) rewrites the file: A is refused, B gets in,
-with no sshd reload. Defects: `sshUser` was never created, and a rotated key stayed for good.
+with no sshd reload. Bundle 3 carries a drop-in sshd refuses: the apply's `sshd -t` check
+stops it before anything is installed and B still logs in. Defects: `sshUser` was never
+created, and a rotated key stayed for good.
 
 Needs root and an sshd (openssh-server; `WGMESH_TEST_SSHD` may name another binary).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 from pathlib import Path
 
-from cloudinit.bundle import node_bundle
+from cloudinit.bundle import encode_bundle, node_bundle, parse_bundle
 from cloudinit.sync import apply_command
 from mesh.plan import build_plan
 from mesh.plan_types import MeshPlan
@@ -35,11 +38,11 @@ for top in etc var home run; do
 done
 ip link set lo up
 id -u sshd >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin sshd
-mkdir -p /run/sshd
-ssh-keygen -q -t ed25519 -N "" -f "$W/hostkey"
+mkdir -p /etc/ssh /run/sshd
+ssh-keygen -A >/dev/null  # host keys in the overlay: the apply's `sshd -t` check needs them
+ln -s "$SSHD" "$W/bin/sshd"  # the apply finds sshd on PATH and checks the drop-in with it
 cat >"$W/sshd_config" <<EOF
 Include /etc/ssh/sshd_config.d/*.conf
-HostKey $W/hostkey
 UsePAM no
 ListenAddress 127.0.0.1:2222
 PidFile $W/sshd.pid
@@ -59,6 +62,9 @@ probe first
 PATH="$W/bin:$PATH" sh -c "$APPLY" <"$W/bundle2" >"$W/apply2.out"
 probe rotated
 stat -c '%U %a' /etc/wgmesh/ssh/ops
+PATH="$W/bin:$PATH" sh -c "$APPLY" <"$W/bundle3" >"$W/apply3.out" 2>&1 && echo "bad drop-in: applied"
+grep -q NoSuchOption /etc/ssh/sshd_config.d/10-wgmesh.conf && echo "bad drop-in: installed"
+probe refused
 """
 FAKE_WG = '#!/bin/sh\n[ "$1" != show ] || exit 0\nexit 0\n'
 FAKE_WG_QUICK = '#!/bin/sh\n[ "$1" = strip ] && exec grep -Ev \'^(Address|PostUp|PostDown) =\' "$2"\nexit 0\n'
@@ -98,6 +104,9 @@ def test_rotated_admin_key_stops_logging_in_and_ssh_user_is_created(tmp_path: Pa
     conf = CONF.format(key="yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=")
     (work / "bundle1").write_text(node_bundle(plan(key_a), "n1", conf))
     (work / "bundle2").write_text(node_bundle(plan(key_b), "n1", conf))
+    _, files = parse_bundle(node_bundle(plan(key_b), "n1", conf))
+    bad = [dataclasses.replace(f, content="NoSuchOption yes\n") if f.part == "sshd" else f for f in files]
+    (work / "bundle3").write_text(encode_bundle(bad, ra_guard=False, users=["ops"]))
     env = {**os.environ, "APPLY": apply_command(sudo=False)}
     proc = subprocess.run(
         [
@@ -125,6 +134,11 @@ def test_rotated_admin_key_stops_logging_in_and_ssh_user_is_created(tmp_path: Pa
     lines = proc.stdout.splitlines()
     assert lines[:4] == ["first a: ops", "first b: refused", "rotated a: refused", "rotated b: ops"], log
     assert lines[4] == "root 644"  # root-owned, world-readable: sshd reads it as the user (StrictModes)
+    # A drop-in sshd refuses (`sshd -t`) is never installed: the running config keeps working.
+    assert lines[5:] == ["refused a: refused", "refused b: ops"], proc.stdout
+    assert (
+        "sshd -t refuses the new /etc/ssh/sshd_config.d/10-wgmesh.conf" in (work / "apply3.out").read_text()
+    )
     first = (work / "apply1.out").read_text().split(" host=")[1].split()[0].split(",")
     assert {"sudoers", "keys", "sshd", "user"} <= set(first)  # ops created on the first apply
     assert "host=keys " in (work / "apply2.out").read_text()  # nothing else changed, nothing reloaded
