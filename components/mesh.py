@@ -16,6 +16,7 @@ from typing import Any
 
 import pulumi
 
+from cloudinit.bundle import node_bundle
 from cloudinit.render import check_user_data_fits, client_config, node_user_data_from_conf, node_wg_conf
 from components.aws import AwsNode, AwsRegion, AwsRegionArgs
 from components.catalog import existing_site_networks
@@ -134,7 +135,12 @@ class WireGuardMesh(pulumi.ComponentResource):
             return pulumi.Output.secret(inputs.apply(apply))
 
         self.node_configs = {n.name: render(n.name, node_wg_conf) for n in spec.nodes}
-        self.payloads = dict(self.node_configs)
+        # What each apply installs: the node's whole host config (cloudinit/bundle.py), the same
+        # files its user data writes at first boot.
+        self.payloads = {
+            n: pulumi.Output.secret(conf.apply(partial(node_bundle, plan, n)))
+            for n, conf in self.node_configs.items()
+        }
         digests = {name: digest_of(payload) for name, payload in self.payloads.items()}
         self.nodes = {}
         for n in spec.nodes:

@@ -131,8 +131,10 @@ fi
 { wg-quick strip "$TMP" 2>&1 >/dev/null | redact >&2; } || die "wg-quick cannot read the new config"
 
 # ----------------------------------------------------------------------------- host files
-# Full mode only: check every part first, then replace the changed files, then reload what
-# each changed file feeds. Peers-only mode leaves the host alone (the full apply follows).
+# Check every part first, then replace the changed files, then reload what each changed file
+# feeds. Peers-only mode installs only the access parts (sshd drop-in, key files, sudoers, the
+# login user): it runs first, as the image's own user, so the full apply that follows can log
+# in as a newly set sshUser, with a newly added admin key. The rest waits for the full apply.
 # sshd is in /usr/sbin, often not on a login PATH; under WGMESH_ROOT only PATH's (a test's) counts.
 sshd_bin() { command -v sshd || { [ -z "$ROOT" ] && [ -x /usr/sbin/sshd ] && echo /usr/sbin/sshd; }; }
 target_of() { printf '%s%s' "$ROOT" "${paths[$1]}"; }
@@ -167,12 +169,16 @@ check_host_parts() {
   done
 }
 
+# Parts a peers-only apply installs (see above); a full apply installs every part.
+in_mode() { [ "$MODE" = full ] || case $1 in sshd | keys | sudoers) true ;; *) false ;; esac; }
+
 changed=()  # index of each host file to replace
 stale=()    # key files of users the bundle no longer names
 find_changes() {
   local i t want
   for i in "${!parts[@]}"; do
     [ "${parts[$i]}" != wg ] || continue
+    in_mode "${parts[$i]}" || continue
     t=$(target_of "$i")
     want=${modes[$i]#0}
     if [ -f "$t" ] && cmp -s "$WORK/file.$i" "$t" && [ "$(stat -c %a "$t")" = "$want" ]; then continue; fi
@@ -310,7 +316,7 @@ rollback_host() {
 
 created_users=()
 host_changed=-
-if [ "$MODE" = full ] && [ "$bundle" = 1 ]; then
+if [ "$bundle" = 1 ]; then
   check_host_parts
   find_changes
   ROLLBACK=1
@@ -554,5 +560,4 @@ fi
 printf 'wgmesh-apply: %s action=%s peers=%s peers_added=%s peers_changed=%s peers_removed=%s' \
   "$IF" "$action" "$peers" "$peers_added" "$peers_changed" "$peers_removed"
 printf ' routes_added=%s routes_removed=%s' "$routes_added" "$routes_removed"
-if [ "$MODE" = full ]; then printf ' host=%s' "$host_changed"; fi
-printf ' seconds=%s\n' "$(elapsed)"
+printf ' host=%s seconds=%s\n' "$host_changed" "$(elapsed)"

@@ -180,6 +180,11 @@ def _second_router(s: Stack) -> None:
     )  # fmt: skip
 
 
+def _second_router_replacing(s: Stack) -> None:
+    _second_router(s)
+    s.mesh["replaceNetworks"] = ["aws-eu-central-1"]
+
+
 GCP_ZONE = (
     "google_compute_instance `zone`: ForceNew (terraform-provider-google "
     "services/compute/resource_compute_instance.go); a VM cannot move zones"
@@ -241,6 +246,15 @@ ROWS: tuple[Row, ...] = (
     Row("live-on", "`liveUpdates` on", "dev", _live_on, before=_live_off),
     Row("live-off", "`liveUpdates` off", "dev", _live_off),
     Row("second-router", "a second router in a region (`aws-fra2` with `subnets`)", "dev", _second_router),
+    Row("replace-network", "the same, with `replaceNetworks: [aws-eu-central-1]`", "dev",
+        _second_router_replacing, allowed=dict.fromkeys(
+            ("aws:Vpc aws-eu-central-1-vpc", "aws:Subnet aws-eu-central-1-subnet",
+             "aws:RouteTable aws-eu-central-1-rt", "aws:RouteTableAssociation aws-eu-central-1-rta",
+             "aws:Route aws-eu-central-1-default", "aws:InternetGateway aws-eu-central-1-igw",
+             "aws:SecurityGroup aws-eu-central-1-base", "aws:SecurityGroup aws-eu-central-1-wg-mesh",
+             "aws:Instance aws-fra", "aws:EipAssociation aws-fra-eip-assoc"),
+            "the user listed the site in `replaceNetworks`: a VPC's CIDR cannot change (aws_vpc "
+            "`cidr_block` ForceNew), so everything in it is made anew")),
 )  # fmt: skip
 ROW = {r.key: r for r in ROWS}
 

@@ -97,8 +97,8 @@ def test_a_replaced_vm_is_created_from_its_stored_user_data() -> None:
 
 
 def test_replacements_cascade_until_nothing_more_changes() -> None:
-    """A second router moves the VPC: its subnet, route table, groups and the VM follow, run after run."""
-    o = outcome("second-router")
+    """A VPC moved on request: its subnet, route table, groups and the VM follow, run after run."""
+    o = outcome("replace-network")
     assert o.rounds >= 3
     why = {c.after.name: c.replacing for c in o.diff.changed if c.replacing}
     assert why["aws-eu-central-1-vpc"] == ("cidrBlock",)

@@ -51,6 +51,7 @@ from wgmesh_mocks import (
     stack_config,
 )
 
+from cloudinit.bundle import parse_bundle
 from components.sync import DIAL_ERROR_LIMIT, PER_DIAL_TIMEOUT, remote_apply_command, vm_command
 from policy.rules import MANDATORY_RULES, STACK_RULES, wireguard_world_only_for_roaming
 
@@ -82,6 +83,13 @@ IN_PLACE: dict[str, frozenset[str]] = {
 }
 SYNC_INPUTS = frozenset({"stdin"})  # the peers and sync commands: the new conf
 HEALTH_INPUTS = frozenset({"create", "update"})  # the mesh digest and the peers in the health script
+
+
+def wg_of(stdin: Any) -> str:
+    """The wg0.conf inside an apply command's stdin (the node's bundle, cloudinit/bundle.py)."""
+    _, files = parse_bundle(reveal(stdin))
+    (conf,) = [f.content for f in files if f.part == "wg"]
+    return conf
 
 
 def dev_config(
@@ -244,7 +252,7 @@ def test_existing_nodes_change_only_through_their_commands_and_firewalls() -> No
     for c in d.changed:
         if c.before.type == COMMAND and c.before.name.endswith(("-sync", "-peers")):
             assert set(c.effective) == {"stdin"}
-            assert "# aws-fra2\n" in reveal(c.after.inputs["stdin"])
+            assert "# aws-fra2\n" in wg_of(c.after.inputs["stdin"])
 
 
 def test_unchanged_nodes_run_nothing() -> None:
@@ -271,9 +279,9 @@ def test_removing_a_node_removes_its_peer_everywhere() -> None:
     assert [c.replacing for c in d.changed if c.replacing] == []
     for name in ("aws-fra", "gcp-fra"):
         for step in ("peers", "sync"):
-            conf = reveal(after.one(COMMAND, f"{name}-{step}").inputs["stdin"])
+            conf = wg_of(after.one(COMMAND, f"{name}-{step}").inputs["stdin"])
             assert gone_key not in conf and "# hetzner-nbg" not in conf and "10.77.0.3/32" not in conf
-            assert gone_key in reveal(before.one(COMMAND, f"{name}-{step}").inputs["stdin"])
+            assert gone_key in wg_of(before.one(COMMAND, f"{name}-{step}").inputs["stdin"])
     firewall_inputs = json.dumps(
         [reveal(r.inputs) for r in after.resources if "irewall" in r.type or "Group" in r.type]
     )
@@ -338,7 +346,7 @@ def test_rotation_after_an_earlier_rotation_pushes_the_new_key_first() -> None:
     changed = {c.before.name for c in d.changed if c.before.type == COMMAND and c.effective}
     assert {"aws-fra-peers", "hetzner-nbg-peers", "gcp-fra-sync"} <= changed
     for peer in ("aws-fra", "hetzner-nbg"):
-        conf = reveal(after.one(COMMAND, f"{peer}-peers").inputs["stdin"])
+        conf = wg_of(after.one(COMMAND, f"{peer}-peers").inputs["stdin"])
         assert new_key in conf and old_key not in conf
         assert f"{peer}-peers" in _deps(after.one(COMMAND, "gcp-fra-sync"))
     assert after.one(COMMAND, "aws-fra-peers").inputs["create"].endswith(" wgmesh-apply --peers-only")
@@ -378,8 +386,9 @@ def test_sync_command_per_cloud_node_after_its_vm() -> None:
             assert sync.inputs["create"] == vm_command(vm_id, command)
             assert sync.inputs["logging"] == "stdoutAndStderr"
             assert node in _deps(sync)  # the VM (and its firewall) exist before the first apply
-            conf = reveal(sync.inputs["stdin"])
-            assert conf == reveal(base.outputs["wgConfigs"][node].value)
+            # The node's whole host config, around the wg0.conf the wgConfigs output shows.
+            assert reveal(sync.inputs["stdin"]) == reveal(base.outputs["nodePayloads"][node].value)
+            assert wg_of(sync.inputs["stdin"]) == reveal(base.outputs["wgConfigs"][node].value)
             assert "triggers" not in sync.inputs  # a trigger change would replace the command
 
 
@@ -394,7 +403,7 @@ def test_health_commands_and_outputs() -> None:
     assert sorted(health) == ["aws-fra-health", "gcp-fra-health", "hetzner-nbg-health"]
     script = health["aws-fra-health"].inputs["create"]
     assert script == health["aws-fra-health"].inputs["update"]
-    confs = reveal([base.outputs["wgConfigs"][n].value for n in sorted(LIVE)])
+    confs = reveal([base.outputs["nodePayloads"][n].value for n in sorted(LIVE)])
     joined = "\0".join(f"{n}\0{c}" for n, c in zip(sorted(LIVE), confs, strict=True))
     digest = hashlib.sha256(joined.encode()).hexdigest()
     vm_id = vm_id_of(base, "aws-fra")
@@ -437,7 +446,7 @@ def test_ssh_key_and_wireguard_keys_only_in_secrets() -> None:
         m.group(1)
         for r in base.of_type(COMMAND)
         if r.name.endswith("-sync")
-        for m in re.finditer(r"^PrivateKey = (\S+)$", reveal(r.inputs["stdin"]), re.M)
+        for m in re.finditer(r"^PrivateKey = (\S+)$", wg_of(r.inputs["stdin"]), re.M)
     }
     assert len(private) == 3
     needles = {*private, ADMIN_KEY_BODY}

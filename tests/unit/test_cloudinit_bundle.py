@@ -344,11 +344,16 @@ def test_a_bare_wg_conf_still_applies_as_a_bundle_of_wg0_alone(hnode: HostNode) 
     assert hnode.host_calls() == [] and not hnode.file(host.NFT_PATH).exists()
 
 
-def test_peers_only_reads_the_bundle_and_leaves_the_host_alone(hnode: HostNode) -> None:
-    proc = hnode.apply(node_bundle(plan_of(gateway=True), "n1", hnode.conf()), "--peers-only")
+def test_peers_only_installs_the_access_parts_and_leaves_the_rest_to_the_full_apply(hnode: HostNode) -> None:
+    """The peers step (as the image's user) makes a new sshUser and its keys: the full apply logs in as it."""
+    proc = hnode.apply(node_bundle(plan_of(gateway=True, ssh_user="ops"), "n1", hnode.conf()), "--peers-only")
     assert proc.returncode == 0, proc.stderr
-    assert parse_summary(proc.stdout)["action"] == "peers" and "host" not in parse_summary(proc.stdout)
-    assert hnode.host_calls() == [] and not hnode.file(host.NFT_PATH).exists()
+    fields = parse_summary(proc.stdout)
+    assert fields["action"] == "peers" and fields["host"] == "sudoers,keys,sshd,user"
+    assert "ops:x:" in hnode.file("/etc/passwd").read_text()
+    assert hnode.file(f"{access.KEYS_DIR}/ops").read_text() == KEY_A + "\n"
+    assert not hnode.file(host.NFT_PATH).exists() and not hnode.file(host.SYSCTL_PATH).exists()
+    assert not any(c.startswith(("nft -f", "sysctl")) for c in hnode.host_calls())
 
 
 @pytest.mark.parametrize(
