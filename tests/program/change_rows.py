@@ -251,7 +251,7 @@ ROWS: tuple[Row, ...] = (
             ("aws:Vpc aws-eu-central-1-vpc", "aws:Subnet aws-eu-central-1-subnet",
              "aws:RouteTable aws-eu-central-1-rt", "aws:RouteTableAssociation aws-eu-central-1-rta",
              "aws:Route aws-eu-central-1-default", "aws:InternetGateway aws-eu-central-1-igw",
-             "aws:SecurityGroup aws-eu-central-1-base", "aws:SecurityGroup aws-eu-central-1-wg-mesh",
+             "aws:SecurityGroup aws-eu-central-1-base-roaming", "aws:SecurityGroup aws-eu-central-1-wg-mesh",
              "aws:Instance aws-fra", "aws:EipAssociation aws-fra-eip-assoc"),
             "the user listed the site in `replaceNetworks`: a VPC's CIDR cannot change (aws_vpc "
             "`cidr_block` ForceNew), so everything in it is made anew")),

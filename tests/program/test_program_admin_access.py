@@ -13,18 +13,14 @@ import hashlib
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from engine_sim import COMMAND, diff
+from ssh_test_keys import ADMIN_KEY, ADMIN_PUB, NEW_KEY, NEW_PUB
 from test_program_live_updates import (
-    ADMIN_KEY,
     ADMIN_KEY_BODY,
-    ADMIN_PUB,
-    COMMAND,
     LIVE,
-    NEW_KEY,
-    NEW_PUB,
     SECRET_KEYS,
     dev_config,
     dev_nodes,
-    diff,
 )
 from wgmesh_mocks import ProgramRun, is_secret, reveal, run_program
 

@@ -28,8 +28,6 @@ from typing import Any
 import pulumi
 import pytest
 from conftest import Figure
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pulumi.runtime.mocks import MockResourceArgs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -38,7 +36,7 @@ import wgmesh_mocks
 from engine_sim import COMMAND, Diff, diff
 from engine_sim import top as _top
 from plan_snapshot import SNAPSHOT_DIR, UPDATE_ENV
-from ssh_test_keys import ADMIN_KEY, ADMIN_PUB, NEW_KEY, NEW_PUB, openssh_key
+from ssh_test_keys import ADMIN_KEY, ADMIN_PUB
 from wgmesh_mocks import (
     REPO,
     SECRET_SIG,

@@ -19,14 +19,13 @@ import re
 from typing import Any
 
 import pytest
+from engine_sim import COMMAND, diff
 from test_program_live_updates import (
-    COMMAND,
     LIVE,
     NEW_NODE,
     SECRET_KEYS,
     dev_config,
     dev_nodes,
-    diff,
     vm_id_of,
 )
 from vm_replace_mocks import engine_run

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import synthetic_stacks as synthetic
 from cloud_catalog import CloudCatalog
+from engine_sim import diff
 from program_expectations import only_providers
-from test_program_live_updates import diff
 from wgmesh_mocks import Captured, ProgramRun, run_program
 
 from components.config import StackConfigError
