@@ -117,7 +117,9 @@ def readme_table() -> str:
     rows = _harness("change_rows")
     lines = [row_line(r, rows.outcome(r.key)) for r in rows.ROWS]
     notes = sorted({why for r in rows.ROWS for why in r.allowed.values()})
-    notes_head = "Replacements the clouds require (any other replacement above is a defect the tests mark):"
+    notes_head = (
+        "Why each replacement above happens (the tests refuse a VM or network replaced for any other reason):"
+    )
     text = HEADER + "\n".join(lines) + f"\n\n{notes_head}\n\n"
     return text + "".join(f"- {why}\n" for why in notes)
 
