@@ -74,6 +74,7 @@ class GcpNetwork(pulumi.ComponentResource):
         super().__init__(NETWORK_TYPE, name, None, opts)
         self._name = name
         self.tags: dict[str, list[str]] = {}
+        self.firewalls: list[gcp.compute.Firewall] = []
         self.provider = args.provider
         child = pulumi.ResourceOptions(parent=self, provider=self.provider)
         self.network = gcp.compute.Network(
@@ -155,11 +156,12 @@ class GcpNetwork(pulumi.ComponentResource):
     ) -> None:
         """The mesh's firewall rules (once the static IPs they admit are known), and each VM's tags."""
         cloud = gcp_firewalls(plan, layout)
-        for fw in cloud.firewalls:
-            self._firewall(fw, hosts)
+        self.firewalls = [self._firewall(fw, hosts) for fw in cloud.firewalls]
         self.tags = {node: list(tags) for node, tags in cloud.attached.items()}
 
-    def _firewall(self, fw: FirewallPlan, hosts: pulumi.Output[dict[str, IPNetworkT]]) -> None:
+    def _firewall(
+        self, fw: FirewallPlan, hosts: pulumi.Output[dict[str, IPNetworkT]]
+    ) -> gcp.compute.Firewall:
         (rule,) = fw.rules  # one rule, one address family per GCP firewall (the layout splits them)
         assert fw.target_tag is not None
         ports = [str(rule.port)] if rule.port is not None else None
@@ -168,7 +170,7 @@ class GcpNetwork(pulumi.ComponentResource):
         sources: pulumi.Input[Sequence[str]] = (
             hosts.apply(partial(resolved_sources, rule)) if rule.peers else list(rule.sources)
         )
-        gcp.compute.Firewall(
+        return gcp.compute.Firewall(
             f"{self._name}-{fw.key}",
             network=self.network.id,
             direction="INGRESS",
@@ -245,6 +247,9 @@ class GcpNode(MeshNode):
                     *pinned(args, zone="zone"),
                 ],
                 provider=network.provider,
+                # Rules apply by tag, so nothing else orders them: the VM (and the commands after
+                # it) wait for its firewalls' create or update (a new adminCidrs entry for CI's SSH).
+                depends_on=network.firewalls,
             ),
         )
         # The server-assigned numeric id: new on every replacement, even under the same name

@@ -166,3 +166,38 @@ def test_a_firewall_limit_is_refused_at_preview_with_a_keyed_line() -> None:
     assert message.startswith("wgmesh:mesh.adminCidrs: ") and "\n" not in message
     assert "62 rules" in message and "60 per group" in message
     assert only_providers(run) == []
+
+
+VMS = {
+    "aws:ec2/instance:Instance": SG,
+    "gcp:compute/instance:Instance": GCP_FW,
+    "hcloud:index/server:Server": HCLOUD_FW,
+}
+
+
+def test_every_vm_waits_for_every_firewall_that_guards_it(runs: dict[str, Run]) -> None:
+    """A VM (and the live-update commands after it) starts only once its rules are in place.
+
+    AWS groups and Hetzner firewalls are inputs of the VM; GCP rules apply by network tag, so the
+    program orders them explicitly: a rule's update (CI's runner address added to adminCidrs for
+    one `up`) lands before the commands that need it dial SSH.
+    """
+    run, _ = runs["full60"]
+    checked = 0
+    for vm_type, fw_type in VMS.items():
+        firewalls = {r.urn for r in run.of_type(fw_type)}
+        assert firewalls
+        for vm in run.of_type(vm_type):
+            guarding = firewalls if fw_type == GCP_FW else _referenced(run, vm, fw_type)
+            assert guarding and guarding <= set(vm.dependencies), (
+                vm.name,
+                sorted(guarding - set(vm.dependencies)),
+            )
+            checked += 1
+    assert checked == 60
+
+
+def _referenced(run: ProgramRun, vm: object, fw_type: str) -> set[str]:
+    """The firewalls whose id appears in the VM's inputs (AWS vpcSecurityGroupIds, Hetzner firewallIds)."""
+    text = json.dumps(reveal(vm.inputs))  # type: ignore[attr-defined]
+    return {r.urn for r in run.of_type(fw_type) if str(r.id) in text}
