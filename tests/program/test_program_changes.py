@@ -29,26 +29,12 @@ from bench.changes import BLOCK, README, readme_table
 LIVE = ("aws-fra", "gcp-fra", "hetzner-nbg")
 STEPS = ("peers", "sync", "health")
 APPLY = "runs peers+sync+health"
-SG = "aws:SecurityGroup aws-eu-central-1"
-FIREWALLS = {f"{SG}-wg-mesh", "gcp:Firewall wgmesh-gcp-wg-mesh", "hcloud:Firewall wgmesh-hcloud-wg-mesh"}
 
 
 def cmds(nodes: tuple[str, ...] = LIVE, steps: tuple[str, ...] = STEPS) -> frozenset[str]:
     return frozenset(f"command:Command {n}-{s}" for n in nodes for s in steps)
 
 
-def node_resources(node: str, ip: str = "aws") -> frozenset[str]:
-    """An AWS node's own resources (key, IP, VM, association, component, commands)."""
-    assert ip == "aws"
-    return frozenset(
-        {f"aws:Eip {node}-eip", f"aws:EipAssociation {node}-eip-assoc", f"aws:Instance {node}",
-         f"random:RandomBytes {node}-key", f"wgmesh:Node {node}", f"wgmesh:WireGuardKey {node}"}
-    ) | cmds((node,))  # fmt: skip
-
-
-LIVE_COMPONENTS = frozenset(
-    {"wgmesh:LiveSync wgmesh-sync", "wgmesh:LiveUpdates wgmesh", "wgmesh:MeshHealth wgmesh-health"}
-)
 ALL_APPLY = {n: APPLY for n in LIVE}
 
 
@@ -65,73 +51,46 @@ class Expect:
 # --sets`) and reviewed against the engine's rules and the clouds' docs before being written here.
 TODAY: dict[str, Expect] = {
     "add-node": Expect(
-        created=frozenset(
-            {
-                "aws:Eip aws-fra2-eip",
-                "aws:EipAssociation aws-fra2-eip-assoc",
-                "aws:Instance aws-fra2",
-                "command:Command aws-fra2-health",
-                "command:Command aws-fra2-peers",
-                "command:Command aws-fra2-sync",
-                "random:RandomBytes aws-fra2-key",
-                "wgmesh:Node aws-fra2",
-                "wgmesh:WireGuardKey aws-fra2",
-            }
-        ),
-        updated=frozenset(
-            {
-                "aws:SecurityGroup aws-eu-central-1-wg-mesh",
-                "command:Command aws-fra-health",
-                "command:Command aws-fra-peers",
-                "command:Command aws-fra-sync",
-                "command:Command gcp-fra-health",
-                "command:Command gcp-fra-peers",
-                "command:Command gcp-fra-sync",
-                "command:Command hetzner-nbg-health",
-                "command:Command hetzner-nbg-peers",
-                "command:Command hetzner-nbg-sync",
-                "gcp:Firewall wgmesh-gcp-wg-mesh",
-                "hcloud:Firewall wgmesh-hcloud-wg-mesh",
-            }
-        ),
+        created=cmds(("aws-fra2",))
+        | {
+            "aws:Eip aws-fra2-eip",
+            "aws:EipAssociation aws-fra2-eip-assoc",
+            "aws:Instance aws-fra2",
+            "random:RandomBytes aws-fra2-key",
+            "wgmesh:Node aws-fra2",
+            "wgmesh:WireGuardKey aws-fra2",
+        },
+        updated=cmds()
+        | {
+            "aws:SecurityGroup aws-eu-central-1-wg-mesh",
+            "gcp:Firewall wgmesh-gcp-wg-mesh",
+            "hcloud:Firewall wgmesh-hcloud-wg-mesh",
+        },
         nodes={
-            "aws-fra": "runs peers+sync+health",
+            **ALL_APPLY,
             "aws-fra2": "new",
-            "gcp-fra": "runs peers+sync+health",
-            "hetzner-nbg": "runs peers+sync+health",
         },
     ),
     "remove-node": Expect(
-        updated=frozenset(
-            {
-                "aws:SecurityGroup aws-eu-central-1-wg-mesh",
-                "command:Command aws-fra-health",
-                "command:Command aws-fra-peers",
-                "command:Command aws-fra-sync",
-                "command:Command gcp-fra-health",
-                "command:Command gcp-fra-peers",
-                "command:Command gcp-fra-sync",
-                "gcp:Firewall wgmesh-gcp-wg-mesh",
-            }
-        ),
-        deleted=frozenset(
-            {
-                "command:Command hetzner-nbg-health",
-                "command:Command hetzner-nbg-peers",
-                "command:Command hetzner-nbg-sync",
-                "hcloud:Firewall wgmesh-hcloud-base",
-                "hcloud:Firewall wgmesh-hcloud-wg-mesh",
-                "hcloud:Firewall wgmesh-hcloud-wg-roaming",
-                "hcloud:PrimaryIp hetzner-nbg-ip",
-                "hcloud:Server hetzner-nbg",
-                "hcloud:SshKey wgmesh-hcloud-ssh",
-                "random:RandomBytes hetzner-nbg-key",
-                "random:RandomBytes wgmesh-hcloud-ssh-seed",
-                "wgmesh:Node hetzner-nbg",
-                "wgmesh:Project wgmesh-hcloud",
-                "wgmesh:WireGuardKey hetzner-nbg",
-            }
-        ),
+        updated=cmds(("aws-fra", "gcp-fra"))
+        | {
+            "aws:SecurityGroup aws-eu-central-1-wg-mesh",
+            "gcp:Firewall wgmesh-gcp-wg-mesh",
+        },
+        deleted=cmds(("hetzner-nbg",))
+        | {
+            "hcloud:Firewall wgmesh-hcloud-base",
+            "hcloud:Firewall wgmesh-hcloud-wg-mesh",
+            "hcloud:Firewall wgmesh-hcloud-wg-roaming",
+            "hcloud:PrimaryIp hetzner-nbg-ip",
+            "hcloud:Server hetzner-nbg",
+            "hcloud:SshKey wgmesh-hcloud-ssh",
+            "random:RandomBytes hetzner-nbg-key",
+            "random:RandomBytes wgmesh-hcloud-ssh-seed",
+            "wgmesh:Node hetzner-nbg",
+            "wgmesh:Project wgmesh-hcloud",
+            "wgmesh:WireGuardKey hetzner-nbg",
+        },
         nodes={
             "aws-fra": "runs peers+sync+health",
             "gcp-fra": "runs peers+sync+health",
@@ -145,24 +104,8 @@ TODAY: dict[str, Expect] = {
                 "wgmesh:WireGuardKey phone",
             }
         ),
-        updated=frozenset(
-            {
-                "command:Command aws-fra-health",
-                "command:Command aws-fra-peers",
-                "command:Command aws-fra-sync",
-                "command:Command gcp-fra-health",
-                "command:Command gcp-fra-peers",
-                "command:Command gcp-fra-sync",
-                "command:Command hetzner-nbg-health",
-                "command:Command hetzner-nbg-peers",
-                "command:Command hetzner-nbg-sync",
-            }
-        ),
-        nodes={
-            "aws-fra": "runs peers+sync+health",
-            "gcp-fra": "runs peers+sync+health",
-            "hetzner-nbg": "runs peers+sync+health",
-        },
+        updated=cmds(),
+        nodes=ALL_APPLY,
     ),
     "remove-client": Expect(
         created=frozenset(
@@ -170,22 +113,12 @@ TODAY: dict[str, Expect] = {
                 "aws:SecurityGroup aws-eu-central-1-base",
             }
         ),
-        updated=frozenset(
-            {
-                "aws:Instance aws-fra",
-                "command:Command aws-fra-health",
-                "command:Command aws-fra-peers",
-                "command:Command aws-fra-sync",
-                "command:Command gcp-fra-health",
-                "command:Command gcp-fra-peers",
-                "command:Command gcp-fra-sync",
-                "command:Command hetzner-nbg-health",
-                "command:Command hetzner-nbg-peers",
-                "command:Command hetzner-nbg-sync",
-                "gcp:Instance gcp-fra",
-                "hcloud:Server hetzner-nbg",
-            }
-        ),
+        updated=cmds()
+        | {
+            "aws:Instance aws-fra",
+            "gcp:Instance gcp-fra",
+            "hcloud:Server hetzner-nbg",
+        },
         deleted=frozenset(
             {
                 "aws:SecurityGroup aws-eu-central-1-base-roaming",
@@ -196,51 +129,19 @@ TODAY: dict[str, Expect] = {
                 "wgmesh:WireGuardKey laptop",
             }
         ),
-        nodes={
-            "aws-fra": "runs peers+sync+health",
-            "gcp-fra": "runs peers+sync+health",
-            "hetzner-nbg": "runs peers+sync+health",
-        },
+        nodes=ALL_APPLY,
     ),
     "node-key-epoch": Expect(
-        updated=frozenset(
-            {
-                "command:Command aws-fra-health",
-                "command:Command aws-fra-peers",
-                "command:Command aws-fra-sync",
-                "command:Command gcp-fra-health",
-                "command:Command gcp-fra-peers",
-                "command:Command gcp-fra-sync",
-                "command:Command hetzner-nbg-health",
-                "command:Command hetzner-nbg-peers",
-                "command:Command hetzner-nbg-sync",
-            }
-        ),
+        updated=cmds(),
         replaced=frozenset(
             {
                 "random:RandomBytes gcp-fra-key",
             }
         ),
-        nodes={
-            "aws-fra": "runs peers+sync+health",
-            "gcp-fra": "runs peers+sync+health",
-            "hetzner-nbg": "runs peers+sync+health",
-        },
+        nodes=ALL_APPLY,
     ),
     "mesh-key-epoch": Expect(
-        updated=frozenset(
-            {
-                "command:Command aws-fra-health",
-                "command:Command aws-fra-peers",
-                "command:Command aws-fra-sync",
-                "command:Command gcp-fra-health",
-                "command:Command gcp-fra-peers",
-                "command:Command gcp-fra-sync",
-                "command:Command hetzner-nbg-health",
-                "command:Command hetzner-nbg-peers",
-                "command:Command hetzner-nbg-sync",
-            }
-        ),
+        updated=cmds(),
         replaced=frozenset(
             {
                 "random:RandomBytes aws-fra-key",
@@ -250,20 +151,10 @@ TODAY: dict[str, Expect] = {
                 "random:RandomBytes wgmesh-psk-root",
             }
         ),
-        nodes={
-            "aws-fra": "runs peers+sync+health",
-            "gcp-fra": "runs peers+sync+health",
-            "hetzner-nbg": "runs peers+sync+health",
-        },
+        nodes=ALL_APPLY,
     ),
     "gcp-zone": Expect(
-        updated=frozenset(
-            {
-                "command:Command gcp-fra-health",
-                "command:Command gcp-fra-peers",
-                "command:Command gcp-fra-sync",
-            }
-        ),
+        updated=cmds(("gcp-fra",)),
         replaced=frozenset(
             {
                 "gcp:Instance gcp-fra",
@@ -276,22 +167,12 @@ TODAY: dict[str, Expect] = {
         },
     ),
     "hcloud-location": Expect(
-        updated=frozenset(
-            {
-                "aws:SecurityGroup aws-eu-central-1-wg-mesh",
-                "command:Command aws-fra-health",
-                "command:Command aws-fra-peers",
-                "command:Command aws-fra-sync",
-                "command:Command gcp-fra-health",
-                "command:Command gcp-fra-peers",
-                "command:Command gcp-fra-sync",
-                "command:Command hetzner-nbg-health",
-                "command:Command hetzner-nbg-peers",
-                "command:Command hetzner-nbg-sync",
-                "gcp:Firewall wgmesh-gcp-wg-mesh",
-                "hcloud:Firewall wgmesh-hcloud-wg-mesh",
-            }
-        ),
+        updated=cmds()
+        | {
+            "aws:SecurityGroup aws-eu-central-1-wg-mesh",
+            "gcp:Firewall wgmesh-gcp-wg-mesh",
+            "hcloud:Firewall wgmesh-hcloud-wg-mesh",
+        },
         replaced=frozenset(
             {
                 "hcloud:PrimaryIp hetzner-nbg-ip",
@@ -326,15 +207,11 @@ TODAY: dict[str, Expect] = {
         },
     ),
     "gateway": Expect(
-        updated=frozenset(
-            {
-                "command:Command aws-fra-health",
-                "command:Command gcp-fra-health",
-                "command:Command hetzner-nbg-health",
-                "command:Command hetzner-nbg-peers",
-                "command:Command hetzner-nbg-sync",
-            }
-        ),
+        updated=cmds(("hetzner-nbg",))
+        | {
+            "command:Command aws-fra-health",
+            "command:Command gcp-fra-health",
+        },
         nodes={
             "aws-fra": "runs health",
             "gcp-fra": "runs health",
@@ -342,15 +219,11 @@ TODAY: dict[str, Expect] = {
         },
     ),
     "masquerade": Expect(
-        updated=frozenset(
-            {
-                "command:Command hetzner-nbg-health",
-                "command:Command jump-aws-health",
-                "command:Command jump-aws-peers",
-                "command:Command jump-aws-sync",
-                "command:Command router-gcp-health",
-            }
-        ),
+        updated=cmds(("jump-aws",))
+        | {
+            "command:Command hetzner-nbg-health",
+            "command:Command router-gcp-health",
+        },
         nodes={
             "hetzner-nbg": "runs health",
             "jump-aws": "runs peers+sync+health",
@@ -358,17 +231,10 @@ TODAY: dict[str, Expect] = {
         },
     ),
     "subnets": Expect(
-        updated=frozenset(
-            {
-                "command:Command aws-fra-health",
-                "command:Command gcp-fra-health",
-                "command:Command gcp-fra-peers",
-                "command:Command gcp-fra-sync",
-                "command:Command hetzner-nbg-health",
-                "command:Command hetzner-nbg-peers",
-                "command:Command hetzner-nbg-sync",
-            }
-        ),
+        updated=cmds(("gcp-fra", "hetzner-nbg"))
+        | {
+            "command:Command aws-fra-health",
+        },
         nodes={
             "aws-fra": "runs health",
             "gcp-fra": "runs peers+sync+health",
@@ -381,18 +247,11 @@ TODAY: dict[str, Expect] = {
                 "aws:Route aws-fra-rt-10-0-9-0-24",
             }
         ),
-        updated=frozenset(
-            {
-                "command:Command aws-fra-health",
-                "command:Command aws-fra-peers",
-                "command:Command aws-fra-sync",
-                "command:Command gcp-fra-health",
-                "command:Command hetzner-nbg-health",
-                "command:Command hetzner-nbg-peers",
-                "command:Command hetzner-nbg-sync",
-                "gcp:Instance gcp-fra",
-            }
-        ),
+        updated=cmds(("aws-fra", "hetzner-nbg"))
+        | {
+            "command:Command gcp-fra-health",
+            "gcp:Instance gcp-fra",
+        },
         nodes={
             "aws-fra": "runs peers+sync+health",
             "gcp-fra": "restarts (canIpForward); runs health",
@@ -408,25 +267,15 @@ TODAY: dict[str, Expect] = {
                 "hcloud:PrimaryIp hetzner-nbg-ip6",
             }
         ),
-        updated=frozenset(
-            {
-                "aws:Route aws-fra-rt-10-77-0-0-24",
-                "aws:SecurityGroup aws-eu-central-1-base-roaming",
-                "aws:Subnet aws-eu-central-1-subnet",
-                "aws:Vpc aws-eu-central-1-vpc",
-                "command:Command aws-fra-health",
-                "command:Command aws-fra-peers",
-                "command:Command aws-fra-sync",
-                "command:Command gcp-fra-health",
-                "command:Command gcp-fra-peers",
-                "command:Command gcp-fra-sync",
-                "command:Command hetzner-nbg-health",
-                "command:Command hetzner-nbg-peers",
-                "command:Command hetzner-nbg-sync",
-                "gcp:Subnetwork wgmesh-gcp-europe-west3",
-                "hcloud:Server hetzner-nbg",
-            }
-        ),
+        updated=cmds()
+        | {
+            "aws:Route aws-fra-rt-10-77-0-0-24",
+            "aws:SecurityGroup aws-eu-central-1-base-roaming",
+            "aws:Subnet aws-eu-central-1-subnet",
+            "aws:Vpc aws-eu-central-1-vpc",
+            "gcp:Subnetwork wgmesh-gcp-europe-west3",
+            "hcloud:Server hetzner-nbg",
+        },
         replaced=frozenset(
             {
                 "aws:EipAssociation aws-fra-eip-assoc",
@@ -441,27 +290,13 @@ TODAY: dict[str, Expect] = {
         },
     ),
     "endpoints": Expect(
-        updated=frozenset(
-            {
-                "aws:SecurityGroup aws-eu-central-1-wg-mesh",
-                "command:Command aws-fra-health",
-                "command:Command aws-fra-peers",
-                "command:Command aws-fra-sync",
-                "command:Command gcp-fra-health",
-                "command:Command gcp-fra-peers",
-                "command:Command gcp-fra-sync",
-                "command:Command hetzner-nbg-health",
-                "command:Command hetzner-nbg-peers",
-                "command:Command hetzner-nbg-sync",
-                "gcp:Firewall wgmesh-gcp-wg-mesh",
-                "hcloud:Firewall wgmesh-hcloud-wg-mesh",
-            }
-        ),
-        nodes={
-            "aws-fra": "runs peers+sync+health",
-            "gcp-fra": "runs peers+sync+health",
-            "hetzner-nbg": "runs peers+sync+health",
+        updated=cmds()
+        | {
+            "aws:SecurityGroup aws-eu-central-1-wg-mesh",
+            "gcp:Firewall wgmesh-gcp-wg-mesh",
+            "hcloud:Firewall wgmesh-hcloud-wg-mesh",
         },
+        nodes=ALL_APPLY,
     ),
     "admin-cidrs": Expect(
         updated=frozenset(
@@ -478,74 +313,22 @@ TODAY: dict[str, Expect] = {
         },
     ),
     "ssh-key-add": Expect(
-        updated=frozenset(
-            {
-                "command:Command aws-fra-health",
-                "command:Command aws-fra-peers",
-                "command:Command aws-fra-sync",
-                "command:Command gcp-fra-health",
-                "command:Command gcp-fra-peers",
-                "command:Command gcp-fra-sync",
-                "command:Command hetzner-nbg-health",
-                "command:Command hetzner-nbg-peers",
-                "command:Command hetzner-nbg-sync",
-            }
-        ),
-        nodes={
-            "aws-fra": "runs peers+sync+health",
-            "gcp-fra": "runs peers+sync+health",
-            "hetzner-nbg": "runs peers+sync+health",
-        },
+        updated=cmds(),
+        nodes=ALL_APPLY,
     ),
     "ssh-key-switch": Expect(
-        updated=frozenset(
-            {
-                "command:Command aws-fra-health",
-                "command:Command aws-fra-peers",
-                "command:Command aws-fra-sync",
-                "command:Command gcp-fra-health",
-                "command:Command gcp-fra-peers",
-                "command:Command gcp-fra-sync",
-                "command:Command hetzner-nbg-health",
-                "command:Command hetzner-nbg-peers",
-                "command:Command hetzner-nbg-sync",
-            }
-        ),
-        nodes={
-            "aws-fra": "runs peers+sync+health",
-            "gcp-fra": "runs peers+sync+health",
-            "hetzner-nbg": "runs peers+sync+health",
-        },
+        updated=cmds(),
+        nodes=ALL_APPLY,
     ),
     "ssh-key-reorder": Expect(
-        updated=frozenset(
-            {
-                "command:Command aws-fra-health",
-                "command:Command aws-fra-peers",
-                "command:Command aws-fra-sync",
-                "command:Command gcp-fra-health",
-                "command:Command gcp-fra-peers",
-                "command:Command gcp-fra-sync",
-                "command:Command hetzner-nbg-health",
-                "command:Command hetzner-nbg-peers",
-                "command:Command hetzner-nbg-sync",
-            }
-        ),
-        nodes={
-            "aws-fra": "runs peers+sync+health",
-            "gcp-fra": "runs peers+sync+health",
-            "hetzner-nbg": "runs peers+sync+health",
-        },
+        updated=cmds(),
+        nodes=ALL_APPLY,
     ),
     "replace-vm": Expect(
-        updated=frozenset(
-            {
-                "aws:Route aws-fra-rt-10-77-0-0-24",
-                "command:Command aws-fra-health",
-                "command:Command aws-fra-peers",
-                "command:Command aws-fra-sync",
-            }
-        ),
+        updated=cmds(("aws-fra",))
+        | {
+            "aws:Route aws-fra-rt-10-77-0-0-24",
+        },
         replaced=frozenset(
             {
                 "aws:EipAssociation aws-fra-eip-assoc",
@@ -559,45 +342,21 @@ TODAY: dict[str, Expect] = {
         },
     ),
     "live-on": Expect(
-        created=frozenset(
-            {
-                "command:Command aws-fra-health",
-                "command:Command aws-fra-peers",
-                "command:Command aws-fra-sync",
-                "command:Command gcp-fra-health",
-                "command:Command gcp-fra-peers",
-                "command:Command gcp-fra-sync",
-                "command:Command hetzner-nbg-health",
-                "command:Command hetzner-nbg-peers",
-                "command:Command hetzner-nbg-sync",
-                "wgmesh:LiveSync wgmesh-sync",
-                "wgmesh:LiveUpdates wgmesh",
-                "wgmesh:MeshHealth wgmesh-health",
-            }
-        ),
-        nodes={
-            "aws-fra": "runs peers+sync+health",
-            "gcp-fra": "runs peers+sync+health",
-            "hetzner-nbg": "runs peers+sync+health",
+        created=cmds()
+        | {
+            "wgmesh:LiveSync wgmesh-sync",
+            "wgmesh:LiveUpdates wgmesh",
+            "wgmesh:MeshHealth wgmesh-health",
         },
+        nodes=ALL_APPLY,
     ),
     "live-off": Expect(
-        deleted=frozenset(
-            {
-                "command:Command aws-fra-health",
-                "command:Command aws-fra-peers",
-                "command:Command aws-fra-sync",
-                "command:Command gcp-fra-health",
-                "command:Command gcp-fra-peers",
-                "command:Command gcp-fra-sync",
-                "command:Command hetzner-nbg-health",
-                "command:Command hetzner-nbg-peers",
-                "command:Command hetzner-nbg-sync",
-                "wgmesh:LiveSync wgmesh-sync",
-                "wgmesh:LiveUpdates wgmesh",
-                "wgmesh:MeshHealth wgmesh-health",
-            }
-        ),
+        deleted=cmds()
+        | {
+            "wgmesh:LiveSync wgmesh-sync",
+            "wgmesh:LiveUpdates wgmesh",
+            "wgmesh:MeshHealth wgmesh-health",
+        },
         nodes={
             "aws-fra": "-",
             "gcp-fra": "-",
@@ -605,73 +364,43 @@ TODAY: dict[str, Expect] = {
         },
     ),
     "second-router": Expect(
-        created=frozenset(
-            {
-                "aws:Eip aws-fra2-eip",
-                "aws:EipAssociation aws-fra2-eip-assoc",
-                "aws:Instance aws-fra2",
-                "aws:Route aws-fra-rt-10-0-8-0-24",
-                "command:Command aws-fra2-health",
-                "command:Command aws-fra2-peers",
-                "command:Command aws-fra2-sync",
-                "random:RandomBytes aws-fra2-key",
-                "wgmesh:Node aws-fra2",
-                "wgmesh:WireGuardKey aws-fra2",
-            }
-        ),
-        updated=frozenset(
-            {
-                "aws:SecurityGroup aws-eu-central-1-wg-mesh",
-                "command:Command aws-fra-health",
-                "command:Command aws-fra-peers",
-                "command:Command aws-fra-sync",
-                "command:Command gcp-fra-health",
-                "command:Command gcp-fra-peers",
-                "command:Command gcp-fra-sync",
-                "command:Command hetzner-nbg-health",
-                "command:Command hetzner-nbg-peers",
-                "command:Command hetzner-nbg-sync",
-                "gcp:Firewall wgmesh-gcp-wg-mesh",
-                "hcloud:Firewall wgmesh-hcloud-wg-mesh",
-            }
-        ),
+        created=cmds(("aws-fra2",))
+        | {
+            "aws:Eip aws-fra2-eip",
+            "aws:EipAssociation aws-fra2-eip-assoc",
+            "aws:Instance aws-fra2",
+            "aws:Route aws-fra-rt-10-0-8-0-24",
+            "random:RandomBytes aws-fra2-key",
+            "wgmesh:Node aws-fra2",
+            "wgmesh:WireGuardKey aws-fra2",
+        },
+        updated=cmds()
+        | {
+            "aws:SecurityGroup aws-eu-central-1-wg-mesh",
+            "gcp:Firewall wgmesh-gcp-wg-mesh",
+            "hcloud:Firewall wgmesh-hcloud-wg-mesh",
+        },
         nodes={
-            "aws-fra": "runs peers+sync+health",
+            **ALL_APPLY,
             "aws-fra2": "new",
-            "gcp-fra": "runs peers+sync+health",
-            "hetzner-nbg": "runs peers+sync+health",
         },
     ),
     "replace-network": Expect(
-        created=frozenset(
-            {
-                "aws:Eip aws-fra2-eip",
-                "aws:EipAssociation aws-fra2-eip-assoc",
-                "aws:Instance aws-fra2",
-                "command:Command aws-fra2-health",
-                "command:Command aws-fra2-peers",
-                "command:Command aws-fra2-sync",
-                "random:RandomBytes aws-fra2-key",
-                "wgmesh:Node aws-fra2",
-                "wgmesh:WireGuardKey aws-fra2",
-            }
-        ),
-        updated=frozenset(
-            {
-                "aws:InternetGateway aws-eu-central-1-igw",
-                "command:Command aws-fra-health",
-                "command:Command aws-fra-peers",
-                "command:Command aws-fra-sync",
-                "command:Command gcp-fra-health",
-                "command:Command gcp-fra-peers",
-                "command:Command gcp-fra-sync",
-                "command:Command hetzner-nbg-health",
-                "command:Command hetzner-nbg-peers",
-                "command:Command hetzner-nbg-sync",
-                "gcp:Firewall wgmesh-gcp-wg-mesh",
-                "hcloud:Firewall wgmesh-hcloud-wg-mesh",
-            }
-        ),
+        created=cmds(("aws-fra2",))
+        | {
+            "aws:Eip aws-fra2-eip",
+            "aws:EipAssociation aws-fra2-eip-assoc",
+            "aws:Instance aws-fra2",
+            "random:RandomBytes aws-fra2-key",
+            "wgmesh:Node aws-fra2",
+            "wgmesh:WireGuardKey aws-fra2",
+        },
+        updated=cmds()
+        | {
+            "aws:InternetGateway aws-eu-central-1-igw",
+            "gcp:Firewall wgmesh-gcp-wg-mesh",
+            "hcloud:Firewall wgmesh-hcloud-wg-mesh",
+        },
         replaced=frozenset(
             {
                 "aws:EipAssociation aws-fra-eip-assoc",
