@@ -32,6 +32,11 @@ from lab.vm_faults import POLL, Line, Tails, tick_states
 from mesh.plan_types import MeshPlan
 from mesh.spec import login_user
 
+try:  # until the bundle (issue 13) is merged the payload is wg0.conf alone
+    from cloudinit import bundle as _bundle  # type: ignore[attr-defined,unused-ignore]
+except ImportError:
+    _bundle = None
+
 SSH_CONNECT_TIMEOUT = 20  # seconds for the TCP connect and key exchange with a TCG guest
 APPLY_TIMEOUT = 180.0  # the script holds a 120 s lock wait; a TCG guest is slow
 HEALTH_TIMEOUT = 240.0  # the health script waits up to 150 s for handshakes
@@ -134,6 +139,14 @@ def sync_command(sudo: bool, peers_only: bool = False) -> str:
 def node_health_command(plan: MeshPlan, node: str, public_keys: dict[str, str], sudo: bool) -> str:
     """The command string of a node's `<node>-health` (components/health.py)."""
     return health_command(node, expected_peers(plan, node, public_keys), plan.node(node).iface.mtu, sudo=sudo)
+
+
+def node_payload(plan: MeshPlan, node: str, conf: str) -> str:
+    """What a node's commands send on stdin: its whole host-config bundle (cloudinit/bundle.py),
+    or, before bundles existed, its wg0.conf alone."""
+    if _bundle is None:
+        return conf
+    return str(_bundle.node_bundle(plan, node, conf))
 
 
 @dataclass(frozen=True)
