@@ -38,6 +38,7 @@ except ImportError:
     _bundle = None
 
 SSH_CONNECT_TIMEOUT = 20  # seconds for the TCP connect and key exchange with a TCG guest
+COMMAND_TIMEOUT = 180.0  # s for a short command: a TCG guest on a busy host took over 60 s to log in
 APPLY_TIMEOUT = 180.0  # the script holds a 120 s lock wait; a TCG guest is slow
 HEALTH_TIMEOUT = 240.0  # the health script waits up to 150 s for handshakes
 UNIT = "wg-quick@wg0"
@@ -95,7 +96,7 @@ class Ssh:
             argv += ["-o", f"{name}={value}"]
         return [*argv, "-l", self.user, "--", host, command]
 
-    def run(self, host: str, command: str, stdin: str = "", timeout: float = 60.0) -> Result:
+    def run(self, host: str, command: str, stdin: str = "", timeout: float = COMMAND_TIMEOUT) -> Result:
         """One SSH session running `command` (a shell command line, as pulumi-command sends it)."""
         start = time.monotonic()
         proc = subprocess.run(
@@ -108,7 +109,7 @@ class Ssh:
         )
         return Result(proc.returncode, proc.stdout, proc.stderr, round(time.monotonic() - start, 2))
 
-    def check(self, host: str, command: str, what: str, stdin: str = "", timeout: float = 60.0) -> Result:
+    def check(self, host: str, command: str, what: str, stdin: str = "", timeout: float = COMMAND_TIMEOUT) -> Result:
         result = self.run(host, command, stdin, timeout)
         if result.returncode != 0:
             raise LiveUpdateError(f"{what} on {host}: exit {result.returncode}: {tail(result.stderr)}")
