@@ -34,6 +34,7 @@ lint: venv
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy .
+	.venv/bin/shellcheck --severity=style cloudinit/scripts/*
 
 test: venv debs lint
 	$(PY) -m pytest

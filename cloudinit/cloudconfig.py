@@ -15,21 +15,19 @@ from typing import Any
 
 import yaml
 
+from cloudinit import bundle
+from cloudinit.access import SUDO_RULE
+from cloudinit.bundle import HostFile
 from cloudinit.host import (
-    METADATA_GUARD_PATH,
-    METADATA_GUARD_UNIT_PATH,
-    NFT_PATH,
     SYSCTL_PATH,
     accept_ra_guard_step,
     metadata_guard_enable_step,
     metadata_guard_load_step,
-    metadata_guard_ruleset,
-    metadata_guard_unit,
 )
 from cloudinit.wireguard import WG_INTERFACE
 
 HEADER = "#cloud-config\n"
-WG_CONF_PATH = f"/etc/wireguard/{WG_INTERFACE}.conf"
+WG_CONF_PATH = bundle.WG_CONF_PATH
 GZIP_BASE64 = "gz+b64"  # cloud-init write_files encoding: gzip, then base64
 
 # Images for the lab have no mirror but already carry the tools: install only what is missing.
@@ -102,27 +100,29 @@ def write_file(path: str, content: str, permissions: str, *, compress: bool = Fa
 def node_cloud_config(
     *,
     hostname: str,
-    wg_conf: str,
-    nft_ruleset: str,
-    sysctl_conf: str,
-    ssh_authorized_keys: Sequence[str] = (),
+    files: Sequence[HostFile],
+    create_user: str | None = None,
     compress_wg_conf: bool = False,
     ipv6_forwarding: bool = False,
 ) -> dict[str, Any]:
     """The node's cloud-config as data (write_files run before runcmd in cloud-init).
 
+    `files`: every host file (cloudinit.bundle.host_files, the same ones each apply installs).
+    `create_user`: `sshUser`, created next to the image's default user with passwordless sudo
+    (cloud-init users-groups; the list must name `default` to keep the default user).
+    Admin keys are not cloud-init's `ssh_authorized_keys`: they are in `files` (cloudinit/access.py).
     `compress_wg_conf`: wg0.conf (the part that grows with the mesh) as gz+b64, not text.
     `ipv6_forwarding`: the sysctl file turns it on, so the RA guard runs just before it.
     """
     doc: dict[str, Any] = {"hostname": hostname}
-    if ssh_authorized_keys:
-        doc["ssh_authorized_keys"] = list(ssh_authorized_keys)
+    if create_user:
+        # https://cloudinit.readthedocs.io/en/latest/reference/modules.html#users-and-groups
+        doc["users"] = [
+            "default",
+            {"name": create_user, "sudo": SUDO_RULE, "shell": "/bin/bash", "lock_passwd": True},
+        ]
     doc["write_files"] = [
-        write_file(WG_CONF_PATH, wg_conf, "0600", compress=compress_wg_conf),
-        write_file(NFT_PATH, nft_ruleset, "0600"),
-        write_file(SYSCTL_PATH, sysctl_conf, "0644"),
-        write_file(METADATA_GUARD_PATH, metadata_guard_ruleset(), "0644"),
-        write_file(METADATA_GUARD_UNIT_PATH, metadata_guard_unit(), "0644"),
+        write_file(f.path, f.content, f.mode, compress=compress_wg_conf and f.part == "wg") for f in files
     ]
     steps = list(RUNCMD)
     if ipv6_forwarding:

@@ -34,6 +34,7 @@ METADATA_TABLE = "inet wgmesh_metadata"
 METADATA_GUARD_PATH = "/etc/wgmesh/metadata-guard.nft"
 METADATA_GUARD_UNIT = "wgmesh-metadata-guard.service"
 METADATA_GUARD_UNIT_PATH = f"/etc/systemd/system/{METADATA_GUARD_UNIT}"
+METADATA_NTP_COMMENT = "GCP: the metadata server is the time source of timesyncd/chrony (not root)"
 INTO_MESH_DROP = "wgmesh: a gateway forwards into the mesh only replies and its own subnets"
 # Spaces, not tabs: PyYAML will not emit a block scalar holding a tab (the ruleset travels in one).
 _TAB = "    "
@@ -56,7 +57,7 @@ ACCEPT_RA_PATH = "/etc/sysctl.d/89-wgmesh-accept-ra.conf"  # sorts before SYSCTL
 
 # For each interface holding an RA-learned IPv6 default route whose RAs the kernel handles (accept_ra 1):
 # raise it to 2 now and write the same key, "-" prefixed (absent interface: no error), for later boots.
-_ACCEPT_RA_SCRIPT = r"""conf=""
+ACCEPT_RA_SCRIPT = r"""conf=""
 devs='{for (i = 1; i < NF; i++) if ($i == "dev") print $(i + 1)}'
 for dev in $(ip -6 -o route show default proto ra 2>/dev/null | awk "$devs" | sort -u); do
     f="/proc/sys/net/ipv6/conf/$dev/accept_ra"
@@ -78,7 +79,7 @@ def accept_ra_guard_step(path: str = ACCEPT_RA_PATH) -> tuple[str, ...]:
     supported images use systemd-networkd via netplan, which sets accept_ra=0 and handles RAs in
     userspace whatever the sysctl says: their uplinks are at 0 and are left alone.
     """
-    return ("sh", "-c", _ACCEPT_RA_SCRIPT, path)
+    return ("sh", "-c", ACCEPT_RA_SCRIPT, path)
 
 
 def nft_load_command(path: str = NFT_PATH) -> str:
@@ -204,14 +205,21 @@ def metadata_guard_ruleset() -> str:
     Packets with no full socket (kernel replies, TIME_WAIT) have no owner to test and pass.
     Forward: mesh peers (a gateway's full-tunnel clients) and containers never reach it.
     DNS to that address stays open: on GCP it is the resolver systemd-resolved (not root) uses.
+    NTP to it stays open from the node itself: on GCP the metadata server is the VM's time
+    source ("Compute Engine instances are preconfigured to use NTP" with the internal server
+    metadata.google.internal, https://cloud.google.com/compute/docs/instances/configure-ntp),
+    and systemd-timesyncd and chronyd drop root before they ask. AWS's time source is
+    169.254.169.123 (not the metadata address), Hetzner's is ntp.hetzner.com: untouched.
     """
     dns = "meta l4proto { tcp, udp } th dport 53 accept"
+    ntp = f'udp dport 123 accept comment "{METADATA_NTP_COMMENT}"'
     chains = [
         *_chain(
             "output",
             "type filter hook output priority filter",
             [
                 dns,
+                ntp,
                 f"ip daddr {METADATA_V4} meta skuid != 0 reject",
                 f"ip6 daddr {METADATA_V6} meta skuid != 0 reject",
             ],

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from cloudinit import host
+from cloudinit.access import created_user
+from cloudinit.bundle import host_files, ipv6_forwarding
 from cloudinit.cloudconfig import dump_cloud_config, node_cloud_config
 from cloudinit.wireguard import format_endpoint, render_wg_conf
 from mesh.errors import RenderError
@@ -110,12 +112,10 @@ def node_user_data_from_conf(
 def _node_document(plan: MeshPlan, node: NodePlan, wg_conf: str, *, compress_wg_conf: bool) -> str:
     doc = node_cloud_config(
         hostname=node.name,
-        wg_conf=wg_conf,
-        nft_ruleset=host.nft_ruleset(node),
-        sysctl_conf=host.sysctl_conf(ipv6=plan.spec.mesh.cidr6 is not None),
-        ssh_authorized_keys=plan.spec.mesh.ssh_public_keys,
+        files=host_files(plan, node.name, wg_conf),
+        create_user=created_user(plan),
         compress_wg_conf=compress_wg_conf,
-        ipv6_forwarding=plan.spec.mesh.cidr6 is not None,
+        ipv6_forwarding=ipv6_forwarding(plan),
     )
     return dump_cloud_config(doc)
 

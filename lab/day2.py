@@ -1,7 +1,8 @@
 """Day-2 changes in a running netns lab: add or remove a node, and apply a new render live.
 
 `apply` runs the exact command a live update runs on a node (cloudinit.sync.apply_command,
-without sudo: the lab is root) inside the node, with the node's new wg0.conf on stdin, the
+without sudo: the lab is root) inside the node, with the node's bundle on stdin (tools.render
+writes it next to the user-data; cloudinit/bundle.py), the
 way components/sync.py runs it over SSH. `apply_update` runs a whole update in the order
 Pulumi runs the `<node>-peers` and `<node>-sync` commands: every changed node's peers-only
 apply, then every full apply. `health` runs a node's post-update health check
@@ -43,6 +44,7 @@ from lab.teardown import processes_in, stop_processes
 from lab.userdata import parse_user_data
 from mesh.plan import build_plan
 from mesh.stackfile import load_spec
+from tools.render import BUNDLE_FILE
 
 WG_CONF_PATH = "/etc/wireguard/wg0.conf"
 
@@ -59,6 +61,14 @@ def rendered_wg_conf(render_dir: Path, node: str) -> str:
     raise LabError(f"{node}: its user-data writes no {WG_CONF_PATH}")
 
 
+def rendered_bundle(render_dir: Path, node: str) -> str:
+    """The node's apply payload as `make render` writes it (tools.render). Secret: never log it."""
+    path = render_dir / node / BUNDLE_FILE
+    if not path.is_file():
+        raise LabError(f"{node}: no {BUNDLE_FILE} in {render_dir} (render it with tools.render)")
+    return path.read_text()
+
+
 @dataclass(frozen=True)
 class Applied:
     node: str
@@ -68,21 +78,24 @@ class Applied:
     ended: float = 0.0  # ... and returned
 
 
-def apply(lab: NetnsLab, node: str, conf: str, *, peers_only: bool = False) -> Applied:
-    """Run the live-update command (or its peers-only phase) inside `node` with `conf` on stdin."""
+def apply(lab: NetnsLab, node: str, payload: str, *, peers_only: bool = False) -> Applied:
+    """Run the live-update command (or its peers-only phase) inside `node` with `payload` on stdin.
+
+    `payload`: the node's bundle (what components/sync.py sends), or a bare wg0.conf.
+    """
     started, start = time.time(), time.monotonic()
     command = apply_command(sudo=False, peers_only=peers_only)
-    proc = run_in(lab.node(node), "sh", "-c", command, stdin_text=conf, timeout=60)
+    proc = run_in(lab.node(node), "sh", "-c", command, stdin_text=payload, timeout=60)
     return Applied(node, parse_summary(proc.stdout), time.monotonic() - start, started, time.time())
 
 
 def apply_render(
     lab: NetnsLab, render_dir: Path, nodes: list[str], *, peers_only: bool = False
 ) -> list[Applied]:
-    """Apply each listed node's wg0.conf from `render_dir`, all at once (as Pulumi runs them)."""
-    confs = {n: rendered_wg_conf(render_dir, n) for n in nodes}
+    """Apply each listed node's bundle from `render_dir`, all at once (as Pulumi runs them)."""
+    bundles = {n: rendered_bundle(render_dir, n) for n in nodes}
     with ThreadPoolExecutor(max_workers=max(1, len(nodes))) as pool:
-        return list(pool.map(lambda n: apply(lab, n, confs[n], peers_only=peers_only), nodes))
+        return list(pool.map(lambda n: apply(lab, n, bundles[n], peers_only=peers_only), nodes))
 
 
 @dataclass(frozen=True)
@@ -102,7 +115,7 @@ class Update:
 
 
 def apply_update(lab: NetnsLab, render_dir: Path, nodes: list[str]) -> Update:
-    """The listed nodes' new confs in Pulumi's order: a node's `-sync` waits for the `-peers` of
+    """The listed nodes' new bundles in Pulumi's order: a node's `-sync` waits for the `-peers` of
     itself and all its peers; in a full mesh that is every `-peers`, so: all peers-only applies
     (in parallel), then all full applies (in parallel)."""
     peers = apply_render(lab, render_dir, nodes, peers_only=True)

@@ -1,4 +1,4 @@
-"""`make render`: every node's #cloud-config and every client's wg conf, offline, with fresh keys.
+"""`make render`: every node's #cloud-config and apply bundle, every client's wg conf, offline, fresh keys.
 
 Reads a stack file, builds the plan and renders what `pulumi up` would send, so the output can
 be checked (cloud-init schema, wg-quick strip, nft -c) and booted in the lab with no cloud
@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cloudinit.render import client_config, encode_for_cloud, node_user_data
+from cloudinit.bundle import node_bundle
+from cloudinit.render import client_config, encode_for_cloud, node_user_data_from_conf, node_wg_conf
 from mesh.errors import ConfigError, RenderError
 from mesh.keys import NodeKeys, private_key, public_key
 from mesh.plan import build_plan
@@ -30,6 +31,8 @@ from mesh.plan_types import InterfacePlan, MeshPlan
 from mesh.spec import IPNetwork, MeshSpec
 from mesh.stackfile import load_spec, stack_name
 from tools.keyfile import load_or_create
+
+BUNDLE_FILE = "bundle"  # <out>/<node>/bundle: the node's apply payload (secret, 0600)
 
 # Documentation ranges (RFC 5737) for nodes whose real IP only exists once a cloud allocates it.
 PLACEHOLDER_NETS = (ipaddress.IPv4Network("192.0.2.0/24"), ipaddress.IPv4Network("203.0.113.0/24"))
@@ -215,10 +218,13 @@ def render_stack(
         _private_dir(out)
         for node in plan.nodes:
             member = keys.for_member(node.name, public_keys)
-            text = node_user_data(plan, node.name, member, endpoints, endpoints6)
+            conf = node_wg_conf(plan, node.name, member, endpoints, endpoints6)
+            text = node_user_data_from_conf(plan, node.name, conf)
             encoded = encode_for_cloud(text, node.cloud, node.name)  # fail here as `pulumi up` would
             _private_dir(out / node.name)
             _write(out / node.name / "user-data", text, 0o600)
+            # What a live update pipes to the apply (`python -m cloudinit.sync` prints the command).
+            _write(out / node.name / BUNDLE_FILE, node_bundle(plan, node.name, conf), 0o600)
             gzipped = encoded.gzip_b64 is not None
             rendered.append(
                 RenderedNode(node.name, node.cloud, encoded.raw_bytes, encoded.sent_bytes, gzipped)

@@ -8,7 +8,13 @@ from typing import Any
 
 import yaml
 
+from cloudinit.render import node_user_data_from_conf
+from mesh.plan import build_plan
+from mesh.spec import parse
+
 from .artifact_helpers import Rendered, need_tool, run
+
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINmmuPryri6glS1QlhaDJjKjzx04JfygjBfH72YlFlq/ admin"
 
 
 def schema(path: Path) -> tuple[int, str]:
@@ -59,3 +65,19 @@ def test_gate_rejects_wrong_types_and_a_missing_header(
         assert schema(write(tmp_path / f"bad{i}", "#cloud-config\n" + yaml.safe_dump(bad)))[0] != 0
     no_header = r.user_data_path(node).read_text().removeprefix("#cloud-config\n")
     assert schema(write(tmp_path / "no-header", no_header))[0] != 0
+
+
+def test_user_data_creating_the_ssh_user_passes_cloud_init_schema(tmp_path: Path) -> None:
+    """sshUser: cloud-init's users-groups creates it next to the image's default user."""
+    spec = parse(
+        {
+            "mesh": {"cidr": "10.77.0.0/24", "sshUser": "ops", "sshPublicKeys": [KEY]},
+            "nodes": [{"name": "n1", "cloud": "aws", "region": "eu-central-1", "size": "t3.micro"}],
+        }
+    )
+    text = node_user_data_from_conf(build_plan(spec), "n1", "[Interface]\n")
+    assert yaml.safe_load(text)["users"][1]["name"] == "ops"
+    code, output = schema(write(tmp_path / "ud", text))
+    assert code == 0, output
+    broken = text.replace("lock_passwd: true", "lock_passwd: [true]")
+    assert schema(write(tmp_path / "ud-broken", broken))[0] != 0  # the gate reads the users entry

@@ -13,6 +13,7 @@ rendered wg0.conf after each step, and nothing is left behind. The rotated node'
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +24,9 @@ import pytest
 from conftest import Figure
 from labtest import require_netns_lab
 
+from cloudinit.bundle import encode_bundle, parse_bundle
+from cloudinit.host import INTO_MESH_DROP, NFT_PATH, SYSCTL_PATH
+from cloudinit.sync import apply_command
 from lab import checks, netns
 from lab.day2 import (
     Applied,
@@ -36,12 +40,13 @@ from lab.day2 import (
     health,
     kill_wireguard,
     remove_node,
+    rendered_bundle,
     rendered_wg_conf,
     wg0_routes,
 )
 from lab.manifest import load_mesh
 from lab.probes import allowed_ips, ping
-from lab.proc import NETNS_DIR
+from lab.proc import NETNS_DIR, run_in
 from lab.running import NetnsLab
 from lab.state import Layout, ProcessRecord, load_state
 from lab.teardown import alive, mounts_under, processes_in, tear_down
@@ -268,5 +273,95 @@ def test_add_rotate_kill_remove_a_node_while_two_others_ping(
             assert p.sent > 100 and p.received > 100
             figure(f"day2 add+rotate+kill+remove, 20 ms ping {name}: {p.lost} lost of {p.sent}")
             assert p.lost == 0, f"{name}: {p.lost} packets lost ({p.summary})"
+    finally:
+        tear_down(layout)
+
+
+def nft_table(lab: NetnsLab, node: str) -> str:
+    return run_in(lab.node(node), "nft", "list", "table", "inet", "wgmesh").stdout
+
+
+def read_in(lab: NetnsLab, node: str, path: str) -> str:
+    return run_in(lab.node(node), "cat", path).stdout.strip()
+
+
+def bundle_with_bad_sysctl(render_dir: Path, node: str) -> str:
+    """The node's bundle whose sysctl file sets a key no kernel has: it passes the checks, fails to load."""
+    settings, files = parse_bundle(rendered_bundle(render_dir, node))
+    broken = [
+        dataclasses.replace(f, content=f.content + "net.ipv4.wgmesh_no_such_key = 1\n")
+        if f.part == "sysctl"
+        else f
+        for f in files
+    ]
+    users = [u for u in settings["users"].split(",") if u]
+    return encode_bundle(broken, ra_guard=settings["ra-guard"] == "1", users=users)
+
+
+def test_gateway_masquerade_and_cidr6_reach_a_running_node_and_a_failure_rolls_back(
+    day2: Day2Lab, tmp_path: Path, figure: Figure
+) -> None:
+    """Defect: day-2 `gateway`, `masquerade` and `cidr6` changed cloud flags, never the host's rules.
+
+    day2-b becomes a gateway masquerading a subnet while a and b ping each other: its nft table
+    changes, nothing else is reloaded, no packet is lost. A broken bundle (a sysctl key that
+    cannot load) then puts the previous table and files back. Adding cidr6 last turns IPv6
+    forwarding on in both nodes' namespaces (wg0 restarts: its Address changed).
+    """
+    layout = day2.layout
+    keys = tmp_path / "keys.json"
+    r_two = render(tmp_path, "two", keys, "0-two")
+    r_gw = render(tmp_path, "gateway", keys, "1-gateway")
+    r_gw6 = render(tmp_path, "gateway6", keys, "2-gateway6")
+    up = netns.bring_up(r_two, layout=layout, handshake_timeout=20)
+    try:
+        assert up.mesh_seconds is not None, "the two nodes never shook hands"
+        lab = up.lab
+        day2.remember_processes()
+        assert INTO_MESH_DROP not in nft_table(lab, B) and "masquerade" not in nft_table(lab, B)
+        a_addr, b_addr = str(lab.mesh.node(A).address), str(lab.mesh.node(B).address)
+        with continuous_ping(lab.node(A), b_addr) as ab, continuous_ping(lab.node(B), a_addr) as ba:
+            time.sleep(0.5)
+            update = apply_update(lab, r_gw, [A, B])
+            show_update("gateway", update)
+            time.sleep(0.5)
+        assert summaries(update.sync, "action", "host") == {A: ("sync", "-"), B: ("sync", "nft")}
+        table = nft_table(lab, B)
+        assert INTO_MESH_DROP in table and "ip daddr != { 10.0.79.0/24 } masquerade" in table
+        assert "ip daddr { 10.0.79.0/24 } masquerade" in table
+        assert INTO_MESH_DROP not in nft_table(lab, A)  # a's table untouched
+        for name, p in (("a->b", ab), ("b->a", ba)):
+            figure(f"day2 gateway+masquerade on a running node, 20 ms ping {name}: {p.lost} lost of {p.sent}")
+            assert p.sent > 20 and p.lost == 0, f"{name}: {p.summary}"
+
+        # A bundle that fails half way: the new table was loaded, the sysctl file fails -> all back.
+        before = {p: read_in(lab, B, p) for p in (NFT_PATH, SYSCTL_PATH)}
+        proc = run_in(
+            lab.node(B),
+            "sh",
+            "-c",
+            apply_command(sudo=False),
+            stdin_text=bundle_with_bad_sysctl(r_gw6, B),
+            check=False,
+            timeout=60,
+        )
+        print(f"day2 rollback: exit {proc.returncode}: {proc.stderr.strip()}")
+        assert proc.returncode == 1 and "the previous host files are back" in proc.stderr
+        assert {p: read_in(lab, B, p) for p in (NFT_PATH, SYSCTL_PATH)} == before
+        assert nft_table(lab, B) == table  # the previous table is loaded again
+        assert read_in(lab, B, "/proc/sys/net/ipv6/conf/all/forwarding") == "0"
+
+        update = apply_update(lab, r_gw6, [A, B])
+        show_update("cidr6", update)
+        assert {a.node: (a.summary["action"], a.summary["reason"]) for a in update.sync} == {
+            A: ("restart", "address"),
+            B: ("restart", "address"),
+        }
+        assert {a.node: "sysctl" in a.summary["host"].split(",") for a in update.sync} == {A: True, B: True}
+        for node in (A, B):
+            assert read_in(lab, node, "/proc/sys/net/ipv6/conf/all/forwarding") == "1", node
+        assert checks.wait_for_handshakes(lab, 20) is not None, "no handshake after the cidr6 restart"
+        lab = NetnsLab(layout, load_mesh(r_gw6))
+        assert ping(lab.node(A), str(lab.mesh.node(B).address6)).ok, "no IPv6 ping over the new overlay"
     finally:
         tear_down(layout)

@@ -13,6 +13,7 @@ import pytest
 import yaml
 from test_cloudinit_plans import keys_for, mesh_plan, private_of, public_ips
 
+from cloudinit.access import KEYS_DIR, SSHD_DROPIN_PATH, SUDOERS_PATH
 from cloudinit.cloudconfig import (
     ACCEPT_RA_STEP,
     GUARD_ENABLE_STEP,
@@ -70,7 +71,16 @@ def test_write_files_hold_the_rendered_files_with_string_permissions() -> None:
     text = user_data(plan, "n1")
     files = {f["path"]: f for f in load(text)["write_files"]}
 
-    assert list(files) == [WG_CONF_PATH, NFT_PATH, SYSCTL_PATH, METADATA_GUARD_PATH, METADATA_GUARD_UNIT_PATH]
+    assert list(files) == [
+        WG_CONF_PATH,
+        NFT_PATH,
+        SYSCTL_PATH,
+        METADATA_GUARD_PATH,
+        METADATA_GUARD_UNIT_PATH,
+        SSHD_DROPIN_PATH,
+        SUDOERS_PATH,
+        f"{KEYS_DIR}/ubuntu",  # the image default user (no sshUser)
+    ]
     assert files[WG_CONF_PATH]["content"] == node_wg_conf(plan, "n1", keys_for(plan, "n1"), public_ips(plan))
     assert files[NFT_PATH]["content"] == nft_ruleset(plan.node("n1"))
     assert files[SYSCTL_PATH]["content"] == sysctl_conf(ipv6=True)
@@ -82,6 +92,7 @@ def test_write_files_hold_the_rendered_files_with_string_permissions() -> None:
     assert files[SYSCTL_PATH]["permissions"] == "0644"
     assert files[METADATA_GUARD_PATH]["permissions"] == "0644"  # rules, not secrets
     assert files[METADATA_GUARD_UNIT_PATH]["permissions"] == "0644"
+    assert files[SUDOERS_PATH]["permissions"] == "0440"  # what visudo and sudo expect
     assert "permissions: '0600'" in text
 
 
@@ -120,13 +131,20 @@ def test_ipv6_forwarding_only_with_a_dual_stack_overlay() -> None:
     assert "net.ipv6.conf.all.forwarding = 1" in dual
 
 
-def test_ssh_keys_are_authorized_when_configured() -> None:
+def test_ssh_keys_go_to_wgmesh_key_files_not_to_cloud_init_authorized_keys() -> None:
+    """cloud-init's ssh_authorized_keys land in ~/.ssh/authorized_keys for good: a rotated key would stay."""
     plan = mesh_plan()
     key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINmmuPryri6glS1QlhaDJjKjzx04JfygjBfH72YlFlq/ admin@example"
     spec = dataclasses.replace(plan.spec, mesh=dataclasses.replace(plan.spec.mesh, ssh_public_keys=(key,)))
     doc = load(user_data(dataclasses.replace(plan, spec=spec)))
-    assert doc["ssh_authorized_keys"] == [key]
-    assert "ssh_authorized_keys" not in load(user_data(plan))
+    assert "ssh_authorized_keys" not in doc
+    files = {f["path"]: f for f in doc["write_files"]}
+    assert files[f"{KEYS_DIR}/ubuntu"]["content"] == key + "\n"
+    assert files[SSHD_DROPIN_PATH]["content"].splitlines()[-1] == (
+        f"AuthorizedKeysFile .ssh/authorized_keys .ssh/authorized_keys2 {KEYS_DIR}/%u"
+    )
+    plain = {f["path"]: f for f in load(user_data(plan))["write_files"]}
+    assert plain[f"{KEYS_DIR}/ubuntu"]["content"] == ""
 
 
 def test_rendering_is_deterministic() -> None:

@@ -45,12 +45,16 @@ def test_writes_the_contract_layout(tmp_path: Path) -> None:
     render("dev", tmp_path)
     assert set(tree(tmp_path)) == {
         "aws-fra/user-data",
+        "aws-fra/bundle",
         "gcp-fra/user-data",
+        "gcp-fra/bundle",
         "hetzner-nbg/user-data",
+        "hetzner-nbg/bundle",
         "clients/laptop.conf",
         "mesh.json",
     }
     assert (tmp_path / "aws-fra" / "user-data").read_text().startswith("#cloud-config\n")
+    assert (tmp_path / "aws-fra" / "bundle").read_text().startswith("wgmesh-bundle 1\n")
     assert (tmp_path / "clients" / "laptop.conf").read_text().startswith("[Interface]\n")
 
 
@@ -65,7 +69,13 @@ def test_secret_files_are_0600_in_0700_directories_even_over_looser_ones(tmp_pat
     assert mode(out) == 0o700
     for d in ("aws-fra", "gcp-fra", "hetzner-nbg", "clients"):
         assert mode(out / d) == 0o700, d
-    for f in ("aws-fra/user-data", "gcp-fra/user-data", "hetzner-nbg/user-data", "clients/laptop.conf"):
+    for f in (
+        "aws-fra/user-data",
+        "aws-fra/bundle",
+        "gcp-fra/user-data",
+        "hetzner-nbg/user-data",
+        "clients/laptop.conf",
+    ):
         assert mode(out / f) == 0o600, f
 
 
