@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from cloudinit.bundle import node_bundle
 from cloudinit.cloudconfig import WG_CONF_PATH
 from cloudinit.healthcheck import expected_peers, health_command
 from cloudinit.sync import parse_summary
@@ -31,11 +32,6 @@ from lab.probes import parse_latest_handshakes
 from lab.vm_faults import POLL, Line, Tails, tick_states
 from mesh.plan_types import MeshPlan
 from mesh.spec import login_user
-
-try:  # until the bundle (issue 13) is merged the payload is wg0.conf alone
-    from cloudinit import bundle as _bundle  # type: ignore[attr-defined,unused-ignore]
-except ImportError:
-    _bundle = None
 
 SSH_CONNECT_TIMEOUT = 20  # seconds for the TCP connect and key exchange with a TCG guest
 COMMAND_TIMEOUT = 180.0  # s for a short command: a TCG guest on a busy host took over 60 s to log in
@@ -109,7 +105,9 @@ class Ssh:
         )
         return Result(proc.returncode, proc.stdout, proc.stderr, round(time.monotonic() - start, 2))
 
-    def check(self, host: str, command: str, what: str, stdin: str = "", timeout: float = COMMAND_TIMEOUT) -> Result:
+    def check(
+        self, host: str, command: str, what: str, stdin: str = "", timeout: float = COMMAND_TIMEOUT
+    ) -> Result:
         result = self.run(host, command, stdin, timeout)
         if result.returncode != 0:
             raise LiveUpdateError(f"{what} on {host}: exit {result.returncode}: {tail(result.stderr)}")
@@ -143,11 +141,9 @@ def node_health_command(plan: MeshPlan, node: str, public_keys: dict[str, str], 
 
 
 def node_payload(plan: MeshPlan, node: str, conf: str) -> str:
-    """What a node's commands send on stdin: its whole host-config bundle (cloudinit/bundle.py),
-    or, before bundles existed, its wg0.conf alone."""
-    if _bundle is None:
-        return conf
-    return str(_bundle.node_bundle(plan, node, conf))
+    """What a node's commands send on stdin (secret): its whole host configuration as one bundle
+    (cloudinit/bundle.py: wg0.conf, nft, sysctl, guards, keys, login user), issue 13."""
+    return node_bundle(plan, node, conf)
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ import pytest
 import yaml
 from conftest import Figure
 
+from cloudinit.access import KEYS_DIR
 from cloudinit.cloudconfig import WG_CONF_PATH
 from cloudinit.sync import apply_command
 from components.sync import WAIT_FOR_FIRST_BOOT, conf_digest
@@ -518,7 +519,8 @@ def test_vms_boot_the_rendered_user_data_unchanged(booted: Booted) -> None:
         r = report(booted, node.name)
         assert r.cloudinit == "done", node.name
         user_data = booted.lab.render_dir / node.name / "user-data"
-        assert "ssh_authorized_keys" in user_data.read_text(), node.name  # the test key, as on a cloud
+        # The test key, in wgmesh's key file for the login user (cloudinit/access.py), as on a cloud.
+        assert f"path: {KEYS_DIR}/{LOGIN_USER}" in user_data.read_text(), node.name
         rendered_hash = hashlib.sha256(user_data.read_bytes()).hexdigest()
         assert r.user_data_sha256 == rendered_hash, node.name
 
@@ -664,15 +666,15 @@ def live(booted: Booted, live_stack: LiveStack, figure: Figure) -> Live:
 
     # (b) A network routed behind lab-b, pushed to every node whose conf changed.
     second = live_stack.render("subnet", subnet_behind_lab_b)
-    subnet = Update([n for n in nodes if second.conf(n) != first.conf(n)])
+    subnet = Update([n for n in nodes if second.payload(n) != first.payload(n)])
     routes_before = vm_live.routes_on_wg0(ssh, a)
     with vm_live.polling(vm_faults.Tails(lab, lab.nodes)) as tails:
         window = time.monotonic()
         for n in subnet.changed:
-            subnet.peers[n] = vm_live.apply(ssh, nodes[n], second.conf(n), sudo, peers_only=True)
+            subnet.peers[n] = vm_live.apply(ssh, nodes[n], second.payload(n), sudo, peers_only=True)
         routes_after_peers = vm_live.routes_on_wg0(ssh, a)
         for n in subnet.changed:
-            subnet.full[n] = vm_live.apply(ssh, nodes[n], second.conf(n), sudo)
+            subnet.full[n] = vm_live.apply(ssh, nodes[n], second.payload(n), sudo)
         settled = time.monotonic()
         time.sleep(5.0)
     subnet_ticks = vm_live.tick_counts(tails.lines, listed, since=window)
@@ -688,17 +690,17 @@ def live(booted: Booted, live_stack: LiveStack, figure: Figure) -> Live:
     # the new private key, and their pings get through again only by handshaking with it.
     third = live_stack.render("rotated", rotate_lab_a)
     new = third.nodes()
-    rotation = Update([n for n in new if third.conf(n) != second.conf(n)])
+    rotation = Update([n for n in new if third.payload(n) != second.payload(n)])
     peers = [n for n in new if n != "lab-a"]
     unit_before = vm_live.unit_invocation(ssh, a)
     with vm_live.polling(vm_faults.Tails(lab, lab.nodes)) as tails:
         for n in rotation.changed:
-            rotation.peers[n] = vm_live.apply(ssh, new[n], third.conf(n), sudo, peers_only=True)
+            rotation.peers[n] = vm_live.apply(ssh, new[n], third.payload(n), sudo, peers_only=True)
         applied = time.monotonic()
         digests = {"after -peers": vm_live.installed_digest(ssh, a, sudo)}
         wait_for(lambda: all(vm_live.first_tick(tails.lines, p, a, applied, ok=False) for p in peers), 30)
         cut = {p: vm_live.first_tick(tails.lines, p, a, applied, ok=False) for p in peers}
-        rotation.full["lab-a"] = vm_live.apply(ssh, new["lab-a"], third.conf("lab-a"), sudo)
+        rotation.full["lab-a"] = vm_live.apply(ssh, new["lab-a"], third.payload("lab-a"), sudo)
         restart = rotation.full["lab-a"].started
 
         def through() -> dict[str, float | None]:
@@ -708,7 +710,7 @@ def live(booted: Booted, live_stack: LiveStack, figure: Figure) -> Live:
         seen = through()
     for n in rotation.changed:
         if n != "lab-a":
-            rotation.full[n] = vm_live.apply(ssh, new[n], third.conf(n), sudo)
+            rotation.full[n] = vm_live.apply(ssh, new[n], third.payload(n), sudo)
     digests["after -sync"] = vm_live.installed_digest(ssh, a, sudo)
     digests.update(old=conf_digest(second.conf("lab-a")), new=conf_digest(third.conf("lab-a")))
     unit_after = vm_live.unit_invocation(ssh, a)
@@ -876,8 +878,9 @@ def replaced(
         booted_at = vm_replace.create(lab, node, first.out, vm_image, f"wglab-{REPLACED}-replaced")
         vm_replace.forget_host_key(live_stack.directory / "known_hosts", host)
         stale = vm_replace.dial(ssh, host, STALE_PROBE)
-        peers = vm_live.apply(ssh, node, conf, live.sudo, peers_only=True)
-        full = vm_live.apply(ssh, node, conf, live.sudo)
+        payload = current.payload(REPLACED)
+        peers = vm_live.apply(ssh, node, payload, live.sudo, peers_only=True)
+        full = vm_live.apply(ssh, node, payload, live.sudo)
 
         def back() -> dict[str, float | None]:
             return {p.name: vm_live.first_tick(tails.lines, p.name, node, full.started) for p in others}
