@@ -3,12 +3,13 @@
 `pulumi up` with `liveUpdates` reaches each node as pulumi-command does: an SSH session as the
 image's login user running one command string (components/sync.py: the first-boot wait, then
 `cloudinit.sync.apply_command()` through `sudo -n` for a non-root user) with the node's new
-wg0.conf on standard input; first `<node>-peers` (peers only) on every changed node, then
+bundle (cloudinit/bundle.py: its whole host config, wg0.conf, nft, sysctl, ...) on standard
+input; first `<node>-peers` (peers only) on every changed node, then
 `<node>-sync` (the full apply) on each, then the health command (components/health.py). Here
 the host runs `ssh` the same way, but only inside the VM lab's private network namespace
 (where the lab bridge holds an underlay address), to VMs the lab booted from user data that
 authorizes a test key. Every `ssh` is a child the caller waits for (killed by subprocess on
-timeout): nothing is left running. The new conf goes on stdin only; what comes back (the
+timeout): nothing is left running. The bundle goes on stdin only; what comes back (the
 script's summary line, the health table, redacted errors) holds no key.
 """
 

@@ -10,7 +10,16 @@ lab's namespace, `ssh` as debian runs components/sync.py's command (first-boot w
 the apply script) with lab-a's re-rendered wg0.conf on stdin after a subnet is added behind
 lab-b (a peer diff: the route appears, lab-a and lab-c lose no ping), then with lab-a's keyEpoch
 bumped (peers first, then lab-a restarts wg0 through systemd, and its peers handshake with the
-new key), then the health command on every VM. Then the faults: lab-a reboots itself
+new key), then the health command on every VM; every command sends the node's bundle (its whole
+host config, cloudinit/bundle.py) as `pulumi up` does. Then lab-a is replaced the way Pulumi
+replaces a VM (lab/vm_replace.py): its QEMU stopped and its disk deleted, a new instance booted on
+the same MAC and underlay IP from its *first* user data (ignore_changes: its first private key),
+which runs stale until its `-peers`, `-sync` and `-health` commands run (they re-run because the
+VM id is their input); it must then run the current conf and key, every VM's health must pass,
+and lab-b <-> lab-c lose no ping meanwhile. Then `masquerade: true` on lab-c is pushed through
+lab-c's commands: the host behind lab-c sees lab-a's pings from lab-c's LAN address instead of
+lab-a's overlay address (tcpdump in its namespace), wg0 is not restarted, and lab-a <-> lab-b
+lose no ping. Then the faults: lab-a reboots itself
 (Ctrl-Alt-Del) and must rejoin within 60 s of its boot completing, with the metadata guard back
 in place; lab-b's QEMU is killed and lab-a and lab-c must keep pinging each other with 0 loss.
 Outside CI it skips without root or QEMU; with CI=true it fails.
