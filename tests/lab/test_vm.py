@@ -853,6 +853,7 @@ class Replacement:
     running_peers: dict[str, list[str]]  # `wg show wg0 allowed-ips` after the commands
     expected_peers: dict[str, list[str]]  # the current conf's peers
     peers_back: dict[str, float | None]  # peer -> s after boot when its ping reached the new VM
+    reached_stale: list[str]  # peers whose ping reached the new VM before its -sync was sent
     ticks: dict[str, vm_live.TickCount]  # the other pair's pings, destroy to converged
     health: dict[str, vm_live.Result] = field(default_factory=dict)
 
@@ -896,6 +897,8 @@ def replaced(
 
         wait_for(lambda: None not in back().values(), 90)
         seen = back()
+    gone = destroyed.at + 5.0  # a tick line stamped later than this was pinged after the delete
+    early = {p.name: vm_live.first_tick(tails.lines, p.name, node, gone) for p in others}
     ticks = vm_live.tick_counts(tails.lines, others, since=destroyed.at)
     words = stale.result.stdout.split()
     after = ssh.check(host, "sudo -n wg show wg0 public-key", "wg show").stdout.strip()
@@ -913,6 +916,7 @@ def replaced(
         running_peers=vm_replace.shown_peers(running),
         expected_peers=vm_replace.conf_peers(conf),
         peers_back={p: None if t is None else round(t - booted_at, 1) for p, t in seen.items()},
+        reached_stale=[p for p, t in early.items() if t is not None and t < full.started],
         ticks=ticks,
     )  # fmt: skip
     plan = current.plan()
@@ -942,6 +946,7 @@ def test_replaced_vm_boots_its_first_user_data_and_is_stale_until_its_commands_r
     assert replaced.digests["first"] != replaced.digests["current"]
     assert replaced.digests["stale"] == replaced.digests["first"]  # ignore_changes: the first user data
     assert replaced.public_key["stale"] == replaced.old_key != replaced.public_key["current"]
+    assert replaced.reached_stale == []  # its peers know only its current key: none reached it
 
 
 @pytest.mark.vm
