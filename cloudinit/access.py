@@ -53,10 +53,13 @@ def login_users(plan: MeshPlan, name: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(users))
 
 
-def created_user(plan: MeshPlan) -> str | None:
-    """`sshUser` when set and not root: the user wgmesh creates (images bring the default user)."""
+def created_user(plan: MeshPlan, name: str) -> str | None:
+    """`sshUser` when wgmesh must create it on node `name`: set, not root, not the image's own user."""
     user = plan.spec.mesh.ssh_user
-    return user if user and user != "root" else None
+    node = plan.spec.node(name)
+    if not user or user == "root" or user == DEFAULT_SSH_USER.get((node.cloud, node.image)):
+        return None
+    return user
 
 
 def authorized_keys(keys: Sequence[str]) -> str:
@@ -64,8 +67,8 @@ def authorized_keys(keys: Sequence[str]) -> str:
     return "".join(f"{key.strip()}\n" for key in keys)
 
 
-def sudoers(plan: MeshPlan) -> str:
+def sudoers(plan: MeshPlan, name: str) -> str:
     """Passwordless sudo for the created user (the live-update commands run `sudo -n`)."""
-    user = created_user(plan)
+    user = created_user(plan, name)
     text = "# wgmesh: the sshUser live updates log in as runs the apply with sudo -n.\n"
     return text + (f"{user} {SUDO_RULE}\n" if user else "")

@@ -66,7 +66,7 @@ def host_files(
         HostFile("guard", host.METADATA_GUARD_PATH, "0644", host.metadata_guard_ruleset()),
         HostFile("guard-unit", host.METADATA_GUARD_UNIT_PATH, "0644", host.metadata_guard_unit()),
         HostFile("sshd", access.SSHD_DROPIN_PATH, "0644", access.sshd_dropin()),
-        HostFile("sudoers", access.SUDOERS_PATH, "0440", access.sudoers(plan)),
+        HostFile("sudoers", access.SUDOERS_PATH, "0440", access.sudoers(plan, name)),
     ]
     keys = access.authorized_keys(
         plan.spec.mesh.ssh_public_keys if ssh_public_keys is None else ssh_public_keys
@@ -83,7 +83,7 @@ def node_bundle(
 
     `ssh_public_keys`: see `host_files` (the default equals what first boot writes).
     """
-    user = access.created_user(plan)
+    user = access.created_user(plan, name)
     files = host_files(plan, name, wg_conf, ssh_public_keys=ssh_public_keys)
     return encode_bundle(files, ra_guard=ipv6_forwarding(plan), users=(user,) if user else ())
 

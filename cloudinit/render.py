@@ -113,7 +113,7 @@ def _node_document(plan: MeshPlan, node: NodePlan, wg_conf: str, *, compress_wg_
     doc = node_cloud_config(
         hostname=node.name,
         files=host_files(plan, node.name, wg_conf),
-        create_user=created_user(plan),
+        create_user=created_user(plan, node.name),
         compress_wg_conf=compress_wg_conf,
         ipv6_forwarding=ipv6_forwarding(plan),
     )

@@ -16,7 +16,7 @@ owner switches to it):
   restarts wg0).
 - the full apply:
 
-1. reads the bundle (a truncated one, an unknown part, a path outside /etc: refused) and checks
+1. reads the bundle (refused: truncated, an unknown part, a file outside its part's directory) and checks
    every part before changing anything: wg0.conf (an [Interface] with a PrivateKey, parseable
    by `wg-quick strip`), both nft rulesets (`nft -c -f`), the sysctl lines, sudoers
    (`visudo -cf`), the sshd drop-in (`sshd -t` with the drop-in first) where those tools exist;

@@ -1,9 +1,9 @@
 """Day-2 changes in a running netns lab: add or remove a node, and apply a new render live.
 
 `apply` runs the exact command a live update runs on a node (cloudinit.sync.apply_command,
-without sudo: the lab is root) inside the node, with the node's bundle on stdin (tools.render
-writes it next to the user-data; cloudinit/bundle.py), the
-way components/sync.py runs it over SSH. `apply_update` runs a whole update in the order
+without sudo: the lab is root) inside the node, with the node's bundle (cloudinit/bundle.py;
+tools.render writes it next to the user-data) on stdin, the way components/sync.py runs it
+over SSH. `apply_update` runs a whole update in the order
 Pulumi runs the `<node>-peers` and `<node>-sync` commands: every changed node's peers-only
 apply, then every full apply. `health` runs a node's post-update health check
 (components/health.py's command). `add_node` boots one more node namespace from a newer

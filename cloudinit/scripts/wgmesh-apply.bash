@@ -30,6 +30,7 @@ elapsed() { awk -v a="$START" -v b="${EPOCHREALTIME:-0}" 'BEGIN { printf "%.2f",
 systemd_host() { [ -z "$ROOT" ] && [ -d /run/systemd/system ]; }
 
 ROLLBACK=0  # set once a host file is replaced: `die` then puts every replaced file back
+RELOADING=0  # set once the new files start being loaded: a rollback then reloads the old ones
 die() {
   printf 'wgmesh-apply: error: %s\n' "$*" >&2
   if [ "$ROLLBACK" = 1 ]; then
@@ -70,8 +71,14 @@ if [ "$(head -n 1 "$WORK/payload")" = "wgmesh-bundle 1" ]; then
         ;;
       file)
         [ -z "$extra" ] || die "bundle: a file line has extra fields"
-        case $a in wg | nft | sysctl | guard | guard-unit | sshd | sudoers | keys) ;; *) die "bundle: unknown part $a" ;; esac
         [[ $b =~ ^/etc/[A-Za-z0-9._@/-]+$ && $b != *..* ]] || die "bundle: bad path for part $a"
+        case $a:$b in  # each part only where that kind of file belongs
+          wg:* | nft:/etc/wireguard/*.nft | sysctl:/etc/sysctl.d/*.conf | guard:/etc/wgmesh/*.nft) ;;
+          guard-unit:/etc/systemd/system/*.service | sshd:/etc/ssh/sshd_config.d/*.conf) ;;
+          sudoers:/etc/sudoers.d/* | keys:"$KEYS_DIR"/*) ;;
+          *) die "bundle: unknown part $a, or bad path for it" ;;
+        esac
+        if [ "$a" != keys ] && [[ " ${parts[*]} " == *" $a "* ]]; then die "bundle: two files for part $a"; fi
         [[ $c =~ ^0[0-7]{3}$ ]] || die "bundle: bad mode for $b"
         i=${#parts[@]}
         base64 -d <<<"$d" >"$WORK/file.$i" 2>/dev/null || die "bundle: $b is not base64"
@@ -126,7 +133,8 @@ fi
 # ----------------------------------------------------------------------------- host files
 # Full mode only: check every part first, then replace the changed files, then reload what
 # each changed file feeds. Peers-only mode leaves the host alone (the full apply follows).
-sshd_bin() { command -v sshd || { [ -x /usr/sbin/sshd ] && echo /usr/sbin/sshd; }; }
+# sshd is in /usr/sbin, often not on a login PATH; under WGMESH_ROOT only PATH's (a test's) counts.
+sshd_bin() { command -v sshd || { [ -z "$ROOT" ] && [ -x /usr/sbin/sshd ] && echo /usr/sbin/sshd; }; }
 target_of() { printf '%s%s' "$ROOT" "${paths[$1]}"; }
 
 check_host_parts() {
@@ -151,7 +159,7 @@ check_host_parts() {
         # The new drop-in first (sshd keeps the first value of a keyword), then the host's own config.
         if sshd=$(sshd_bin); then
           printf 'Include %s\nInclude %s\n' "$f" "$ROOT/etc/ssh/sshd_config" >"$WORK/sshd_config"
-          [ -d /run/sshd ] || install -d -m 0755 /run/sshd  # sshd -t wants its privsep dir
+          [ -d "$ROOT/run/sshd" ] || install -d -m 0755 "$ROOT/run/sshd"  # sshd -t wants its privsep dir
           quietly "$sshd" -t -f "$WORK/sshd_config" || die "sshd -t refuses the new ${paths[$i]} (nothing changed)"
         fi
         ;;
@@ -183,21 +191,20 @@ find_changes() {
   done
 }
 
-# Replaced files: backup.<i> holds the old one ("new.<i>" marks a file that did not exist).
+# Replaced files: backup.<i> holds the old one (none: the file did not exist).
 installed=() removed=()
+# Called in a condition (set -e is off inside): every step says `|| return 1` itself.
 put_file() {
   local i=$1 t staged
   t=$(target_of "$i")
-  if [ -f "$t" ]; then cp -p "$t" "$WORK/backup.$i"; else : >"$WORK/new.$i"; fi
+  if [ -f "$t" ]; then cp -p "$t" "$WORK/backup.$i" || return 1; fi
   installed+=("$i")
   # A missing directory is made 0755 (sshd reads key files as the login user); an existing one
   # keeps its mode (/etc/wireguard stays 0700).
-  [ -d "${t%/*}" ] || (umask 022 && mkdir -p "${t%/*}")
-  staged=$(mktemp "${t%/*}/.wgmesh-XXXXXX")  # no .conf suffix: no include glob reads it
-  cat "$WORK/file.$i" >"$staged"
-  chown root:root "$staged"
-  chmod "${modes[$i]}" "$staged"
-  mv -f "$staged" "$t"
+  [ -d "${t%/*}" ] || (umask 022 && mkdir -p "${t%/*}") || return 1
+  staged=$(mktemp "${t%/*}/.wgmesh-XXXXXX") || return 1  # no .conf suffix: no include glob reads it
+  { cat "$WORK/file.$i" >"$staged" && chown root:root "$staged" && chmod "${modes[$i]}" "$staged" \
+    && mv -f "$staged" "$t"; } || { rm -f "$staged"; return 1; }
 }
 
 has_changed() {  # has_changed <part>: a file of that part was replaced or removed
@@ -223,6 +230,17 @@ reload_sshd() {
   done
 }
 
+# The running values of the keys a new sysctl file sets (`sysctl KEY` prints `KEY = VALUE`, a
+# sysctl.d line): the old file alone cannot undo a key only the new one sets (cidr6's IPv6
+# forwarding), so a rollback loads these first.
+save_sysctl() {
+  local key
+  : >"$WORK/sysctl.saved"
+  while read -r key; do
+    sysctl "$key" >>"$WORK/sysctl.saved" 2>/dev/null || true
+  done < <(sed -nE 's/^[[:space:]]*-?([a-z0-9_./-]+)[[:space:]]*=.*/\1/p' "$1")
+}
+
 # Load what the changed files feed, in an order that never leaves a gap: the metadata guard
 # first, the RA guard before forwarding, sshd last. Each reload reads the installed file.
 reload_parts() {
@@ -237,8 +255,9 @@ reload_parts() {
     quietly nft -f "$f" || return 1
   fi
   if has_changed sysctl && f=$(path_of_part sysctl); then
+    save_sysctl "$f"
     if [ "$ra_guard" = 1 ]; then quietly sh -c "$RA_GUARD" "$ACCEPT_RA_PATH" || return 1; fi
-    quietly sysctl -p "$f" || return 1
+    quietly sysctl -q -p "$f" || return 1
   fi
   if has_changed sshd; then reload_sshd || return 1; fi
 }
@@ -248,13 +267,15 @@ user_exists() {
 }
 
 # sshUser: created like cloud-init's users module would (its own group, a home, bash, no
-# password); sudo comes from the sudoers file of the bundle. Never removed by wgmesh.
+# password); sudo comes from the sudoers file of the bundle. Never removed by wgmesh. Its
+# password field is `*` (no password), not useradd's `!` (locked): with UsePAM off, sshd
+# refuses a locked account even for a key (OpenSSH auth.c allowed_user; measured).
 ensure_users() {
   local u prefix=()
   [ -z "$ROOT" ] || prefix=(--prefix "$ROOT")
   for u in "${users[@]}"; do
     user_exists "$u" && continue
-    quietly useradd "${prefix[@]}" --create-home --user-group --shell /bin/bash "$u" || return 1
+    quietly useradd "${prefix[@]}" --create-home --user-group --shell /bin/bash --password '*' "$u" || return 1
     created_users+=("$u")
   done
 }
@@ -266,7 +287,9 @@ rollback_host() {
     if [ -f "$WORK/backup.$i" ]; then mv -f "$WORK/backup.$i" "$t" || status=1; else rm -f "$t" || status=1; fi
   done
   for name in "${removed[@]}"; do mv -f "$WORK/stale.$name" "$ROOT$KEYS_DIR/$name" || status=1; done
-  # Reload what was reloaded, from the files now back in place.
+  [ "${#installed[@]}" -eq 0 ] || printf 'wgmesh-apply: the previous host files are back\n' >&2
+  [ "$RELOADING" = 1 ] || return "$status"  # nothing was loaded from the new files yet
+  # Reload the changed parts from the files now back in place.
   if has_changed guard-unit && systemd_host; then quietly systemctl daemon-reload || status=1; fi
   for part in guard nft; do
     has_changed "$part" || continue
@@ -277,9 +300,11 @@ rollback_host() {
       quietly nft 'add table inet wgmesh; delete table inet wgmesh' || status=1
     fi
   done
-  if has_changed sysctl && t=$(path_of_part sysctl) && [ -f "$t" ]; then quietly sysctl -p "$t" || status=1; fi
+  if has_changed sysctl; then
+    if [ -s "$WORK/sysctl.saved" ]; then quietly sysctl -q -p "$WORK/sysctl.saved" || status=1; fi
+    if t=$(path_of_part sysctl) && [ -f "$t" ]; then quietly sysctl -q -p "$t" || status=1; fi
+  fi
   if has_changed sshd; then reload_sshd || status=1; fi
-  [ "${#installed[@]}" -eq 0 ] || printf 'wgmesh-apply: the previous host files are back\n' >&2
   return "$status"
 }
 
@@ -289,11 +314,12 @@ if [ "$MODE" = full ] && [ "$bundle" = 1 ]; then
   check_host_parts
   find_changes
   ROLLBACK=1
-  for i in "${changed[@]}"; do put_file "$i"; done
+  for i in "${changed[@]}"; do put_file "$i" || die "could not install ${paths[$i]}"; done
   for name in "${stale[@]}"; do
-    mv -f "$ROOT$KEYS_DIR/$name" "$WORK/stale.$name"
+    mv -f "$ROOT$KEYS_DIR/$name" "$WORK/stale.$name" || die "could not remove the key file of $name"
     removed+=("$name")
   done
+  RELOADING=1
   if ! reload_parts; then die "the new host configuration did not load"; fi
   ensure_users || die "could not create the login user"
   names=()

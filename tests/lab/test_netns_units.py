@@ -48,6 +48,9 @@ def test_reads_the_rendered_mesh_and_user_data(lab_render: Path) -> None:
         "/etc/sysctl.d/90-wgmesh.conf",
         "/etc/wgmesh/metadata-guard.nft",
         "/etc/systemd/system/wgmesh-metadata-guard.service",
+        "/etc/ssh/sshd_config.d/10-wgmesh.conf",
+        "/etc/sudoers.d/90-wgmesh",
+        "/etc/wgmesh/ssh/root",  # a lab node's login user
     ]
     assert ud.runcmd[-1] == "systemctl enable --now wg-quick@wg0"
     assert ud.runcmd[-2] == "sysctl -p /etc/sysctl.d/90-wgmesh.conf"

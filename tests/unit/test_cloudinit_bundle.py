@@ -135,7 +135,14 @@ if [ -n "${FAKE_FAIL_HOST:-}" ] && [[ "${0##*/} $*" == *"$FAKE_FAIL_HOST"* ]]; t
   exit 1
 fi
 user=${!#}
+if [ "${0##*/}" = sysctl ] && [ "$1" != -q ]; then echo "$1 = 0"; fi  # a read: `KEY = VALUE`
 [ "${0##*/}" != useradd ] || echo "$user:x:1001:1001::/home/$user:/bin/bash" >>"$WGMESH_ROOT/etc/passwd"
+exit 0
+"""
+
+
+FAKE_CHOWN = r"""#!/bin/bash
+[ -z "${FAKE_FAIL_CHOWN:-}" ] || [[ $* != *"$FAKE_FAIL_CHOWN"* ]] || exit 1
 exit 0
 """
 
@@ -150,8 +157,8 @@ class HostNode:
         (self.fs / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/bash\n")
         bin_dir = tmp / "bin"
         bin_dir.mkdir()
-        fakes = {"wg": FAKE_WG, "wg-quick": FAKE_WG_QUICK, "ip": FAKE_IP, "chown": "#!/bin/sh\n"}
-        fakes |= {t: FAKE_TOOL for t in ("nft", "sysctl", "useradd", "visudo", "systemctl")}
+        fakes = {"wg": FAKE_WG, "wg-quick": FAKE_WG_QUICK, "ip": FAKE_IP, "chown": FAKE_CHOWN}
+        fakes |= {t: FAKE_TOOL for t in ("nft", "sysctl", "useradd", "visudo", "systemctl", "sshd")}
         for name, text in fakes.items():
             (bin_dir / name).write_text(text)
             (bin_dir / name).chmod(0o755)
@@ -218,11 +225,13 @@ def test_first_apply_installs_every_host_file_and_loads_each_part(hnode: HostNod
     calls = hnode.host_calls()
     nft, guard = hnode.file(host.NFT_PATH), hnode.file(host.METADATA_GUARD_PATH)
     assert f"nft -f {guard}" in calls and f"nft -f {nft}" in calls
-    assert f"sysctl -p {hnode.file(host.SYSCTL_PATH)}" in calls
+    assert f"sysctl -q -p {hnode.file(host.SYSCTL_PATH)}" in calls
     assert calls.index(f"nft -f {guard}") < calls.index(f"nft -f {nft}")  # the guard holds first
     assert [c for c in calls if c.startswith("nft -c -f")] and [
         c for c in calls if c.startswith("visudo -cqf")
     ]
+    (sshd_check,) = [c for c in calls if c.startswith("sshd -t -f ")]  # the drop-in checked before install
+    assert calls.index(sshd_check) < calls.index(f"nft -f {guard}")
     assert not [c for c in calls if c.startswith("systemctl")]  # never the real systemd under WGMESH_ROOT
 
 
@@ -231,7 +240,7 @@ def test_an_unchanged_bundle_reloads_nothing(hnode: HostNode) -> None:
     applied(hnode, plan)
     fields = applied(hnode, plan)
     assert fields["host"] == "-" and fields["action"] == "sync"
-    assert [c for c in hnode.host_calls() if " -c" not in c] == []  # checks only, no load
+    assert [c for c in hnode.host_calls() if " -c" not in c and " -t " not in c] == []  # checks only, no load
 
 
 def test_day2_gateway_reaches_the_nft_table_and_only_it(hnode: HostNode) -> None:
@@ -241,7 +250,7 @@ def test_day2_gateway_reaches_the_nft_table_and_only_it(hnode: HostNode) -> None
     assert fields["host"] == "nft"
     nft = hnode.file(host.NFT_PATH)
     assert host.INTO_MESH_DROP in nft.read_text() and "masquerade" in nft.read_text()
-    assert [c for c in hnode.host_calls() if " -c" not in c] == [f"nft -f {nft}"]
+    assert [c for c in hnode.host_calls() if " -c" not in c and " -t " not in c] == [f"nft -f {nft}"]
 
 
 def test_day2_masquerade_reaches_the_nft_table(hnode: HostNode) -> None:
@@ -255,8 +264,8 @@ def test_day2_cidr6_turns_on_ipv6_forwarding_after_the_ra_guard(hnode: HostNode)
     applied(hnode, plan_of())
     assert applied(hnode, plan_of(cidr6=True))["host"] == "sysctl"
     assert "net.ipv6.conf.all.forwarding = 1" in hnode.file(host.SYSCTL_PATH).read_text()
-    calls = [c for c in hnode.host_calls() if " -c" not in c]
-    assert calls[-1] == f"sysctl -p {hnode.file(host.SYSCTL_PATH)}"
+    calls = [c for c in hnode.host_calls() if " -c" not in c and " -t " not in c]
+    assert calls[-1] == f"sysctl -q -p {hnode.file(host.SYSCTL_PATH)}"
     ra = (hnode.tmp / "ip").read_text().splitlines()
     assert "-6 -o route show default proto ra" in ra  # the RA guard looked for RA routes first
 
@@ -266,7 +275,7 @@ def test_a_part_that_fails_to_load_puts_every_replaced_file_back(hnode: HostNode
     applied(hnode, before)
     old = {p: hnode.file(p).read_text() for p in (host.NFT_PATH, host.SYSCTL_PATH)}
     proc = hnode.apply(
-        node_bundle(plan_of(gateway=True, cidr6=True), "n1", hnode.conf()), FAKE_FAIL_HOST="sysctl -p"
+        node_bundle(plan_of(gateway=True, cidr6=True), "n1", hnode.conf()), FAKE_FAIL_HOST="sysctl -q -p"
     )
     assert proc.returncode == 1
     assert "the previous host files are back" in proc.stderr and not KEY_RE.search(proc.stderr)
@@ -274,16 +283,37 @@ def test_a_part_that_fails_to_load_puts_every_replaced_file_back(hnode: HostNode
     calls = hnode.host_calls()
     nft = hnode.file(host.NFT_PATH)
     assert calls.count(f"nft -f {nft}") == 2  # the new table, then the old one again
+    # The values the new file changed go back first (the old file never names IPv6 forwarding).
+    saved = [c for c in calls if c.startswith("sysctl -q -p") and c.endswith("/sysctl.saved")]
+    assert len(saved) == 1 and "sysctl net.ipv6.conf.all.forwarding" in calls
+    sysctl_file = f"sysctl -q -p {hnode.file(host.SYSCTL_PATH)}"
+    assert [c for c in calls if c.startswith("sysctl -q -p")] == [sysctl_file, saved[0], sysctl_file]
     assert not list(hnode.file("/etc/wireguard").glob(".wgmesh-*"))  # no staged file left
 
 
-def test_a_part_refused_by_its_checker_changes_nothing(hnode: HostNode) -> None:
+def test_a_file_that_cannot_be_installed_puts_the_ones_before_it_back(hnode: HostNode) -> None:
+    applied(hnode, plan_of())
+    old = {p: hnode.file(p).read_text() for p in (host.NFT_PATH, access.SUDOERS_PATH)}
+    bundle = node_bundle(plan_of(gateway=True, ssh_user="ops"), "n1", hnode.conf())
+    proc = hnode.apply(bundle, FAKE_FAIL_CHOWN="sudoers.d")
+    assert proc.returncode == 1 and f"could not install {access.SUDOERS_PATH}" in proc.stderr
+    assert "the previous host files are back" in proc.stderr
+    assert {p: hnode.file(p).read_text() for p in old} == old  # nft was replaced first, then put back
+    assert not list(hnode.file("/etc/sudoers.d").glob(".wgmesh-*"))
+    assert [c for c in hnode.host_calls() if " -c" not in c and " -t " not in c] == []  # nothing was loaded
+
+
+@pytest.mark.parametrize(
+    ("fail", "message"),
+    [("nft -c", "nft refuses"), ("sshd -t", "sshd -t refuses"), ("visudo", "visudo refuses")],
+)
+def test_a_part_refused_by_its_checker_changes_nothing(hnode: HostNode, fail: str, message: str) -> None:
     applied(hnode, plan_of())
     old = hnode.file(host.NFT_PATH).read_text()
-    proc = hnode.apply(node_bundle(plan_of(gateway=True), "n1", hnode.conf()), FAKE_FAIL_HOST="nft -c")
-    assert proc.returncode == 1 and "nft refuses" in proc.stderr
+    proc = hnode.apply(node_bundle(plan_of(gateway=True), "n1", hnode.conf()), FAKE_FAIL_HOST=fail)
+    assert proc.returncode == 1 and message in proc.stderr
     assert hnode.file(host.NFT_PATH).read_text() == old
-    assert [c for c in hnode.host_calls() if " -c" not in c] == []
+    assert [c for c in hnode.host_calls() if " -c" not in c and " -t " not in c] == []
 
 
 def test_rotated_admin_key_disappears_from_the_key_file(hnode: HostNode) -> None:
@@ -299,7 +329,9 @@ def test_ssh_user_is_created_on_a_running_node_and_its_old_key_file_goes(hnode: 
     applied(hnode, plan_of())
     fields = applied(hnode, plan_of(ssh_user="ops"))
     assert fields["host"] == "sudoers,keys,user"
-    assert "useradd" in " ".join(hnode.host_calls()) and "ops:x:" in hnode.file("/etc/passwd").read_text()
+    (useradd,) = [c for c in hnode.host_calls() if c.startswith("useradd")]
+    assert useradd.endswith("--password * ops") and f"--prefix {hnode.fs}" in useradd  # `*`: not locked
+    assert "ops:x:" in hnode.file("/etc/passwd").read_text()
     assert hnode.file(access.SUDOERS_PATH).read_text().endswith("ops ALL=(ALL) NOPASSWD:ALL\n")
     assert sorted(p.name for p in hnode.file(access.KEYS_DIR).iterdir()) == ["ops"]  # root's is gone
     assert applied(hnode, plan_of(ssh_user="ops"))["host"] == "-"  # exists now: not created again
@@ -325,9 +357,12 @@ def test_peers_only_reads_the_bundle_and_leaves_the_host_alone(hnode: HostNode) 
         (lambda t: t.rsplit("end", 1)[0], "truncated"),
         (lambda t: t.replace("file nft /etc/wireguard/", "file nft /etc/../"), "bad path"),
         (lambda t: t.replace("file nft", "file shell"), "unknown part"),
+        (lambda t: t.replace("file sshd /etc/ssh/sshd_config.d/", "file sshd /etc/cron.d/"), "bad path"),
+        (lambda t: t.replace("file sudoers", "file nft"), "bad path for it"),
+        (lambda t: t.replace("file guard /etc/wgmesh/", "file nft /etc/wireguard/"), "two files for"),
         (lambda t: t.replace("ra-guard 0", "ra-guard 0\nrun rm -rf /"), "unknown line"),
     ],
-    ids=["truncated", "dotdot", "part", "line"],
+    ids=["truncated", "dotdot", "part", "sshd-elsewhere", "sudoers-as-nft", "two-nft", "line"],
 )
 def test_a_malformed_bundle_is_refused_before_anything_changes(
     hnode: HostNode, mangle: Any, message: str
@@ -346,3 +381,11 @@ def test_a_two_phase_rotation_can_install_old_and_new_keys_then_the_new_only() -
     assert [f.content for f in parse_bundle(node_bundle(plan, "n1", conf))[1] if f.part == "keys"] == [
         f"{KEY_B}\n"
     ]
+
+
+def test_the_image_default_user_as_ssh_user_is_not_created_again() -> None:
+    plan = plan_of(cloud="aws", ssh_user="ubuntu")  # the Ubuntu AMI's own user
+    assert access.created_user(plan, "n1") is None
+    assert "users" not in yaml.safe_load(node_user_data_from_conf(plan, "n1", "[Interface]\n"))
+    assert "\nuser " not in node_bundle(plan, "n1", "[Interface]\n")
+    assert access.created_user(plan_of(cloud="aws", ssh_user="ops"), "n1") == "ops"

@@ -16,6 +16,7 @@ from cloudinit.host import (
     INTO_MESH_DROP,
     METADATA_GUARD_PATH,
     METADATA_GUARD_UNIT,
+    METADATA_NTP_COMMENT,
     METADATA_TABLE,
     NFT_PATH,
     NFT_TABLE,
@@ -206,6 +207,7 @@ def test_metadata_guard_rejects_non_root_sockets_and_every_forwarded_packet() ->
     assert guard["output"] == [
         "type filter hook output priority filter; policy accept;",
         dns,
+        f'udp dport 123 accept comment "{METADATA_NTP_COMMENT}"',  # GCP's time source, for timesyncd/chrony
         "ip daddr 169.254.169.254 meta skuid != 0 reject",
         "ip6 daddr fd00:ec2::254 meta skuid != 0 reject",
     ]
