@@ -162,17 +162,23 @@ def network_config(node: LabNode, prefix: int, gateway: ipaddress.IPv4Address | 
     return yaml.safe_dump({"version": 2, "ethernets": ethernets}, sort_keys=False)
 
 
-def meta_data(node: LabNode) -> str:
-    return yaml.safe_dump({"instance-id": f"wglab-{node.name}", "local-hostname": node.name})
+def meta_data(node: LabNode, instance_id: str | None = None) -> str:
+    """NoCloud meta-data; a replacement VM gets a new `instance_id`, as a cloud's new instance does."""
+    return yaml.safe_dump({"instance-id": instance_id or f"wglab-{node.name}", "local-hostname": node.name})
 
 
 def make_seed(
-    node: LabNode, render_dir: Path, paths: VmPaths, prefix: int, gateway: ipaddress.IPv4Address
+    node: LabNode,
+    render_dir: Path,
+    paths: VmPaths,
+    prefix: int,
+    gateway: ipaddress.IPv4Address,
+    instance_id: str | None = None,
 ) -> None:
     """NoCloud seed ISO: the rendered user-data file as is, plus lab meta-data and network-config."""
     seed_src = paths.file("seed")
     seed_src.mkdir(mode=0o700, exist_ok=True)
-    (seed_src / "meta-data").write_text(meta_data(node))
+    (seed_src / "meta-data").write_text(meta_data(node, instance_id))
     (seed_src / "network-config").write_text(network_config(node, prefix, gateway))
     argv = [
         "cloud-localds",
@@ -183,6 +189,12 @@ def make_seed(
         str(seed_src / "meta-data"),
     ]
     subprocess.run(argv, check=True, capture_output=True, timeout=60)
+
+
+def make_overlay(image: Image, paths: VmPaths) -> None:
+    """A fresh copy-on-write disk over the cached image: a new VM's empty root disk."""
+    argv = ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(image.disk)]
+    subprocess.run([*argv, str(paths.overlay)], check=True, timeout=60)
 
 
 def qemu_argv(node: LabNode, image: Image, paths: VmPaths, guest_wait: int = GUEST_MESH_WAIT) -> list[str]:
@@ -297,8 +309,7 @@ def start(render_dir: Path, guest_wait: int = GUEST_MESH_WAIT, image: Image | No
         for node in nodes:
             paths = lab.paths(node.name)
             make_seed(node, render_dir, paths, prefix, gateway)
-            overlay = ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(image.disk)]
-            subprocess.run([*overlay, str(paths.overlay)], check=True, timeout=60)
+            make_overlay(image, paths)
         lab.booted_at = time.monotonic()
         for node in nodes:
             boot(lab, node, image)

@@ -3,12 +3,13 @@
 `pulumi up` with `liveUpdates` reaches each node as pulumi-command does: an SSH session as the
 image's login user running one command string (components/sync.py: the first-boot wait, then
 `cloudinit.sync.apply_command()` through `sudo -n` for a non-root user) with the node's new
-wg0.conf on standard input; first `<node>-peers` (peers only) on every changed node, then
+bundle (cloudinit/bundle.py: its whole host config, wg0.conf, nft, sysctl, ...) on standard
+input; first `<node>-peers` (peers only) on every changed node, then
 `<node>-sync` (the full apply) on each, then the health command (components/health.py). Here
 the host runs `ssh` the same way, but only inside the VM lab's private network namespace
 (where the lab bridge holds an underlay address), to VMs the lab booted from user data that
 authorizes a test key. Every `ssh` is a child the caller waits for (killed by subprocess on
-timeout): nothing is left running. The new conf goes on stdin only; what comes back (the
+timeout): nothing is left running. The bundle goes on stdin only; what comes back (the
 script's summary line, the health table, redacted errors) holds no key.
 """
 
@@ -22,6 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from cloudinit.bundle import node_bundle
 from cloudinit.cloudconfig import WG_CONF_PATH
 from cloudinit.healthcheck import expected_peers, health_command
 from cloudinit.sync import parse_summary
@@ -33,6 +35,7 @@ from mesh.plan_types import MeshPlan
 from mesh.spec import login_user
 
 SSH_CONNECT_TIMEOUT = 20  # seconds for the TCP connect and key exchange with a TCG guest
+COMMAND_TIMEOUT = 180.0  # s for a short command: a TCG guest on a busy host took over 60 s to log in
 APPLY_TIMEOUT = 180.0  # the script holds a 120 s lock wait; a TCG guest is slow
 HEALTH_TIMEOUT = 240.0  # the health script waits up to 150 s for handshakes
 UNIT = "wg-quick@wg0"
@@ -90,7 +93,7 @@ class Ssh:
             argv += ["-o", f"{name}={value}"]
         return [*argv, "-l", self.user, "--", host, command]
 
-    def run(self, host: str, command: str, stdin: str = "", timeout: float = 60.0) -> Result:
+    def run(self, host: str, command: str, stdin: str = "", timeout: float = COMMAND_TIMEOUT) -> Result:
         """One SSH session running `command` (a shell command line, as pulumi-command sends it)."""
         start = time.monotonic()
         proc = subprocess.run(
@@ -103,7 +106,9 @@ class Ssh:
         )
         return Result(proc.returncode, proc.stdout, proc.stderr, round(time.monotonic() - start, 2))
 
-    def check(self, host: str, command: str, what: str, stdin: str = "", timeout: float = 60.0) -> Result:
+    def check(
+        self, host: str, command: str, what: str, stdin: str = "", timeout: float = COMMAND_TIMEOUT
+    ) -> Result:
         result = self.run(host, command, stdin, timeout)
         if result.returncode != 0:
             raise LiveUpdateError(f"{what} on {host}: exit {result.returncode}: {tail(result.stderr)}")
@@ -134,6 +139,12 @@ def sync_command(sudo: bool, peers_only: bool = False) -> str:
 def node_health_command(plan: MeshPlan, node: str, public_keys: dict[str, str], sudo: bool) -> str:
     """The command string of a node's `<node>-health` (components/health.py)."""
     return health_command(node, expected_peers(plan, node, public_keys), plan.node(node).iface.mtu, sudo=sudo)
+
+
+def node_payload(plan: MeshPlan, node: str, conf: str) -> str:
+    """What a node's commands send on stdin (secret): its whole host configuration as one bundle
+    (cloudinit/bundle.py: wg0.conf, nft, sysctl, guards, keys, login user), issue 13."""
+    return node_bundle(plan, node, conf)
 
 
 @dataclass(frozen=True)

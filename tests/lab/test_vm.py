@@ -10,7 +10,16 @@ lab's namespace, `ssh` as debian runs components/sync.py's command (first-boot w
 the apply script) with lab-a's re-rendered wg0.conf on stdin after a subnet is added behind
 lab-b (a peer diff: the route appears, lab-a and lab-c lose no ping), then with lab-a's keyEpoch
 bumped (peers first, then lab-a restarts wg0 through systemd, and its peers handshake with the
-new key), then the health command on every VM. Then the faults: lab-a reboots itself
+new key), then the health command on every VM; every command sends the node's bundle (its whole
+host config, cloudinit/bundle.py) as `pulumi up` does. Then lab-a is replaced the way Pulumi
+replaces a VM (lab/vm_replace.py): its QEMU stopped and its disk deleted, a new instance booted on
+the same MAC and underlay IP from its *first* user data (ignore_changes: its first private key),
+which runs stale until its `-peers`, `-sync` and `-health` commands run (they re-run because the
+VM id is their input); it must then run the current conf and key, every VM's health must pass,
+and lab-b <-> lab-c lose no ping meanwhile. Then `masquerade: true` on lab-c is pushed through
+lab-c's commands: the host behind lab-c sees lab-a's pings from lab-c's LAN address instead of
+lab-a's overlay address (tcpdump in its namespace), wg0 is not restarted, and lab-a <-> lab-b
+lose no ping. Then the faults: lab-a reboots itself
 (Ctrl-Alt-Del) and must rejoin within 60 s of its boot completing, with the metadata guard back
 in place; lab-b's QEMU is killed and lab-a and lab-c must keep pinging each other with 0 loss.
 Outside CI it skips without root or QEMU; with CI=true it fails.
@@ -37,10 +46,12 @@ import pytest
 import yaml
 from conftest import Figure
 
+from cloudinit.access import KEYS_DIR
+from cloudinit.cloudconfig import WG_CONF_PATH
 from cloudinit.sync import apply_command
 from components.sync import WAIT_FOR_FIRST_BOOT, conf_digest
 from lab import image as lab_image
-from lab import vm, vm_faults, vm_live, vm_net
+from lab import vm, vm_faults, vm_live, vm_masq, vm_net, vm_replace
 from lab.day2 import rendered_wg_conf
 from lab.manifest import LabNode, load_mesh
 from lab.vm_guest_report import files_holding, key_file_facts, parse_wg_conf, private_key, subnet_probe
@@ -56,7 +67,7 @@ VM_TOOLS = (
     "ssh", "ssh-keygen",
 )  # fmt: skip
 BUILD_TIMEOUT = 360.0  # image download + install; measured 62-116 s
-REPORT_TIMEOUT = 360.0  # boot to every VM report; measured 165-225 s for three VMs
+REPORT_TIMEOUT = 540.0  # boot to every VM report; measured 165-225 s for three VMs (380 s on a busy host)
 GUEST_WAIT = 120  # seconds a guest waits for its peers before reporting a timeout
 REJOIN_LIMIT = 60.0  # issue 6: a rebooted VM rejoins within 60 s of its boot completing
 
@@ -437,6 +448,10 @@ class Render:
     def conf(self, node: str) -> str:
         return rendered_wg_conf(self.out, node)  # secret: only ever stdin of an SSH command
 
+    def payload(self, node: str) -> str:
+        """What the node's live-update commands send on stdin (secret)."""
+        return vm_live.node_payload(self.plan(), node, self.conf(node))
+
 
 @dataclass
 class LiveStack:
@@ -513,7 +528,8 @@ def test_vms_boot_the_rendered_user_data_unchanged(booted: Booted) -> None:
         r = report(booted, node.name)
         assert r.cloudinit == "done", node.name
         user_data = booted.lab.render_dir / node.name / "user-data"
-        assert "ssh_authorized_keys" in user_data.read_text(), node.name  # the test key, as on a cloud
+        # The test key, in wgmesh's key file for the login user (cloudinit/access.py), as on a cloud.
+        assert f"path: {KEYS_DIR}/{LOGIN_USER}" in user_data.read_text(), node.name
         rendered_hash = hashlib.sha256(user_data.read_bytes()).hexdigest()
         assert r.user_data_sha256 == rendered_hash, node.name
 
@@ -659,15 +675,15 @@ def live(booted: Booted, live_stack: LiveStack, figure: Figure) -> Live:
 
     # (b) A network routed behind lab-b, pushed to every node whose conf changed.
     second = live_stack.render("subnet", subnet_behind_lab_b)
-    subnet = Update([n for n in nodes if second.conf(n) != first.conf(n)])
+    subnet = Update([n for n in nodes if second.payload(n) != first.payload(n)])
     routes_before = vm_live.routes_on_wg0(ssh, a)
     with vm_live.polling(vm_faults.Tails(lab, lab.nodes)) as tails:
         window = time.monotonic()
         for n in subnet.changed:
-            subnet.peers[n] = vm_live.apply(ssh, nodes[n], second.conf(n), sudo, peers_only=True)
+            subnet.peers[n] = vm_live.apply(ssh, nodes[n], second.payload(n), sudo, peers_only=True)
         routes_after_peers = vm_live.routes_on_wg0(ssh, a)
         for n in subnet.changed:
-            subnet.full[n] = vm_live.apply(ssh, nodes[n], second.conf(n), sudo)
+            subnet.full[n] = vm_live.apply(ssh, nodes[n], second.payload(n), sudo)
         settled = time.monotonic()
         time.sleep(5.0)
     subnet_ticks = vm_live.tick_counts(tails.lines, listed, since=window)
@@ -683,17 +699,17 @@ def live(booted: Booted, live_stack: LiveStack, figure: Figure) -> Live:
     # the new private key, and their pings get through again only by handshaking with it.
     third = live_stack.render("rotated", rotate_lab_a)
     new = third.nodes()
-    rotation = Update([n for n in new if third.conf(n) != second.conf(n)])
+    rotation = Update([n for n in new if third.payload(n) != second.payload(n)])
     peers = [n for n in new if n != "lab-a"]
     unit_before = vm_live.unit_invocation(ssh, a)
     with vm_live.polling(vm_faults.Tails(lab, lab.nodes)) as tails:
         for n in rotation.changed:
-            rotation.peers[n] = vm_live.apply(ssh, new[n], third.conf(n), sudo, peers_only=True)
+            rotation.peers[n] = vm_live.apply(ssh, new[n], third.payload(n), sudo, peers_only=True)
         applied = time.monotonic()
         digests = {"after -peers": vm_live.installed_digest(ssh, a, sudo)}
         wait_for(lambda: all(vm_live.first_tick(tails.lines, p, a, applied, ok=False) for p in peers), 30)
         cut = {p: vm_live.first_tick(tails.lines, p, a, applied, ok=False) for p in peers}
-        rotation.full["lab-a"] = vm_live.apply(ssh, new["lab-a"], third.conf("lab-a"), sudo)
+        rotation.full["lab-a"] = vm_live.apply(ssh, new["lab-a"], third.payload("lab-a"), sudo)
         restart = rotation.full["lab-a"].started
 
         def through() -> dict[str, float | None]:
@@ -703,7 +719,7 @@ def live(booted: Booted, live_stack: LiveStack, figure: Figure) -> Live:
         seen = through()
     for n in rotation.changed:
         if n != "lab-a":
-            rotation.full[n] = vm_live.apply(ssh, new[n], third.conf(n), sudo)
+            rotation.full[n] = vm_live.apply(ssh, new[n], third.payload(n), sudo)
     digests["after -sync"] = vm_live.installed_digest(ssh, a, sudo)
     digests.update(old=conf_digest(second.conf("lab-a")), new=conf_digest(third.conf("lab-a")))
     unit_after = vm_live.unit_invocation(ssh, a)
@@ -816,6 +832,227 @@ def test_no_private_key_in_what_the_live_commands_print(live: Live, live_stack: 
     keys = [private_key(r.conf(n)) for r in live_stack.renders.values() for n in ("lab-a", "lab-b", "lab-c")]
     printed = "\n".join(live.outputs())
     assert keys and all(k and k not in printed for k in keys)
+
+
+# ---- a VM replaced the way Pulumi replaces it --------------------------------------------------
+
+
+REPLACED = "lab-a"  # its keyEpoch was bumped: its first user data holds its first private key
+
+
+@dataclass
+class Replacement:
+    destroyed: vm_replace.Destroyed
+    booted: float  # host time.monotonic() the new QEMU started
+    stale: vm_replace.Dialed  # first login: the first-boot wait, then what the new VM runs
+    peers: vm_live.Applied  # its `-peers` (re-run: the VM id is an input)
+    full: vm_live.Applied  # its `-sync`
+    digests: dict[str, str]  # wg0.conf SHA-256: "first" (user data), "current", "stale", "after"
+    public_key: dict[str, str]  # wg0's public key: "stale", "after", "current" (the render's)
+    old_key: str  # the first render's public key of the node
+    running_peers: dict[str, list[str]]  # `wg show wg0 allowed-ips` after the commands
+    expected_peers: dict[str, list[str]]  # the current conf's peers
+    peers_back: dict[str, float | None]  # peer -> s after boot when its ping reached the new VM
+    reached_stale: list[str]  # peers whose ping reached the new VM before its -sync was sent
+    ticks: dict[str, vm_live.TickCount]  # the other pair's pings, destroy to converged
+    health: dict[str, vm_live.Result] = field(default_factory=dict)
+
+    def converged(self) -> float | None:
+        """s from the new VM's boot until its commands were done and every peer pinged it."""
+        done = round(self.full.started + self.full.seconds - self.booted, 1)
+        if None in self.peers_back.values():
+            return None
+        return max(done, *(t for t in self.peers_back.values() if t is not None))
+
+
+STALE_PROBE = "; ".join(
+    (WAIT_FOR_FIRST_BOOT, "sudo -n wg show wg0 public-key", f"sudo -n sha256sum {WG_CONF_PATH}")
+)
+
+
+@pytest.fixture(scope="module")
+def replaced(
+    booted: Booted, live: Live, live_stack: LiveStack, vm_image: lab_image.Image, figure: Figure
+) -> Replacement:
+    """lab-a's VM destroyed and created again from its first user data, then its commands run."""
+    lab = booted.lab
+    first, current = live_stack.renders["first"], live_stack.renders["rotated"]
+    nodes = current.nodes()
+    node = nodes[REPLACED]
+    others = [n for n in lab.nodes if n.name != REPLACED]
+    ssh = live_stack.ssh(lab.netns, live.user)
+    host = str(node.public_ip)
+    conf = current.conf(REPLACED)
+    with vm_live.polling(vm_faults.Tails(lab, others)) as tails:
+        destroyed = vm_replace.destroy(lab, REPLACED)
+        booted_at = vm_replace.create(lab, node, first.out, vm_image, f"wglab-{REPLACED}-replaced")
+        vm_replace.forget_host_key(live_stack.directory / "known_hosts", host)
+        stale = vm_replace.dial(ssh, host, STALE_PROBE)
+        payload = current.payload(REPLACED)
+        peers = vm_live.apply(ssh, node, payload, live.sudo, peers_only=True)
+        full = vm_live.apply(ssh, node, payload, live.sudo)
+
+        def back() -> dict[str, float | None]:
+            return {p.name: vm_live.first_tick(tails.lines, p.name, node, full.started) for p in others}
+
+        wait_for(lambda: None not in back().values(), 90)
+        seen = back()
+    gone = destroyed.at + 5.0  # a tick line stamped later than this was pinged after the delete
+    early = {p.name: vm_live.first_tick(tails.lines, p.name, node, gone) for p in others}
+    ticks = vm_live.tick_counts(tails.lines, others, since=destroyed.at)
+    words = stale.result.stdout.split()
+    after = ssh.check(host, "sudo -n wg show wg0 public-key", "wg show").stdout.strip()
+    running = ssh.check(host, "sudo -n wg show wg0 allowed-ips", "wg show").stdout
+    result = Replacement(
+        destroyed, booted_at, stale, peers, full,
+        digests={
+            "first": conf_digest(first.conf(REPLACED)),
+            "current": conf_digest(conf),
+            "stale": words[1] if len(words) > 1 else "",
+            "after": vm_live.installed_digest(ssh, node, live.sudo),
+        },
+        public_key={"stale": words[0] if words else "", "after": after, "current": node.public_key},
+        old_key=first.nodes()[REPLACED].public_key,
+        running_peers=vm_replace.shown_peers(running),
+        expected_peers=vm_replace.conf_peers(conf),
+        peers_back={p: None if t is None else round(t - booted_at, 1) for p, t in seen.items()},
+        reached_stale=[p for p, t in early.items() if t is not None and t < full.started],
+        ticks=ticks,
+    )  # fmt: skip
+    plan = current.plan()
+    keys = {n: x.public_key for n, x in nodes.items()}
+    for n, x in nodes.items():
+        command = vm_live.node_health_command(plan, n, keys, live.sudo)
+        result.health[n] = ssh.run(str(x.public_ip), command, timeout=vm_live.HEALTH_TIMEOUT)
+    figure(
+        f"VM {REPLACED} replaced (deleted, then booted from its first user data): SSH login "
+        f"{round(stale.at - booted_at, 1)} s after boot ({stale.attempts} dials, first-boot wait included); "
+        f"-peers {peers.seconds} s, -sync {full.seconds} s ({full.summary.get('action')}); "
+        f"converged {result.converged()} s after boot (peers' pings back: "
+        + ", ".join(f"{p} {t} s" for p, t in result.peers_back.items())
+        + f"); other pair lost/sent from the delete on: {ticks_text(ticks)}; health: "
+        + ", ".join(f"{n} exit {r.returncode}" for n, r in result.health.items())
+    )
+    return result
+
+
+@pytest.mark.vm
+def test_replaced_vm_boots_its_first_user_data_and_is_stale_until_its_commands_run(
+    replaced: Replacement,
+) -> None:
+    d = replaced.destroyed
+    assert d.gone and d.disk_gone, d
+    assert replaced.stale.ok, (replaced.stale.result.returncode, replaced.stale.result.stderr)
+    assert replaced.digests["first"] != replaced.digests["current"]
+    assert replaced.digests["stale"] == replaced.digests["first"]  # ignore_changes: the first user data
+    assert replaced.public_key["stale"] == replaced.old_key != replaced.public_key["current"]
+    assert replaced.reached_stale == []  # its peers know only its current key: none reached it
+
+
+@pytest.mark.vm
+def test_replaced_vm_converges_through_its_peers_sync_and_health_commands(replaced: Replacement) -> None:
+    s = replaced.peers.summary
+    assert s["action"] == "peers" and s["held"] == "private-key", s  # the stale node keeps its key for now
+    s = replaced.full.summary
+    assert s["action"] == "restart" and s["reason"] == "private-key", s
+    assert replaced.digests["after"] == replaced.digests["current"]
+    assert replaced.public_key["after"] == replaced.public_key["current"]
+    assert replaced.running_peers == replaced.expected_peers and len(replaced.expected_peers) == 2
+    assert None not in replaced.peers_back.values(), replaced.peers_back  # its peers reach it again
+    assert set(replaced.health) == {"lab-a", "lab-b", "lab-c"}
+    for node, r in replaced.health.items():
+        assert r.returncode == 0, (node, r.stdout, r.stderr)
+        assert r.stdout.splitlines()[-1] == f"wgmesh-health: {node}: ok, 2 peers", r.stdout
+
+
+@pytest.mark.vm
+def test_other_pair_loses_no_ping_while_a_vm_is_replaced(replaced: Replacement) -> None:
+    assert set(replaced.ticks) == {"lab-b -> lab-c", "lab-c -> lab-b"}
+    for pair, c in replaced.ticks.items():
+        assert c.sent >= 30 and c.lost == 0, (pair, ticks_text(replaced.ticks))
+
+
+# ---- a host-rules change on a running VM: masquerade behind lab-c ------------------------------
+
+
+MASQUERADING = "lab-c"  # routes 10.0.7.0/24; the change turns on masquerade into it
+
+
+def masquerade_behind_lab_c(doc: StackDoc) -> None:
+    rotate_lab_a(doc)  # the mesh as it runs now, plus the one change
+    (c,) = [n for n in doc["config"]["wgmesh:nodes"] if n["name"] == MASQUERADING]
+    c["masquerade"] = True
+
+
+@dataclass
+class HostRules:
+    changed: list[str]  # nodes whose payload changed (their commands run)
+    update: Update
+    lan_address: str  # lab-c's own address in 10.0.7.0/24
+    source: str  # the pinging node's overlay address
+    before: vm_masq.Seen
+    after: vm_masq.Seen
+    ticks: dict[str, vm_live.TickCount]  # lab-a <-> lab-b, first command to 5 s after the last
+    unit_before: tuple[str, str]  # lab-c's wg-quick@wg0 (ActiveState, InvocationID)
+    unit_after: tuple[str, str]
+
+
+@pytest.fixture(scope="module")
+def host_rules(booted: Booted, live: Live, live_stack: LiveStack, figure: Figure) -> HostRules:
+    """`masquerade: true` on lab-c pushed through its commands; lab-a pings the host behind it."""
+    lab = booted.lab
+    current = live_stack.renders["rotated"]
+    changed_render = live_stack.render("masquerade", masquerade_behind_lab_c)
+    nodes = changed_render.nodes()
+    c, src = nodes[MASQUERADING], nodes["lab-a"]
+    (net,) = c.subnets
+    node_side, host_side = (a.split("/")[0] for a in vm_net.subnet_host_addresses(net))
+    (host_ns,) = [ns for ns, owner in lab.subnet_hosts if owner == MASQUERADING]
+    ssh = live_stack.ssh(lab.netns, live.user)
+    changed = [n for n in nodes if changed_render.payload(n) != current.payload(n)]
+    update = Update(changed)
+    before = vm_masq.sources_seen(ssh, src, host_ns, host_side)
+    unit_before = vm_live.unit_invocation(ssh, c)
+    pair = [nodes["lab-a"], nodes["lab-b"]]
+    with vm_live.polling(vm_faults.Tails(lab, pair)) as tails:
+        window = time.monotonic()
+        for n in changed:
+            update.peers[n] = vm_live.apply(
+                ssh, nodes[n], changed_render.payload(n), live.sudo, peers_only=True
+            )
+        for n in changed:
+            update.full[n] = vm_live.apply(ssh, nodes[n], changed_render.payload(n), live.sudo)
+        time.sleep(5.0)
+    ticks = vm_live.tick_counts(tails.lines, pair, since=window)
+    after = vm_masq.sources_seen(ssh, src, host_ns, host_side)
+    result = HostRules(
+        changed, update, node_side, str(src.address), before, after, ticks,
+        unit_before, vm_live.unit_invocation(ssh, c),
+    )  # fmt: skip
+    figure(
+        f"VM masquerade turned on behind {MASQUERADING} over SSH: "
+        f"{applied_text(update) if changed else 'no command ran'}; "
+        f"sources seen by {host_side}: before {sorted(before.sources)}, after {sorted(after.sources)}; "
+        f"lab-a <-> lab-b lost/sent while applied: {ticks_text(ticks)}"
+    )
+    return result
+
+
+@pytest.mark.vm
+def test_masquerade_change_reaches_the_running_node_and_takes_effect(host_rules: HostRules) -> None:
+    h = host_rules
+    assert h.changed == [MASQUERADING]  # only lab-c's commands run (its host rules changed)
+    assert h.before.answered and h.before.sources == {h.source}  # routed: the overlay source arrives
+    assert h.after.answered, h.after.ping.stdout
+    assert h.after.sources == {h.lan_address}, h.after.sources  # masqueraded as lab-c's LAN address
+    assert h.unit_after == h.unit_before, "wg0 restarted for a host-rules change"
+
+
+@pytest.mark.vm
+def test_other_pair_loses_no_ping_while_host_rules_change(host_rules: HostRules) -> None:
+    assert set(host_rules.ticks) == {"lab-a -> lab-b", "lab-b -> lab-a"}
+    for pair, c in host_rules.ticks.items():
+        assert c.sent >= 5 and c.lost == 0, (pair, ticks_text(host_rules.ticks))
 
 
 # ---- faults: reboot one VM, then kill another --------------------------------------------------
