@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab import vm
+from lab import day2, vm
 from lab.image import Image
 from lab.manifest import LabNode
 from lab.vm_live import Result, Ssh
@@ -127,21 +127,9 @@ def dial(ssh: Ssh, host: str, command: str = "true", timeout: float = DIAL_TIMEO
 
 
 def conf_peers(conf: str) -> dict[str, list[str]]:
-    """Peer public key -> sorted AllowedIPs, read from a wg0.conf (secret: the result holds no key
-    but public ones)."""
-    peers: dict[str, list[str]] = {}
-    key: str | None = None
-    for raw in conf.splitlines():
-        line = raw.split("#", 1)[0].strip()
-        if line.startswith("["):
-            key = None
-        name, _, value = (part.strip() for part in line.partition("="))
-        if name == "PublicKey":
-            key = value
-            peers[key] = []
-        elif name == "AllowedIPs" and key is not None:
-            peers[key] = sorted(v.strip() for v in value.split(",") if v.strip())
-    return peers
+    """Peer public key -> sorted AllowedIPs of a wg0.conf (lab/day2.py reads it), as shown_peers
+    gives them for `wg show` (the result holds public keys only)."""
+    return {key: sorted(ips) for key, ips in day2.conf_peers(conf).items()}
 
 
 def shown_peers(allowed_ips: str) -> dict[str, list[str]]:
