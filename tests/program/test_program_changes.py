@@ -36,6 +36,23 @@ def cmds(nodes: tuple[str, ...] = LIVE, steps: tuple[str, ...] = STEPS) -> froze
 
 
 ALL_APPLY = {n: APPLY for n in LIVE}
+# What adding the AWS node aws-fra2 creates (the add-node and second-router rows), and the
+# shared WireGuard firewalls every add or move of a peer's IP updates.
+NEW_NODE = cmds(("aws-fra2",)) | {
+    "aws:Eip aws-fra2-eip",
+    "aws:EipAssociation aws-fra2-eip-assoc",
+    "aws:Instance aws-fra2",
+    "random:RandomBytes aws-fra2-key",
+    "wgmesh:Node aws-fra2",
+    "wgmesh:WireGuardKey aws-fra2",
+}
+WG_FIREWALLS = frozenset(
+    {
+        "aws:SecurityGroup aws-eu-central-1-wg-mesh",
+        "gcp:Firewall wgmesh-gcp-wg-mesh",
+        "hcloud:Firewall wgmesh-hcloud-wg-mesh",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -51,21 +68,8 @@ class Expect:
 # --sets`) and reviewed against the engine's rules and the clouds' docs before being written here.
 TODAY: dict[str, Expect] = {
     "add-node": Expect(
-        created=cmds(("aws-fra2",))
-        | {
-            "aws:Eip aws-fra2-eip",
-            "aws:EipAssociation aws-fra2-eip-assoc",
-            "aws:Instance aws-fra2",
-            "random:RandomBytes aws-fra2-key",
-            "wgmesh:Node aws-fra2",
-            "wgmesh:WireGuardKey aws-fra2",
-        },
-        updated=cmds()
-        | {
-            "aws:SecurityGroup aws-eu-central-1-wg-mesh",
-            "gcp:Firewall wgmesh-gcp-wg-mesh",
-            "hcloud:Firewall wgmesh-hcloud-wg-mesh",
-        },
+        created=NEW_NODE,
+        updated=cmds() | WG_FIREWALLS,
         nodes={
             **ALL_APPLY,
             "aws-fra2": "new",
@@ -167,12 +171,7 @@ TODAY: dict[str, Expect] = {
         },
     ),
     "hcloud-location": Expect(
-        updated=cmds()
-        | {
-            "aws:SecurityGroup aws-eu-central-1-wg-mesh",
-            "gcp:Firewall wgmesh-gcp-wg-mesh",
-            "hcloud:Firewall wgmesh-hcloud-wg-mesh",
-        },
+        updated=cmds() | WG_FIREWALLS,
         replaced=frozenset(
             {
                 "hcloud:PrimaryIp hetzner-nbg-ip",
@@ -290,12 +289,7 @@ TODAY: dict[str, Expect] = {
         },
     ),
     "endpoints": Expect(
-        updated=cmds()
-        | {
-            "aws:SecurityGroup aws-eu-central-1-wg-mesh",
-            "gcp:Firewall wgmesh-gcp-wg-mesh",
-            "hcloud:Firewall wgmesh-hcloud-wg-mesh",
-        },
+        updated=cmds() | WG_FIREWALLS,
         nodes=ALL_APPLY,
     ),
     "admin-cidrs": Expect(
@@ -364,37 +358,15 @@ TODAY: dict[str, Expect] = {
         },
     ),
     "second-router": Expect(
-        created=cmds(("aws-fra2",))
-        | {
-            "aws:Eip aws-fra2-eip",
-            "aws:EipAssociation aws-fra2-eip-assoc",
-            "aws:Instance aws-fra2",
-            "aws:Route aws-fra-rt-10-0-8-0-24",
-            "random:RandomBytes aws-fra2-key",
-            "wgmesh:Node aws-fra2",
-            "wgmesh:WireGuardKey aws-fra2",
-        },
-        updated=cmds()
-        | {
-            "aws:SecurityGroup aws-eu-central-1-wg-mesh",
-            "gcp:Firewall wgmesh-gcp-wg-mesh",
-            "hcloud:Firewall wgmesh-hcloud-wg-mesh",
-        },
+        created=NEW_NODE | {"aws:Route aws-fra-rt-10-0-8-0-24"},
+        updated=cmds() | WG_FIREWALLS,
         nodes={
             **ALL_APPLY,
             "aws-fra2": "new",
         },
     ),
     "replace-network": Expect(
-        created=cmds(("aws-fra2",))
-        | {
-            "aws:Eip aws-fra2-eip",
-            "aws:EipAssociation aws-fra2-eip-assoc",
-            "aws:Instance aws-fra2",
-            "random:RandomBytes aws-fra2-key",
-            "wgmesh:Node aws-fra2",
-            "wgmesh:WireGuardKey aws-fra2",
-        },
+        created=NEW_NODE,
         updated=cmds()
         | {
             "aws:InternetGateway aws-eu-central-1-igw",
