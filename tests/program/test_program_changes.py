@@ -466,4 +466,4 @@ def test_the_documented_change_table_is_what_the_rows_measure() -> None:
     assert match is not None, "docs/changes.md lost its <!-- change-table --> block"
     table = change_table()
     shown = "\n".join(difflib.unified_diff(match.group(2).splitlines(), table.splitlines(), lineterm="", n=0))
-    assert match.group(2) == table, f"docs/changes.md's change table is stale: run `make change-table`\n{shown}"
+    assert match.group(2) == table, f"docs/changes.md table is stale: run `make change-table`\n{shown}"
