@@ -9,15 +9,23 @@ OUT ?= build/render/$(STACK)
 .PHONY: help venv debs lint test test-fast render client push diagram lab lab-down lab-vm lab-vm-down bench change-table clean
 
 help:
-	@echo "make lab        bring the example mesh up in network namespaces, print its health (make lab-down)"
+	@echo "make lab        bring the example mesh up in network namespaces, print its health (STACK=lab-hub etc.)"
+	@echo "make lab-down   remove every namespace, mount and process make lab started"
 	@echo "make test       install what is needed and run every test tier (lab included)"
-	@echo "make render STACK=dev OUT=dir   render every node's cloud-init and client config offline"
+	@echo "make test-fast  the tests that need no root, namespaces or VMs (not netns, lab or vm)"
+	@echo "make lint       ruff, ruff format --check, mypy, shellcheck"
+	@echo "make render STACK=dev OUT=dir   render every node's cloud-init and client config offline (KEYS=file: keep keys)"
 	@echo "make client NAME=laptop STACK=dev   a roaming client's conf + QR code (RENDER=dir: offline)"
 	@echo "make push STACK=dev NODE=aws-fra   liveUpdates off: bring running nodes to the current config (NODE unset: all)"
 	@echo "make diagram STACK=dev OUT=dir   the topology as Mermaid, DOT, SVG and PNG (Graphviz)"
 	@echo "make lab-vm     the same mesh in real QEMU VMs booting the rendered cloud-init"
-	@echo "make change-table   regenerate README's table of what each stack change creates, updates, replaces, deletes"
+	@echo "make lab-vm-down   remove the QEMU VMs and everything make lab-vm started"
+	@echo "make change-table   regenerate docs/changes.md's table of what each stack change creates, updates, replaces, deletes"
 	@echo "make bench      print the figures in docs/PERFORMANCE.md: program time, user-data fit, quota budget, lab bring-up, MTU"
+	@echo "make venv       create or update .venv from requirements.txt (every target needing Python runs it)"
+	@echo "make debs       install the Debian packages the lab and tests need (as root; otherwise list what is missing)"
+	@echo "make clean      remove build/ and the tool caches"
+	@echo "make help       this list (the default goal)"
 
 # Incremental: a changed requirements.txt installs the difference, never wipes a working venv.
 $(VENV_STAMP): requirements.txt
@@ -77,7 +85,7 @@ bench: venv debs
 	$(PY) -m bench.quota
 	$(PY) -m bench.lab
 
-# README's "What each change does": the program run twice per change under mocks (tests/program/change_rows.py).
+# docs/changes.md's "What each change does": the program run twice per change under mocks (tests/program/change_rows.py).
 change-table: venv
 	$(PY) -m bench.changes --write
 

@@ -1,14 +1,14 @@
-"""README's change table: what `pulumi up` does for each stack change, measured under mocks.
+"""docs/changes.md's change table: what `pulumi up` does for each stack change, measured under mocks.
 
     python -m bench.changes            print the table (markdown)
-    python -m bench.changes --write    replace the README block between <!-- change-table --> markers
+    python -m bench.changes --write    replace the docs/changes.md block between <!-- change-table --> markers
     python -m bench.changes --sets     each row's measured sets and node effects (to update the
                                        test's TODAY after a behaviour change)
     make change-table                  the same as --write
 
 Each row of tests/program/change_rows.py runs the real program for its config before and after
 through the engine simulator (tests/program/engine_sim.py: ignoreChanges, ForceNew, cascades);
-tests/program/test_program_changes.py asserts every row and that README holds this output.
+tests/program/test_program_changes.py asserts every row and that docs/changes.md holds this output.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 HARNESS = REPO / "tests" / "program"
-README = REPO / "README.md"
+CHANGES_DOC = REPO / "docs" / "changes.md"
 BLOCK = re.compile(r"(<!-- change-table -->\n)(.*?)(<!-- /change-table -->)", re.S)
 
 # What a reader calls each resource type (cloud objects, keys, commands).
@@ -112,7 +112,7 @@ def row_line(row: Any, outcome: Any) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
-def readme_table() -> str:
+def change_table() -> str:
     """The whole block: the table and the notes on its cloud-required replacements."""
     rows = _harness("change_rows")
     lines = [row_line(r, rows.outcome(r.key)) for r in rows.ROWS]
@@ -136,15 +136,15 @@ def print_sets() -> None:
         print(f"    nodes={o.nodes}")
 
 
-def write_readme(table: str) -> bool:
-    """Replace the README block; True when it changed."""
-    text = README.read_text(encoding="utf-8")
+def write_table(table: str) -> bool:
+    """Replace the block in docs/changes.md; True when it changed."""
+    text = CHANGES_DOC.read_text(encoding="utf-8")
     match = BLOCK.search(text)
     if match is None:
-        raise SystemExit("README.md has no <!-- change-table --> ... <!-- /change-table --> block")
+        raise SystemExit("docs/changes.md has no <!-- change-table --> ... <!-- /change-table --> block")
     new = text[: match.start(2)] + table + text[match.end(2) :]
     if new != text:
-        README.write_text(new, encoding="utf-8")
+        CHANGES_DOC.write_text(new, encoding="utf-8")
     return new != text
 
 
@@ -152,15 +152,15 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--write", action="store_true", help="update README.md's change table")
+    parser.add_argument("--write", action="store_true", help="update docs/changes.md's change table")
     parser.add_argument("--sets", action="store_true", help="print each row's measured sets")
     args = parser.parse_args(argv)
     if args.sets:
         print_sets()
         return
-    table = readme_table()
+    table = change_table()
     if args.write:
-        print("README.md updated" if write_readme(table) else "README.md already up to date")
+        print("docs/changes.md updated" if write_table(table) else "docs/changes.md already up to date")
     else:
         print(table, end="")
 

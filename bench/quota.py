@@ -1,7 +1,7 @@
 """Quota budget of full meshes with PSKs over three clouds, next to each default quota (prints figures).
 
     python -m bench.quota [N ...]          (default 10 60 150)
-    python -m bench.quota --readme         the README's "Quotas and limits" table (10, 50, 150)
+    python -m bench.quota --markdown       the table in docs/quotas.md (10, 50, 150 nodes)
 
 The stack is tests/program/synthetic_stacks.three_clouds(N): nodes round-robin over AWS
 (eu-central-1, us-east-1, eu-west-1), GCP (europe-west3, us-central1) and Hetzner (nbg1,
@@ -29,7 +29,7 @@ from mesh.spec import parse
 REPO = Path(__file__).resolve().parent.parent
 HARNESS = REPO / "tests" / "program"
 SIZES = (10, 60, 150)
-README_SIZES = (10, 50, 150)
+TABLE_SIZES = (10, 50, 150)
 CLOUD_NAMES = {
     "aws": "AWS (per region)",
     "gcp": "GCP (per project; regional rows per region)",
@@ -80,7 +80,7 @@ def report(n: int) -> list[str]:
     return lines
 
 
-def readme_table(sizes: Sequence[int] = README_SIZES) -> str:
+def markdown_table(sizes: Sequence[int] = TABLE_SIZES) -> str:
     """Markdown: per cloud, each quota's default and what each mesh size needs (largest region)."""
     needs = {n: needs_of(n) for n in sizes}
     header = "| Quota | Default | " + " | ".join(f"{n} nodes" for n in sizes) + " |"
@@ -108,10 +108,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary = (__doc__ or "").splitlines()[0]
     parser = argparse.ArgumentParser(prog="python -m bench.quota", description=summary)
     parser.add_argument("nodes", nargs="*", type=int, default=list(SIZES))
-    parser.add_argument("--readme", action="store_true", help="print the README table instead")
+    parser.add_argument("--markdown", action="store_true", help="print the docs/quotas.md table instead")
     args = parser.parse_args(argv)
-    if args.readme:
-        print(readme_table(), end="")
+    if args.markdown:
+        print(markdown_table(), end="")
         return 0
     print("quota budget per cloud and region next to each default quota (only what this stack creates):")
     for n in args.nodes:

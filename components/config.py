@@ -105,7 +105,7 @@ def ssh_private_key(spec: MeshSpec) -> pulumi.Output[str] | None:
 ROTATE_HOW = (
     "rotate in two steps: add the new public key to wgmesh:mesh.sshPublicKeys and `pulumi up`, "
     "then set the new private key, drop the old public key and `pulumi up` "
-    '(README, "Changing a running mesh")'
+    '(docs/changes.md, "Rotate the admin SSH key")'
 )
 
 

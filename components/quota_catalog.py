@@ -83,7 +83,7 @@ GCP_QUOTAS: tuple[Quota, ...] = (
         "SUBNETWORKS-per-project",
         "https://cloud.google.com/vpc/docs/quota",
     ),
-    # issue 12 of this project: new projects get 100 to 500 firewall rules; plan for the low end.
+    # New projects get 100 to 500 firewall rules (seen on real projects); plan for the low end.
     _gcp(
         "firewalls",
         "FIREWALLS",
@@ -94,7 +94,7 @@ GCP_QUOTAS: tuple[Quota, ...] = (
     ),
     # Custom static routes; "GCE route quota is only 100 by default" (github.com/flannel-io/flannel/pull/880).
     _gcp("routes", "ROUTES", 100, False, "ROUTES-per-project", "https://cloud.google.com/vpc/docs/quota"),
-    # Reserved regional external IPv4: 8 on new projects (issue 12 of this project; 7-8 in
+    # Reserved regional external IPv4: 8 on new projects (seen on a real project; 7-8 in
     # cloudfoundry/bosh-google-cpi-release#168, 1 on free trials).
     _gcp(
         "staticAddresses",

@@ -9,8 +9,8 @@ Opt-in (`wgmesh:mesh.liveUpdates`). Per cloud node, two `pulumi_command.remote.C
   key, address, MTU or port changed), after the `-peers` of the node and of all its peers.
 
 So a rotated key is known to every peer before its owner switches to it, whatever the
-`keyEpoch` values and history (issue 6: "new public key pushed to peers first, then the node
-switches, then handshakes are checked"). The conf is a secret input, never logged
+`keyEpoch` values and history (the promise: new public key pushed to peers first, then the node
+switches, then handshakes are checked). The conf is a secret input, never logged
 (pulumi-command does not log stdin, `additional_secret_outputs` keeps the output copy secret
 too, the script redacts keys). A changed conf is an input change, so the engine updates both
 commands in place and pulumi-command runs `update`; a node whose conf did not change runs
@@ -23,7 +23,7 @@ inputs stored in state for every ignored property (processIgnoreChanges; Pulumi'
 `ignoreChanges` docs: the program's value is used only when there is no previous value).
 So every command line starts with a no-op naming the VM's id (`: wgmesh-vm=<id>; ...`): a new
 VM is a changed input, and the engine updates the commands in place, which re-runs them on
-the new VM (issue 13).
+the new VM.
 
 `-peers` logs in as the image's own user (`image_user`: it exists from first boot), `-sync` and
 `-health` as `login_user` (`sshUser` when set): the first apply creates `sshUser`, so setting

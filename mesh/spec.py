@@ -310,7 +310,7 @@ USER_RE = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 def image_user(node: NodeSpec) -> str:
     """The user the node's image always has, with the admin keys from first boot (`-peers` logs in as it).
 
-    It exists before any apply ran, so the first apply can create `sshUser` (issue 13).
+    It exists before any apply ran, so the first apply can create `sshUser`.
     """
     return DEFAULT_SSH_USER.get((node.cloud, node.image), "root")
 

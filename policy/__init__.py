@@ -1,4 +1,4 @@
 """wgmesh CrossGuard policy pack: pure rules (`rules`), the pack wiring (`pack`), the entry point.
 
-Run it with `pulumi preview --policy-pack policy` (see README.md, "Deploy to the clouds").
+Run it with `pulumi preview --policy-pack policy` (see docs/deploy.md, "Preview, deploy").
 """

@@ -99,7 +99,7 @@ if [ "$(head -n 1 "$WORK/payload")" = "wgmesh-bundle 1" ]; then
   [ -n "$wg_index" ] || die "bundle: no wg0.conf"
   cp "$WORK/file.$wg_index" "$TMP"
 else
-  cp "$WORK/payload" "$TMP"  # a bare wg0.conf (the README's manual path): a bundle of it alone
+  cp "$WORK/payload" "$TMP"  # a bare wg0.conf (the manual path in docs/changes.md): a bundle of it alone
 fi
 rm -f "$WORK/payload"
 chown root:root "$TMP"

@@ -18,7 +18,7 @@ KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINmmuPryri6glS1QlhaDJjKjzx04JfygjBfH7
 
 
 def schema(path: Path) -> tuple[int, str]:
-    """Exit code is the signal (FINDINGS: never --annotate as pass/fail)."""
+    """Exit code is the signal (never --annotate's output as pass/fail)."""
     result = run([need_tool("cloud-init"), "schema", "--config-file", str(path)])
     return result.returncode, result.stdout + result.stderr
 

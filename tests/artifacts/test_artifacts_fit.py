@@ -129,7 +129,7 @@ def test_past_every_form_the_error_is_one_line_naming_node_size_limit_and_fix() 
 
 
 def test_a_150_node_full_mesh_with_psks_fits_every_cloud_on_every_node(figure: Figure) -> None:
-    """Issue 7's floor: every node's user data fits its cloud at 150 nodes.
+    """The promised floor: every node's user data fits its cloud at 150 nodes.
 
     Endpoints are random public addresses (the placeholders are sequential and gzip better than
     real ones), and the keys are fresh random keys: what compresses here compresses on a cloud.

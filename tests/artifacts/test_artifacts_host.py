@@ -100,7 +100,7 @@ def test_install_step_succeeds_offline_when_the_tools_are_present() -> None:
 
 
 def test_nft_check_gate_rejects_bad_rulesets(rendered_stacks: dict[str, Rendered], tmp_path: Path) -> None:
-    """The check is real: `fwd` (an nft keyword, FINDINGS) as a chain name makes `nft -c` fail."""
+    """The check is real: `fwd` (an nft keyword) as a chain name makes `nft -c` fail."""
     nft = netns_tool("nft")
     r = rendered_stacks["dev"]
     good = extract(r, r.plan.nodes[0].name, NFT_PATH, tmp_path)

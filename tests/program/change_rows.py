@@ -2,7 +2,7 @@
 and the replacements the cloud requires (with its documentation).
 
 `outcome(key)` runs the real program for both configs through the engine simulator
-(engine_sim.simulate), once per process. README's "Changing a running mesh" table
+(engine_sim.simulate), once per process. The change table in docs/changes.md
 (`python -m bench.changes --write`) and tests/program/test_program_changes.py read these rows.
 """
 
@@ -46,7 +46,7 @@ class Stack:
 
 
 def load(stack: str, live: bool = True) -> Stack:
-    """stacks/Pulumi.<stack>.yaml, with live updates on (as the README recommends)."""
+    """stacks/Pulumi.<stack>.yaml, with live updates on (as docs/changes.md recommends)."""
     config = stack_config(REPO / "stacks" / f"Pulumi.{stack}.yaml")
     mesh = json.loads(config.pop("wgmesh:mesh"))
     mesh["liveUpdates"] = live
@@ -68,7 +68,7 @@ class Row:
     """One change. `allowed`: resources (engine_sim.short names) the cloud must replace, and why."""
 
     key: str
-    change: str  # the README's first column (markdown)
+    change: str  # the table's first column (markdown)
     stack: str
     after: Edit
     before: Edit = _nothing

@@ -1,4 +1,4 @@
-"""Every stack change of README's change table, run as `pulumi up` would carry it out.
+"""Every stack change of docs/changes.md's change table, run as `pulumi up` would carry it out.
 
 Each row (tests/program/change_rows.py) runs the real program for the config before and after
 through the engine simulator (engine_sim.py: ignoreChanges keeps stored values, ForceNew inputs
@@ -7,7 +7,7 @@ does per row: created, updated, replaced and deleted resources, and what each ru
 Besides the sets, three rules hold on every row: no VM or network is replaced unless the row cites
 the cloud's documentation for it, no running node is left with a stale config, and every replaced
 VM re-runs its apply commands. After an intended change, update `TODAY` (`python -m bench.changes
---sets` prints every row's measured sets) and the README (`make change-table`).
+--sets` prints every row's measured sets) and docs/changes.md (`make change-table`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from change_rows import ROWS, outcome
 from engine_sim import NETWORK_TYPES, VM_TYPES, short
 
-from bench.changes import BLOCK, README, readme_table
+from bench.changes import BLOCK, CHANGES_DOC, change_table
 
 LIVE = ("aws-fra", "gcp-fra", "hetzner-nbg")
 STEPS = ("peers", "sync", "health")
@@ -458,12 +458,12 @@ def test_reordering_admin_keys_replaces_nothing() -> None:
     assert outcome("ssh-key-reorder").replaced == frozenset()
 
 
-# ----------------------------------------------------------------------------- the README
+# ----------------------------------------------------------------------------- docs/changes.md
 
 
-def test_the_readme_change_table_is_what_the_rows_measure() -> None:
-    match = BLOCK.search(README.read_text(encoding="utf-8"))
-    assert match is not None, "README.md lost its <!-- change-table --> block"
-    table = readme_table()
+def test_the_documented_change_table_is_what_the_rows_measure() -> None:
+    match = BLOCK.search(CHANGES_DOC.read_text(encoding="utf-8"))
+    assert match is not None, "docs/changes.md lost its <!-- change-table --> block"
+    table = change_table()
     shown = "\n".join(difflib.unified_diff(match.group(2).splitlines(), table.splitlines(), lineterm="", n=0))
-    assert match.group(2) == table, f"README's change table is stale: run `make change-table`\n{shown}"
+    assert match.group(2) == table, f"docs/changes.md table is stale: run `make change-table`\n{shown}"

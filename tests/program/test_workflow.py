@@ -62,7 +62,7 @@ def test_every_job_installs_the_venv_before_pulumi_and_uses_the_pack() -> None:
 
 
 def test_the_gcp_project_is_set_for_every_job() -> None:
-    """The program's GCP provider takes `gcp:project`, else GOOGLE_PROJECT (README "In CI")."""
+    """The program's GCP provider takes `gcp:project`, else GOOGLE_PROJECT (docs/deploy.md, "In CI")."""
     assert load()["env"]["GOOGLE_PROJECT"] == "${{ vars.GCP_PROJECT }}"
 
 

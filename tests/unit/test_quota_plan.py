@@ -171,7 +171,7 @@ def test_the_sixth_aws_node_of_a_region_exceeds_the_elastic_ip_default() -> None
 
 
 def test_a_full_mesh_of_60_fits_an_aws_security_group() -> None:
-    # Issue 12: one group per node held 59 peers + SSH + ICMP = 61 rules. Now the class group holds
+    # Formerly one group per node held 59 peers + SSH + ICMP = 61 rules. Now the class group holds
     # the 60 members' /32s (exactly the default) and SSH and ICMP sit in the base group.
     nodes = [aws(0)] + [hcloud(i) for i in range(59)]
     need = {n.qkey: n for n in quota_needs(plan_of(nodes, adminCidrs=["203.0.113.0/24"]))}
