@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from mesh import manifest
 from mesh.keys import public_key
 from mesh.plan import build_plan
 from mesh.spec import parse
@@ -166,14 +167,14 @@ def test_placeholder_ipv6_for_cloud_nodes_only_when_the_mesh_gives_them_one() ->
 
 def test_mesh_json_says_which_family_nodes_dial_and_each_nodes_ipv6(tmp_path: Path) -> None:
     render("ipv6", tmp_path)
-    doc = json.loads((tmp_path / "mesh.json").read_text())
-    assert doc["endpoints"] == "ipv6"
-    assert [n["public_ip6"] for n in doc["nodes"]] == ["2001:db8::a", "2001:db8::b", "2001:db8::c"]
+    doc = manifest.load(tmp_path / "mesh.json")
+    assert doc.endpoints == "ipv6"
+    assert [str(n.public_ip6) for n in doc.nodes] == ["2001:db8::a", "2001:db8::b", "2001:db8::c"]
     conf = (tmp_path / "aws-fra" / "user-data").read_text()
     assert "Endpoint = [2001:db8::b]:51820" in conf and "Endpoint = [2001:db8::c]:51820" in conf
     render("dev", tmp_path / "dev")
-    dev = json.loads((tmp_path / "dev" / "mesh.json").read_text())
-    assert dev["endpoints"] == "ipv4" and {n["public_ip6"] for n in dev["nodes"]} == {None}
+    dev = manifest.load(tmp_path / "dev" / "mesh.json")
+    assert dev.endpoints == "ipv4" and {n.public_ip6 for n in dev.nodes} == {None}
 
 
 def write_stack(path: Path, nodes: list[dict[str, object]], cidr: str = "10.77.0.0/24") -> Path:
