@@ -50,7 +50,8 @@ from wgmesh_mocks import (
 )
 
 from cloudinit.bundle import parse_bundle
-from components.sync import DIAL_ERROR_LIMIT, PER_DIAL_TIMEOUT, remote_apply_command, vm_command
+from cloudinit.remote_apply import remote_apply_command
+from components.sync import DIAL_ERROR_LIMIT, PER_DIAL_TIMEOUT, vm_command
 from policy.rules import MANDATORY_RULES, STACK_RULES, wireguard_world_only_for_roaming
 
 SECRET_KEYS = ("wgmesh:sshPrivateKey",)
