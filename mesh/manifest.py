@@ -31,6 +31,8 @@ class ManifestError(ValueError):
 
 @dataclass(frozen=True)
 class ManifestNode:
+    """A node as rendered: its public and overlay addresses, key, MTUs and the peers in its conf."""
+
     name: str
     cloud: str
     public_ip: ipaddress.IPv4Address  # lab nodes: their publicIp; cloud nodes: a placeholder
@@ -50,6 +52,8 @@ class ManifestNode:
 
 @dataclass(frozen=True)
 class ManifestClient:
+    """A roaming client as rendered; its conf (with its private key) is a file next to mesh.json."""
+
     name: str
     address: ipaddress.IPv4Address
     address6: ipaddress.IPv6Address | None
@@ -63,6 +67,8 @@ class ManifestClient:
 
 @dataclass(frozen=True)
 class MeshManifest:
+    """The whole of mesh.json (a field per top-level key, in the file's order)."""
+
     stack: str
     topology: Topology
     cidr: ipaddress.IPv4Network
