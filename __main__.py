@@ -5,9 +5,11 @@ import pulumi
 from components.catalog import place_nodes
 from components.config import gcp_project, load_plan, load_pushed, load_quotas, ssh_private_key
 from components.mesh import WireGuardMesh, WireGuardMeshArgs
+from components.process_settings import relax_gc
 from components.providers import Providers
 from mesh.diagram import mermaid
 
+relax_gc()  # a big mesh allocates 10^5 short-lived objects: collect less often in this process
 plan = load_plan()
 quotas = load_quotas()  # a bad wgmesh:quotas is refused before anything, providers included
 ssh_key = ssh_private_key(plan.spec)

@@ -35,7 +35,7 @@ from components.firewall import (
     aws_firewalls,
     resolved_sources,
 )
-from components.images import Arch, ami_query, aws_arch
+from components.images import Arch, ami_query, aws_arch, image_keys
 from components.netplan import SitePlan, net_slug
 from components.node import (
     MeshNode,
@@ -137,7 +137,7 @@ class AwsRegion(pulumi.ComponentResource):
             f"{name}-rta", subnet_id=self.subnet.id, route_table_id=self.route_table.id, opts=child
         )
         self.internet_path.append(rta)
-        self.amis = {key: self._lookup_ami(*key) for key in _image_keys(args.nodes)}
+        self.amis = {key: self._lookup_ami(*key) for key in image_keys(args.nodes, aws_arch)}
         self.static_ips = {n.name: self._elastic_ip(n.name) for n in args.nodes}
         # Known once the subnet exists, before any instance: what peers dial under endpoints: ipv6.
         self.static_ip6s: dict[str, pulumi.Output[str]] = {}
@@ -225,16 +225,6 @@ def static_ipv6(node: str, subnet_block: str | None) -> str:
     digest = hashlib.sha256(f"wgmesh aws ipv6\0{node}".encode()).digest()
     usable = net.num_addresses - AWS_RESERVED_LOW - AWS_RESERVED_HIGH
     return str(net.network_address + AWS_RESERVED_LOW + int.from_bytes(digest[:16], "big") % usable)
-
-
-def _image_keys(nodes: Sequence[NodeSpec]) -> list[tuple[str, Arch]]:
-    """Distinct (image, arch) pairs, in node order: one AMI lookup per pair per region."""
-    keys: list[tuple[str, Arch]] = []
-    for n in nodes:
-        key = (n.image, aws_arch(n.size))
-        if key not in keys:
-            keys.append(key)
-    return keys
 
 
 class AwsNode(MeshNode):

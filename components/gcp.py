@@ -29,7 +29,7 @@ from components.firewall import (
     gcp_firewalls,
     resolved_sources,
 )
-from components.images import GCP_UBUNTU_PROJECT, Arch, gcp_arch, gcp_family
+from components.images import GCP_UBUNTU_PROJECT, Arch, gcp_arch, gcp_family, image_keys
 from components.netplan import SitePlan, net_slug, subnetwork_description
 from components.node import (
     MeshNode,
@@ -107,7 +107,7 @@ class GcpNetwork(pulumi.ComponentResource):
         # GCP routes are network-wide: return routes through a node only when one node routes.
         routers = [s.router for s in args.sites.values() if s.router is not None]
         self.router = routers[0] if len(routers) == 1 else None
-        self.images = {key: self._lookup_image(*key) for key in _image_keys(args.nodes)}
+        self.images = {key: self._lookup_image(*key) for key in image_keys(args.nodes, gcp_arch)}
         self.static_ips = {n.name: self._address(n) for n in args.nodes}
         self.static_ip6s: dict[str, pulumi.Output[str]] = {}
         if args.ipv6:
@@ -180,15 +180,6 @@ class GcpNetwork(pulumi.ComponentResource):
             description=fw.description,
             opts=pulumi.ResourceOptions(parent=self, provider=self.provider),
         )
-
-
-def _image_keys(nodes: Sequence[NodeSpec]) -> list[tuple[str, Arch]]:
-    keys: list[tuple[str, Arch]] = []
-    for n in nodes:
-        key = (n.image, gcp_arch(n.size))
-        if key not in keys:
-            keys.append(key)
-    return keys
 
 
 class GcpNode(MeshNode):

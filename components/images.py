@@ -6,8 +6,11 @@ Pure data so the program tests can check the lookups without calling a cloud.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
+
+from mesh.spec import NodeSpec
 
 Arch = Literal["amd64", "arm64"]
 
@@ -28,6 +31,12 @@ class AmiQuery:
     owner: str
     name_pattern: str
     architecture: str  # the EC2 `architecture` filter value
+
+
+def image_keys(nodes: Iterable[NodeSpec], arch: Callable[[str], Arch]) -> list[tuple[str, Arch]]:
+    """Distinct (image, arch) pairs in node order, `arch` from each node's size (aws_arch,
+    gcp_arch): one image lookup per pair (per region on AWS), however many nodes share it."""
+    return list(dict.fromkeys((n.image, arch(n.size)) for n in nodes))
 
 
 def aws_arch(instance_type: str) -> Arch:

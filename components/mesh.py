@@ -8,7 +8,6 @@ pure renderer, and the VMs come last.
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -17,6 +16,7 @@ from typing import Any
 import pulumi
 
 from cloudinit.bundle import node_bundle
+from cloudinit.remote_apply import needs_sudo
 from cloudinit.render import check_user_data_fits, client_config, node_user_data_from_conf, node_wg_conf
 from components.aws import AwsNode, AwsRegion, AwsRegionArgs
 from components.catalog import existing_site_networks
@@ -33,7 +33,6 @@ from components.providers import Providers, mesh_labels
 from components.quota_check import check_quotas
 from components.quota_plan import QuotaKey
 from components.stale import digest_of, warn_stale
-from components.sync import needs_sudo
 from mesh.errors import ConfigError, RenderError
 from mesh.keys import NodeKeys
 from mesh.placement import Placements
@@ -42,10 +41,6 @@ from mesh.site_networks import site_groups
 from mesh.spec import ClientSpec, NodeSpec, image_user
 
 MESH_TYPE = "wgmesh:index:WireGuardMesh"
-# Generation-0 threshold while a mesh evaluates: CPython's 700 runs a collection every 700
-# allocations, and the Outputs, futures and tasks of a big mesh (10^5 and more, short-lived,
-# no cycles worth chasing) made that about a third of a 200-node run. Memory grows a few MiB.
-GC_THRESHOLDS = (50_000, 50, 100)
 
 
 @dataclass(frozen=True)
@@ -86,7 +81,6 @@ class WireGuardMesh(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: WireGuardMeshArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        relax_gc()
         plan = args.plan
         spec = plan.spec
         try:
@@ -305,12 +299,6 @@ def _push_target(node: NodeSpec, values: list[Any]) -> dict[str, Any]:
     host, vm_id, digest = values
     user = image_user(node)
     return {"host": host, "user": user, "sudo": needs_sudo(user), "vmId": vm_id, "digest": digest}
-
-
-def relax_gc() -> None:
-    """Collect less often in this process (the Pulumi program's own); never lowers a setting."""
-    current = gc.get_threshold()
-    gc.set_threshold(*(max(c, t) for c, t in zip(current, GC_THRESHOLDS, strict=True)))
 
 
 def _user_data(plan: MeshPlan, node: str, wg_conf: str) -> str:

@@ -1,7 +1,7 @@
 """Live updates: push each running node's new wg0.conf over SSH and apply it in place.
 
 Opt-in (`wgmesh:mesh.liveUpdates`). Per cloud node, two `pulumi_command.remote.Command`s run
-`cloudinit.sync.apply_command()` with the node's rendered wg0.conf on standard input:
+`cloudinit.remote_apply.remote_apply_command()` with the node's rendered wg0.conf on standard input:
 
 - `<node>-peers` (`peers_only=True`): the peer and route diff only; the node keeps running
   its own key, address, MTU and port and the file is not installed;
@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_command import remote
 
-from cloudinit.sync import apply_command
+from cloudinit.remote_apply import needs_sudo, remote_apply_command
 from mesh.plan_types import MeshPlan
 from mesh.spec import NodeSpec, image_user, login_user
 
@@ -48,22 +48,6 @@ SYNC_TYPE = "wgmesh:sync:LiveSync"
 # A new VM needs a minute or two before sshd answers: 24 dials of up to 10 s each.
 DIAL_ERROR_LIMIT = 24
 PER_DIAL_TIMEOUT = 10
-# On a node still in its first boot, let cloud-init finish (it installs wg and starts wg0)
-# before the apply runs; a node that has booted returns at once. Never fails the step.
-WAIT_FOR_FIRST_BOOT = (
-    "if command -v cloud-init >/dev/null 2>&1; then cloud-init status --wait </dev/null >/dev/null 2>&1; fi"
-)
-
-
-def needs_sudo(user: str) -> bool:
-    """Non-root logins (ubuntu, admin) run the scripts through `sudo -n`."""
-    return user != "root"
-
-
-def remote_apply_command(sudo: bool, *, peers_only: bool = False) -> str:
-    """What `<node>-sync` (`<node>-peers` with `peers_only`) runs over SSH; the VM lab runs it too."""
-    return f"{WAIT_FOR_FIRST_BOOT}; {apply_command(sudo=sudo, peers_only=peers_only)}"
-
 
 VM_PREFIX = ": wgmesh-vm="
 

@@ -1,19 +1,21 @@
 """The rendered mesh as the lab sees it: mesh.json (no secrets) plus each node's user-data path.
 
-The lab never plans or renders anything itself; it only reads `make render` output.
+The lab never plans or renders anything itself; it reads `make render` output through the one
+definition of mesh.json (mesh/manifest.py) and keeps the nodes it boots (`cloud: lab`).
 """
 
 from __future__ import annotations
 
 import ipaddress
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from lab.proc import LabError
+from mesh import manifest
+from mesh.manifest import ManifestClient, ManifestNode
+from mesh.spec import IPNetwork
 
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+__all__ = ["IPNetwork", "LabClient", "LabMesh", "LabNode", "load_mesh"]  # IPNetwork: lab/topology.py
 
 
 @dataclass(frozen=True)
@@ -29,7 +31,7 @@ class LabNode:
     mtu: int
     listen_port: int
     user_data: Path
-    peers: tuple[str, ...] | None = None  # members in its wg0.conf (nodes, clients); None: not told
+    peers: tuple[str, ...]  # members in its wg0.conf (nodes, clients)
     hub: bool = False
     gateway: bool = False
     masquerade: bool = False  # NAT mesh traffic into its subnets (jumpbox)
@@ -71,14 +73,8 @@ class LabMesh:
         return frozenset(n.name for n in self.nodes)
 
     def node_peers(self, name: str) -> tuple[str, ...]:
-        """The booted nodes `name`'s wg0.conf lists (clients and other clouds left out).
-
-        A mesh.json without `peers` (an older render) means a full mesh.
-        """
-        peers = self.node(name).peers
-        if peers is None:
-            return tuple(n.name for n in self.nodes if n.name != name)
-        return tuple(p for p in peers if p in self.lab_names)
+        """The booted nodes `name`'s wg0.conf lists (clients and other clouds left out)."""
+        return tuple(p for p in self.node(name).peers if p in self.lab_names)
 
     def route_via(self, src: str, dst: str) -> str | None:
         """The node src sends dst's traffic to: None when they peer directly, else src's first hub."""
@@ -99,79 +95,65 @@ class LabMesh:
 
 def load_mesh(render_dir: Path) -> LabMesh:
     """Read <render_dir>/mesh.json; the nodes with `cloud: lab` are the ones the lab boots."""
-    path = render_dir / "mesh.json"
+    path = render_dir / manifest.MANIFEST_FILE
+    if not path.is_file():
+        raise LabError(f"{path}: not found (run `make render` or `python -m lab up --stack ...`)")
     try:
-        doc: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise LabError(f"{path}: not found (run `make render` or `python -m lab up --stack ...`)") from None
-    except json.JSONDecodeError as e:
-        raise LabError(f"{path}: not JSON ({e.msg}, line {e.lineno})") from None
-    nodes: list[LabNode] = []
-    skipped: list[str] = []
-    for i, raw in enumerate(doc.get("nodes", [])):
-        if raw.get("cloud") != "lab":
-            skipped.append(str(raw.get("name")))
-            continue
-        nodes.append(_node(raw, i, render_dir, f"{path}: nodes[{i}]"))
+        doc = manifest.load(path)
+    except manifest.ManifestError as e:
+        raise LabError(str(e)) from None
+    nodes = [
+        _node(n, i, render_dir, f"{path}: nodes[{i}]") for i, n in enumerate(doc.nodes) if n.cloud == "lab"
+    ]
     if not nodes:
         raise LabError(f"{path}: no `cloud: lab` nodes to boot (see stacks/Pulumi.lab.yaml)")
     return LabMesh(
-        stack=str(doc.get("stack", "")),
-        cidr=ipaddress.IPv4Network(doc["cidr"]),
+        stack=doc.stack,
+        cidr=doc.cidr,
         nodes=tuple(nodes),
-        skipped=tuple(skipped),
-        clients=tuple(
-            _client(raw, render_dir, f"{path}: clients[{i}]") for i, raw in enumerate(doc.get("clients", []))
-        ),
-        topology=str(doc.get("topology") or "mesh"),
-        cidr6=None if not doc.get("cidr6") else ipaddress.IPv6Network(doc["cidr6"]),
-        endpoints=str(doc.get("endpoints") or "ipv4"),
+        skipped=tuple(n.name for n in doc.nodes if n.cloud != "lab"),
+        clients=tuple(_client(c, render_dir) for c in doc.clients),
+        topology=doc.topology,
+        cidr6=doc.cidr6,
+        endpoints=doc.endpoints,
     )
 
 
-def _node(raw: dict[str, Any], index: int, render_dir: Path, where: str) -> LabNode:
-    try:
-        name = str(raw["name"])
-        user_data = render_dir / name / "user-data"
-        if not user_data.is_file():
-            raise LabError(f"{where}: {user_data} not found")
-        return LabNode(
-            name=name,
-            index=index,
-            public_ip=ipaddress.IPv4Address(raw["public_ip"]),
-            address=ipaddress.IPv4Interface(raw["address"]).ip,
-            address6=None if not raw.get("address6") else ipaddress.IPv6Interface(raw["address6"]).ip,
-            public_key=str(raw["public_key"]),
-            subnets=tuple(ipaddress.ip_network(s) for s in raw.get("subnets", [])),
-            underlay_mtu=int(raw["underlay_mtu"]),
-            mtu=int(raw["mtu"]),
-            listen_port=int(raw["listen_port"]),
-            user_data=user_data,
-            peers=None if raw.get("peers") is None else tuple(str(p) for p in raw["peers"]),
-            hub=bool(raw.get("hub", False)),
-            gateway=bool(raw.get("gateway", False)),
-            masquerade=bool(raw.get("masquerade", False)),
-            public_ip6=None if not raw.get("public_ip6") else ipaddress.IPv6Address(raw["public_ip6"]),
-        )
-    except (KeyError, ValueError, TypeError) as e:
-        raise LabError(f"{where}: unusable entry ({type(e).__name__}: {e})") from None
+def _node(node: ManifestNode, index: int, render_dir: Path, where: str) -> LabNode:
+    """A lab node and its rendered user-data (which must exist: the lab boots it)."""
+    user_data = render_dir / node.name / "user-data"
+    if not user_data.is_file():
+        raise LabError(f"{where}: {user_data} not found")
+    return LabNode(
+        name=node.name,
+        index=index,
+        public_ip=node.public_ip,
+        address=node.address,
+        address6=node.address6,
+        public_key=node.public_key,
+        subnets=node.subnets,
+        underlay_mtu=node.underlay_mtu,
+        mtu=node.mtu,
+        listen_port=node.listen_port,
+        user_data=user_data,
+        peers=node.peers,
+        hub=node.hub,
+        gateway=node.gateway,
+        masquerade=node.masquerade,
+        public_ip6=node.public_ip6,
+    )
 
 
-def _client(raw: dict[str, Any], render_dir: Path, where: str) -> LabClient:
-    """A client entry; its conf path is relative to the render dir (clients/<name>.conf)."""
-    try:
-        name = str(raw["name"])
-        keepalive = raw.get("keepalive")
-        return LabClient(
-            name=name,
-            address=ipaddress.IPv4Interface(raw["address"]).ip,
-            address6=None if not raw.get("address6") else ipaddress.IPv6Interface(raw["address6"]).ip,
-            public_key=str(raw["public_key"]),
-            mtu=int(raw["mtu"]),
-            full_tunnel=bool(raw.get("full_tunnel", False)),
-            peers=tuple(str(p) for p in raw.get("peers", ())),
-            keepalive=None if keepalive is None else int(keepalive),
-            conf=render_dir / str(raw.get("conf") or f"clients/{name}.conf"),
-        )
-    except (KeyError, ValueError, TypeError) as e:
-        raise LabError(f"{where}: unusable entry ({type(e).__name__}: {e})") from None
+def _client(client: ManifestClient, render_dir: Path) -> LabClient:
+    """A client; its conf path is relative to the render dir (clients/<name>.conf)."""
+    return LabClient(
+        name=client.name,
+        address=client.address,
+        address6=client.address6,
+        public_key=client.public_key,
+        mtu=client.mtu,
+        full_tunnel=client.full_tunnel,
+        peers=client.peers,
+        keepalive=client.keepalive,
+        conf=render_dir / client.conf,
+    )

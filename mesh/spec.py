@@ -10,7 +10,7 @@ import difflib
 import ipaddress
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal, TypeVar, cast
 
 from mesh import network_rules, site_networks
@@ -37,6 +37,8 @@ AWS_REGION_RE = re.compile(r"[a-z]{2}(-gov)?-[a-z]+-\d")
 GCP_REGION_RE = re.compile(r"[a-z]+-[a-z]+\d+")
 SSH_KEY_TYPES = r"ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com"
 SSH_KEY_RE = re.compile(rf"({SSH_KEY_TYPES}) [A-Za-z0-9+/=]+( [^\n]*)?")
+# Field metadata of what the parser fills in itself: no stack-file key (config_keys below).
+NOT_CONFIG = {"config": False}
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,7 @@ class NodeSpec:
     underlay_mtu: int = 1500
     key_epoch: int = 0  # bump to rotate this node's key (and its PSKs)
     ssh_host_key: str | None = None  # pinned SSH host key for live updates ("ssh-ed25519 AAAA...")
-    index: int = 0  # position in wgmesh:nodes, for error messages
+    index: int = field(default=0, metadata=NOT_CONFIG)  # position in wgmesh:nodes, for error messages
 
     @property
     def key(self) -> str:
@@ -113,7 +115,7 @@ class ClientSpec:
     dns: tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...] = ()
     underlay_mtu: int = CLIENT_UNDERLAY_MTU
     key_epoch: int = 0
-    index: int = 0
+    index: int = field(default=0, metadata=NOT_CONFIG)  # position in wgmesh:clients
 
     @property
     def key(self) -> str:
@@ -135,49 +137,21 @@ class MeshSpec:
 
 # ----------------------------------------------------------------------------- parsing
 
-MESH_KEYS = {
-    "cidr": "cidr",
-    "cidr6": "cidr6",
-    "port": "port",
-    "topology": "topology",
-    "keepalive": "keepalive",
-    "presharedKeys": "preshared_keys",
-    "adminCidrs": "admin_cidrs",
-    "sshPublicKeys": "ssh_public_keys",
-    "keyEpoch": "key_epoch",
-    "liveUpdates": "live_updates",
-    "sshUser": "ssh_user",
-    "endpoints": "endpoints",
-    "replaceNetworks": "replace_networks",
-}
-NODE_KEYS = {
-    "name": "name",
-    "cloud": "cloud",
-    "region": "region",
-    "zone": "zone",
-    "size": "size",
-    "image": "image",
-    "address": "address",
-    "address6": "address6",
-    "subnets": "subnets",
-    "masquerade": "masquerade",
-    "hub": "hub",
-    "gateway": "gateway",
-    "publicIp": "public_ip",
-    "publicIp6": "public_ip6",
-    "underlayMtu": "underlay_mtu",
-    "keyEpoch": "key_epoch",
-    "sshHostKey": "ssh_host_key",
-}
-CLIENT_KEYS = {
-    "name": "name",
-    "address": "address",
-    "address6": "address6",
-    "fullTunnel": "full_tunnel",
-    "dns": "dns",
-    "underlayMtu": "underlay_mtu",
-    "keyEpoch": "key_epoch",
-}
+
+def config_key(field_name: str) -> str:
+    """The stack file's camelCase key for a dataclass field: `public_ip6` -> `publicIp6`."""
+    first, *rest = field_name.split("_")
+    return first + "".join(word.capitalize() for word in rest)
+
+
+def config_keys(cls: Any) -> dict[str, str]:
+    """camelCase key -> field name, for every field of `cls` a stack file sets (not NOT_CONFIG ones)."""
+    return {config_key(f.name): f.name for f in fields(cls) if f.metadata.get("config", True)}
+
+
+MESH_KEYS = config_keys(MeshSettings)
+NODE_KEYS = config_keys(NodeSpec)
+CLIENT_KEYS = config_keys(ClientSpec)
 MTU_RANGE = (1280, 9216)
 SHORTEST_SUBNET = {4: 8, 6: 16}
 T = TypeVar("T")

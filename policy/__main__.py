@@ -8,7 +8,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pulumi_policy import EnforcementLevel, PolicyPack
 
-from policy.pack import PACK_NAME, keep_secret_markers, policies
+from policy.pack import PACK_NAME, PolicyVersionError, keep_secret_markers, policies
 
-keep_secret_markers()
+try:
+    keep_secret_markers()
+except PolicyVersionError as e:
+    sys.exit(f"wgmesh policy pack: {e}")  # one line, no traceback
 PolicyPack(name=PACK_NAME, enforcement_level=EnforcementLevel.MANDATORY, policies=list(policies()))

@@ -6,13 +6,15 @@ decodes them without the markers, so no rule could tell a secret user data from 
 `keep_secret_markers()` makes that decoding keep them as `pulumi_policy.Secret`, and
 `to_wire()` turns those back into the engine's wire form the rules read. The other paths
 (remediation, stack validation) keep their own behaviour. tests/unit/test_policy_pack.py
-drives the real analyzer servicer to prove the whole chain.
+drives the real analyzer servicer to prove the whole chain. The patch reaches into one
+release's internals, so it refuses any other (`PATCHED_PULUMI_POLICY`).
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
+from importlib import metadata
 from typing import Any
 
 import pulumi_policy
@@ -42,10 +44,28 @@ from policy.rules import (
 
 PACK_NAME = "wgmesh"
 _PATCHED = "_wgmesh_keeps_secret_markers"
+# The pulumi-policy release whose internals keep_secret_markers() patches: requirements.txt pins it.
+PATCHED_PULUMI_POLICY = "1.21.0"
+
+
+class PolicyVersionError(RuntimeError):
+    """pulumi-policy is not the release the patch was written and tested against (one line)."""
+
+
+def check_pulumi_policy_version(installed: str | None = None) -> None:
+    """Refuse to patch another pulumi-policy than PATCHED_PULUMI_POLICY (`installed`: for tests)."""
+    found = metadata.version("pulumi-policy") if installed is None else installed
+    if found != PATCHED_PULUMI_POLICY:
+        raise PolicyVersionError(
+            f"policy/pack.py patches pulumi-policy {PATCHED_PULUMI_POLICY} internals but {found} is"
+            f" installed: run `make venv` (requirements.txt pins it), or check the patch on {found}"
+            " with tests/unit/test_policy_pack.py and raise PATCHED_PULUMI_POLICY"
+        )
 
 
 def keep_secret_markers() -> None:
-    """Make `validate` see secrets as `pulumi_policy.Secret` (idempotent)."""
+    """Make `validate` see secrets as `pulumi_policy.Secret` (idempotent; pinned release only)."""
+    check_pulumi_policy_version()
     namespace = vars(policy_module)  # patched by name: the function is an internal import there
     original = namespace["deserialize_properties"]
     if getattr(original, _PATCHED, False):

@@ -7,7 +7,7 @@ live-update commands do:
 1. reads the stack's `pushTargets` output (per cloud node: host, image user, VM id, payload
    digest) and the secret `nodePayloads` output, through the Pulumi CLI;
 2. runs, over `ssh <user>@<host>`, the same apply script Pulumi's commands run
-   (`components.sync.remote_apply_command`), the payload on its standard input: first the
+   (`cloudinit.remote_apply.remote_apply_command`), the payload on its standard input: first the
    peers-only apply on every chosen node, then the full apply on each (so a rotated key is
    known to the peers before its owner switches);
 3. records each push in the stack config, `wgmesh:pushed["<node>"] = "<vm id>:<digest>"`, so the
@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cloudinit.remote_apply import remote_apply_command
 from components.stale import boot_digest, pushed_record
-from components.sync import remote_apply_command
 
 REPO = Path(__file__).resolve().parent.parent
 SSH_OPTIONS = ("-o", "BatchMode=yes", "-o", "ConnectTimeout=10")

@@ -13,24 +13,24 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import itertools
-import json
 import os
 import sys
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from cloudinit.bundle import node_bundle
 from cloudinit.render import client_config, encode_for_cloud, node_user_data_from_conf, node_wg_conf
+from mesh import manifest
 from mesh.errors import ConfigError, RenderError
 from mesh.keys import NodeKeys, private_key, public_key
+from mesh.manifest import MANIFEST_FILE, client_conf_path
 from mesh.plan import build_plan
-from mesh.plan_types import InterfacePlan, MeshPlan
+from mesh.plan_types import MeshPlan
 from mesh.spec import IPNetwork, MeshSpec
 from mesh.stackfile import load_spec, stack_name
 from tools.keyfile import load_or_create
+from tools.secretfiles import private_dir, private_umask, write_private
 
 BUNDLE_FILE = "bundle"  # <out>/<node>/bundle: the node's apply payload (secret, 0600)
 
@@ -125,75 +125,6 @@ def placeholder_endpoints6(spec: MeshSpec) -> dict[str, str]:
     return out
 
 
-def manifest(
-    stack: str,
-    plan: MeshPlan,
-    endpoints: Mapping[str, str],
-    public_keys: Mapping[str, str],
-    endpoints6: Mapping[str, str] | None = None,
-) -> dict[str, Any]:
-    """mesh.json: what the lab and a reader need to know about the mesh, and nothing secret.
-
-    Each member lists its `peers` (the names in its wg0.conf) so the lab checks what the plan
-    wants (hub and spoke, clients) instead of assuming a full mesh. `endpoints` says which
-    family nodes dial each other on, `public_ip6` each node's static IPv6 (None without one).
-    """
-    endpoints6 = endpoints6 or {}
-    mesh = plan.spec.mesh
-
-    def ip6(iface: InterfacePlan) -> str | None:
-        return None if iface.address6 is None else str(iface.address6.ip)
-
-    def peers(iface: InterfacePlan) -> list[str]:
-        return [p.name for p in iface.peers]
-
-    def keepalive(iface: InterfacePlan) -> int | None:
-        return next((p.keepalive for p in iface.peers if p.keepalive is not None), None)
-
-    return {
-        "stack": stack,
-        "topology": mesh.topology,
-        "cidr": str(mesh.cidr),
-        "cidr6": None if mesh.cidr6 is None else str(mesh.cidr6),
-        "port": mesh.port,
-        "endpoints": mesh.endpoints,
-        "nodes": [
-            {
-                "name": n.name,
-                "cloud": n.cloud,
-                "public_ip": endpoints[n.name],
-                "public_ip6": endpoints6.get(n.name),
-                "address": str(n.iface.address.ip),
-                "address6": ip6(n.iface),
-                "public_key": public_keys[n.name],
-                "subnets": [str(s) for s in plan.spec.node(n.name).subnets],
-                "underlay_mtu": n.underlay_mtu,
-                "mtu": n.iface.mtu,
-                "listen_port": n.iface.listen_port,
-                "peers": peers(n.iface),
-                "hub": plan.spec.node(n.name).hub,
-                "gateway": n.gateway,
-                "masquerade": bool(n.masquerade),
-            }
-            for n in plan.nodes
-        ],
-        "clients": [
-            {
-                "name": c.name,
-                "address": str(c.iface.address.ip),
-                "address6": ip6(c.iface),
-                "public_key": public_keys[c.name],
-                "mtu": c.iface.mtu,
-                "full_tunnel": c.full_tunnel,
-                "peers": peers(c.iface),
-                "keepalive": keepalive(c.iface),
-                "conf": f"clients/{c.name}.conf",
-            }
-            for c in plan.clients
-        ],
-    }
-
-
 @dataclass(frozen=True)
 class RenderedNode:
     name: str
@@ -214,51 +145,64 @@ def render_stack(
     """Write every node's user-data, every client's conf and mesh.json under `out`."""
     public_keys = keys.public_keys()
     rendered: list[RenderedNode] = []
-    with _private_umask():
-        _private_dir(out)
+    with private_umask():
+        private_dir(out)
         for node in plan.nodes:
             member = keys.for_member(node.name, public_keys)
             conf = node_wg_conf(plan, node.name, member, endpoints, endpoints6)
             text = node_user_data_from_conf(plan, node.name, conf)
             encoded = encode_for_cloud(text, node.cloud, node.name)  # fail here as `pulumi up` would
-            _private_dir(out / node.name)
-            _write(out / node.name / "user-data", text, 0o600)
+            private_dir(out / node.name)
+            write_private(out / node.name / "user-data", text)
             # What a live update pipes to the apply (`python -m cloudinit.sync` prints the command).
-            _write(out / node.name / BUNDLE_FILE, node_bundle(plan, node.name, conf), 0o600)
+            write_private(out / node.name / BUNDLE_FILE, node_bundle(plan, node.name, conf))
             gzipped = encoded.gzip_b64 is not None
             rendered.append(
                 RenderedNode(node.name, node.cloud, encoded.raw_bytes, encoded.sent_bytes, gzipped)
             )
         if plan.clients:
-            _private_dir(out / "clients")
+            private_dir(out / "clients")
         for client in plan.clients:
             conf = client_config(plan, client.name, keys.for_member(client.name, public_keys), endpoints)
-            _write(out / "clients" / f"{client.name}.conf", conf, 0o600)
-        doc = manifest(stack, plan, endpoints, public_keys, endpoints6)
-        _write(out / "mesh.json", json.dumps(doc, indent=2) + "\n", 0o644)
+            write_private(out / client_conf_path(client.name), conf)
+        doc = manifest.build(stack, plan, endpoints, public_keys, endpoints6)
+        write_private(out / MANIFEST_FILE, manifest.dumps(doc), 0o644)  # no secret in it
     return rendered
 
 
-@contextmanager
-def _private_umask() -> Iterator[None]:
-    old = os.umask(0o077)
-    try:
-        yield
-    finally:
-        os.umask(old)
+@dataclass(frozen=True)
+class Rendered:
+    """What `render_to` wrote: one line per node for the user, no secret."""
+
+    out: Path
+    nodes: tuple[RenderedNode, ...]
+    clients: int
+
+    def lines(self) -> list[str]:
+        lines = [
+            f"{r.name}: {r.cloud} user-data {r.raw_bytes} bytes "
+            f"({'gzip' if r.gzipped else 'plain'}, {r.sent_bytes} sent)"
+            for r in self.nodes
+        ]
+        return [
+            *lines,
+            f"wrote {len(self.nodes)} nodes, {self.clients} clients and {MANIFEST_FILE} to {self.out}",
+        ]
 
 
-def _private_dir(path: Path) -> None:
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    path.chmod(0o700)  # an existing directory may have been looser
+def render_to(stack: str | Path, out: Path, keys: Path | None = None) -> Rendered:
+    """`make render` as a function (the lab's entry point): a stack name or file rendered into `out`.
 
-
-def _write(path: Path, text: str, mode: int) -> None:
-    """Create or truncate with `mode` from the first byte (no window where a secret is readable)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        os.fchmod(f.fileno(), mode)
-        f.write(text)
+    Fresh keys, or those of the `keys` file (created when absent). Raises ConfigError for a bad
+    stack file and RenderError for a plan that cannot be rendered (both one message, no secret).
+    """
+    spec = load_spec(stack)
+    plan = build_plan(spec)
+    endpoints = placeholder_endpoints(spec)
+    material = KeyMaterial.fresh(spec) if keys is None else stored_key_material(keys, spec)
+    endpoints6 = placeholder_endpoints6(spec)
+    nodes = render_stack(stack_name(stack), plan, out, material, endpoints, endpoints6)
+    return Rendered(out, tuple(nodes), len(plan.clients))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -272,22 +216,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        spec = load_spec(args.stack)
-        plan = build_plan(spec)
-        endpoints = placeholder_endpoints(spec)
-        keys = KeyMaterial.fresh(spec) if args.keys is None else stored_key_material(args.keys, spec)
-        endpoints6 = placeholder_endpoints6(spec)
-        rendered = render_stack(stack_name(args.stack), plan, args.out, keys, endpoints, endpoints6)
+        rendered = render_to(args.stack, args.out, args.keys)
     except ConfigError as e:
         print(e, file=sys.stderr)
         return 2
     except RenderError as e:
         print(f"render: {e}", file=sys.stderr)
         return 1
-    for r in rendered:
-        form = "gzip" if r.gzipped else "plain"
-        print(f"{r.name}: {r.cloud} user-data {r.raw_bytes} bytes ({form}, {r.sent_bytes} sent)")
-    print(f"wrote {len(plan.nodes)} nodes, {len(plan.clients)} clients and mesh.json to {args.out}")
+    print("\n".join(rendered.lines()))
     return 0
 
 

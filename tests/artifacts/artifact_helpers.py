@@ -7,7 +7,6 @@ keys), then each rendered file is handed to the real consumer (cloud-init, wg, n
 from __future__ import annotations
 
 import base64
-import json
 import os
 import shutil
 import subprocess
@@ -19,6 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
+from mesh import manifest
+from mesh.manifest import MANIFEST_FILE, MeshManifest
 from mesh.plan import build_plan
 from mesh.plan_types import MeshPlan
 from mesh.stackfile import load_spec, stack_name
@@ -63,7 +64,7 @@ class Rendered:
     stack: str
     out: Path
     plan: MeshPlan
-    manifest: dict[str, Any]
+    manifest: MeshManifest
 
     def user_data_path(self, node: str) -> Path:
         return self.out / node / "user-data"
@@ -95,8 +96,8 @@ class Rendered:
 def render_stack_with_cli(stack_file: Path, out: Path) -> Rendered:
     result = run([sys.executable, "-m", "tools.render", "--stack", str(stack_file), "--out", str(out)])
     assert result.returncode == 0, result.stderr
-    manifest = json.loads((out / "mesh.json").read_text())
-    return Rendered(stack_name(stack_file), out, build_plan(load_spec(stack_file)), manifest)
+    doc = manifest.load(out / MANIFEST_FILE)
+    return Rendered(stack_name(stack_file), out, build_plan(load_spec(stack_file)), doc)
 
 
 def is_wg_key(value: str) -> bool:

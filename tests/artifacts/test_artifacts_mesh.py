@@ -10,6 +10,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
+from mesh.manifest import ManifestClient, ManifestNode
+
 from .artifact_helpers import Rendered
 from .wgconf import parse_wg_conf
 
@@ -24,8 +26,12 @@ class Link:
     has_psk: bool
 
 
-def manifest_by_name(rendered: Rendered) -> dict[str, dict[str, object]]:
-    return {m["name"]: m for m in rendered.manifest["nodes"] + rendered.manifest["clients"]}
+def manifest_by_name(rendered: Rendered) -> dict[str, ManifestNode | ManifestClient]:
+    return {m.name: m for m in rendered.manifest.members()}
+
+
+def manifest_nodes(rendered: Rendered) -> dict[str, ManifestNode]:
+    return {n.name: n for n in rendered.manifest.nodes}
 
 
 def endpoint(ip: str, port: object) -> str:
@@ -35,17 +41,17 @@ def endpoint(ip: str, port: object) -> str:
 def expected_links(rendered: Rendered) -> dict[tuple[str, str], Link]:
     """(config owner, peer public key) -> Link, from the plan and mesh.json."""
     info = manifest_by_name(rendered)
-    node_names = {n["name"] for n in rendered.manifest["nodes"]}
+    nodes = manifest_nodes(rendered)
     links = {}
     for owner in rendered.members():
         # Nodes dial each other's static IPv6 under `endpoints: ipv6`; clients always dial IPv4.
-        field = (
-            "public_ip6" if rendered.manifest["endpoints"] == "ipv6" and owner in node_names else "public_ip"
-        )
+        v6 = rendered.manifest.endpoints == "ipv6" and owner in nodes
         for peer in rendered.plan.interface(owner).peers:
-            peer_info = info[peer.name]
-            dial = endpoint(str(peer_info[field]), peer_info["listen_port"]) if peer.endpoint else None
-            links[(owner, str(peer_info["public_key"]))] = Link(
+            dial = None
+            if peer.endpoint:  # only nodes are dialed
+                node = nodes[peer.name]
+                dial = endpoint(str(node.public_ip6 if v6 else node.public_ip), node.listen_port)
+            links[(owner, info[peer.name].public_key)] = Link(
                 allowed_ips=frozenset(str(n) for n in peer.allowed_ips),
                 endpoint=dial,
                 keepalive=None if peer.keepalive is None else str(peer.keepalive),
@@ -86,7 +92,7 @@ def test_each_node_key_is_in_exactly_the_configs_that_should_hold_it(rendered: R
     actual, _ = rendered_links(rendered)
     info = manifest_by_name(rendered)
     for node in rendered.plan.nodes:
-        holders = {owner for (owner, key) in actual if key == info[node.name]["public_key"]}
+        holders = {owner for (owner, key) in actual if key == info[node.name].public_key}
         should = {
             m for m in rendered.members() if node.name in {p.name for p in rendered.plan.interface(m).peers}
         }
@@ -96,13 +102,13 @@ def test_each_node_key_is_in_exactly_the_configs_that_should_hold_it(rendered: R
 
 def test_psks_match_pairwise_and_differ_between_pairs(rendered: Rendered) -> None:
     _, psks = rendered_links(rendered)
-    name_of = {str(m["public_key"]): name for name, m in manifest_by_name(rendered).items()}
+    name_of = {m.public_key: name for name, m in manifest_by_name(rendered).items()}
     pair_psk: dict[frozenset[str], str] = {}
     for (owner, key), psk in psks.items():
         pair = frozenset((owner, name_of[key]))
         assert pair_psk.setdefault(pair, psk) == psk, f"the two ends of {sorted(pair)} disagree"
     for owner, key in psks:
-        assert (name_of[key], str(manifest_by_name(rendered)[owner]["public_key"])) in psks, (
+        assert (name_of[key], manifest_by_name(rendered)[owner].public_key) in psks, (
             f"{owner} has a PSK for {name_of[key]} but not the other way round"
         )
     assert len(set(pair_psk.values())) == len(pair_psk)
@@ -117,11 +123,11 @@ def test_interfaces_match_the_manifest(rendered: Rendered) -> None:
         m = info[member]
         addresses = [a.strip() for a in interface.one("Address").split(",")]
         assert [str(ipaddress.ip_interface(a).ip) for a in addresses] == [
-            a for a in (m["address"], m["address6"]) if a is not None
+            str(a) for a in (m.address, m.address6) if a is not None
         ], member
-        assert interface.one("MTU") == str(m["mtu"]), member
-        if member in {n.name for n in rendered.plan.nodes}:
-            assert interface.one("ListenPort") == str(m["listen_port"]), member
+        assert interface.one("MTU") == str(m.mtu), member
+        if isinstance(m, ManifestNode):
+            assert interface.one("ListenPort") == str(m.listen_port), member
         else:
             assert interface.get("ListenPort") is None, member
 
@@ -141,11 +147,9 @@ def test_no_two_peers_of_one_config_overlap(rendered: Rendered) -> None:
 
 
 def test_lab_nodes_dial_their_fixed_public_ips(rendered: Rendered) -> None:
-    info = manifest_by_name(rendered)
+    nodes = manifest_nodes(rendered)
     for node in rendered.plan.spec.nodes:
         if node.cloud == "lab":
-            assert info[node.name]["public_ip"] == str(node.public_ip)
+            assert nodes[node.name].public_ip == node.public_ip
         else:
-            assert ipaddress.ip_address(str(info[node.name]["public_ip"])) in ipaddress.ip_network(
-                "192.0.2.0/24"
-            )
+            assert nodes[node.name].public_ip in ipaddress.ip_network("192.0.2.0/24")

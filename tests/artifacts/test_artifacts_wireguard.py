@@ -36,9 +36,7 @@ def test_every_conf_survives_wg_quick_strip(rendered: Rendered, tmp_path: Path) 
 
 def test_private_keys_are_accepted_by_wg_and_match_the_manifest(rendered: Rendered) -> None:
     wg = need_tool("wg")
-    published = {
-        m["name"]: m["public_key"] for m in rendered.manifest["nodes"] + rendered.manifest["clients"]
-    }
+    published = {m.name: m.public_key for m in rendered.manifest.members()}
     for member in rendered.members():
         interface = parse_wg_conf(rendered.wg_conf(member))[0]
         result = run([wg, "pubkey"], stdin=interface.one("PrivateKey") + "\n")

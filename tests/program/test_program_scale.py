@@ -12,9 +12,9 @@ import gc
 import pulumi
 import synthetic_stacks as synthetic
 from program_expectations import only_providers
-from wgmesh_mocks import run_program
+from wgmesh_mocks import REPO, run_program, stack_config
 
-from components.mesh import GC_THRESHOLDS, relax_gc
+from components.process_settings import GC_THRESHOLDS, relax_gc
 
 
 def test_a_full_mesh_too_big_for_aws_is_refused_before_any_resource() -> None:
@@ -42,6 +42,18 @@ def test_relax_gc_only_raises_thresholds() -> None:
         assert gc.get_threshold() == (100_000, GC_THRESHOLDS[1], GC_THRESHOLDS[2])
         gc.set_threshold(700, 10, 10)
         relax_gc()
+        assert gc.get_threshold() == GC_THRESHOLDS
+    finally:
+        gc.set_threshold(*saved)
+
+
+def test_the_program_relaxes_gc_for_its_own_process() -> None:
+    """__main__.py sets it once per process (no component does: a test process is not theirs)."""
+    saved = gc.get_threshold()
+    try:
+        gc.set_threshold(700, 10, 10)
+        run = run_program("dev", stack_config(REPO / "stacks" / "Pulumi.dev.yaml"))
+        assert run.error is None, run.error
         assert gc.get_threshold() == GC_THRESHOLDS
     finally:
         gc.set_threshold(*saved)

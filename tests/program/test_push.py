@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from wgmesh_mocks import REPO
 
+from cloudinit.remote_apply import remote_apply_command
 from components.stale import boot_digest
-from components.sync import remote_apply_command
 
 PRIVATE = "PrivateKey = kP4ZgVtP0P0Zl0oC6b1cU3M9rYh0Jt1xq3b5Yw8n2Vs="
 PAYLOADS = {

@@ -284,8 +284,14 @@ class ProgramRun:
     error: BaseException | None = None
     created_in_apply: list[str] = field(default_factory=list)  # "type::name" of each such resource
 
-    def of_type(self, typ: str) -> list[Captured]:
-        return [r for r in self.resources if r.type == typ]
+    def of_type(self, typ: str, *, allow_empty: bool = False) -> list[Captured]:
+        """Every resource of `typ`; none fails (a loop over zero resources checks nothing).
+
+        `allow_empty=True` only where the test means "none of these" or copes with none itself.
+        """
+        found = [r for r in self.resources if r.type == typ]
+        assert found or allow_empty, f"{self.stack}: no {typ} resource (allow_empty=True if none is right)"
+        return found
 
     def one(self, typ: str, name: str) -> Captured:
         found = [r for r in self.resources if r.type == typ and r.name == name]

@@ -11,11 +11,20 @@ from pathlib import Path
 import pytest
 import yaml
 
+from mesh import manifest
+from mesh.errors import ConfigError
 from mesh.keys import public_key
 from mesh.plan import build_plan
 from mesh.spec import parse
 from mesh.stackfile import load_spec
-from tools.render import KeyMaterial, main, placeholder_endpoints, placeholder_endpoints6, render_stack
+from tools.render import (
+    KeyMaterial,
+    main,
+    placeholder_endpoints,
+    placeholder_endpoints6,
+    render_stack,
+    render_to,
+)
 
 DOC_NETS = (ipaddress.ip_network("192.0.2.0/24"), ipaddress.ip_network("203.0.113.0/24"))
 
@@ -166,14 +175,14 @@ def test_placeholder_ipv6_for_cloud_nodes_only_when_the_mesh_gives_them_one() ->
 
 def test_mesh_json_says_which_family_nodes_dial_and_each_nodes_ipv6(tmp_path: Path) -> None:
     render("ipv6", tmp_path)
-    doc = json.loads((tmp_path / "mesh.json").read_text())
-    assert doc["endpoints"] == "ipv6"
-    assert [n["public_ip6"] for n in doc["nodes"]] == ["2001:db8::a", "2001:db8::b", "2001:db8::c"]
+    doc = manifest.load(tmp_path / "mesh.json")
+    assert doc.endpoints == "ipv6"
+    assert [str(n.public_ip6) for n in doc.nodes] == ["2001:db8::a", "2001:db8::b", "2001:db8::c"]
     conf = (tmp_path / "aws-fra" / "user-data").read_text()
     assert "Endpoint = [2001:db8::b]:51820" in conf and "Endpoint = [2001:db8::c]:51820" in conf
     render("dev", tmp_path / "dev")
-    dev = json.loads((tmp_path / "dev" / "mesh.json").read_text())
-    assert dev["endpoints"] == "ipv4" and {n["public_ip6"] for n in dev["nodes"]} == {None}
+    dev = manifest.load(tmp_path / "dev" / "mesh.json")
+    assert dev.endpoints == "ipv4" and {n.public_ip6 for n in dev.nodes} == {None}
 
 
 def write_stack(path: Path, nodes: list[dict[str, object]], cidr: str = "10.77.0.0/24") -> Path:
@@ -188,6 +197,21 @@ def test_main_renders_a_stack_and_reports_sizes(tmp_path: Path, capsys: pytest.C
     assert "lab-a: lab user-data" in out
     assert (tmp_path / "r" / "lab-c" / "user-data").is_file()
     assert "PrivateKey" not in out
+
+
+def test_render_to_is_make_render_as_a_function(tmp_path: Path) -> None:
+    """What the lab calls: the same files as the CLI, the summary as data, errors as exceptions."""
+    rendered = render_to("lab-roaming", tmp_path / "r")
+    assert [r.name for r in rendered.nodes] == ["lab-a", "lab-b"]
+    assert (
+        rendered.lines()[-1] == f"wrote 2 nodes, {rendered.clients} clients and mesh.json to {tmp_path / 'r'}"
+    )
+    assert rendered.clients > 0 and (tmp_path / "r" / "clients").is_dir()
+    assert manifest.load(tmp_path / "r" / "mesh.json").stack == "lab-roaming"
+    stack = write_stack(tmp_path / "Pulumi.bad.yaml", [{"name": "x", "cloud": "azure"}])
+    with pytest.raises(ConfigError, match=r"wgmesh:nodes\[0\]\.cloud"):
+        render_to(stack, tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
 
 
 def test_config_error_exits_2_with_the_message_and_no_traceback(

@@ -16,7 +16,15 @@ from google.protobuf import json_format, struct_pb2  # type: ignore[import-untyp
 from pulumi.runtime.proto import analyzer_pb2
 from pulumi_policy.policy import _PolicyAnalyzerServicer
 
-from policy.pack import PACK_NAME, keep_secret_markers, policies, to_wire
+from policy.pack import (
+    PACK_NAME,
+    PATCHED_PULUMI_POLICY,
+    PolicyVersionError,
+    check_pulumi_policy_version,
+    keep_secret_markers,
+    policies,
+    to_wire,
+)
 from policy.rules import (
     AWS_INSTANCE,
     AWS_SG,
@@ -133,3 +141,44 @@ def test_without_the_patch_pulumi_policy_drops_secret_markers() -> None:
         [sys.executable, "-c", code], cwd=POLICY_DIR.parent, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "['wgmesh-user-data-secret']"
+
+
+def test_the_patched_release_is_the_pinned_and_installed_one() -> None:
+    from importlib import metadata
+
+    pins = (POLICY_DIR.parent / "requirements.txt").read_text().splitlines()
+    assert f"pulumi-policy=={PATCHED_PULUMI_POLICY}" in pins
+    assert metadata.version("pulumi-policy") == PATCHED_PULUMI_POLICY
+    check_pulumi_policy_version()  # the installed one passes
+
+
+def test_another_pulumi_policy_release_is_refused_in_one_line() -> None:
+    with pytest.raises(PolicyVersionError) as err:
+        check_pulumi_policy_version("1.22.0")
+    message = str(err.value)
+    assert "\n" not in message
+    assert f"patches pulumi-policy {PATCHED_PULUMI_POLICY} internals but 1.22.0 is installed" in message
+
+
+def test_the_pack_stops_before_patching_another_release() -> None:
+    """The entry point exits with the one line (no traceback) and leaves pulumi-policy unpatched."""
+    import subprocess
+    import sys
+
+    code = (
+        "import importlib.metadata as m, runpy, sys\n"
+        "real = m.version\n"
+        "m.version = lambda name: '1.22.0' if name == 'pulumi-policy' else real(name)\n"
+        "try:\n"
+        "    runpy.run_path('policy/__main__.py', run_name='__main__')\n"
+        "finally:\n"
+        "    import pulumi_policy.policy as p\n"
+        "    patched = hasattr(p.deserialize_properties, '_wgmesh_keeps_secret_markers')\n"
+        "    print('patched' if patched else 'unpatched')\n"
+    )
+    argv = [sys.executable, "-c", code]
+    out = subprocess.run(argv, cwd=POLICY_DIR.parent, capture_output=True, text=True, check=False)
+    assert out.returncode == 1
+    assert out.stdout.strip() == "unpatched"
+    assert out.stderr.startswith("wgmesh policy pack: policy/pack.py patches pulumi-policy ")
+    assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr

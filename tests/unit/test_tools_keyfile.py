@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from mesh import manifest
 from mesh.errors import RenderError
 from mesh.keys import private_key
+from mesh.manifest import MANIFEST_FILE
 from mesh.spec import MeshSpec
 from mesh.stackfile import load_spec
 from tools.keyfile import load_or_create
@@ -65,6 +67,6 @@ def test_render_with_keys_file_keeps_public_keys(tmp_path: Path) -> None:
         out = tmp_path / run
         stack = str(STACKS / "Pulumi.day2-three.yaml")
         assert render_main(["--stack", stack, "--out", str(out), "--keys", str(keys)]) == 0
-        mesh = json.loads((out / "mesh.json").read_text())
-        pubs.append({n["name"]: n["public_key"] for n in mesh["nodes"]})
+        mesh = manifest.load(out / MANIFEST_FILE)
+        pubs.append({n.name: n.public_key for n in mesh.nodes})
     assert pubs[0] == pubs[1] and len(set(pubs[0].values())) == 3
