@@ -1,4 +1,4 @@
-"""The shell scripts in cloudinit/scripts/, read as package resources (they travel inside commands and user data).
+"""The shell scripts in cloudinit/scripts/, read as package resources (they travel in commands and user data).
 
 A script file opens with a header: its shebang and the comment lines saying what it does and how
 it is called. `script_body()` drops that header, so what reaches a node is the code alone: the

@@ -48,6 +48,7 @@ Anything `wg` prints on stderr passes through a filter that replaces base64 keys
 from __future__ import annotations
 
 import shlex
+
 from cloudinit.host import accept_ra_guard_script
 from cloudinit.script_files import script_text
 from cloudinit.wireguard import WG_INTERFACE

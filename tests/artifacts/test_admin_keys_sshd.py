@@ -19,6 +19,8 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from cloudinit.bundle import encode_bundle, node_bundle, parse_bundle
 from cloudinit.sync import apply_command
 from mesh.plan import build_plan
@@ -26,6 +28,8 @@ from mesh.plan_types import MeshPlan
 from mesh.spec import parse
 
 from .artifact_helpers import need_root, need_tool
+
+pytestmark = pytest.mark.netns  # root and throwaway namespaces
 
 # The scenario: $1 work dir (keys, bundles, fakes), $2 sshd; prints one line a probe.
 SCRIPT = Path(__file__).with_name("scripts") / "admin-keys-sshd.sh"

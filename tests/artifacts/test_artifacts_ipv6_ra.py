@@ -67,6 +67,7 @@ def ipv6_stack(rendered_stacks: dict[str, Rendered]) -> Rendered:
     return r
 
 
+@pytest.mark.netns
 def test_forwarding_without_the_guard_drops_a_kernel_ra_route(ipv6_stack: Rendered, tmp_path: Path) -> None:
     """The risk is real: the rendered file alone deletes the route at once, and later RAs are ignored."""
     v = run_scenario(ipv6_stack, tmp_path, accept_ra=1, learn=KERNEL_LEARNS, guard=False)
@@ -75,6 +76,7 @@ def test_forwarding_without_the_guard_drops_a_kernel_ra_route(ipv6_stack: Render
     assert v["REFRESHED"] == ""
 
 
+@pytest.mark.netns
 def test_guard_keeps_a_kernel_ra_route_and_later_ras(ipv6_stack: Rendered, tmp_path: Path) -> None:
     v = run_scenario(ipv6_stack, tmp_path, accept_ra=1, learn=KERNEL_LEARNS, guard=True)
     assert "proto ra" in v["AFTER"], v
@@ -84,6 +86,7 @@ def test_guard_keeps_a_kernel_ra_route_and_later_ras(ipv6_stack: Rendered, tmp_p
     assert v["PERSISTED"].splitlines()[1:] == ["-net.ipv6.conf.up0.accept_ra = 2"]
 
 
+@pytest.mark.netns
 def test_guard_leaves_networkd_links_alone(ipv6_stack: Rendered, tmp_path: Path) -> None:
     """networkd sets accept_ra=0 and installs RA routes itself: forwarding keeps them, the guard stays out."""
     v = run_scenario(ipv6_stack, tmp_path, accept_ra=0, learn=NETWORKD_INSTALLS, guard=True)
@@ -92,6 +95,7 @@ def test_guard_leaves_networkd_links_alone(ipv6_stack: Rendered, tmp_path: Path)
     assert v["PERSISTED"] == ""
 
 
+@pytest.mark.netns
 def test_guard_leaves_static_routes_alone(ipv6_stack: Rendered, tmp_path: Path) -> None:
     """A static gateway (Hetzner) survives forwarding as it is; the guard only acts on RA routes."""
     v = run_scenario(ipv6_stack, tmp_path, accept_ra=1, learn=STATIC_GATEWAY, guard=True)
@@ -100,6 +104,7 @@ def test_guard_leaves_static_routes_alone(ipv6_stack: Rendered, tmp_path: Path) 
     assert v["PERSISTED"] == ""
 
 
+@pytest.mark.netns
 def test_persisted_file_applies_at_boot_with_systemd_sysctl(ipv6_stack: Rendered, tmp_path: Path) -> None:
     """Later boots: systemd-sysctl (and its udev hook per new interface) reads the kept key;
     the '-' prefix makes an interface that is gone no error."""
