@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path, PurePosixPath
 
 import pytest
+from test_cloudinit_sync import shellcheck
 
 from cloudinit.host import ACCEPT_RA_PATH, SYSCTL_PATH, accept_ra_guard_step, sysctl_conf
 
@@ -45,6 +46,17 @@ def test_guard_only_raises_interfaces_at_one_and_keeps_them_optional() -> None:
     assert "echo 2 >" in script
     assert "-net.ipv6.conf." in script  # '-': an interface gone at boot is no error
     assert "route show default proto ra" in script  # only RA-learned defaults, never static ones
+
+
+def test_what_the_node_runs_is_shellcheck_clean_posix_sh() -> None:
+    proc = subprocess.run(
+        [shellcheck(), "-s", "sh", "--severity=style", "-"],
+        input=accept_ra_guard_step()[2],
+        text=True,
+        capture_output=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout
 
 
 def test_guard_script_parses_as_posix_sh() -> None:

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from test_cloudinit_sync import shellcheck
 
 from cloudinit.healthcheck import (
     SCRIPT_NAME,
@@ -86,6 +87,18 @@ def test_script_is_valid_bash() -> None:
     assert bash is not None
     result = subprocess.run([bash, "-n"], check=False, input=health_script(), text=True, capture_output=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_what_the_node_runs_is_shellcheck_clean() -> None:
+    """The script without its header (and the shebang that names bash for shellcheck)."""
+    proc = subprocess.run(
+        [shellcheck(), "-s", "bash", "--severity=style", "-"],
+        input=health_script(),
+        text=True,
+        capture_output=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout
 
 
 def test_all_fresh_and_full_mtu_passes(fake: Path) -> None:
