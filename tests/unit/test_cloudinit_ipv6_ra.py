@@ -174,4 +174,5 @@ def test_the_node_gets_the_script_file_without_its_header() -> None:
     text = (Path(__file__).resolve().parents[2] / "cloudinit/scripts/wgmesh-ra-guard.sh").read_text()
     body = accept_ra_guard_step()[2]
     assert text.startswith("#!/bin/sh\n") and text.endswith(body)
-    assert not body.startswith("#")
+    assert "#!" not in body and "Usage:" not in body  # the header stays in the file
+    assert body.startswith("# The interfaces holding an RA-learned IPv6 default route")  # comments go along

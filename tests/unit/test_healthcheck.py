@@ -185,6 +185,7 @@ def test_the_node_gets_the_script_file_without_its_header() -> None:
     body = health_script()
     assert text.startswith("#!/bin/bash\n") and text.endswith(body)
     assert body.startswith("set -uo pipefail\n")  # the first line of code: no shebang, no header comment
+    assert "Usage:" not in body and "# Seconds since the peer's latest handshake" in body
 
 
 def test_no_peers_is_ok(fake: Path) -> None:
