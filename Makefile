@@ -44,7 +44,7 @@ lint: venv
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy .
-	.venv/bin/shellcheck --severity=style cloudinit/scripts/*
+	scripts/lint-shell
 
 test: venv debs lint
 	$(PY) -m pytest

@@ -18,6 +18,7 @@ import ipaddress
 import shlex
 from collections.abc import Iterable
 
+from cloudinit.script_files import script_body
 from cloudinit.wireguard import WG_INTERFACE
 from mesh.plan_types import NodePlan
 from mesh.spec import IPNetwork
@@ -55,19 +56,16 @@ def sysctl_conf(ipv6: bool) -> str:
 
 ACCEPT_RA_PATH = "/etc/sysctl.d/89-wgmesh-accept-ra.conf"  # sorts before SYSCTL_PATH
 
-# For each interface holding an RA-learned IPv6 default route whose RAs the kernel handles (accept_ra 1):
-# raise it to 2 now and write the same key, "-" prefixed (absent interface: no error), for later boots.
-ACCEPT_RA_SCRIPT = r"""conf=""
-devs='{for (i = 1; i < NF; i++) if ($i == "dev") print $(i + 1)}'
-for dev in $(ip -6 -o route show default proto ra 2>/dev/null | awk "$devs" | sort -u); do
-    f="/proc/sys/net/ipv6/conf/$dev/accept_ra"
-    [ "$(cat "$f" 2>/dev/null)" = 1 ] || continue
-    echo 2 > "$f"
-    conf="$conf-net.ipv6.conf.$(echo "$dev" | tr . /).accept_ra = 2
-"
-done
-[ -z "$conf" ] || printf '# wgmesh: keep RA default routes with forwarding on\n%s' "$conf" > "$0"
-"""
+RA_GUARD_FILE = "wgmesh-ra-guard.sh"  # in cloudinit/scripts/
+
+
+def accept_ra_guard_script() -> str:
+    """The POSIX sh guard (cloudinit/scripts/wgmesh-ra-guard.sh without its header; $0: the file it writes).
+
+    For each interface with an RA-learned IPv6 default route whose RAs the kernel handles
+    (accept_ra 1): raise it to 2 now and keep the key, "-" prefixed, in that file for later boots.
+    """
+    return script_body(RA_GUARD_FILE)
 
 
 def accept_ra_guard_step(path: str = ACCEPT_RA_PATH) -> tuple[str, ...]:
@@ -79,7 +77,7 @@ def accept_ra_guard_step(path: str = ACCEPT_RA_PATH) -> tuple[str, ...]:
     supported images use systemd-networkd via netplan, which sets accept_ra=0 and handles RAs in
     userspace whatever the sysctl says: their uplinks are at 0 and are left alone.
     """
-    return ("sh", "-c", ACCEPT_RA_SCRIPT, path)
+    return ("sh", "-c", accept_ra_guard_script(), path)
 
 
 def nft_load_command(path: str = NFT_PATH) -> str:

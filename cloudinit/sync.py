@@ -48,10 +48,9 @@ Anything `wg` prints on stderr passes through a filter that replaces base64 keys
 from __future__ import annotations
 
 import shlex
-from functools import cache
-from importlib import resources
 
-from cloudinit.host import ACCEPT_RA_SCRIPT
+from cloudinit.host import accept_ra_guard_script
+from cloudinit.script_files import script_text
 from cloudinit.wireguard import WG_INTERFACE
 
 SUMMARY_PREFIX = "wgmesh-apply:"
@@ -61,17 +60,12 @@ PEERS_ONLY_FLAG = "--peers-only"
 SCRIPT_FILE = "wgmesh-apply.bash"
 
 
-@cache
-def _script_template() -> str:
-    return resources.files("cloudinit").joinpath("scripts", SCRIPT_FILE).read_text(encoding="utf-8")
-
-
 def apply_script(interface: str = WG_INTERFACE) -> str:
     """The bash script text (no secret in it): reads the bundle (or a bare conf) on stdin or from `$1`."""
     return (
-        _script_template()
+        script_text(SCRIPT_FILE)
         .replace("@IF@", shlex.quote(interface))
-        .replace("@RA_GUARD@", ACCEPT_RA_SCRIPT.rstrip("\n"))
+        .replace("@RA_GUARD@", accept_ra_guard_script().rstrip("\n"))
     )
 
 

@@ -6,7 +6,7 @@
 set -euo pipefail
 umask 077
 IF=@IF@
-# cloudinit/host.py's IPv6 RA guard (an sh script; $0 = the sysctl file it writes).
+# The IPv6 RA guard, cloudinit/scripts/wgmesh-ra-guard.sh (an sh script; $0 = the sysctl file it writes).
 RA_GUARD=$(
   cat <<'WGMESH_RA_GUARD'
 @RA_GUARD@

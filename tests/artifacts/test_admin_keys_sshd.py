@@ -19,6 +19,8 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from cloudinit.bundle import encode_bundle, node_bundle, parse_bundle
 from cloudinit.sync import apply_command
 from mesh.plan import build_plan
@@ -27,45 +29,10 @@ from mesh.spec import parse
 
 from .artifact_helpers import need_root, need_tool
 
-# $1 work dir (keys, bundles, fakes), $2 sshd. Prints one `<step> <key>: <user or refused>` a probe.
-SCRIPT = r"""
-set -eu
-W=$1; SSHD=$2
-for top in etc var home run; do
-  mkdir -p "$W/ov/$top/u" "$W/ov/$top/w"
-  if [ "$top" = run ] || [ "$top" = home ]; then mount -t tmpfs "wgm-$top" "/$top"; continue; fi
-  mount -t overlay "wgm-$top" -o "lowerdir=/$top,upperdir=$W/ov/$top/u,workdir=$W/ov/$top/w" "/$top"
-done
-ip link set lo up
-id -u sshd >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin sshd
-mkdir -p /etc/ssh /run/sshd
-ssh-keygen -A >/dev/null  # host keys in the overlay: the apply's `sshd -t` check needs them
-ln -s "$SSHD" "$W/bin/sshd"  # the apply finds sshd on PATH and checks the drop-in with it
-cat >"$W/sshd_config" <<EOF
-Include /etc/ssh/sshd_config.d/*.conf
-UsePAM no
-ListenAddress 127.0.0.1:2222
-PidFile $W/sshd.pid
-EOF
-probe() {
-  for k in a b; do
-    who=$(ssh -q -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
-      -o ConnectTimeout=5 -i "$W/key_$k" -p 2222 ops@127.0.0.1 id -un 2>/dev/null) || who=refused
-    echo "$1 $k: $who"
-  done
-}
-PATH="$W/bin:$PATH" sh -c "$APPLY" <"$W/bundle1" >"$W/apply1.out"
-"$SSHD" -f "$W/sshd_config" -E "$W/sshd.log"
-trap 'kill "$(cat "$W/sshd.pid")"' EXIT
-sleep 0.3
-probe first
-PATH="$W/bin:$PATH" sh -c "$APPLY" <"$W/bundle2" >"$W/apply2.out"
-probe rotated
-stat -c '%U %a' /etc/wgmesh/ssh/ops
-PATH="$W/bin:$PATH" sh -c "$APPLY" <"$W/bundle3" >"$W/apply3.out" 2>&1 && echo "bad drop-in: applied"
-grep -q NoSuchOption /etc/ssh/sshd_config.d/10-wgmesh.conf && echo "bad drop-in: installed"
-probe refused
-"""
+pytestmark = pytest.mark.netns  # root and throwaway namespaces
+
+# The scenario: $1 work dir (keys, bundles, fakes), $2 sshd; prints one line a probe.
+SCRIPT = Path(__file__).with_name("scripts") / "admin-keys-sshd.sh"
 FAKE_WG = '#!/bin/sh\n[ "$1" != show ] || exit 0\nexit 0\n'
 FAKE_WG_QUICK = '#!/bin/sh\n[ "$1" = strip ] && exec grep -Ev \'^(Address|PostUp|PostDown) =\' "$2"\nexit 0\n'
 CONF = "[Interface]\nPrivateKey = {key}\nAddress = 10.77.0.1/24\nListenPort = 51820\n"
@@ -117,9 +84,7 @@ def test_rotated_admin_key_stops_logging_in_and_ssh_user_is_created(tmp_path: Pa
             "private",
             "--",
             "sh",
-            "-c",
-            SCRIPT,
-            "t",
+            str(SCRIPT),
             str(work),
             sshd,
         ],

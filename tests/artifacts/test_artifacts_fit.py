@@ -58,6 +58,7 @@ def render(plan: MeshPlan, keys: KeyMaterial, endpoints: dict[str, str], node: s
     return node_user_data(plan, node, member, endpoints), node_wg_conf(plan, node, member, endpoints)
 
 
+@pytest.mark.netns
 def test_cloud_init_writes_the_compressed_wg_conf_byte_for_byte(
     big: tuple[MeshPlan, KeyMaterial, dict[str, str]], tmp_path: Path
 ) -> None:

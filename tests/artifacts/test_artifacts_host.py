@@ -9,11 +9,15 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
+import pytest
+
 from cloudinit.cloudconfig import INSTALL_STEP
 from cloudinit.host import NFT_PATH, SYSCTL_PATH
 
 from .artifact_helpers import Rendered, need_root, need_tool, run
 from .wgconf import parse_wg_conf
+
+pytestmark = pytest.mark.netns  # root and throwaway namespaces
 
 
 def netns_tool(name: str) -> str:

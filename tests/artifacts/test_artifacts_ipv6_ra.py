@@ -26,33 +26,13 @@ RA_SENDER = Path(__file__).with_name("ra_sender.py")
 SYSTEMD_SYSCTL = Path("/lib/systemd/systemd-sysctl")  # what boots apply sysctl.d with (udev too)
 IPV6_STACK = "ipv6"
 
-# Uplink with IPv6 up, router link-local ready, one RA (router lifetime 1800 s) learned or a
-# userspace route added; then optionally the guard; then the rendered file; then an RA of 600 s.
-SCENARIO = """
-ip link set lo up
-ip link add up0 type veth peer name rt0
-sysctl -qw net.ipv6.conf.up0.accept_dad=0 net.ipv6.conf.rt0.accept_dad=0
-sysctl -qw net.ipv6.conf.up0.accept_ra={accept_ra} net.ipv6.conf.rt0.accept_ra=0
-ip link set up0 up
-ip link set rt0 up
-wait_for() {{ for _ in $(seq 50); do eval "$1" && return 0; sleep 0.1; done; return 1; }}
-wait_for 'ip -6 addr show dev rt0 scope link | grep -q fe80'
-wait_for 'ip -6 addr show dev up0 scope link | grep -q fe80'
-{learn}
-echo "BEFORE=$(ip -6 route show default dev up0)"
-{guard}
-{sysctl} -q -p {conf}
-echo "AFTER=$(ip -6 route show default dev up0)"
-echo "ACCEPT_RA=$(cat /proc/sys/net/ipv6/conf/up0/accept_ra)"
-{python} {sender} rt0 600
-wait_for 'ip -6 route show default dev up0 | grep -q "expires [1-5]\\?[0-9]\\?[0-9]sec"' || true
-echo "REFRESHED=$(ip -6 route show default dev up0)"
-"""
-KERNEL_LEARNS = "{python} {sender} rt0 1800\nwait_for 'ip -6 route show default dev up0 | grep -q proto.ra'"
-# systemd-networkd installs the route it learned from an RA itself, over netlink, as `proto ra`.
-NETWORKD_INSTALLS = "ip -6 route add default via fe80::1 dev up0 proto ra"
-# Hetzner: a static IPv6 from the metadata network-config, gateway fe80::1 (cloud-init renders it).
-STATIC_GATEWAY = "ip -6 route add default via fe80::1 dev up0 proto static"
+# What each check does: scripts/ra-scenario.bash (uplink, a learned default route, optionally the
+# guard, then the rendered sysctl file, then an RA of 600 s); it prints KEY=value lines.
+SCENARIO = Path(__file__).with_name("scripts") / "ra-scenario.bash"
+# How up0 got its default route (the scenario's LEARN argument):
+KERNEL_LEARNS = "kernel"  # the kernel, from an RA of router lifetime 1800 s
+NETWORKD_INSTALLS = "networkd"  # systemd-networkd, which installs its RA route itself as `proto ra`
+STATIC_GATEWAY = "static"  # Hetzner: a static IPv6 from the metadata network-config, gateway fe80::1
 
 
 def expires(route: str) -> int | None:
@@ -69,15 +49,10 @@ def run_scenario(
     conf = extract(rendered, node, SYSCTL_PATH, tmp_path)
     assert "net.ipv6.conf.all.forwarding = 1" in conf.read_text()
     persisted = tmp_path / "89-wgmesh-accept-ra.conf"
-    fill = {"python": shlex.quote(sys.executable), "sender": shlex.quote(str(RA_SENDER))}
-    script = SCENARIO.format(
-        accept_ra=accept_ra,
-        learn=learn.format(**fill),
-        guard=shlex.join(accept_ra_guard_step(str(persisted))) if guard else ":",
-        sysctl=sysctl,
-        conf=shlex.quote(str(conf)),
-        **fill,
-    )
+    step = accept_ra_guard_step(str(persisted))
+    assert step[:2] == ("sh", "-c")  # the scenario runs it the same way: sh -c SCRIPT FILE
+    args = [str(accept_ra), learn, sysctl, str(conf), sys.executable, str(RA_SENDER)]
+    script = shlex.join(["bash", str(SCENARIO), *args, *(step[2:] if guard else [])])
     code, output = in_new_netns(script)
     assert code == 0, output
     values = dict(line.split("=", 1) for line in output.splitlines() if re.match(r"^[A-Z_]+=", line))
@@ -92,6 +67,7 @@ def ipv6_stack(rendered_stacks: dict[str, Rendered]) -> Rendered:
     return r
 
 
+@pytest.mark.netns
 def test_forwarding_without_the_guard_drops_a_kernel_ra_route(ipv6_stack: Rendered, tmp_path: Path) -> None:
     """The risk is real: the rendered file alone deletes the route at once, and later RAs are ignored."""
     v = run_scenario(ipv6_stack, tmp_path, accept_ra=1, learn=KERNEL_LEARNS, guard=False)
@@ -100,6 +76,7 @@ def test_forwarding_without_the_guard_drops_a_kernel_ra_route(ipv6_stack: Render
     assert v["REFRESHED"] == ""
 
 
+@pytest.mark.netns
 def test_guard_keeps_a_kernel_ra_route_and_later_ras(ipv6_stack: Rendered, tmp_path: Path) -> None:
     v = run_scenario(ipv6_stack, tmp_path, accept_ra=1, learn=KERNEL_LEARNS, guard=True)
     assert "proto ra" in v["AFTER"], v
@@ -109,6 +86,7 @@ def test_guard_keeps_a_kernel_ra_route_and_later_ras(ipv6_stack: Rendered, tmp_p
     assert v["PERSISTED"].splitlines()[1:] == ["-net.ipv6.conf.up0.accept_ra = 2"]
 
 
+@pytest.mark.netns
 def test_guard_leaves_networkd_links_alone(ipv6_stack: Rendered, tmp_path: Path) -> None:
     """networkd sets accept_ra=0 and installs RA routes itself: forwarding keeps them, the guard stays out."""
     v = run_scenario(ipv6_stack, tmp_path, accept_ra=0, learn=NETWORKD_INSTALLS, guard=True)
@@ -117,6 +95,7 @@ def test_guard_leaves_networkd_links_alone(ipv6_stack: Rendered, tmp_path: Path)
     assert v["PERSISTED"] == ""
 
 
+@pytest.mark.netns
 def test_guard_leaves_static_routes_alone(ipv6_stack: Rendered, tmp_path: Path) -> None:
     """A static gateway (Hetzner) survives forwarding as it is; the guard only acts on RA routes."""
     v = run_scenario(ipv6_stack, tmp_path, accept_ra=1, learn=STATIC_GATEWAY, guard=True)
@@ -125,6 +104,7 @@ def test_guard_leaves_static_routes_alone(ipv6_stack: Rendered, tmp_path: Path) 
     assert v["PERSISTED"] == ""
 
 
+@pytest.mark.netns
 def test_persisted_file_applies_at_boot_with_systemd_sysctl(ipv6_stack: Rendered, tmp_path: Path) -> None:
     """Later boots: systemd-sysctl (and its udev hook per new interface) reads the kept key;
     the '-' prefix makes an interface that is gone no error."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from .artifact_helpers import Rendered, is_wg_key, need_root, need_tool, run
 from .wgconf import parse_wg_conf
 
@@ -20,6 +22,7 @@ def conf_file(tmp_path: Path, member: str, text: str) -> Path:
     return path
 
 
+@pytest.mark.netns
 def test_every_conf_survives_wg_quick_strip(rendered: Rendered, tmp_path: Path) -> None:
     need_root()  # wg-quick re-runs itself through sudo when not root, even for `strip`
     wg_quick = need_tool("wg-quick")

@@ -37,6 +37,8 @@ from mesh.spec import parse
 
 from .artifact_helpers import need_root, need_tool
 
+pytestmark = pytest.mark.netns  # root and throwaway namespaces
+
 PREFIX = f"wgm-hr{os.getpid()}-"
 WG_MTU = 1380  # the route MTU into wg0, below the 1500 of every other link
 PORT = 5301

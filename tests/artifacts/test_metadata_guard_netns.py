@@ -19,6 +19,8 @@ from cloudinit.host import METADATA_NTP_COMMENT, METADATA_V4, metadata_guard_rul
 
 from .artifact_helpers import need_root, need_tool, run
 
+pytestmark = pytest.mark.netns  # root and throwaway namespaces
+
 # Inside the namespace: bring lo up with the metadata address, load the guard, then per probe a
 # root listener and a client (root or nobody). Prints {"probe": "got" | "none" | error name}.
 PROBE = r"""

@@ -282,6 +282,7 @@ def in_new_netns(script: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.netns
 def test_metadata_guard_passes_nft_check_and_loads_twice_without_duplicates(tmp_path: Path) -> None:
     nft = require_root_and("nft")
     ruleset = tmp_path / "guard.nft"

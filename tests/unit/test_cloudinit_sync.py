@@ -40,7 +40,11 @@ def shellcheck() -> str:
 
 
 def test_every_script_file_is_shellcheck_clean() -> None:
-    assert [p.name for p in SCRIPTS] == ["wgmesh-apply.bash"]  # a new script is checked too
+    assert [p.name for p in SCRIPTS] == [  # a new script is checked too
+        "wgmesh-apply.bash",
+        "wgmesh-health.bash",
+        "wgmesh-ra-guard.sh",
+    ]
     proc = subprocess.run(
         [shellcheck(), "--severity=style", *map(str, SCRIPTS)], text=True, capture_output=True, check=False
     )
@@ -95,25 +99,7 @@ def test_parse_summary_reads_the_last_summary_line() -> None:
 
 # ------------------------------------------------ the peer diff, against a fake `wg` on PATH
 
-FAKE_WG = r"""#!/bin/bash
-printf '%s\n' "$*" >>"$FAKE/calls"
-if [ "$1" = show ]; then
-  case $3 in
-    dump) cat "$FAKE/dump" ;;
-    listen-port) echo 51820 ;;
-    private-key) head -n 1 "$FAKE/dump" | cut -f 1 ;;
-    fwmark) echo off ;;
-    peers) tail -n +2 "$FAKE/dump" | cut -f 1 ;;
-    allowed-ips) tail -n +2 "$FAKE/dump" | awk -F '\t' '{ gsub(",", " ", $4); print $1 "\t" $4 }' ;;
-  esac
-  exit 0
-fi
-[ "$1" = addconf ] && cat "$3" >>"$FAKE/addconf"
-prev=""
-for a in "$@"; do [ "$prev" = preshared-key ] && cat "$a" >>"$FAKE/psk"; prev=$a; done
-[ -z "${FAKE_FAIL:-}" ] || [[ $* != *"$FAKE_FAIL"* ]] || exit 1
-exit 0
-"""
+FAKE_WG = (Path(__file__).with_name("scripts") / "fake-wg").read_text()
 FAKE_WG_QUICK = r"""#!/bin/bash
 if [ "$1" != strip ]; then printf 'wg-quick %s\n' "$*" >>"$FAKE/calls"; exit 0; fi
 grep -Ev '^[[:space:]]*(Address|MTU|DNS|Table|PreUp|PostUp|PreDown|PostDown|SaveConfig)[[:space:]]*=' "$2"

@@ -1,20 +1,31 @@
-"""The rendered health script: bash -n clean, and its verdicts against a fake `wg` and `ping` on PATH."""
+"""The health script (cloudinit/scripts/wgmesh-health.bash): bash -n clean, and its verdicts against a fake
+`wg` and `ping` on PATH, run as the node runs it (`bash -c <script> wgmesh-health <args>`)."""
 
 from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
+from test_cloudinit_sync import shellcheck
 
-from cloudinit.healthcheck import ExpectedPeer, expected_peers, health_command, health_script
+from cloudinit.healthcheck import (
+    SCRIPT_NAME,
+    ExpectedPeer,
+    expected_peers,
+    health_argv,
+    health_command,
+    health_script,
+)
 from mesh.plan import build_plan
 from mesh.spec import parse
 
+REPO = Path(__file__).resolve().parents[2]
 KEY_A = "A" * 43 + "="
 KEY_B = "B" * 43 + "="
 PEERS = (
@@ -52,11 +63,17 @@ def fake(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def run(fake: Path, script: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "FAKE": str(fake), "PATH": f"{fake / 'bin'}:{os.environ['PATH']}"}
-    return subprocess.run(
-        ["bash", "-c", script, "wgmesh-health"], check=False, env=env, text=True, capture_output=True
-    )
+def fake_env(fake: Path) -> dict[str, str]:
+    return {**os.environ, "FAKE": str(fake), "PATH": f"{fake / 'bin'}:{os.environ['PATH']}"}
+
+
+def run(fake: Path, argv: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, check=False, env=fake_env(fake), text=True, capture_output=True)
+
+
+def health(node: str, mtu: int, wait: int) -> list[str]:
+    """The command a node runs, without sudo: `bash -c <script> wgmesh-health <args>`."""
+    return health_argv(node, PEERS, mtu, wait=wait, sudo=False)
 
 
 def handshakes(fake: Path, ages: dict[str, int | None]) -> None:
@@ -68,15 +85,25 @@ def handshakes(fake: Path, ages: dict[str, int | None]) -> None:
 def test_script_is_valid_bash() -> None:
     bash = shutil.which("bash")
     assert bash is not None
-    result = subprocess.run(
-        [bash, "-n"], check=False, input=health_script("aws", PEERS, 1420), text=True, capture_output=True
-    )
+    result = subprocess.run([bash, "-n"], check=False, input=health_script(), text=True, capture_output=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_what_the_node_runs_is_shellcheck_clean() -> None:
+    """The script without its header (and the shebang that names bash for shellcheck)."""
+    proc = subprocess.run(
+        [shellcheck(), "-s", "bash", "--severity=style", "-"],
+        input=health_script(),
+        text=True,
+        capture_output=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout
 
 
 def test_all_fresh_and_full_mtu_passes(fake: Path) -> None:
     handshakes(fake, {KEY_A: 5, KEY_B: 30})
-    result = run(fake, health_script("gcp", PEERS, 1380, wait=0))
+    result = run(fake, health("gcp", 1380, wait=0))
     assert result.returncode == 0, result.stdout + result.stderr
     rows = result.stdout.splitlines()
     assert rows[0].split()[:2] == ["PEER", "ADDRESS"]
@@ -92,7 +119,7 @@ def test_all_fresh_and_full_mtu_passes(fake: Path) -> None:
 def test_missing_handshake_stale_handshake_and_small_path_are_listed(fake: Path) -> None:
     handshakes(fake, {KEY_A: None, KEY_B: 400})
     (fake / "small").write_text("10.77.0.3\n")
-    result = run(fake, health_script("aws", PEERS, 1420, wait=0))
+    result = run(fake, health("aws", 1420, wait=0))
     assert result.returncode == 1
     # The age is read a moment after it was written: 400 s, or a second or two more on a busy machine.
     assert re.fullmatch(
@@ -109,8 +136,8 @@ def test_waits_and_nudges_until_the_handshake_arrives(fake: Path) -> None:
     """A stale peer gets a 1-packet ping each round; the script waits (up to `wait`) for the handshake."""
     handshakes(fake, {KEY_A: 5, KEY_B: None})
     proc = subprocess.Popen(
-        ["bash", "-c", health_script("aws", PEERS, 1420, wait=20), "wgmesh-health"],
-        env={**os.environ, "FAKE": str(fake), "PATH": f"{fake / 'bin'}:{os.environ['PATH']}"},
+        health("aws", 1420, wait=20),
+        env=fake_env(fake),
         text=True,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -130,10 +157,56 @@ def test_unreachable_peer_fails_after_the_wait(fake: Path) -> None:
     handshakes(fake, {KEY_A: 5, KEY_B: 5})
     (fake / "down").write_text("10.77.0.1\n")
     started = time.monotonic()
-    result = run(fake, health_script("x", PEERS, 1420, wait=1))
+    result = run(fake, health("x", 1420, wait=1))
     assert time.monotonic() - started < 15
     assert result.returncode == 1
     assert result.stderr.strip() == "wgmesh-health: x: missing: fra (no 1420-byte ping to 10.77.0.1)"
+
+
+def test_values_travel_as_arguments_and_the_script_is_the_same_for_every_node() -> None:
+    argv = shlex.split(health_command("aws", PEERS, 1420, wait=7))
+    assert argv[:5] == ["sudo", "-n", "--", "bash", "-c"]
+    assert argv[5] == health_script()
+    assert argv[6:] == [
+        SCRIPT_NAME,
+        "wg0",
+        "aws",
+        "1420",
+        "180",
+        "7",
+        f"fra {KEY_A} 10.77.0.1 -",
+        f"nbg {KEY_B} 10.77.0.3 fd77::3",
+    ]
+    assert KEY_A not in health_script() and "aws" not in health_script()
+
+
+def test_the_node_gets_the_script_file_without_its_header() -> None:
+    text = (REPO / "cloudinit" / "scripts" / "wgmesh-health.bash").read_text()
+    body = health_script()
+    assert text.startswith("#!/bin/bash\n") and text.endswith(body)
+    assert body.startswith("set -uo pipefail\n")  # the first line of code: no shebang, no header comment
+    assert "Usage:" not in body and "# Seconds since the peer's latest handshake" in body
+
+
+def test_no_peers_is_ok(fake: Path) -> None:
+    result = run(fake, health_argv("solo", (), 1420, wait=0, sudo=False))
+    assert result.returncode == 0, result.stderr
+    header, *rest = result.stdout.splitlines()
+    assert header.split()[:2] == ["PEER", "ADDRESS"] and rest == ["wgmesh-health: solo: ok, 0 peers"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["wg0", "aws", "1420", "180"], "usage: wgmesh-health INTERFACE NODE MTU MAX_AGE WAIT [PEER...]"),
+        (["wg0", "aws", "14x0", "180", "0"], "wgmesh-health: MTU is not a number: '14x0'"),
+        (["wg0", "aws", "1420", "180", "-1"], "wgmesh-health: WAIT is not a number: '-1'"),
+    ],
+)
+def test_bad_arguments_exit_2_before_any_probe(fake: Path, args: list[str], message: str) -> None:
+    result = run(fake, ["bash", "-c", health_script(), SCRIPT_NAME, *args])
+    assert (result.returncode, result.stderr.strip(), result.stdout) == (2, message, "")
+    assert (fake / "ping.log").read_text() == ""
 
 
 def test_command_runs_as_root_via_sudo_unless_root_logs_in() -> None:
