@@ -49,8 +49,9 @@ lint: venv
 test: venv debs lint
 	$(PY) -m pytest
 
+# Pure tests wherever they live (tests/lab has some): no root, no namespaces, no VMs.
 test-fast: venv
-	$(PY) -m pytest tests/unit tests/artifacts tests/program
+	$(PY) -m pytest -m "not netns and not lab and not vm"
 
 render: venv
 	$(PY) -m tools.render --stack $(STACK) --out $(OUT) $(if $(KEYS),--keys $(KEYS))
