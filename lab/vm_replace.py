@@ -28,9 +28,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab import day2, vm
+from lab import vm
+from lab.core.manifest import LabNode
 from lab.image import Image
-from lab.manifest import LabNode
+from lab.netns import day2
 from lab.vm_live import Result, Ssh
 
 DIAL_TIMEOUT = (

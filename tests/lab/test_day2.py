@@ -27,8 +27,13 @@ from labtest import require_netns_lab
 from cloudinit.bundle import encode_bundle, parse_bundle
 from cloudinit.host import INTO_MESH_DROP, NFT_PATH, SYSCTL_PATH
 from cloudinit.sync import apply_command
-from lab import checks, netns
-from lab.day2 import (
+from lab.checks import health as checks
+from lab.core.manifest import load_mesh
+from lab.core.probes import allowed_ips, ping
+from lab.core.proc import NETNS_DIR, run_in
+from lab.core.state import Layout, ProcessRecord, load_state
+from lab.netns import driver as netns
+from lab.netns.day2 import (
     Applied,
     Health,
     PingLog,
@@ -44,13 +49,9 @@ from lab.day2 import (
     rendered_wg_conf,
     wg0_routes,
 )
-from lab.manifest import load_mesh
-from lab.probes import allowed_ips, ping
-from lab.proc import NETNS_DIR, run_in
-from lab.running import NetnsLab
-from lab.state import Layout, ProcessRecord, load_state
-from lab.teardown import alive, mounts_under, processes_in, tear_down
-from lab.topology import namespace_inode
+from lab.netns.running import NetnsLab
+from lab.netns.teardown import alive, mounts_under, processes_in, tear_down
+from lab.netns.topology import namespace_inode
 from tools.render import main as render_main
 
 pytestmark = pytest.mark.lab

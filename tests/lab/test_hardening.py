@@ -23,11 +23,11 @@ import pytest
 from labtest import namespaces_with_prefix, require_netns_lab
 
 from cloudinit.host import METADATA_GUARD_PATH, METADATA_TABLE, METADATA_V4, METADATA_V6
-from lab import netns
-from lab.proc import NETNS_DIR, NODE_ENV, Place, run_in
-from lab.running import NetnsLab
-from lab.state import Layout, load_state
-from lab.teardown import alive, mounts_under
+from lab.core.proc import NETNS_DIR, NODE_ENV, Place, run_in
+from lab.core.state import Layout, load_state
+from lab.netns import driver as netns
+from lab.netns.running import NetnsLab
+from lab.netns.teardown import alive, mounts_under
 from tools.render import main as render_main
 
 pytestmark = pytest.mark.lab

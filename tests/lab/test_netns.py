@@ -19,14 +19,15 @@ import pytest
 import yaml
 from labtest import namespaces_with_prefix, require_netns_lab
 
-from lab import checks, netns
-from lab.mtu import mtu_scenario
-from lab.proc import LabError, run_in
-from lab.report import format_report
-from lab.results import HealthReport
-from lab.running import NetnsLab
-from lab.state import BRIDGE, Layout, ProcessRecord, load_state
-from lab.teardown import alive, mounts_under
+from lab.checks import health as checks
+from lab.checks.mtu import mtu_scenario
+from lab.checks.report import format_report
+from lab.core.proc import LabError, run_in
+from lab.core.results import HealthReport
+from lab.core.state import BRIDGE, Layout, ProcessRecord, load_state
+from lab.netns import driver as netns
+from lab.netns.running import NetnsLab
+from lab.netns.teardown import alive, mounts_under
 from mesh.keys import private_key, public_key
 from tools.render import main as render_main
 

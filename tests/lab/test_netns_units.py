@@ -12,17 +12,17 @@ from pathlib import Path
 import pytest
 
 from lab import __main__ as lab_main
-from lab import nodeshim
-from lab.capture import mss_values
-from lab.checks import classify_underlay
-from lab.manifest import load_mesh
-from lab.probes import Ping, parse_latest_handshakes
-from lab.proc import LabError, tail
-from lab.report import format_report
-from lab.results import CheckResult, HealthReport, PairResult
-from lab.state import LabState, Layout, NamespaceRecord, ProcessRecord, foreign_namespaces
-from lab.topology import subnet_hosts, wanted_namespaces
-from lab.userdata import parse_user_data, shellify
+from lab.checks.health import classify_underlay
+from lab.checks.report import format_report
+from lab.core.capture import mss_values
+from lab.core.manifest import load_mesh
+from lab.core.probes import Ping, parse_latest_handshakes
+from lab.core.proc import LabError, tail
+from lab.core.results import CheckResult, HealthReport, PairResult
+from lab.core.state import LabState, Layout, NamespaceRecord, ProcessRecord, foreign_namespaces
+from lab.netns import nodeshim
+from lab.netns.topology import subnet_hosts, wanted_namespaces
+from lab.netns.userdata import parse_user_data, shellify
 from tools.render import main as render_main
 
 

@@ -21,16 +21,18 @@ from pathlib import Path
 import pytest
 from labtest import namespaces_with_prefix, require_netns_lab
 
-from lab import checks, netns, pattern_checks
-from lab.manifest import load_mesh
-from lab.pattern_checks import HUB_RELAY, IPV6, IPV6_ENDPOINTS, JUMPBOX
-from lab.probes import peer_endpoints, ping
-from lab.proc import run_in
-from lab.report import format_report
-from lab.results import HealthReport
-from lab.running import NetnsLab
-from lab.state import Layout, ProcessRecord, load_state
-from lab.teardown import alive, mounts_under
+from lab.checks import health as checks
+from lab.checks import patterns as pattern_checks
+from lab.checks.patterns import HUB_RELAY, IPV6, IPV6_ENDPOINTS, JUMPBOX
+from lab.checks.report import format_report
+from lab.core.manifest import load_mesh
+from lab.core.probes import peer_endpoints, ping
+from lab.core.proc import run_in
+from lab.core.results import HealthReport
+from lab.core.state import Layout, ProcessRecord, load_state
+from lab.netns import driver as netns
+from lab.netns.running import NetnsLab
+from lab.netns.teardown import alive, mounts_under
 from tools.render import main as render_main
 
 pytestmark = pytest.mark.lab

@@ -28,15 +28,18 @@ from conftest import Figure
 from labtest import namespaces_with_prefix, require_netns_lab
 
 from cloudinit.host import INTO_MESH_DROP
-from lab import checks, client_checks, clients, netns
-from lab.manifest import load_mesh
-from lab.probes import peer_endpoints, ping
-from lab.proc import LabError, run_in
-from lab.report import format_report
-from lab.results import CheckResult
-from lab.running import NetnsLab
-from lab.state import Layout, ProcessRecord, load_state
-from lab.teardown import alive, mounts_under
+from lab.checks import clients as client_checks
+from lab.checks import health as checks
+from lab.checks.report import format_report
+from lab.core.manifest import load_mesh
+from lab.core.probes import peer_endpoints, ping
+from lab.core.proc import LabError, run_in
+from lab.core.results import CheckResult
+from lab.core.state import Layout, ProcessRecord, load_state
+from lab.netns import clients
+from lab.netns import driver as netns
+from lab.netns.running import NetnsLab
+from lab.netns.teardown import alive, mounts_under
 from tools.render import main as render_main
 
 PREFIX = "wgm-r-"

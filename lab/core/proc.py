@@ -23,7 +23,7 @@ NODE_ENV: Mapping[str, str] = {
     "HOME": "/root",
     "LANG": "C.UTF-8",
 }
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class LabError(RuntimeError):

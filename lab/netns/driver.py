@@ -23,17 +23,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from lab import checks, clients, topology
-from lab.boot import run_commands, write_files
-from lab.manifest import LabMesh, load_mesh
-from lab.mtu import format_scenario, mtu_scenario
-from lab.probes import parallel
-from lab.proc import NODE_ENV, LabError, is_root
-from lab.report import format_report
-from lab.running import NetnsLab
-from lab.state import LabState, Layout, foreign_namespaces, load_state
-from lab.teardown import processes_in, tear_down
-from lab.userdata import NodeUserData, parse_user_data
+from lab.checks import health as checks
+from lab.checks.mtu import format_scenario, mtu_scenario
+from lab.checks.report import format_report
+from lab.core.manifest import LabMesh, load_mesh
+from lab.core.probes import parallel
+from lab.core.proc import NODE_ENV, LabError, is_root
+from lab.core.state import LabState, Layout, foreign_namespaces, load_state
+from lab.netns import clients, topology
+from lab.netns.boot import run_commands, write_files
+from lab.netns.running import NetnsLab
+from lab.netns.teardown import processes_in, tear_down
+from lab.netns.userdata import NodeUserData, parse_user_data
 from tools.render import main as render_main
 
 Log = Callable[[str], None]

@@ -16,9 +16,9 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from lab.proc import NETNS_DIR, LabError, run
-from lab.state import LabState, Layout, ProcessRecord, load_state
-from lab.topology import namespace_inode
+from lab.core.proc import NETNS_DIR, LabError, run
+from lab.core.state import LabState, Layout, ProcessRecord, load_state
+from lab.netns.topology import namespace_inode
 
 Log = Callable[[str], None]
 

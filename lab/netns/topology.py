@@ -27,10 +27,10 @@ import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
-from lab.manifest import IPNetwork, LabMesh, LabNode
-from lab.nodeshim import HOST_NETNS_ENV
-from lab.proc import NETNS_DIR, LabError, Place, python_argv, run
-from lab.state import BRIDGE, LabState, Layout, NamespaceRecord
+from lab.core.manifest import IPNetwork, LabMesh, LabNode
+from lab.core.proc import NETNS_DIR, LabError, Place, python_argv, run
+from lab.core.state import BRIDGE, LabState, Layout, NamespaceRecord
+from lab.netns.nodeshim import HOST_NETNS_ENV
 
 NOFRAG_TABLE = "wgmesh_lab"
 # Bridge-level filter in the internet namespace: IPv4 fragments (MF set or an offset) are dropped.
@@ -219,7 +219,7 @@ def write_shims(layout: Layout) -> dict[str, str]:
         seen.add(real)
         script = layout.shim_dir / tool
         host = f"{HOST_NETNS_ENV}={os.stat('/proc/self/ns/net').st_ino}"
-        argv = python_argv("lab.nodeshim", tool)
+        argv = python_argv("lab.netns.nodeshim", tool)
         script.write_text(f'#!/bin/sh\nexec {shlex.join([argv[0], host, *argv[1:]])} "$@"\n')
         script.chmod(0o755)
         covers[str(script)] = real

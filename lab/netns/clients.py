@@ -27,12 +27,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab import topology
-from lab.manifest import LabClient, LabMesh
-from lab.proc import NETNS_DIR, NODE_ENV, LabError, Place, run, run_in, tail
-from lab.running import NetnsLab
-from lab.state import BRIDGE, LabState, Layout
-from lab.topology import add_namespace, ip
+from lab.core.manifest import LabClient, LabMesh
+from lab.core.proc import NETNS_DIR, NODE_ENV, LabError, Place, run, run_in, tail
+from lab.core.state import BRIDGE, LabState, Layout
+from lab.netns import topology
+from lab.netns.running import NetnsLab
+from lab.netns.topology import add_namespace, ip
 
 Log = Callable[[str], None]
 PortRange = tuple[int, int]

@@ -34,14 +34,14 @@ from cloudinit.cloudconfig import GZIP_BASE64
 from cloudinit.healthcheck import SUMMARY_PREFIX as HEALTH_PREFIX
 from cloudinit.healthcheck import expected_peers, health_command
 from cloudinit.sync import apply_command, parse_summary
-from lab import topology
-from lab.boot import run_commands, write_files
-from lab.manifest import LabMesh, load_mesh
-from lab.proc import NODE_ENV, LabError, Place, run, run_in
-from lab.running import NetnsLab
-from lab.state import LabState, Layout, load_state
-from lab.teardown import processes_in, stop_processes
-from lab.userdata import parse_user_data
+from lab.core.manifest import LabMesh, load_mesh
+from lab.core.proc import NODE_ENV, LabError, Place, run, run_in
+from lab.core.state import LabState, Layout, load_state
+from lab.netns import topology
+from lab.netns.boot import run_commands, write_files
+from lab.netns.running import NetnsLab
+from lab.netns.teardown import processes_in, stop_processes
+from lab.netns.userdata import parse_user_data
 from mesh.plan import build_plan
 from mesh.stackfile import load_spec
 from tools.render import BUNDLE_FILE
