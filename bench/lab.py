@@ -31,8 +31,8 @@ from types import ModuleType
 import yaml
 
 from lab.checks.mtu import format_throughput, throughput_comparison
-from lab.core.state import Layout
 from lab.netns import driver as netns
+from lab.netns.layout import Layout
 from lab.netns.teardown import tear_down
 
 BENCH_LAYOUT = Layout(root=Path("/tmp/wgmesh-lab/bench-netns"), prefix="wgm-b-")

@@ -34,7 +34,7 @@ from lab.core.probes import (
 )
 from lab.core.proc import Place
 from lab.core.results import CheckResult, HealthReport, PairResult
-from lab.core.state import BRIDGE
+from lab.netns.layout import BRIDGE
 from lab.netns.running import Address, NetnsLab
 
 IPV6_ICMP_OVERHEAD = 48  # IPv6 header + ICMPv6 header: ping -s payload for a packet of the MTU

@@ -20,8 +20,8 @@ from lab.core.manifest import LabNode
 from lab.core.probes import WG, Ping, latest_handshakes, parallel, peer_endpoints, ping, ping_text
 from lab.core.proc import Place, run_in
 from lab.core.results import CheckResult, PairResult
-from lab.core.state import BRIDGE
 from lab.netns.clients import sites
+from lab.netns.layout import BRIDGE
 from lab.netns.running import Address, LanHost, NetnsLab
 from lab.netns.topology import subnet_hosts
 

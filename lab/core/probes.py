@@ -13,7 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
-from lab.core.proc import NODE_ENV, LabError, Place, python_argv, run_in
+from lab.core.errors import LabError
+from lab.core.proc import NODE_ENV, Place, python_argv, run_in
 from lab.netns.running import Address
 
 WG = "wg0"

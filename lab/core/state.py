@@ -1,8 +1,9 @@
-"""What the netns lab created, on disk, so `down` removes exactly that and nothing else.
+"""What a lab created, on disk, so `down` removes exactly that and nothing else (both drivers).
 
-Every namespace is recorded *before* it is created (inode filled in right after), so an
-interrupted bring-up still knows what it owns; a namespace of the same name that is not
-in the state file belongs to someone else and is never touched.
+Everything is recorded *before* it is created (a namespace's inode filled in right after), so
+an interrupted bring-up still knows what it owns. A namespace of the same name that is not in
+the state file, or whose inode differs, belongs to someone else and is never touched; a
+process is ours only while its PID *and* start time match the record.
 """
 
 from __future__ import annotations
@@ -13,60 +14,23 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-NS_PREFIX = "wgm-"
-BRIDGE = "br0"
-DEFAULT_ROOT = Path("/tmp/wgmesh-lab/netns")
+from tools.secretfiles import private_dir, write_private
 
-
-@dataclass(frozen=True)
-class Layout:
-    """Names and paths of one netns lab: files under `root` (0700), namespaces named `prefix`*.
-
-    Tests and benchmarks use their own root and prefix, so they never meet a `make lab`.
-    """
-
-    root: Path = DEFAULT_ROOT
-    prefix: str = NS_PREFIX
-
-    @property
-    def internet_ns(self) -> str:
-        return f"{self.prefix}inet"
-
-    def node_ns(self, node: str) -> str:
-        return f"{self.prefix}node-{node}"
-
-    def lan_ns(self, node: str) -> str:
-        """The namespace standing for the network routed behind `node` (its `subnets`)."""
-        return f"{self.prefix}lan-{node}"
-
-    @property
-    def state_file(self) -> Path:
-        return self.root / "state.json"
-
-    @property
-    def mount_ns_dir(self) -> Path:
-        """Private bind mount holding one mount-namespace file per node."""
-        return self.root / "mnt"
-
-    @property
-    def shim_dir(self) -> Path:
-        return self.root / "shims"
-
-    @property
-    def render_dir(self) -> Path:
-        return self.root / "render"
-
-    def mount_ns(self, node: str) -> Path:
-        return self.mount_ns_dir / node
-
-    def node_dir(self, node: str) -> Path:
-        return self.root / "nodes" / node
+STATE_FILE = "state.json"
 
 
 @dataclass
 class NamespaceRecord:
     name: str
     inode: int | None  # None between "about to create" and "created"
+
+
+@dataclass
+class LinkRecord:
+    """A link the lab added inside one of its namespaces (removed before the namespace)."""
+
+    namespace: str
+    name: str
 
 
 @dataclass
@@ -78,48 +42,65 @@ class ProcessRecord:
 
 @dataclass
 class LabState:
+    """One lab's record, saved at `path` (which is not itself part of the file).
+
+    `files` are paths the lab created outside its state directory (removed by `down`);
+    `nodes` and `timings` are for the reader (`check`, benchmarks).
+    """
+
+    path: Path
+    driver: str = "netns"
     stack: str | None = None
     render_dir: str = ""
     owns_render_dir: bool = False
     nodes: list[str] = field(default_factory=list)
     namespaces: list[NamespaceRecord] = field(default_factory=list)
+    links: list[LinkRecord] = field(default_factory=list)
     mounts: list[str] = field(default_factory=list)
     processes: list[ProcessRecord] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
 
     def owns(self, namespace: str) -> bool:
         return any(r.name == namespace for r in self.namespaces)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2) + "\n"
+        doc = asdict(self)
+        del doc["path"]
+        return json.dumps(doc, indent=2) + "\n"
 
     @classmethod
-    def from_json(cls, text: str) -> LabState:
+    def from_json(cls, text: str, path: Path) -> LabState:
         raw: dict[str, Any] = json.loads(text)
         return cls(
+            path=path,
+            driver=str(raw.get("driver", "netns")),
             stack=raw.get("stack"),
             render_dir=str(raw.get("render_dir", "")),
             owns_render_dir=bool(raw.get("owns_render_dir", False)),
             nodes=[str(n) for n in raw.get("nodes", [])],
             namespaces=[NamespaceRecord(**r) for r in raw.get("namespaces", [])],
+            links=[LinkRecord(**r) for r in raw.get("links", [])],
             mounts=[str(m) for m in raw.get("mounts", [])],
             processes=[ProcessRecord(**r) for r in raw.get("processes", [])],
+            files=[str(f) for f in raw.get("files", [])],
             timings={str(k): float(v) for k, v in raw.get("timings", {}).items()},
         )
 
-    def save(self, layout: Layout) -> None:
-        """Atomic replace, 0600 (the file names no secret, but it is root's business only)."""
-        layout.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        tmp = layout.state_file.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(self.to_json())
-        tmp.replace(layout.state_file)
+    def save(self) -> None:
+        """Atomic replace, 0600, never through a symlink (the file names no secret, but it is
+        root's business only); the directory is created 0700 if missing."""
+        if not self.path.parent.exists():
+            private_dir(self.path.parent)
+        tmp = self.path.with_suffix(".tmp")
+        write_private(tmp, self.to_json())
+        os.replace(tmp, self.path)
 
 
-def load_state(layout: Layout) -> LabState | None:
+def load_state(path: Path) -> LabState | None:
+    """The state saved at `path`, or None when no lab recorded one there."""
     try:
-        return LabState.from_json(layout.state_file.read_text(encoding="utf-8"))
+        return LabState.from_json(path.read_text(encoding="utf-8"), path)
     except FileNotFoundError:
         return None
 

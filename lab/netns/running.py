@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from lab.core.manifest import LabMesh, LabNode
 from lab.core.proc import Place
-from lab.core.state import Layout
+from lab.netns.layout import Layout
 from lab.netns.topology import place_internet, place_lan, place_node, subnet_hosts
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address

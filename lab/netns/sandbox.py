@@ -13,7 +13,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from lab.core.proc import LabError, run, tail
+from lab.core.errors import LabError
+from lab.core.proc import run, tail
 from lab.netns.userdata import WriteFile
 
 # $1 mount point (an empty lab dir), $2 user-data, $3 output dir, $4 modules, then the paths.

@@ -23,7 +23,7 @@ from conftest import Figure
 
 from cloudinit.cloudconfig import WG_CONF_PATH
 from cloudinit.render import USER_DATA_LIMITS, encode_for_cloud, node_user_data, node_wg_conf
-from lab.core.proc import LabError
+from lab.core.errors import LabError
 from lab.netns.sandbox import apply_write_files
 from lab.netns.userdata import parse_user_data
 from mesh.errors import RenderError

@@ -17,10 +17,10 @@ import pytest
 from conftest import Figure
 
 from lab.checks.mtu import WRONG_MTU, format_throughput, throughput_comparison, trial
+from lab.core.mounts import mounts_under
 from lab.core.proc import NETNS_DIR, run_in
-from lab.core.state import Layout
 from lab.netns import driver as netns
-from lab.netns.teardown import mounts_under
+from lab.netns.layout import Layout
 from tools.render import main as render_main
 
 pytestmark = pytest.mark.lab
