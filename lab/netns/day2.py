@@ -14,6 +14,7 @@ keep the lab's state file exact so `python -m lab down` still removes everything
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import os
 import re
@@ -170,7 +171,7 @@ def add_node(layout: Layout, render_dir: Path, name: str) -> NetnsLab:
     state.nodes.append(name)
     state.render_dir = str(render_dir)
     state.save()
-    lab = NetnsLab(layout, _booted(mesh, state.nodes))
+    lab = NetnsLab(layout, booted_mesh(mesh, state.nodes))
     run_commands(lab, node, ud)
     return lab
 
@@ -199,7 +200,7 @@ def remove_node(layout: Layout, render_dir: Path, name: str) -> NetnsLab:
     if public_ip is not None:
         for other in state.nodes:
             run(["ip", "-n", layout.node_ns(other), "route", "del", f"{public_ip}/32"], check=False)
-    return NetnsLab(layout, _booted(mesh, state.nodes))
+    return NetnsLab(layout, booted_mesh(mesh, state.nodes))
 
 
 def _public_ip_of(layout: Layout, name: str) -> str | None:
@@ -210,17 +211,12 @@ def _public_ip_of(layout: Layout, name: str) -> str | None:
     return m.group(1) if m else None
 
 
-def _booted(mesh: LabMesh, names: list[str]) -> LabMesh:
-    """The render's mesh restricted to the nodes the lab runs (a render may list one not booted yet)."""
-    return LabMesh(
-        stack=mesh.stack,
-        cidr=mesh.cidr,
-        nodes=tuple(n for n in mesh.nodes if n.name in names),
-        skipped=mesh.skipped,
-        clients=mesh.clients,
-        topology=mesh.topology,
-        cidr6=mesh.cidr6,
-    )
+def booted_mesh(mesh: LabMesh, names: list[str]) -> LabMesh:
+    """The render's mesh restricted to the nodes the lab runs (a render may list one not booted yet).
+
+    Every other field is kept as rendered (`endpoints` too: the IPv6-endpoint check reads it).
+    """
+    return dataclasses.replace(mesh, nodes=tuple(n for n in mesh.nodes if n.name in names))
 
 
 def kill_wireguard(layout: Layout, name: str) -> int:
