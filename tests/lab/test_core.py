@@ -39,7 +39,8 @@ def test_booted_mesh_keeps_every_rendered_field_but_the_nodes(lab_render: Path) 
 def test_conf_peers_reads_each_peer_and_its_allowed_ips() -> None:
     conf = (
         "[Interface]\nAddress = 10.77.0.1/24\nPrivateKey = notakey\n\n"
-        "[Peer]  # lab-b\nPublicKey = b=\nAllowedIPs = 10.77.0.2/32, 10.0.4.0/24\nEndpoint = 192.0.2.2:51820\n"
+        "[Peer]  # lab-b\nPublicKey = b=\nAllowedIPs = 10.77.0.2/32, 10.0.4.0/24\n"
+        "Endpoint = 192.0.2.2:51820\n"
         "[Peer]\nPublicKey = c=\nAllowedIPs = 10.77.0.3/32\nAllowedIPs = fd00::3/128\n"
     )
     assert conf_peers(conf) == {"b=": {"10.77.0.2/32", "10.0.4.0/24"}, "c=": {"10.77.0.3/32", "fd00::3/128"}}
