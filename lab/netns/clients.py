@@ -30,7 +30,7 @@ from pathlib import Path
 from lab.core.errors import LabError
 from lab.core.manifest import LabClient, LabMesh
 from lab.core.network import add_namespace, existing_namespaces, ip
-from lab.core.proc import NETNS_DIR, NODE_ENV, Place, run, run_in, tail
+from lab.core.proc import NODE_ENV, Place, run, run_in, tail
 from lab.core.state import LabState
 from lab.netns import topology
 from lab.netns.layout import BRIDGE, Layout
@@ -217,26 +217,6 @@ def _attach_site(state: LabState, layout: Layout, s: ClientSite) -> None:
     run_in(s.nat, "nft", "-f", "-", stdin_text=nat_ruleset(s, PORT_RANGES[0]))
 
 
-# Runs in the client's new mount namespace (already in its network namespace).
-# $1 the lab's mount-ns dir, then the top-level dirs to overlay (host's below, tmpfs above).
-_CLIENT_FS_SCRIPT = (
-    r"""
-set -eu
-NSDIR=$1; shift
-umount -l "$NSDIR"
-"""
-    + topology.DROP_RUN_MOUNTS
-    + r"""mount -t tmpfs -o mode=0755,size=16m wgm-run /run
-for top in "$@"; do
-  mkdir -p "/run/wgmesh-lab/upper/$top" "/run/wgmesh-lab/work/$top"
-  mount -t overlay "wgm-$top" \
-    -o "lowerdir=/$top,upperdir=/run/wgmesh-lab/upper/$top,workdir=/run/wgmesh-lab/work/$top" "/$top"
-done
-mkdir -p /etc/wireguard
-"""
-)
-
-
 def _make_client_fs(state: LabState, layout: Layout, s: ClientSite) -> None:
     """The laptop's own /run (wireguard-go's socket), /etc and /var, bound on <lab>/mnt/clients/<c>."""
     assert s.laptop.mount_ns is not None
@@ -245,13 +225,10 @@ def _make_client_fs(state: LabState, layout: Layout, s: ClientSite) -> None:
     state.mounts.append(str(s.laptop.mount_ns))
     state.save()
     run(
-        [
-            "nsenter", f"--net={NETNS_DIR / s.laptop.netns}", "--",
-            "unshare", f"--mount={s.laptop.mount_ns}", "--propagation", "private", "--",
-            "sh", "-c", _CLIENT_FS_SCRIPT, "wgm-client-fs", str(layout.mount_ns_dir), "etc", "var",
-        ],
+        topology.private_mounts_argv(s.laptop.netns, s.laptop.mount_ns, ["etc", "var"]),
         what=f"{s.name}: private mount namespace",
-    )  # fmt: skip
+        env=topology.private_mounts_env(layout, "16m"),
+    )
 
 
 def _route_nodes_to_sites(lab: NetnsLab, all_sites: list[ClientSite]) -> None:

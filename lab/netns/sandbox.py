@@ -9,40 +9,14 @@ layer into the node's directory; the namespace, tmpfs and overlay vanish with th
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from lab.core.errors import LabError
-from lab.core.proc import run, tail
+from lab.core.proc import NODE_ENV, run, tail
+from lab.netns.script_files import WRITE_FILES_SANDBOX, script_text
 from lab.netns.userdata import WriteFile
-
-# $1 mount point (an empty lab dir), $2 user-data, $3 output dir, $4 modules, then the paths.
-_SCRIPT = r"""
-set -eu
-S=$1; UD=$2; OUT=$3; MODULES=$4; shift 4
-mount -t tmpfs -o mode=0700,size=64m wgm-sandbox "$S"
-mkdir "$S/upper" "$S/work" "$S/root"
-mount -t overlay wgm-sandbox -o "lowerdir=/,upperdir=$S/upper,workdir=$S/work" "$S/root"
-mount -t proc proc "$S/root/proc"
-mount -t tmpfs -o mode=0755 wgm-run "$S/root/run"
-mount -t tmpfs -o mode=0755 wgm-dev "$S/root/dev"
-mknod -m 666 "$S/root/dev/null" c 1 3
-mknod -m 666 "$S/root/dev/zero" c 1 5
-mknod -m 666 "$S/root/dev/random" c 1 8
-mknod -m 666 "$S/root/dev/urandom" c 1 9
-umask 077
-cp "$UD" "$S/root/run/user-data"
-for m in $MODULES; do
-  chroot "$S/root" cloud-init --file /run/user-data single --name "$m" --frequency always
-done
-cd "$S/upper"
-for p in "$@"; do
-  rel=${p#/}
-  if [ ! -f "$rel" ]; then echo "cloud-init did not write $p" >&2; exit 3; fi
-  cp -a --parents "$rel" "$OUT/"
-done
-"""
+from tools.secretfiles import write_private
 
 
 def apply_write_files(
@@ -54,34 +28,15 @@ def apply_write_files(
     modules = ["write_files"] + (["write_files_deferred"] if any(f.deferred for f in files) else [])
     proc = run(
         [
-            "unshare",
-            "--mount",
-            "--net",
-            "--uts",
-            "--ipc",
-            "--propagation",
-            "private",
-            "--",
-            "sh",
-            "-c",
-            _SCRIPT,
-            "wgm-sandbox",
-            str(mountpoint),
-            str(user_data),
-            str(out),
-            " ".join(modules),
-            *(f.path for f in files),
+            "unshare", "--mount", "--net", "--uts", "--ipc", "--propagation", "private", "--",
+            "sh", "-c", script_text(WRITE_FILES_SANDBOX), "write-files-sandbox",
+            *modules, "--", *(f.path for f in files),
         ],
         what=f"{node}: cloud-init write_files sandbox",
         check=False,
         timeout=60,
-    )
-    _write_private(log, proc.stdout + proc.stderr)
+        env={**NODE_ENV, "SANDBOX": str(mountpoint), "USER_DATA": str(user_data), "OUT": str(out)},
+    )  # fmt: skip
+    write_private(log, proc.stdout + proc.stderr)
     if proc.returncode != 0:
         raise LabError(f"{node}: cloud-init write_files failed (exit {proc.returncode}): {tail(proc.stderr)}")
-
-
-def _write_private(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)

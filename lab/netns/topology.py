@@ -30,10 +30,11 @@ from pathlib import Path
 from lab.core.errors import LabError
 from lab.core.manifest import IPNetwork, LabMesh, LabNode
 from lab.core.network import add_namespace, ip
-from lab.core.proc import NETNS_DIR, Place, python_argv, run
+from lab.core.proc import NETNS_DIR, NODE_ENV, Place, python_argv, run
 from lab.core.state import LabState
 from lab.netns.layout import BRIDGE, Layout
 from lab.netns.nodeshim import HOST_NETNS_ENV
+from lab.netns.script_files import PRIVATE_MOUNTS, script_text
 
 NOFRAG_TABLE = "wgmesh_lab"
 # Bridge-level filter in the internet namespace: IPv4 fragments (MF set or an offset) are dropped.
@@ -213,41 +214,6 @@ def prepare_mount_ns_dir(state: LabState, layout: Layout) -> None:
     run(["mount", "--make-private", str(d)], what="make the lab's mount-namespace dir private")
 
 
-# Drop a new mount namespace's copies of mounts under /run, deepest first: a copy of a netns file
-# would keep that network namespace alive after `ip netns del`. One may vanish between listing and
-# unmounting (another tool deleting its netns): only what is still there afterwards is an error.
-DROP_RUN_MOUNTS = r"""
-under_run() { awk '$5 ~ "^/run/" {print $5}' /proc/self/mountinfo; }
-under_run | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || :; done
-if under_run | grep .; then echo "mounts under /run remain" >&2; exit 1; fi
-"""
-
-# Runs in the node's new mount namespace (already in its network namespace).
-# $1 lab mount-ns dir, $2 written files, $3 "shim=target ..." pairs, then top-level dirs to overlay.
-_NODE_FS_SCRIPT = (
-    r"""
-set -eu
-NSDIR=$1; FILES=$2; SHIMS=$3; shift 3
-umount -l "$NSDIR"
-"""
-    + DROP_RUN_MOUNTS
-    + r"""mount -t tmpfs -o mode=0755,size=64m wgm-run /run
-mkdir -p /run/wgmesh-lab/upper /run/wgmesh-lab/work
-cp -a "$FILES/." /run/wgmesh-lab/upper/
-if [ -d /run/wgmesh-lab/upper/run ]; then cp -a /run/wgmesh-lab/upper/run/. /run/; fi
-for top in "$@"; do
-  mkdir -p "/run/wgmesh-lab/upper/$top" "/run/wgmesh-lab/work/$top"
-  mount -t overlay "wgm-$top" \
-    -o "lowerdir=/$top,upperdir=/run/wgmesh-lab/upper/$top,workdir=/run/wgmesh-lab/work/$top" "/$top"
-done
-mount -t sysfs wgm-sys /sys
-for pair in $SHIMS; do
-  mount --bind "${pair%%=*}" "${pair#*=}"
-done
-"""
-)
-
-
 def overlaid_dirs(files: Path) -> list[str]:
     """/etc, /root, /var and any other top-level directory holding written files.
 
@@ -268,28 +234,31 @@ def make_node_fs(state: LabState, layout: Layout, node: str, files: Path, shims:
     ns_file.touch(mode=0o600)
     state.mounts.append(str(ns_file))
     state.save()
-    pairs = " ".join(f"{shim}={target}" for shim, target in shims.items())
     run(
-        [
-            "nsenter",
-            f"--net={NETNS_DIR / layout.node_ns(node)}",
-            "--",
-            "unshare",
-            f"--mount={ns_file}",
-            "--propagation",
-            "private",
-            "--",
-            "sh",
-            "-c",
-            _NODE_FS_SCRIPT,
-            "wgm-node-fs",
-            str(layout.mount_ns_dir),
-            str(files),
-            pairs,
-            *overlaid_dirs(files),
-        ],
+        private_mounts_argv(layout.node_ns(node), ns_file, overlaid_dirs(files), shims),
         what=f"{node}: private mount namespace",
+        env=private_mounts_env(layout, "64m", written_files=files),
     )
+
+
+def private_mounts_argv(
+    netns: str, mount_ns: Path, overlaid: Sequence[str], shims: dict[str, str] | None = None
+) -> list[str]:
+    """lab/netns/scripts/private-mounts.sh in a new mount namespace of `netns`, bound on `mount_ns`."""
+    binds = [f"{shim}={target}" for shim, target in (shims or {}).items()]
+    return [
+        "nsenter", f"--net={NETNS_DIR / netns}", "--",
+        "unshare", f"--mount={mount_ns}", "--propagation", "private", "--",
+        "sh", "-c", script_text(PRIVATE_MOUNTS), "private-mounts", *overlaid, "--", *binds,
+    ]  # fmt: skip
+
+
+def private_mounts_env(layout: Layout, run_size: str, written_files: Path | None = None) -> dict[str, str]:
+    """The script's settings: the lab's mount-ns dir, /run's size, the files to show (a node's)."""
+    env = {**NODE_ENV, "LAB_MOUNT_NS_DIR": str(layout.mount_ns_dir), "RUN_SIZE": run_size}
+    if written_files is not None:
+        env |= {"WRITTEN_FILES": str(written_files), "MOUNT_SYSFS": "1"}
+    return env
 
 
 def lan_addresses(node: LabNode) -> Sequence[ipaddress.IPv4Address | ipaddress.IPv6Address]:
