@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from lab.checks import health as checks
+from lab.checks import health
 from lab.checks.mtu import format_scenario, mtu_scenario
 from lab.checks.report import format_report
 from lab.core.errors import LabError
@@ -112,7 +112,7 @@ def bring_up(
         lab = _boot(mesh, user_data, state, layout, say)
         wg_up = time.monotonic() - start
         say("waiting for every pair's first handshake")
-        waited = checks.wait_for_handshakes(lab, handshake_timeout)
+        waited = health.wait_for_handshakes(lab, handshake_timeout)
         mesh_seconds = None if waited is None else wg_up + waited
         state.timings = {"wg_up": round(wg_up, 2)}
         if mesh_seconds is not None:
@@ -255,7 +255,7 @@ def up(
         try:
             result = start(stack, render_dir, layout=layout, log=log)
             _print_timings(result, log)
-            report = checks.run_all(result.lab)
+            report = health.run_all(result.lab)
             log(format_report(report))
             if mtu_demo:
                 log(format_scenario(mtu_scenario(result.lab)))
@@ -273,7 +273,7 @@ def up(
     first = result.lab.nodes[0].name
     inside = f"nsenter --net=/run/netns/{layout.node_ns(first)} --mount={layout.mount_ns(first)}"
     log(
-        "\nthe lab stays up: `make lab-down` removes it, `python -m lab check` re-runs the checks.\n"
+        "\nthe lab stays up: `make lab-down` removes it, `python -m lab check` re-runs the health.\n"
         f"look inside a node: {inside} wg show"
     )
     for site in clients.sites(layout, result.lab.mesh):
@@ -297,7 +297,7 @@ def _print_timings(result: BringUp, log: Log) -> None:
 def check(*, mtu_demo: bool = False, layout: Layout = DEFAULT_LAYOUT, log: Log = print) -> int:
     try:
         lab = load_running(layout)
-        report = checks.run_all(lab)
+        report = health.run_all(lab)
         log(format_report(report))
         if mtu_demo:
             log(format_scenario(mtu_scenario(lab)))

@@ -8,12 +8,12 @@ import shutil
 import pytest
 
 from lab.core.proc import NETNS_DIR
-from lab.netns import driver as netns
+from lab.netns import driver
 
 
 def require_netns_lab(*tools: str) -> None:
     """Skip with the reason outside CI; under CI=true a lab that cannot run fails the run instead."""
-    reason = netns.unavailable_reason()
+    reason = driver.unavailable_reason()
     missing = [t for t in tools if shutil.which(t) is None]
     if reason is None and missing:
         reason = f"missing tools for this lab test: {' '.join(missing)} (scripts/install-debs)"

@@ -27,7 +27,7 @@ from labtest import require_netns_lab
 from cloudinit.bundle import encode_bundle, parse_bundle
 from cloudinit.host import INTO_MESH_DROP, NFT_PATH, SYSCTL_PATH
 from cloudinit.sync import apply_command
-from lab.checks import health as checks
+from lab.checks.health import wait_for_handshakes
 from lab.core.manifest import load_mesh
 from lab.core.mounts import mounts_under
 from lab.core.network import namespace_inode
@@ -36,7 +36,7 @@ from lab.core.proc import NETNS_DIR, run_in
 from lab.core.processes import alive, processes_in
 from lab.core.state import ProcessRecord, load_state
 from lab.core.wgconf import conf_peers, rendered_wg_conf
-from lab.netns import driver as netns
+from lab.netns import driver
 from lab.netns.day2 import (
     Applied,
     Health,
@@ -91,7 +91,7 @@ def day2() -> Iterator[Day2Lab]:
         yield env
     finally:
         if env.layout.root.exists():
-            netns.down(layout=env.layout)
+            driver.down(layout=env.layout)
         assert our_namespaces() == []
         assert mounts_under(env.layout.root) == []
         assert not env.layout.root.exists()
@@ -171,7 +171,7 @@ def test_add_rotate_kill_remove_a_node_while_two_others_ping(
         assert len({m.node(name).public_key for m in meshes}) == 1
     assert meshes[1].node(C).public_key != meshes[2].node(C).public_key  # keyEpoch 1: a new key
 
-    up = netns.bring_up(r_two, layout=layout, handshake_timeout=20)
+    up = driver.bring_up(r_two, layout=layout, handshake_timeout=20)
     try:
         assert up.mesh_seconds is not None, "the two nodes never shook hands"
         lab = up.lab
@@ -194,7 +194,7 @@ def test_add_rotate_kill_remove_a_node_while_two_others_ping(
             assert summaries(update.sync, "action", *CHANGES) == {
                 n: ("sync", "0", "0", "0", "0", "0") for n in (A, B, C)
             }  # the peers phase did it all; the full apply installs the file
-            assert checks.wait_for_handshakes(lab, 20) is not None, "day2-c never shook hands"
+            assert wait_for_handshakes(lab, 20) is not None, "day2-c never shook hands"
             for node in (A, B):
                 assert C_SUBNET in wg0_routes(lab.node(node))
             assert_peers_match(lab, r_three)
@@ -207,7 +207,7 @@ def test_add_rotate_kill_remove_a_node_while_two_others_ping(
                 update = apply_update(lab, r_rotated, [A, B, C])
                 show_update("rotate", update)
                 lab = NetnsLab(layout, meshes[2])
-                waited = checks.wait_for_handshakes(lab, 20)
+                waited = wait_for_handshakes(lab, 20)
                 assert waited is not None, "no handshake with day2-c's new key"
                 time.sleep(0.5)
             assert summaries(update.peers, "action", "held", *CHANGES) == {
@@ -316,7 +316,7 @@ def test_gateway_masquerade_and_cidr6_reach_a_running_node_and_a_failure_rolls_b
     r_two = render(tmp_path, "two", keys, "0-two")
     r_gw = render(tmp_path, "gateway", keys, "1-gateway")
     r_gw6 = render(tmp_path, "gateway6", keys, "2-gateway6")
-    up = netns.bring_up(r_two, layout=layout, handshake_timeout=20)
+    up = driver.bring_up(r_two, layout=layout, handshake_timeout=20)
     try:
         assert up.mesh_seconds is not None, "the two nodes never shook hands"
         lab = up.lab
@@ -364,7 +364,7 @@ def test_gateway_masquerade_and_cidr6_reach_a_running_node_and_a_failure_rolls_b
         assert {a.node: "sysctl" in a.summary["host"].split(",") for a in update.sync} == {A: True, B: True}
         for node in (A, B):
             assert read_in(lab, node, "/proc/sys/net/ipv6/conf/all/forwarding") == "1", node
-        assert checks.wait_for_handshakes(lab, 20) is not None, "no handshake after the cidr6 restart"
+        assert wait_for_handshakes(lab, 20) is not None, "no handshake after the cidr6 restart"
         lab = NetnsLab(layout, load_mesh(r_gw6))
         assert ping(lab.node(A), str(lab.mesh.node(B).address6)).ok, "no IPv6 ping over the new overlay"
     finally:

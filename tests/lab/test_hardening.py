@@ -27,7 +27,7 @@ from lab.core.mounts import mounts_under
 from lab.core.proc import NETNS_DIR, NODE_ENV, Place, run_in
 from lab.core.processes import alive
 from lab.core.state import load_state
-from lab.netns import driver as netns
+from lab.netns import driver
 from lab.netns.layout import Layout
 from lab.netns.running import NetnsLab
 from tools.render import main as render_main
@@ -144,7 +144,7 @@ def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GuardedLab]:
     server: subprocess.Popen[bytes] | None = None
     started = []
     try:
-        result = netns.bring_up(render_dir, layout=layout, log=print)
+        result = driver.bring_up(render_dir, layout=layout, log=print)
         state = load_state(layout.state_file)
         assert state is not None
         started = list(state.processes)
@@ -156,7 +156,7 @@ def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GuardedLab]:
         if server is not None:
             server.terminate()
             server.wait(timeout=10)
-        netns.down(layout=layout, log=print)
+        driver.down(layout=layout, log=print)
         assert our_namespaces() == []
         assert mounts_under(ROOT) == []
         assert not ROOT.exists()

@@ -19,7 +19,7 @@ from conftest import Figure
 from lab.checks.mtu import WRONG_MTU, format_throughput, throughput_comparison, trial
 from lab.core.mounts import mounts_under
 from lab.core.proc import NETNS_DIR, run_in
-from lab.netns import driver as netns
+from lab.netns import driver
 from lab.netns.layout import Layout
 from tools.render import main as render_main
 
@@ -34,8 +34,8 @@ def our_namespaces() -> list[str]:
 
 
 @pytest.fixture
-def lab_mtu(tmp_path: Path) -> Iterator[netns.BringUp]:
-    reason = netns.unavailable_reason()
+def lab_mtu(tmp_path: Path) -> Iterator[driver.BringUp]:
+    reason = driver.unavailable_reason()
     if reason is not None:
         if os.environ.get("CI") == "true":
             pytest.fail(f"CI=true and the netns lab cannot run: {reason}")
@@ -43,16 +43,16 @@ def lab_mtu(tmp_path: Path) -> Iterator[netns.BringUp]:
     assert our_namespaces() == [], "a previous run left a lab behind"
     out = tmp_path / "render"
     assert render_main(["--stack", "lab-mtu", "--out", str(out)]) == 0
-    result = netns.bring_up(out, layout=LAYOUT)
+    result = driver.bring_up(out, layout=LAYOUT)
     try:
         yield result
     finally:
-        assert netns.down(layout=LAYOUT) == 0
+        assert driver.down(layout=LAYOUT) == 0
         assert our_namespaces() == []
         assert mounts_under(LAYOUT.root) == []
 
 
-def test_both_mtus_on_both_paths_and_the_lab_is_restored(lab_mtu: netns.BringUp, figure: Figure) -> None:
+def test_both_mtus_on_both_paths_and_the_lab_is_restored(lab_mtu: driver.BringUp, figure: Figure) -> None:
     lab = lab_mtu.lab
     c = throughput_comparison(lab, seconds=1.0)
     figure(format_throughput(c))

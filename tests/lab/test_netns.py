@@ -19,7 +19,7 @@ import pytest
 import yaml
 from labtest import namespaces_with_prefix, require_netns_lab
 
-from lab.checks import health as checks
+from lab.checks import health
 from lab.checks.mtu import mtu_scenario
 from lab.checks.report import format_report
 from lab.core.errors import LabError
@@ -28,7 +28,7 @@ from lab.core.proc import run_in
 from lab.core.processes import alive
 from lab.core.results import HealthReport
 from lab.core.state import ProcessRecord, load_state
-from lab.netns import driver as netns
+from lab.netns import driver
 from lab.netns.layout import BRIDGE, Layout
 from lab.netns.running import NetnsLab
 from mesh.keys import private_key, public_key
@@ -62,8 +62,8 @@ class LabEnv:
         assert state is not None
         self.started += state.processes
 
-    def bring_up(self, render_dir: Path, handshake_timeout: float = 20.0) -> netns.BringUp:
-        result = netns.bring_up(
+    def bring_up(self, render_dir: Path, handshake_timeout: float = 20.0) -> driver.BringUp:
+        result = driver.bring_up(
             render_dir, layout=self.layout, log=self.log, handshake_timeout=handshake_timeout
         )
         self.remember_processes()
@@ -92,7 +92,7 @@ def env(tmp_path: Path) -> Iterator[LabEnv]:
         assert_nothing_left(lab_env)
     finally:
         if lab_env.layout.root.exists():
-            netns.down(layout=lab_env.layout)
+            driver.down(layout=lab_env.layout)
 
 
 def read_in_node(lab: NetnsLab, node: str, *cmd: str) -> str:
@@ -119,7 +119,7 @@ def test_lab_stack_boots_healthy_and_up_replaces_a_running_lab(env: LabEnv) -> N
     env.bring_up(render_dir)  # a lab already running when `up` is called
     first_lab = list(env.started)
     try:
-        result = netns.start("lab", render_dir, layout=env.layout, log=env.log)
+        result = driver.start("lab", render_dir, layout=env.layout, log=env.log)
         env.remember_processes()
         assert any("tearing it down first" in m for m in env.messages)
         assert [p for p in first_lab if alive(p)] == []
@@ -142,7 +142,7 @@ def test_lab_stack_boots_healthy_and_up_replaces_a_running_lab(env: LabEnv) -> N
         off = "/proc/sys/net/ipv6/conf/eth0/disable_ipv6"
         assert {read_in_node(lab, n.name, "cat", off) for n in lab.nodes} == {"1"}
 
-        report = checks.run_all(lab)
+        report = health.run_all(lab)
         print(format_report(report))
         assert len(report.pairs) == 6
         assert {p.mtu for p in report.pairs} == {1420}
@@ -157,8 +157,8 @@ def test_lab_stack_boots_healthy_and_up_replaces_a_running_lab(env: LabEnv) -> N
             assert not report.check(name).skipped, name
         assert_all_healthy(report)
     finally:
-        assert netns.down(layout=env.layout, log=env.log) == 0
-    assert netns.down(layout=env.layout, log=env.log) == 0
+        assert driver.down(layout=env.layout, log=env.log) == 0
+    assert driver.down(layout=env.layout, log=env.log) == 0
     assert env.messages[-1] == "no netns lab is up"
 
 
@@ -174,7 +174,7 @@ def test_broken_render_fails_the_pair_checks(env: LabEnv) -> None:
     result = env.bring_up(render_dir, handshake_timeout=3)
     try:
         assert result.mesh_seconds is None
-        pairs = checks.check_pairs(result.lab)
+        pairs = health.check_pairs(result.lab)
         broken = {("lab-a", "lab-b"), ("lab-b", "lab-a")}
         for p in pairs:
             if (p.src, p.dst) in broken:
@@ -182,7 +182,7 @@ def test_broken_render_fails_the_pair_checks(env: LabEnv) -> None:
             else:
                 assert p.ok, p
     finally:
-        assert netns.down(layout=env.layout, log=env.log) == 0
+        assert driver.down(layout=env.layout, log=env.log) == 0
 
 
 # ----------------------------------------------------------------------------- MTU
@@ -194,9 +194,9 @@ def test_planned_mtu_carries_tcp_where_1420_black_holes(env: LabEnv) -> None:
     try:
         lab = result.lab
         assert {(n.underlay_mtu, n.mtu) for n in lab.nodes} == {(1460, 1380)}
-        pairs = checks.check_pairs(lab)
+        pairs = health.check_pairs(lab)
         assert all(p.ok and p.mtu == 1380 for p in pairs), pairs
-        lan_to_lan = [c for c in checks.check_subnets(lab) if c.name.count("behind") == 2]
+        lan_to_lan = [c for c in health.check_subnets(lab) if c.name.count("behind") == 2]
         assert len(lan_to_lan) == 2 and all(c.ok for c in lan_to_lan), lan_to_lan
 
         s = mtu_scenario(lab, seconds=2.0)
@@ -210,7 +210,7 @@ def test_planned_mtu_carries_tcp_where_1420_black_holes(env: LabEnv) -> None:
         assert s.wrong.fragments_dropped > 0
         assert read_in_node(lab, "lab-a", "cat", "/sys/class/net/wg0/mtu") == "1380"  # restored
     finally:
-        assert netns.down(layout=env.layout, log=env.log) == 0
+        assert driver.down(layout=env.layout, log=env.log) == 0
 
 
 # ----------------------------------------------------------------------------- ownership, Ctrl-C
@@ -225,7 +225,7 @@ def test_refuses_a_namespace_it_did_not_create(env: LabEnv) -> None:
             env.bring_up(render_dir)
         assert squatter in our_namespaces()
         assert our_namespaces() == [squatter]
-        assert netns.down(layout=env.layout, log=env.log) == 0
+        assert driver.down(layout=env.layout, log=env.log) == 0
         assert squatter in our_namespaces()  # `down` does not touch it either
     finally:
         subprocess.run(["ip", "netns", "delete", squatter], check=True)
@@ -241,13 +241,13 @@ def test_ctrl_c_during_bring_up_removes_everything(env: LabEnv) -> None:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        netns.bring_up(render_dir, layout=env.layout, log=interrupt_once_wg_is_up)
+        driver.bring_up(render_dir, layout=env.layout, log=interrupt_once_wg_is_up)
     assert sum(p.what == "wireguard-go" for p in env.started) == 3
     assert any("removing everything" in m for m in env.messages)
 
 
 def test_missing_prerequisites_skip_outside_ci_and_fail_under_ci(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(netns, "unavailable_reason", lambda: "the netns lab needs root")
+    monkeypatch.setattr(driver, "unavailable_reason", lambda: "the netns lab needs root")
     monkeypatch.delenv("CI", raising=False)
     with pytest.raises(pytest.skip.Exception, match="needs root"):
         require_netns_lab()
@@ -255,7 +255,7 @@ def test_missing_prerequisites_skip_outside_ci_and_fail_under_ci(monkeypatch: py
     with pytest.raises(pytest.fail.Exception, match="CI=true"):
         require_netns_lab()
     # A tool one test file needs on top of the lab's own counts the same way.
-    monkeypatch.setattr(netns, "unavailable_reason", lambda: None)
+    monkeypatch.setattr(driver, "unavailable_reason", lambda: None)
     with pytest.raises(pytest.fail.Exception, match="missing tools for this lab test: no-such-tool-x"):
         require_netns_lab("no-such-tool-x")
     monkeypatch.delenv("CI")

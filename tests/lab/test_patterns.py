@@ -21,8 +21,7 @@ from pathlib import Path
 import pytest
 from labtest import namespaces_with_prefix, require_netns_lab
 
-from lab.checks import health as checks
-from lab.checks import patterns as pattern_checks
+from lab.checks import health, patterns
 from lab.checks.patterns import HUB_RELAY, IPV6, IPV6_ENDPOINTS, JUMPBOX
 from lab.checks.report import format_report
 from lab.core.manifest import load_mesh
@@ -32,7 +31,7 @@ from lab.core.proc import run_in
 from lab.core.processes import alive
 from lab.core.results import HealthReport
 from lab.core.state import ProcessRecord, load_state
-from lab.netns import driver as netns
+from lab.netns import driver
 from lab.netns.layout import Layout
 from lab.netns.running import NetnsLab
 from tools.render import main as render_main
@@ -77,7 +76,7 @@ def booted(render_dir: Path) -> Iterator[Booted]:
     started: list[ProcessRecord] = []
     start = time.monotonic()
     try:
-        up = netns.bring_up(render_dir, layout=LAYOUT, log=print)
+        up = driver.bring_up(render_dir, layout=LAYOUT, log=print)
         state = load_state(LAYOUT.state_file)
         assert state is not None
         started += state.processes
@@ -85,10 +84,10 @@ def booted(render_dir: Path) -> Iterator[Booted]:
         try:
             yield Booted(up.lab, render_dir, up.mesh_seconds, started)
         finally:
-            assert netns.down(layout=LAYOUT, log=print) == 0
+            assert driver.down(layout=LAYOUT, log=print) == 0
     finally:
         if LAYOUT.root.exists():
-            netns.down(layout=LAYOUT)
+            driver.down(layout=LAYOUT)
     assert our_namespaces() == []
     assert mounts_under(ROOT) == []
     assert not ROOT.exists()
@@ -96,7 +95,7 @@ def booted(render_dir: Path) -> Iterator[Booted]:
 
 
 def healthy_report(lab: NetnsLab) -> HealthReport:
-    report = checks.run_all(lab)
+    report = health.run_all(lab)
     print(format_report(report))
     for p in report.pairs:
         assert p.ok, p
@@ -150,7 +149,7 @@ def test_hub_that_does_not_forward_fails_the_relay_check(tmp_path: Path) -> None
     with booted(render_dir) as b:
         assert b.mesh_seconds is not None  # the rest still boots: every direct pair shook hands
         assert run_in(b.lab.node("lab-hub"), "cat", "/proc/sys/net/ipv4/ip_forward").stdout.strip() == "0"
-        result = pattern_checks.check_hub_relay(b.lab)
+        result = patterns.check_hub_relay(b.lab)
         print(f"FAIL  {result.name}: {result.detail}")
         assert not result.ok
         assert "lost" in result.detail and "0 spoke<->spoke" in result.detail
@@ -194,12 +193,12 @@ def test_jumpbox_without_its_masquerade_rule_fails_the_jumpbox_check(tmp_path: P
     cut_line(render_dir, "lab-jump", "iifname $WG ip daddr { 10.0.9.0/24 } masquerade\n")
     with booted(render_dir) as b:
         assert b.mesh_seconds is not None
-        [result] = pattern_checks.check_jumpbox(b.lab)
+        [result] = patterns.check_jumpbox(b.lab)
         print(f"FAIL  {result.name}: {result.detail}")
         assert not result.ok
         assert "lost" in result.detail
         assert f"sources seen there: {b.lab.mesh.node('lab-a').address}" in result.detail  # unNATed
-        assert all(p.ok for p in checks.check_pairs(b.lab))
+        assert all(p.ok for p in health.check_pairs(b.lab))
         routed = [h for h in b.lab.lan_hosts() if h.router == "lab-r"]  # routes only: unaffected
         assert ping(b.lab.node("lab-a"), routed[0].address, count=1).ok
 
@@ -252,7 +251,7 @@ class TestIpv6:
 
     def test_syn_ack_from_the_v6_subnet_is_clamped_to_wg0(self, ipv6: Booted) -> None:
         """The lan host behind lab-c advertises 1440 (1500 - 60); lab-c clamps it to 1420 - 60."""
-        result = checks.check_mss_clamp(ipv6.lab)
+        result = health.check_mss_clamp(ipv6.lab)
         print(f"{'ok' if result.ok else 'FAIL'}  {result.name}: {result.detail}")
         assert result.ok and not result.skipped, result.detail
         assert result.detail.startswith("IPv6 lab-a <- fd00:7::2 via lab-c: SYN-ACK mss [1360")
@@ -271,8 +270,8 @@ def test_node_without_its_v6_address_fails_the_ipv6_check(tmp_path: Path) -> Non
     )
     with booted(render_dir) as b:
         assert b.mesh_seconds is not None
-        pairs = checks.check_pairs(b.lab)
-        result = pattern_checks.check_ipv6(b.lab, pairs, checks.check_subnets(b.lab))
+        pairs = health.check_pairs(b.lab)
+        result = patterns.check_ipv6(b.lab, pairs, health.check_subnets(b.lab))
         print(f"FAIL  {result.name}: {result.detail}")
         assert not result.ok
         failed = {(p.src, p.dst) for p in pairs if p.family == 6 and not p.ok}
@@ -292,8 +291,8 @@ def test_pair_cut_back_to_ipv4_endpoints_fails_the_ipv6_endpoints_check(tmp_path
         cut_line(render_dir, me, v6, v4)
     with booted(render_dir) as b:
         assert b.mesh_seconds is not None
-        assert all(p.ok for p in checks.check_pairs(b.lab))  # the tunnels work, over IPv4
-        result = pattern_checks.check_ipv6_endpoints(b.lab)
+        assert all(p.ok for p in health.check_pairs(b.lab))  # the tunnels work, over IPv4
+        result = patterns.check_ipv6_endpoints(b.lab)
         print(f"FAIL  {result.name}: {result.detail}")
         assert not result.ok
         assert result.detail.startswith("4/6 node peers on [v6]:port")
@@ -326,7 +325,7 @@ def test_underlay_udp_is_sorted_into_spoke_to_spoke_and_spoke_to_hub() -> None:
         "ARP, Request who-has 198.51.100.1",
     ]
     spokes = {"198.51.100.2", "198.51.100.3"}
-    assert pattern_checks.count_underlay_udp(lines, spokes) == (1, 2)
+    assert patterns.count_underlay_udp(lines, spokes) == (1, 2)
 
 
 def test_echo_request_sources_are_read_for_both_families() -> None:
@@ -335,7 +334,7 @@ def test_echo_request_sources_are_read_for_both_families() -> None:
         "IP 10.0.9.2 > 10.0.9.1: ICMP echo reply, id 7, seq 1, length 64",
         "IP6 fd77:77::1 > fd00:7::2: ICMP6, echo request, id 9, seq 1, length 64",
     ]
-    assert pattern_checks.echo_sources(lines) == {"10.0.9.1", "fd77:77::1"}
+    assert patterns.echo_sources(lines) == {"10.0.9.1", "fd77:77::1"}
 
 
 def test_ipv6_underlay_lines_are_wireguard_or_link_control_and_nothing_else_passes() -> None:
@@ -351,11 +350,11 @@ def test_ipv6_underlay_lines_are_wireguard_or_link_control_and_nothing_else_pass
         "IP6 2001:db8:99::1 > ff02::1:ff00:2: ICMP6, neighbor solicitation, who has 2001:db8:51::2",
         "IP6 :: > ff02::1:ff00:2: ICMP6, neighbor solicitation, who has 2001:db8:51::2",
     ]
-    wireguard, other = checks.classify_underlay(lines, endpoints)
+    wireguard, other = health.classify_underlay(lines, endpoints)
     assert wireguard == 2
     assert other == lines[5:]  # a stranger's or an unspecified source's neighbour discovery is no node's
     v4_only = {"198.51.100.1": 51820, "198.51.100.2": 51820}
-    assert checks.classify_underlay(lines[2:5], v4_only) == (0, lines[2:5])  # no IPv6 underlay: all leaks
+    assert health.classify_underlay(lines[2:5], v4_only) == (0, lines[2:5])  # no IPv6 underlay: all leaks
 
 
 def test_underlay_udp_between_nodes_is_counted_per_family() -> None:
@@ -365,4 +364,4 @@ def test_underlay_udp_between_nodes_is_counted_per_family() -> None:
         "IP 203.0.113.5.4500 > 198.51.100.3.51820: UDP, length 128",  # a client: not node to node
     ]
     nodes = {"2001:db8:51::1", "2001:db8:51::3", "198.51.100.1", "198.51.100.3"}
-    assert pattern_checks.underlay_udp_families(lines, nodes) == (1, 1)
+    assert patterns.underlay_udp_families(lines, nodes) == (1, 1)

@@ -29,7 +29,7 @@ from labtest import namespaces_with_prefix, require_netns_lab
 
 from cloudinit.host import INTO_MESH_DROP
 from lab.checks import clients as client_checks
-from lab.checks import health as checks
+from lab.checks import health
 from lab.checks.report import format_report
 from lab.core.errors import LabError
 from lab.core.manifest import load_mesh
@@ -39,8 +39,7 @@ from lab.core.proc import run_in
 from lab.core.processes import alive
 from lab.core.results import CheckResult
 from lab.core.state import ProcessRecord, load_state
-from lab.netns import clients
-from lab.netns import driver as netns
+from lab.netns import clients, driver
 from lab.netns.layout import Layout
 from lab.netns.running import NetnsLab
 from tools.render import main as render_main
@@ -66,7 +65,7 @@ class Env:
         return out
 
     def boot(self, render_dir: Path) -> NetnsLab:
-        result = netns.bring_up(render_dir, layout=LAYOUT, log=print)
+        result = driver.bring_up(render_dir, layout=LAYOUT, log=print)
         state = load_state(LAYOUT.state_file)
         assert state is not None
         self.started += state.processes
@@ -84,7 +83,7 @@ def env(tmp_path: Path) -> Iterator[Env]:
         yield e
     finally:
         if ROOT.exists():
-            assert netns.down(layout=LAYOUT) == 0
+            assert driver.down(layout=LAYOUT) == 0
     assert our_namespaces() == []
     assert mounts_under(ROOT) == []
     assert not ROOT.exists()
@@ -127,7 +126,7 @@ def test_roaming_client_is_reached_through_nat_and_followed_after_a_port_change(
     try:
         s = clients.site(lab, "laptop")
         assert s.client.keepalive == 2 and s.client.peers == ("lab-a", "lab-b")
-        report = checks.run_all(lab)
+        report = health.run_all(lab)
         print(format_report(report))
         assert report.ok, format_report(report)
         for name in (*INBOUND, *OUTBOUND, ROAM, "underlay carries only WireGuard UDP"):
@@ -143,7 +142,7 @@ def test_roaming_client_is_reached_through_nat_and_followed_after_a_port_change(
         figure(f"roaming: {again.detail}")
         assert clients.nat_ports(s) != ports
     finally:
-        assert netns.down(layout=LAYOUT) == 0
+        assert driver.down(layout=LAYOUT) == 0
 
 
 @pytest.mark.lab
@@ -160,7 +159,7 @@ def test_roaming_without_persistent_keepalive_is_lost_after_the_nat_change(env: 
         assert not results[ROAM].ok
         assert "no ping back" in results[ROAM].detail
     finally:
-        assert netns.down(layout=LAYOUT) == 0
+        assert driver.down(layout=LAYOUT) == 0
 
 
 # ----------------------------------------------------------------------------- gateway
@@ -176,7 +175,7 @@ WAY_IN = "internet -> mesh through lab-gw refused"
 def test_full_tunnel_client_reaches_the_internet_only_through_the_gateway(env: Env) -> None:
     lab = env.boot(env.render("lab-gateway"))
     try:
-        report = checks.run_all(lab)
+        report = health.run_all(lab)
         print(format_report(report))
         assert report.ok, format_report(report)
         for name in (INTERNET, UNDERLAY, BYPASS, ROAM, WAY_IN):
@@ -193,7 +192,7 @@ def test_full_tunnel_client_reaches_the_internet_only_through_the_gateway(env: E
         assert run_in(s.laptop, sys.executable, "-c", fetch).stdout.strip() == "200"
         assert any(p.what.startswith("python") for p in env.started)  # recorded, so down stops it
     finally:
-        assert netns.down(layout=LAYOUT) == 0
+        assert driver.down(layout=LAYOUT) == 0
 
 
 @pytest.mark.lab
@@ -215,7 +214,7 @@ def test_gateway_without_its_masquerade_rule_leaks_the_client_address(env: Env) 
         run_in(s.laptop, "wg", "set", s.interface, "fwmark", "0")
         assert client_checks.fresh_handshake(s, lab.mesh.node("lab-gw")) is None
     finally:
-        assert netns.down(layout=LAYOUT) == 0
+        assert driver.down(layout=LAYOUT) == 0
 
 
 @pytest.mark.lab
@@ -230,7 +229,7 @@ def test_gateway_without_its_drop_rule_forwards_the_internet_into_the_mesh(env: 
         for name in (INTERNET, UNDERLAY, BYPASS, ROAM):
             assert results[name].ok, name  # outbound is untouched: only the way in opened
     finally:
-        assert netns.down(layout=LAYOUT) == 0
+        assert driver.down(layout=LAYOUT) == 0
 
 
 # ----------------------------------------------------------------------------- no root needed
