@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -94,6 +95,17 @@ def run_in(
         env=env,
         stdin_text=stdin_text,
     )
+
+
+def interrupt(proc: subprocess.Popen[str], timeout: float) -> None:
+    """Ctrl-C a tool we started (tcpdump, ping: they flush and print their summary on SIGINT);
+    SIGKILL it if it has not exited after `timeout` seconds."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=timeout)
 
 
 def python_argv(module: str, *args: str) -> list[str]:

@@ -33,7 +33,7 @@ from cloudinit.sync import apply_command, parse_summary
 from lab.core.errors import LabError
 from lab.core.manifest import LabMesh, load_mesh
 from lab.core.network import ip, namespace_inode
-from lab.core.proc import NODE_ENV, Place, run, run_in
+from lab.core.proc import NODE_ENV, Place, interrupt, run, run_in
 from lab.core.processes import processes_in, stop_processes
 from lab.core.state import LabState, load_state
 from lab.netns import topology
@@ -288,12 +288,7 @@ def continuous_ping(src: Place, dst: str, interval: float = 0.02) -> Iterator[Pi
         try:
             yield log
         finally:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            interrupt(proc, timeout=10)
             sink.seek(0)
             out = sink.read()
         log.reply_times = {int(m.group(2)): float(m.group(1)) for m in _REPLY.finditer(out)}

@@ -22,19 +22,18 @@ from pathlib import Path
 
 import pytest
 from conftest import Figure
-from labtest import require_netns_lab
+from labtest import assert_all_removed, namespaces_with_prefix, render_stack, require_clean, require_netns_lab
 
 from cloudinit.bundle import encode_bundle, parse_bundle
 from cloudinit.host import INTO_MESH_DROP, NFT_PATH, SYSCTL_PATH
 from cloudinit.sync import apply_command
 from lab.checks.health import wait_for_handshakes
 from lab.core.manifest import load_mesh
-from lab.core.mounts import mounts_under
 from lab.core.network import namespace_inode
 from lab.core.probes import allowed_ips, ping
-from lab.core.proc import NETNS_DIR, run_in
-from lab.core.processes import alive, processes_in
-from lab.core.state import ProcessRecord, load_state
+from lab.core.proc import run_in
+from lab.core.processes import processes_in
+from lab.core.state import ProcessRecord
 from lab.core.wgconf import conf_peers, rendered_wg_conf
 from lab.netns import driver
 from lab.netns.day2 import (
@@ -54,7 +53,6 @@ from lab.netns.day2 import (
 from lab.netns.layout import Layout
 from lab.netns.running import NetnsLab
 from lab.netns.teardown import tear_down
-from tools.render import main as render_main
 
 pytestmark = pytest.mark.lab
 PREFIX = "wgm-d2-"
@@ -65,9 +63,7 @@ C_SUBNET, C_LAN_HOST = "10.0.78.0/24", "10.0.78.2"
 
 
 def our_namespaces() -> list[str]:
-    return (
-        sorted(p.name for p in NETNS_DIR.iterdir() if p.name.startswith(PREFIX)) if NETNS_DIR.is_dir() else []
-    )
+    return namespaces_with_prefix(PREFIX)
 
 
 @dataclass
@@ -85,29 +81,18 @@ class Day2Lab:
 def day2() -> Iterator[Day2Lab]:
     require_netns_lab()
     env = Day2Lab(Layout(root=ROOT, prefix=PREFIX))
-    if load_state(env.layout.state_file) is not None or our_namespaces():
-        pytest.fail(f"a previous run left a day-2 lab behind: {our_namespaces()} {ROOT}")
+    require_clean(env.layout)
     try:
         yield env
     finally:
         if env.layout.root.exists():
             driver.down(layout=env.layout)
-        assert our_namespaces() == []
-        assert mounts_under(env.layout.root) == []
-        assert not env.layout.root.exists()
         assert env.seen, "the test recorded no process"
-        assert [p for p in env.seen if alive(p)] == []
+        assert_all_removed(env.layout, env.seen)
 
 
 def render(tmp: Path, stack: str, keys: Path, out: str) -> Path:
-    dest = tmp / out
-    assert (
-        render_main(
-            ["--stack", str(STACKS / f"Pulumi.day2-{stack}.yaml"), "--out", str(dest), "--keys", str(keys)]
-        )
-        == 0
-    )
-    return dest
+    return render_stack(STACKS / f"Pulumi.day2-{stack}.yaml", tmp / out, keys)
 
 
 def assert_peers_match(lab: NetnsLab, render_dir: Path) -> None:

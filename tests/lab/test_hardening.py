@@ -20,17 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from labtest import namespaces_with_prefix, require_netns_lab
+from labtest import assert_all_removed, render_stack, require_clean, require_netns_lab
 
 from cloudinit.host import METADATA_GUARD_PATH, METADATA_TABLE, METADATA_V4, METADATA_V6
-from lab.core.mounts import mounts_under
 from lab.core.proc import NETNS_DIR, NODE_ENV, Place, run_in
-from lab.core.processes import alive
 from lab.core.state import load_state
 from lab.netns import driver
 from lab.netns.layout import Layout
 from lab.netns.running import NetnsLab
-from tools.render import main as render_main
 
 pytestmark = pytest.mark.lab
 PREFIX = "wgm-h-"
@@ -53,10 +50,6 @@ except Exception as e:
     reason = getattr(e, "reason", e)
     print(type(reason).__name__)
 """
-
-
-def our_namespaces() -> list[str]:
-    return namespaces_with_prefix(PREFIX)
 
 
 @dataclass
@@ -135,12 +128,11 @@ def wait_until_serving(g: GuardedLab) -> None:
 def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GuardedLab]:
     require_netns_lab("setpriv")
     layout = Layout(root=ROOT, prefix=PREFIX)
-    if load_state(layout.state_file) is not None or our_namespaces():
-        pytest.fail(f"a previous run left a lab behind: {our_namespaces()} {ROOT}")
+    require_clean(layout)
     tmp = tmp_path_factory.mktemp("hardening")
     (tmp / "Pulumi.guard.yaml").write_text(STACK)
     render_dir = tmp / "render"
-    assert render_main(["--stack", str(tmp / "Pulumi.guard.yaml"), "--out", str(render_dir)]) == 0
+    render_stack(tmp / "Pulumi.guard.yaml", render_dir)
     server: subprocess.Popen[bytes] | None = None
     started = []
     try:
@@ -157,10 +149,7 @@ def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GuardedLab]:
             server.terminate()
             server.wait(timeout=10)
         driver.down(layout=layout, log=print)
-        assert our_namespaces() == []
-        assert mounts_under(ROOT) == []
-        assert not ROOT.exists()
-        assert [p for p in started if alive(p)] == []
+        assert_all_removed(layout, started)
 
 
 def test_root_reads_metadata_and_non_root_is_refused(guarded: GuardedLab) -> None:

@@ -17,13 +17,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from labtest import namespaces_with_prefix, require_netns_lab
+from labtest import assert_all_removed, namespaces_with_prefix, render_stack, require_clean, require_netns_lab
 
 from lab.checks import health
 from lab.checks.mtu import mtu_scenario
 from lab.checks.report import format_report
 from lab.core.errors import LabError
-from lab.core.mounts import mounts_under
 from lab.core.proc import run_in
 from lab.core.processes import alive
 from lab.core.results import HealthReport
@@ -32,7 +31,6 @@ from lab.netns import driver
 from lab.netns.layout import BRIDGE, Layout
 from lab.netns.running import NetnsLab
 from mesh.keys import private_key, public_key
-from tools.render import main as render_main
 
 pytestmark = pytest.mark.lab
 PREFIX = "wgm-t-"
@@ -53,9 +51,7 @@ class LabEnv:
         print(message)
 
     def render(self, stack: str) -> Path:
-        out = self.tmp / f"render-{stack}"
-        assert render_main(["--stack", stack, "--out", str(out)]) == 0
-        return out
+        return render_stack(stack, self.tmp / f"render-{stack}")
 
     def remember_processes(self) -> None:
         state = load_state(self.layout.state_file)
@@ -75,18 +71,14 @@ def our_namespaces() -> list[str]:
 
 
 def assert_nothing_left(env: LabEnv) -> None:
-    assert our_namespaces() == []
-    assert mounts_under(env.layout.root) == []
-    assert not env.layout.root.exists()
-    assert [p for p in env.started if alive(p)] == []
+    assert_all_removed(env.layout, env.started)
 
 
 @pytest.fixture
 def env(tmp_path: Path) -> Iterator[LabEnv]:
     require_netns_lab()
     lab_env = LabEnv(Layout(root=ROOT, prefix=PREFIX), tmp_path)
-    if load_state(lab_env.layout.state_file) is not None or our_namespaces():
-        pytest.fail(f"a previous test run left a lab behind: {our_namespaces()} {ROOT}")
+    require_clean(lab_env.layout)
     yield lab_env
     try:
         assert_nothing_left(lab_env)
@@ -244,24 +236,6 @@ def test_ctrl_c_during_bring_up_removes_everything(env: LabEnv) -> None:
         driver.bring_up(render_dir, layout=env.layout, log=interrupt_once_wg_is_up)
     assert sum(p.what == "wireguard-go" for p in env.started) == 3
     assert any("removing everything" in m for m in env.messages)
-
-
-def test_missing_prerequisites_skip_outside_ci_and_fail_under_ci(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(driver, "unavailable_reason", lambda: "the netns lab needs root")
-    monkeypatch.delenv("CI", raising=False)
-    with pytest.raises(pytest.skip.Exception, match="needs root"):
-        require_netns_lab()
-    monkeypatch.setenv("CI", "true")
-    with pytest.raises(pytest.fail.Exception, match="CI=true"):
-        require_netns_lab()
-    # A tool one test file needs on top of the lab's own counts the same way.
-    monkeypatch.setattr(driver, "unavailable_reason", lambda: None)
-    with pytest.raises(pytest.fail.Exception, match="missing tools for this lab test: no-such-tool-x"):
-        require_netns_lab("no-such-tool-x")
-    monkeypatch.delenv("CI")
-    with pytest.raises(pytest.skip.Exception, match="no-such-tool-x"):
-        require_netns_lab("no-such-tool-x")
-    require_netns_lab("sh")  # present: no skip, no failure
 
 
 def test_a_failing_runcmd_step_is_reported_and_everything_is_removed(env: LabEnv) -> None:
