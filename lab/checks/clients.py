@@ -1,4 +1,4 @@
-"""Checks of the lab's roaming clients (lab.clients): keepalive through NAT, roaming, gateway.
+"""Checks of the lab's roaming clients (lab.netns.clients): keepalive through NAT, roaming, gateway.
 
 - Every node a client dials reaches the client before the client has sent anything on its
   own: only its PersistentKeepalive told the node where it is (nodes list clients with no

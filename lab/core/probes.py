@@ -1,10 +1,11 @@
 """Traffic the checks send between lab namespaces: ping, wg handshakes, bounded TCP transfers.
 
-Small, reusable probes; the checks (lab.checks, lab.negative, lab.mtu) decide what they mean.
+Small, reusable probes; the checks (lab.checks) decide what they mean.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import subprocess
@@ -15,7 +16,8 @@ from typing import TypeVar
 
 from lab.core.errors import LabError
 from lab.core.proc import NODE_ENV, Place, python_argv, run_in
-from lab.netns.running import Address
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 WG = "wg0"
 IPV4_ICMP_OVERHEAD = 28  # IPv4 header + ICMP header: ping -s payload for a packet of the MTU
@@ -108,7 +110,7 @@ class Transfer:
 
 
 def transfer(src: Place, dst: Place, address: Address, seconds: float, port: int = PROBE_PORT) -> Transfer:
-    """A bounded TCP transfer src -> dst (lab.tcpprobe); `received` is what arrived."""
+    """A bounded TCP transfer src -> dst (lab.core.tcpprobe); `received` is what arrived."""
     timing = ["--port", str(port), "--seconds", str(seconds)]
     server = subprocess.Popen(
         dst.argv(*python_argv("lab.core.tcpprobe", "serve", "--bind", str(address), *timing)),

@@ -1,6 +1,6 @@
 """A node's first boot inside the netns lab: cloud-init's write_files, then its commands.
 
-write_files is cloud-init's own (lab.sandbox); bootcmd and runcmd run as rendered inside the
+write_files is cloud-init's own (lab.netns.sandbox); bootcmd and runcmd run as rendered inside the
 node's namespaces, each step as the line cloud-init's runcmd script would hold, going on
 after a failing step like that script does and reporting every failure at the end.
 """

@@ -145,7 +145,7 @@ def _state(layout: Layout) -> LabState:
 
 def _free_port_index(layout: Layout) -> int:
     """An index whose bridge port name (p<i>) is not in use in the internet namespace."""
-    out = run(["ip", "-n", layout.internet_ns, "-o", "link", "show"], what="list bridge ports").stdout
+    out = ip(layout.internet_ns, "-o", "link", "show").stdout
     used = {int(m.group(1)) for m in re.finditer(r"^\d+: p(\d+)@", out, re.MULTILINE)}
     return next(i for i in range(len(used) + 1) if i not in used)
 
@@ -199,14 +199,12 @@ def remove_node(layout: Layout, render_dir: Path, name: str) -> NetnsLab:
     Path(mount_ns).unlink(missing_ok=True)
     if public_ip is not None:
         for other in state.nodes:
-            run(["ip", "-n", layout.node_ns(other), "route", "del", f"{public_ip}/32"], check=False)
+            ip(layout.node_ns(other), "route", "del", f"{public_ip}/32", check=False)
     return NetnsLab(layout, booted_mesh(mesh, state.nodes))
 
 
 def _public_ip_of(layout: Layout, name: str) -> str | None:
-    out = run(
-        ["ip", "-n", layout.node_ns(name), "-4", "-o", "addr", "show", "dev", "eth0"], check=False
-    ).stdout
+    out = ip(layout.node_ns(name), "-4", "-o", "addr", "show", "dev", "eth0", check=False).stdout
     m = re.search(r"inet (\S+)/32", out)
     return m.group(1) if m else None
 

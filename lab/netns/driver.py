@@ -1,8 +1,8 @@
 """The netns driver: boot every `cloud: lab` node of a rendered mesh in network namespaces.
 
-Per node, in the order a VM's first boot would: cloud-init writes the files (lab.sandbox),
+Per node, in the order a VM's first boot would: cloud-init writes the files (lab.netns.sandbox),
 the node's mount namespace shows them at their rendered paths, then bootcmd/runcmd run as
-rendered inside the node (systemctl, sysctl and apt are lab.nodeshim there), and
+rendered inside the node (systemctl, sysctl and apt are lab.netns.nodeshim there), and
 wg-quick brings wg0 up on wireguard-go. The lab stays up until `down`.
 
 `up` when a lab is already up tears the old one down first (fresh keys every time).

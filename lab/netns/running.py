@@ -6,11 +6,10 @@ import ipaddress
 from dataclasses import dataclass
 
 from lab.core.manifest import LabMesh, LabNode
+from lab.core.probes import Address
 from lab.core.proc import Place
 from lab.netns.layout import Layout
 from lab.netns.topology import place_internet, place_lan, place_node, subnet_hosts
-
-Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 @dataclass(frozen=True)

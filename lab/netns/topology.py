@@ -14,7 +14,7 @@ The internet carries IPv6 only between nodes that have a `publicIp6` (`endpoints
 bridge has no address and does no multicast snooping, IPv6 stays off on every other uplink,
 and those nodes' eth0 get no link-local address, no router solicitations and no duplicate
 address detection, so the bridge sees only what the nodes send on purpose plus the neighbour
-discovery and MLD reports the kernel must send for their addresses (lab.checks counts those
+discovery and MLD reports the kernel must send for their addresses (lab.checks.health counts those
 as link control).
 """
 
@@ -46,7 +46,7 @@ table bridge {NOFRAG_TABLE} {{
     }}
 }}
 """
-# Host binaries a node sees replaced by lab.nodeshim (resolved, must be regular files).
+# Host binaries a node sees replaced by lab.netns.nodeshim (resolved, must be regular files).
 SHIMMED = {"systemctl": "/usr/bin/systemctl", "sysctl": "/usr/sbin/sysctl", "apt-get": "/usr/bin/apt-get"}
 SHIMMED_OPTIONAL = {"apt": "/usr/bin/apt"}
 # Directories that are not overlaid from the written files (kernel or per-node filesystems).

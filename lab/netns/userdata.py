@@ -1,6 +1,6 @@
 """Read a node's #cloud-config for what the netns lab replays: write_files paths and commands.
 
-cloud-init itself writes the files (lab.sandbox); this module only lists which paths to take
+cloud-init itself writes the files (lab.netns.sandbox); this module only lists which paths to take
 and turns bootcmd/runcmd items into shell lines the way cloud-init's `shellify` does.
 Messages name the node and the key, never quote the document (it holds a private key).
 """

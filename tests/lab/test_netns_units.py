@@ -3,6 +3,7 @@ underlay classification, ownership rules, state file, report)."""
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import ipaddress
 import json
@@ -429,3 +430,19 @@ def test_missing_prerequisites_skip_outside_ci_and_fail_under_ci(monkeypatch: py
     with pytest.raises(pytest.skip.Exception, match="no-such-tool-x"):
         require_netns_lab("no-such-tool-x")
     require_netns_lab("sh")  # present: no skip, no failure
+
+
+# ----------------------------------------------------------------------------- layering
+
+
+def test_lab_core_imports_no_driver_and_no_check() -> None:
+    """Both drivers build on lab.core; lab.core itself depends on neither driver nor the checks."""
+    core = Path(__file__).resolve().parents[2] / "lab" / "core"
+    modules = sorted(core.glob("*.py"))
+    assert len(modules) > 10
+    for path in modules:
+        tree = ast.parse(path.read_text())
+        imported = [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+        imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+        wrong = [m for m in imported if m.startswith(("lab.netns", "lab.checks", "lab.vm"))]
+        assert wrong == [], f"{path.name} imports {wrong}"
