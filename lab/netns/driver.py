@@ -273,7 +273,7 @@ def up(
     first = result.lab.nodes[0].name
     inside = f"nsenter --net=/run/netns/{layout.node_ns(first)} --mount={layout.mount_ns(first)}"
     log(
-        "\nthe lab stays up: `make lab-down` removes it, `python -m lab check` re-runs the health.\n"
+        "\nthe lab stays up: `make lab-down` removes it, `python -m lab check` re-runs the checks.\n"
         f"look inside a node: {inside} wg show"
     )
     for site in clients.sites(layout, result.lab.mesh):

@@ -13,7 +13,7 @@ import pytest
 from lab.core.errors import LabError
 from lab.core.mounts import mounts_under
 from lab.core.network import add_namespace, namespace_inode
-from lab.core.proc import NETNS_DIR, NODE_ENV
+from lab.core.proc import NETNS_DIR, NODE_ENV, is_root
 from lab.core.state import LabState
 from lab.netns import topology
 from lab.netns.layout import Layout
@@ -37,10 +37,11 @@ write_files:
 
 @pytest.fixture(autouse=True)
 def _need_root() -> None:
-    if shutil.which("unshare") is None or shutil.which("cloud-init") is None:
-        pytest.skip("needs unshare and cloud-init (scripts/install-debs)")
-    if subprocess.run(["id", "-u"], capture_output=True, text=True, check=True).stdout.strip() != "0":
+    if not is_root():
         pytest.skip("needs root (mount and network namespaces)")
+    missing = [tool for tool in ("unshare", "nsenter", "cloud-init") if shutil.which(tool) is None]
+    if missing:
+        pytest.skip(f"missing {' '.join(missing)} (scripts/install-debs)")
 
 
 def test_scripts_ship_as_package_resources() -> None:
