@@ -3,17 +3,17 @@ write_files sandbox and a node's or client's private mounts, each removed again 
 
 from __future__ import annotations
 
-import shutil
 import stat
 import subprocess
 from pathlib import Path
 
 import pytest
+from labtest import require_netns_lab
 
 from lab.core.errors import LabError
 from lab.core.mounts import mounts_under
 from lab.core.network import add_namespace, namespace_inode
-from lab.core.proc import NETNS_DIR, NODE_ENV, is_root
+from lab.core.proc import NETNS_DIR, NODE_ENV
 from lab.core.state import LabState
 from lab.netns import topology
 from lab.netns.layout import Layout
@@ -37,11 +37,8 @@ write_files:
 
 @pytest.fixture(autouse=True)
 def _need_root() -> None:
-    if not is_root():
-        pytest.skip("needs root (mount and network namespaces)")
-    missing = [tool for tool in ("unshare", "nsenter", "cloud-init") if shutil.which(tool) is None]
-    if missing:
-        pytest.skip(f"missing {' '.join(missing)} (scripts/install-debs)")
+    """The netns lab's own gate: root and its tools; outside CI a skip, under CI=true a failure."""
+    require_netns_lab()
 
 
 def test_scripts_ship_as_package_resources() -> None:
