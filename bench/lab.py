@@ -30,10 +30,10 @@ from types import ModuleType
 
 import yaml
 
-from lab import netns
-from lab.mtu import format_throughput, throughput_comparison
-from lab.state import Layout
-from lab.teardown import tear_down
+from lab.checks.mtu import format_throughput, throughput_comparison
+from lab.netns import driver
+from lab.netns.layout import Layout
+from lab.netns.teardown import tear_down
 
 BENCH_LAYOUT = Layout(root=Path("/tmp/wgmesh-lab/bench-netns"), prefix="wgm-b-")
 VM_TIMEOUT = 900.0
@@ -63,9 +63,9 @@ def netns_run(stack: str) -> NetnsRun:
     try:
         t0 = time.monotonic()
         with contextlib.redirect_stdout(io.StringIO()):
-            netns.render(stack, tmp / "render")
+            driver.render(stack, tmp / "render")
         rendered = time.monotonic() - t0
-        result = netns.bring_up(tmp / "render", layout=BENCH_LAYOUT, handshake_timeout=HANDSHAKE_TIMEOUT)
+        result = driver.bring_up(tmp / "render", layout=BENCH_LAYOUT, handshake_timeout=HANDSHAKE_TIMEOUT)
         t1 = time.monotonic()
         tear_down(BENCH_LAYOUT)
         return NetnsRun(rendered, result.wg_up_seconds, result.mesh_seconds, time.monotonic() - t1)
@@ -78,8 +78,8 @@ def mtu_throughput(seconds: float) -> str:
     tmp = Path(tempfile.mkdtemp(prefix="wgmesh-bench-mtu-"))
     try:
         with contextlib.redirect_stdout(io.StringIO()):
-            netns.render("lab-mtu", tmp / "render")
-        result = netns.bring_up(tmp / "render", layout=BENCH_LAYOUT)
+            driver.render("lab-mtu", tmp / "render")
+        result = driver.bring_up(tmp / "render", layout=BENCH_LAYOUT)
         try:
             return format_throughput(throughput_comparison(result.lab, seconds=seconds))
         finally:
@@ -125,7 +125,7 @@ def vm_first_boot(stack: str) -> Mapping[str, float] | str:
         return f"lab.vm is not available ({e})"
     tmp = Path(tempfile.mkdtemp(prefix="wgmesh-bench-vm-"))
     try:
-        netns.render(stack, tmp / "render")
+        driver.render(stack, tmp / "render")
         if hasattr(vm, "first_boot_seconds"):
             return dict(vm.first_boot_seconds(tmp / "render"))
         if all(hasattr(vm, f) for f in ("start", "wait_for_reports", "timings", "down")):
@@ -149,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-mtu", action="store_true", help="skip the MTU throughput comparison")
     parser.add_argument("--vm", action="store_true", help="also boot the VMs (several minutes)")
     args = parser.parse_args(argv)
-    reason = netns.unavailable_reason()
+    reason = driver.unavailable_reason()
     if reason:
         print(f"netns lab: not measured: {reason}")
     else:

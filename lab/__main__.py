@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
-from lab import netns
+from lab.netns import driver
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -47,7 +47,7 @@ def vm_up(stack: str, render_dir: Path | None) -> int:
         return int(_vm().up(stack, render_dir))
     tmp = Path(tempfile.mkdtemp(prefix="wgmesh-vm-render-"))
     try:
-        netns.render(stack, tmp / "render")
+        driver.render(stack, tmp / "render")
         return int(_vm().up(stack, tmp / "render"))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -56,12 +56,12 @@ def vm_up(stack: str, render_dir: Path | None) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "check":
-        return netns.check(mtu_demo=args.mtu_demo)
+        return driver.check(mtu_demo=args.mtu_demo)
     if args.driver == "vm":
         return int(_vm().down()) if args.command == "down" else vm_up(args.stack, args.render_dir)
     if args.command == "down":
-        return netns.down()
-    return netns.up(args.stack, args.render_dir, mtu_demo=args.mtu_demo)
+        return driver.down()
+    return driver.up(args.stack, args.render_dir, mtu_demo=args.mtu_demo)
 
 
 if __name__ == "__main__":

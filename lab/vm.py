@@ -30,8 +30,8 @@ from pathlib import Path
 import yaml
 
 from lab import vm_net
+from lab.core.manifest import LabNode, load_mesh
 from lab.image import Image, ensure_image
-from lab.manifest import LabNode, load_mesh
 from lab.vm_report import (
     NodeReport,
     check,

@@ -1,7 +1,7 @@
 """Big meshes: the compact user data is what real cloud-init turns back into the exact wg0.conf.
 
 A 200-node full mesh with PSKs is over Hetzner's 32 KiB as text, so its Hetzner nodes carry
-wg0.conf as `encoding: gz+b64`. Real cloud-init (lab.sandbox: a throw-away mount namespace,
+wg0.conf as `encoding: gz+b64`. Real cloud-init (lab.netns.sandbox: a throw-away mount namespace,
 never the host's /etc) applies write_files, and the file it writes must equal node_wg_conf
 byte for byte, with mode 0600. Sizes past every form fail with one line naming the fix.
 """
@@ -23,9 +23,9 @@ from conftest import Figure
 
 from cloudinit.cloudconfig import WG_CONF_PATH
 from cloudinit.render import USER_DATA_LIMITS, encode_for_cloud, node_user_data, node_wg_conf
-from lab.proc import LabError
-from lab.sandbox import apply_write_files
-from lab.userdata import parse_user_data
+from lab.core.errors import LabError
+from lab.netns.sandbox import apply_write_files
+from lab.netns.userdata import parse_user_data
 from mesh.errors import RenderError
 from mesh.plan import build_plan
 from mesh.plan_types import MeshPlan

@@ -22,36 +22,37 @@ from pathlib import Path
 
 import pytest
 from conftest import Figure
-from labtest import require_netns_lab
+from labtest import assert_all_removed, namespaces_with_prefix, render_stack, require_clean, require_netns_lab
 
 from cloudinit.bundle import encode_bundle, parse_bundle
 from cloudinit.host import INTO_MESH_DROP, NFT_PATH, SYSCTL_PATH
 from cloudinit.sync import apply_command
-from lab import checks, netns
-from lab.day2 import (
+from lab.checks.health import wait_for_handshakes
+from lab.core.manifest import load_mesh
+from lab.core.network import namespace_inode
+from lab.core.probes import allowed_ips, ping
+from lab.core.proc import run_in
+from lab.core.processes import processes_in
+from lab.core.state import ProcessRecord
+from lab.core.wgconf import conf_peers, rendered_wg_conf
+from lab.netns import driver
+from lab.netns.day2 import (
     Applied,
     Health,
     PingLog,
     Update,
     add_node,
     apply_update,
-    conf_peers,
     continuous_ping,
     health,
     kill_wireguard,
     remove_node,
     rendered_bundle,
-    rendered_wg_conf,
     wg0_routes,
 )
-from lab.manifest import load_mesh
-from lab.probes import allowed_ips, ping
-from lab.proc import NETNS_DIR, run_in
-from lab.running import NetnsLab
-from lab.state import Layout, ProcessRecord, load_state
-from lab.teardown import alive, mounts_under, processes_in, tear_down
-from lab.topology import namespace_inode
-from tools.render import main as render_main
+from lab.netns.layout import Layout
+from lab.netns.running import NetnsLab
+from lab.netns.teardown import tear_down
 
 pytestmark = pytest.mark.lab
 PREFIX = "wgm-d2-"
@@ -62,9 +63,7 @@ C_SUBNET, C_LAN_HOST = "10.0.78.0/24", "10.0.78.2"
 
 
 def our_namespaces() -> list[str]:
-    return (
-        sorted(p.name for p in NETNS_DIR.iterdir() if p.name.startswith(PREFIX)) if NETNS_DIR.is_dir() else []
-    )
+    return namespaces_with_prefix(PREFIX)
 
 
 @dataclass
@@ -82,29 +81,18 @@ class Day2Lab:
 def day2() -> Iterator[Day2Lab]:
     require_netns_lab()
     env = Day2Lab(Layout(root=ROOT, prefix=PREFIX))
-    if load_state(env.layout) is not None or our_namespaces():
-        pytest.fail(f"a previous run left a day-2 lab behind: {our_namespaces()} {ROOT}")
+    require_clean(env.layout)
     try:
         yield env
     finally:
         if env.layout.root.exists():
-            netns.down(layout=env.layout)
-        assert our_namespaces() == []
-        assert mounts_under(env.layout.root) == []
-        assert not env.layout.root.exists()
+            driver.down(layout=env.layout)
         assert env.seen, "the test recorded no process"
-        assert [p for p in env.seen if alive(p)] == []
+        assert_all_removed(env.layout, env.seen)
 
 
 def render(tmp: Path, stack: str, keys: Path, out: str) -> Path:
-    dest = tmp / out
-    assert (
-        render_main(
-            ["--stack", str(STACKS / f"Pulumi.day2-{stack}.yaml"), "--out", str(dest), "--keys", str(keys)]
-        )
-        == 0
-    )
-    return dest
+    return render_stack(STACKS / f"Pulumi.day2-{stack}.yaml", tmp / out, keys)
 
 
 def assert_peers_match(lab: NetnsLab, render_dir: Path) -> None:
@@ -168,7 +156,7 @@ def test_add_rotate_kill_remove_a_node_while_two_others_ping(
         assert len({m.node(name).public_key for m in meshes}) == 1
     assert meshes[1].node(C).public_key != meshes[2].node(C).public_key  # keyEpoch 1: a new key
 
-    up = netns.bring_up(r_two, layout=layout, handshake_timeout=20)
+    up = driver.bring_up(r_two, layout=layout, handshake_timeout=20)
     try:
         assert up.mesh_seconds is not None, "the two nodes never shook hands"
         lab = up.lab
@@ -191,7 +179,7 @@ def test_add_rotate_kill_remove_a_node_while_two_others_ping(
             assert summaries(update.sync, "action", *CHANGES) == {
                 n: ("sync", "0", "0", "0", "0", "0") for n in (A, B, C)
             }  # the peers phase did it all; the full apply installs the file
-            assert checks.wait_for_handshakes(lab, 20) is not None, "day2-c never shook hands"
+            assert wait_for_handshakes(lab, 20) is not None, "day2-c never shook hands"
             for node in (A, B):
                 assert C_SUBNET in wg0_routes(lab.node(node))
             assert_peers_match(lab, r_three)
@@ -204,7 +192,7 @@ def test_add_rotate_kill_remove_a_node_while_two_others_ping(
                 update = apply_update(lab, r_rotated, [A, B, C])
                 show_update("rotate", update)
                 lab = NetnsLab(layout, meshes[2])
-                waited = checks.wait_for_handshakes(lab, 20)
+                waited = wait_for_handshakes(lab, 20)
                 assert waited is not None, "no handshake with day2-c's new key"
                 time.sleep(0.5)
             assert summaries(update.peers, "action", "held", *CHANGES) == {
@@ -313,7 +301,7 @@ def test_gateway_masquerade_and_cidr6_reach_a_running_node_and_a_failure_rolls_b
     r_two = render(tmp_path, "two", keys, "0-two")
     r_gw = render(tmp_path, "gateway", keys, "1-gateway")
     r_gw6 = render(tmp_path, "gateway6", keys, "2-gateway6")
-    up = netns.bring_up(r_two, layout=layout, handshake_timeout=20)
+    up = driver.bring_up(r_two, layout=layout, handshake_timeout=20)
     try:
         assert up.mesh_seconds is not None, "the two nodes never shook hands"
         lab = up.lab
@@ -361,7 +349,7 @@ def test_gateway_masquerade_and_cidr6_reach_a_running_node_and_a_failure_rolls_b
         assert {a.node: "sysctl" in a.summary["host"].split(",") for a in update.sync} == {A: True, B: True}
         for node in (A, B):
             assert read_in(lab, node, "/proc/sys/net/ipv6/conf/all/forwarding") == "1", node
-        assert checks.wait_for_handshakes(lab, 20) is not None, "no handshake after the cidr6 restart"
+        assert wait_for_handshakes(lab, 20) is not None, "no handshake after the cidr6 restart"
         lab = NetnsLab(layout, load_mesh(r_gw6))
         assert ping(lab.node(A), str(lab.mesh.node(B).address6)).ok, "no IPv6 ping over the new overlay"
     finally:

@@ -20,15 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from labtest import namespaces_with_prefix, require_netns_lab
+from labtest import assert_all_removed, render_stack, require_clean, require_netns_lab
 
 from cloudinit.host import METADATA_GUARD_PATH, METADATA_TABLE, METADATA_V4, METADATA_V6
-from lab import netns
-from lab.proc import NETNS_DIR, NODE_ENV, Place, run_in
-from lab.running import NetnsLab
-from lab.state import Layout, load_state
-from lab.teardown import alive, mounts_under
-from tools.render import main as render_main
+from lab.core.proc import NETNS_DIR, NODE_ENV, Place, run_in
+from lab.core.state import load_state
+from lab.netns import driver
+from lab.netns.layout import Layout
+from lab.netns.running import NetnsLab
 
 pytestmark = pytest.mark.lab
 PREFIX = "wgm-h-"
@@ -51,10 +50,6 @@ except Exception as e:
     reason = getattr(e, "reason", e)
     print(type(reason).__name__)
 """
-
-
-def our_namespaces() -> list[str]:
-    return namespaces_with_prefix(PREFIX)
 
 
 @dataclass
@@ -133,17 +128,16 @@ def wait_until_serving(g: GuardedLab) -> None:
 def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GuardedLab]:
     require_netns_lab("setpriv")
     layout = Layout(root=ROOT, prefix=PREFIX)
-    if load_state(layout) is not None or our_namespaces():
-        pytest.fail(f"a previous run left a lab behind: {our_namespaces()} {ROOT}")
+    require_clean(layout)
     tmp = tmp_path_factory.mktemp("hardening")
     (tmp / "Pulumi.guard.yaml").write_text(STACK)
     render_dir = tmp / "render"
-    assert render_main(["--stack", str(tmp / "Pulumi.guard.yaml"), "--out", str(render_dir)]) == 0
+    render_stack(tmp / "Pulumi.guard.yaml", render_dir)
     server: subprocess.Popen[bytes] | None = None
     started = []
     try:
-        result = netns.bring_up(render_dir, layout=layout, log=print)
-        state = load_state(layout)
+        result = driver.bring_up(render_dir, layout=layout, log=print)
+        state = load_state(layout.state_file)
         assert state is not None
         started = list(state.processes)
         server = add_fake_metadata_host(result.lab, tmp / "metadata")
@@ -154,11 +148,8 @@ def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GuardedLab]:
         if server is not None:
             server.terminate()
             server.wait(timeout=10)
-        netns.down(layout=layout, log=print)
-        assert our_namespaces() == []
-        assert mounts_under(ROOT) == []
-        assert not ROOT.exists()
-        assert [p for p in started if alive(p)] == []
+        driver.down(layout=layout, log=print)
+        assert_all_removed(layout, started)
 
 
 def test_root_reads_metadata_and_non_root_is_refused(guarded: GuardedLab) -> None:

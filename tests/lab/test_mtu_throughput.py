@@ -9,50 +9,36 @@ CI=true). Own namespace prefix and lab dir; nothing may be left behind.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import Figure
+from labtest import assert_all_removed, render_stack, require_clean, require_netns_lab
 
-from lab import netns
-from lab.mtu import WRONG_MTU, format_throughput, throughput_comparison, trial
-from lab.proc import NETNS_DIR, run_in
-from lab.state import Layout
-from lab.teardown import mounts_under
-from tools.render import main as render_main
+from lab.checks.mtu import WRONG_MTU, format_throughput, throughput_comparison, trial
+from lab.core.proc import run_in
+from lab.netns import driver
+from lab.netns.layout import Layout
 
 pytestmark = pytest.mark.lab
 LAYOUT = Layout(root=Path("/tmp/wgmesh-lab/test-mtu-throughput"), prefix="wgm-q-")
 
 
-def our_namespaces() -> list[str]:
-    if not NETNS_DIR.is_dir():
-        return []
-    return sorted(p.name for p in NETNS_DIR.iterdir() if p.name.startswith(LAYOUT.prefix))
-
-
 @pytest.fixture
-def lab_mtu(tmp_path: Path) -> Iterator[netns.BringUp]:
-    reason = netns.unavailable_reason()
-    if reason is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true and the netns lab cannot run: {reason}")
-        pytest.skip(reason)
-    assert our_namespaces() == [], "a previous run left a lab behind"
-    out = tmp_path / "render"
-    assert render_main(["--stack", "lab-mtu", "--out", str(out)]) == 0
-    result = netns.bring_up(out, layout=LAYOUT)
+def lab_mtu(tmp_path: Path) -> Iterator[driver.BringUp]:
+    require_netns_lab()
+    require_clean(LAYOUT)
+    out = render_stack("lab-mtu", tmp_path / "render")
+    result = driver.bring_up(out, layout=LAYOUT)
     try:
         yield result
     finally:
-        assert netns.down(layout=LAYOUT) == 0
-        assert our_namespaces() == []
-        assert mounts_under(LAYOUT.root) == []
+        assert driver.down(layout=LAYOUT) == 0
+        assert_all_removed(LAYOUT, [])
 
 
-def test_both_mtus_on_both_paths_and_the_lab_is_restored(lab_mtu: netns.BringUp, figure: Figure) -> None:
+def test_both_mtus_on_both_paths_and_the_lab_is_restored(lab_mtu: driver.BringUp, figure: Figure) -> None:
     lab = lab_mtu.lab
     c = throughput_comparison(lab, seconds=1.0)
     figure(format_throughput(c))

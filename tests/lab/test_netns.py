@@ -17,18 +17,20 @@ from pathlib import Path
 
 import pytest
 import yaml
-from labtest import namespaces_with_prefix, require_netns_lab
+from labtest import assert_all_removed, namespaces_with_prefix, render_stack, require_clean, require_netns_lab
 
-from lab import checks, netns
-from lab.mtu import mtu_scenario
-from lab.proc import LabError, run_in
-from lab.report import format_report
-from lab.results import HealthReport
-from lab.running import NetnsLab
-from lab.state import BRIDGE, Layout, ProcessRecord, load_state
-from lab.teardown import alive, mounts_under
+from lab.checks import health
+from lab.checks.mtu import mtu_scenario
+from lab.checks.report import format_report
+from lab.core.errors import LabError
+from lab.core.proc import run_in
+from lab.core.processes import alive
+from lab.core.results import HealthReport
+from lab.core.state import ProcessRecord, load_state
+from lab.netns import driver
+from lab.netns.layout import BRIDGE, Layout
+from lab.netns.running import NetnsLab
 from mesh.keys import private_key, public_key
-from tools.render import main as render_main
 
 pytestmark = pytest.mark.lab
 PREFIX = "wgm-t-"
@@ -49,17 +51,15 @@ class LabEnv:
         print(message)
 
     def render(self, stack: str) -> Path:
-        out = self.tmp / f"render-{stack}"
-        assert render_main(["--stack", stack, "--out", str(out)]) == 0
-        return out
+        return render_stack(stack, self.tmp / f"render-{stack}")
 
     def remember_processes(self) -> None:
-        state = load_state(self.layout)
+        state = load_state(self.layout.state_file)
         assert state is not None
         self.started += state.processes
 
-    def bring_up(self, render_dir: Path, handshake_timeout: float = 20.0) -> netns.BringUp:
-        result = netns.bring_up(
+    def bring_up(self, render_dir: Path, handshake_timeout: float = 20.0) -> driver.BringUp:
+        result = driver.bring_up(
             render_dir, layout=self.layout, log=self.log, handshake_timeout=handshake_timeout
         )
         self.remember_processes()
@@ -71,24 +71,20 @@ def our_namespaces() -> list[str]:
 
 
 def assert_nothing_left(env: LabEnv) -> None:
-    assert our_namespaces() == []
-    assert mounts_under(env.layout.root) == []
-    assert not env.layout.root.exists()
-    assert [p for p in env.started if alive(p)] == []
+    assert_all_removed(env.layout, env.started)
 
 
 @pytest.fixture
 def env(tmp_path: Path) -> Iterator[LabEnv]:
     require_netns_lab()
     lab_env = LabEnv(Layout(root=ROOT, prefix=PREFIX), tmp_path)
-    if load_state(lab_env.layout) is not None or our_namespaces():
-        pytest.fail(f"a previous test run left a lab behind: {our_namespaces()} {ROOT}")
+    require_clean(lab_env.layout)
     yield lab_env
     try:
         assert_nothing_left(lab_env)
     finally:
         if lab_env.layout.root.exists():
-            netns.down(layout=lab_env.layout)
+            driver.down(layout=lab_env.layout)
 
 
 def read_in_node(lab: NetnsLab, node: str, *cmd: str) -> str:
@@ -115,7 +111,7 @@ def test_lab_stack_boots_healthy_and_up_replaces_a_running_lab(env: LabEnv) -> N
     env.bring_up(render_dir)  # a lab already running when `up` is called
     first_lab = list(env.started)
     try:
-        result = netns.start("lab", render_dir, layout=env.layout, log=env.log)
+        result = driver.start("lab", render_dir, layout=env.layout, log=env.log)
         env.remember_processes()
         assert any("tearing it down first" in m for m in env.messages)
         assert [p for p in first_lab if alive(p)] == []
@@ -138,7 +134,7 @@ def test_lab_stack_boots_healthy_and_up_replaces_a_running_lab(env: LabEnv) -> N
         off = "/proc/sys/net/ipv6/conf/eth0/disable_ipv6"
         assert {read_in_node(lab, n.name, "cat", off) for n in lab.nodes} == {"1"}
 
-        report = checks.run_all(lab)
+        report = health.run_all(lab)
         print(format_report(report))
         assert len(report.pairs) == 6
         assert {p.mtu for p in report.pairs} == {1420}
@@ -153,8 +149,8 @@ def test_lab_stack_boots_healthy_and_up_replaces_a_running_lab(env: LabEnv) -> N
             assert not report.check(name).skipped, name
         assert_all_healthy(report)
     finally:
-        assert netns.down(layout=env.layout, log=env.log) == 0
-    assert netns.down(layout=env.layout, log=env.log) == 0
+        assert driver.down(layout=env.layout, log=env.log) == 0
+    assert driver.down(layout=env.layout, log=env.log) == 0
     assert env.messages[-1] == "no netns lab is up"
 
 
@@ -170,7 +166,7 @@ def test_broken_render_fails_the_pair_checks(env: LabEnv) -> None:
     result = env.bring_up(render_dir, handshake_timeout=3)
     try:
         assert result.mesh_seconds is None
-        pairs = checks.check_pairs(result.lab)
+        pairs = health.check_pairs(result.lab)
         broken = {("lab-a", "lab-b"), ("lab-b", "lab-a")}
         for p in pairs:
             if (p.src, p.dst) in broken:
@@ -178,7 +174,7 @@ def test_broken_render_fails_the_pair_checks(env: LabEnv) -> None:
             else:
                 assert p.ok, p
     finally:
-        assert netns.down(layout=env.layout, log=env.log) == 0
+        assert driver.down(layout=env.layout, log=env.log) == 0
 
 
 # ----------------------------------------------------------------------------- MTU
@@ -190,9 +186,9 @@ def test_planned_mtu_carries_tcp_where_1420_black_holes(env: LabEnv) -> None:
     try:
         lab = result.lab
         assert {(n.underlay_mtu, n.mtu) for n in lab.nodes} == {(1460, 1380)}
-        pairs = checks.check_pairs(lab)
+        pairs = health.check_pairs(lab)
         assert all(p.ok and p.mtu == 1380 for p in pairs), pairs
-        lan_to_lan = [c for c in checks.check_subnets(lab) if c.name.count("behind") == 2]
+        lan_to_lan = [c for c in health.check_subnets(lab) if c.name.count("behind") == 2]
         assert len(lan_to_lan) == 2 and all(c.ok for c in lan_to_lan), lan_to_lan
 
         s = mtu_scenario(lab, seconds=2.0)
@@ -206,7 +202,7 @@ def test_planned_mtu_carries_tcp_where_1420_black_holes(env: LabEnv) -> None:
         assert s.wrong.fragments_dropped > 0
         assert read_in_node(lab, "lab-a", "cat", "/sys/class/net/wg0/mtu") == "1380"  # restored
     finally:
-        assert netns.down(layout=env.layout, log=env.log) == 0
+        assert driver.down(layout=env.layout, log=env.log) == 0
 
 
 # ----------------------------------------------------------------------------- ownership, Ctrl-C
@@ -221,7 +217,7 @@ def test_refuses_a_namespace_it_did_not_create(env: LabEnv) -> None:
             env.bring_up(render_dir)
         assert squatter in our_namespaces()
         assert our_namespaces() == [squatter]
-        assert netns.down(layout=env.layout, log=env.log) == 0
+        assert driver.down(layout=env.layout, log=env.log) == 0
         assert squatter in our_namespaces()  # `down` does not touch it either
     finally:
         subprocess.run(["ip", "netns", "delete", squatter], check=True)
@@ -237,27 +233,9 @@ def test_ctrl_c_during_bring_up_removes_everything(env: LabEnv) -> None:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        netns.bring_up(render_dir, layout=env.layout, log=interrupt_once_wg_is_up)
+        driver.bring_up(render_dir, layout=env.layout, log=interrupt_once_wg_is_up)
     assert sum(p.what == "wireguard-go" for p in env.started) == 3
     assert any("removing everything" in m for m in env.messages)
-
-
-def test_missing_prerequisites_skip_outside_ci_and_fail_under_ci(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(netns, "unavailable_reason", lambda: "the netns lab needs root")
-    monkeypatch.delenv("CI", raising=False)
-    with pytest.raises(pytest.skip.Exception, match="needs root"):
-        require_netns_lab()
-    monkeypatch.setenv("CI", "true")
-    with pytest.raises(pytest.fail.Exception, match="CI=true"):
-        require_netns_lab()
-    # A tool one test file needs on top of the lab's own counts the same way.
-    monkeypatch.setattr(netns, "unavailable_reason", lambda: None)
-    with pytest.raises(pytest.fail.Exception, match="missing tools for this lab test: no-such-tool-x"):
-        require_netns_lab("no-such-tool-x")
-    monkeypatch.delenv("CI")
-    with pytest.raises(pytest.skip.Exception, match="no-such-tool-x"):
-        require_netns_lab("no-such-tool-x")
-    require_netns_lab("sh")  # present: no skip, no failure
 
 
 def test_a_failing_runcmd_step_is_reported_and_everything_is_removed(env: LabEnv) -> None:

@@ -3,34 +3,49 @@ underlay classification, ownership rules, state file, report)."""
 
 from __future__ import annotations
 
+import ast
+import dataclasses
 import ipaddress
+import json
 import os
 import sys
 import types
 from pathlib import Path
 
 import pytest
+from labtest import render_stack, require_netns_lab
 
 from lab import __main__ as lab_main
-from lab import nodeshim
-from lab.capture import mss_values
-from lab.checks import classify_underlay
-from lab.manifest import load_mesh
-from lab.probes import Ping, parse_latest_handshakes
-from lab.proc import LabError, tail
-from lab.report import format_report
-from lab.results import CheckResult, HealthReport, PairResult
-from lab.state import LabState, Layout, NamespaceRecord, ProcessRecord, foreign_namespaces
-from lab.topology import subnet_hosts, wanted_namespaces
-from lab.userdata import parse_user_data, shellify
-from tools.render import main as render_main
+from lab.checks import patterns
+from lab.checks.health import classify_underlay
+from lab.checks.report import format_report
+from lab.core import mounts
+from lab.core.capture import mss_values
+from lab.core.errors import LabError
+from lab.core.manifest import load_mesh
+from lab.core.probes import Ping, parse_latest_handshakes
+from lab.core.proc import tail
+from lab.core.processes import alive, process_record, process_start
+from lab.core.results import CheckResult, HealthReport, PairResult
+from lab.core.state import (
+    LabState,
+    LinkRecord,
+    NamespaceRecord,
+    ProcessRecord,
+    foreign_namespaces,
+    load_state,
+)
+from lab.core.wgconf import conf_peers, rendered_wg_conf
+from lab.netns import driver, nodeshim
+from lab.netns.day2 import booted_mesh
+from lab.netns.layout import Layout
+from lab.netns.topology import subnet_hosts, wanted_namespaces
+from lab.netns.userdata import parse_user_data, shellify
 
 
 @pytest.fixture(scope="module")
 def lab_render(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("render") / "lab"
-    assert render_main(["--stack", "lab", "--out", str(out)]) == 0
-    return out
+    return render_stack("lab", tmp_path_factory.mktemp("render") / "lab")
 
 
 # ----------------------------------------------------------------------------- rendered input
@@ -69,8 +84,7 @@ def test_namespace_names_follow_the_layout_prefix(lab_render: Path) -> None:
 
 
 def test_a_stack_without_lab_nodes_is_refused(tmp_path: Path) -> None:
-    out = tmp_path / "dev"
-    assert render_main(["--stack", "dev", "--out", str(out)]) == 0
+    out = render_stack("dev", tmp_path / "dev")
     with pytest.raises(LabError, match="no `cloud: lab` nodes"):
         load_mesh(out)
 
@@ -100,7 +114,7 @@ def test_sysctl_only_touches_per_network_namespace_keys() -> None:
         "/proc/sys/net/ipv6/conf/all/forwarding"
     )
     for key in ("kernel.hostname", "vm.swappiness", "net..x", "net", "fs.file-max"):
-        with pytest.raises(nodeshim.ShimError):
+        with pytest.raises(LabError):
             nodeshim.sysctl_path(key)
 
 
@@ -137,9 +151,9 @@ def test_systemctl_maps_the_wg_quick_unit_to_wg_quick(monkeypatch: pytest.Monkey
     assert nodeshim.systemctl(["enable", "wg-quick@wg1"]) == 0  # no --now: only at next boot
     assert nodeshim.systemctl(["restart", "wg-quick@wg0"]) == 0
     assert calls == [("up", "wg0"), ("down", "wg0"), ("up", "wg0")]
-    with pytest.raises(nodeshim.ShimError, match="not emulated"):
+    with pytest.raises(LabError, match="not emulated"):
         nodeshim.systemctl(["start", "ssh"])
-    with pytest.raises(nodeshim.ShimError, match="not emulated"):
+    with pytest.raises(LabError, match="not emulated"):
         nodeshim.systemctl(["status", "wg-quick@wg0"])
 
 
@@ -147,9 +161,9 @@ def test_package_steps_pass_only_when_the_packages_are_installed(monkeypatch: py
     monkeypatch.setattr(nodeshim, "_installed", lambda p: p in {"wireguard-tools", "nftables"})
     assert nodeshim.packages("apt-get", ["update", "-q"]) == 0
     assert nodeshim.packages("apt-get", ["install", "-y", "-q", "wireguard-tools", "nftables"]) == 0
-    with pytest.raises(nodeshim.ShimError, match="frobnicate not installed"):
+    with pytest.raises(LabError, match="frobnicate not installed"):
         nodeshim.packages("apt-get", ["install", "-y", "frobnicate"])
-    with pytest.raises(nodeshim.ShimError):
+    with pytest.raises(LabError):
         nodeshim.packages("apt", ["remove", "nftables"])
 
 
@@ -209,7 +223,7 @@ def test_format_report_lists_every_pair_and_check() -> None:
 
 
 def test_only_unrecorded_existing_namespaces_are_foreign() -> None:
-    state = LabState(namespaces=[NamespaceRecord("wgm-inet", 7)])
+    state = LabState(Path("/nonexistent/state.json"), namespaces=[NamespaceRecord("wgm-inet", 7)])
     wanted = ["wgm-inet", "wgm-node-a"]
     assert foreign_namespaces(wanted, {"wgm-inet", "wgm-node-a", "other"}, state) == ["wgm-node-a"]
     assert foreign_namespaces(wanted, {"wgm-inet"}, None) == ["wgm-inet"]
@@ -219,16 +233,32 @@ def test_only_unrecorded_existing_namespaces_are_foreign() -> None:
 def test_state_round_trips_and_is_private(tmp_path: Path) -> None:
     layout = Layout(root=tmp_path / "lab")
     state = LabState(
+        layout.state_file,
         stack="lab",
         render_dir="/r",
         namespaces=[NamespaceRecord("wgm-inet", None)],
+        links=[LinkRecord("wgm-inet", "br0")],
+        mounts=["/m"],
         processes=[ProcessRecord(10, 20, "wireguard-go")],
+        files=["/f"],
         timings={"mesh": 1.5},
     )
-    state.save(layout)
+    state.save()
     assert (layout.state_file.stat().st_mode & 0o777) == 0o600
     assert (layout.root.stat().st_mode & 0o777) == 0o700
-    assert LabState.from_json(layout.state_file.read_text()) == state
+    assert "state.json" not in layout.state_file.read_text()  # the path is where, not what
+    assert load_state(layout.state_file) == state
+    assert load_state(layout.root / "missing.json") is None
+
+
+def test_state_is_never_written_through_a_symlink(tmp_path: Path) -> None:
+    """A symlink planted at the temporary file's name is refused, its target untouched."""
+    target = tmp_path / "target"
+    target.write_text("unchanged")
+    (tmp_path / "state.tmp").symlink_to(target)
+    with pytest.raises(OSError):
+        LabState(tmp_path / "state.json").save()
+    assert target.read_text() == "unchanged"
 
 
 def test_tool_output_quoted_in_errors_has_keys_redacted() -> None:
@@ -260,3 +290,158 @@ def test_wg_show_per_peer_fields_parse_from_a_namespace_or_ssh() -> None:
     text = "AAA=\t1796130794\nBBB=\t0\nCCC=\t(none)\n\nDDD=\n"
     assert parse_latest_handshakes(text) == {"AAA=": 1796130794, "BBB=": 0}
     assert parse_latest_handshakes(text.replace("\n", "\r\n")) == {"AAA=": 1796130794, "BBB=": 0}
+
+
+# ----------------------------------------------------------------------------- lab.core and day-2 views
+
+
+def test_booted_mesh_keeps_every_rendered_field_but_the_nodes(lab_render: Path) -> None:
+    """A day-2 change must not drop `endpoints` (the IPv6-endpoint check reads it) or anything else."""
+    mesh = load_mesh(lab_render)
+    assert len(mesh.nodes) == 3
+    ipv6 = dataclasses.replace(mesh, endpoints="ipv6", topology="hub")
+    booted = booted_mesh(ipv6, ["lab-a", "lab-c"])
+    assert [n.name for n in booted.nodes] == ["lab-a", "lab-c"]
+    assert booted == dataclasses.replace(ipv6, nodes=(mesh.nodes[0], mesh.nodes[2]))
+    assert booted.endpoints == "ipv6"
+
+
+def test_conf_peers_reads_each_peer_and_its_allowed_ips() -> None:
+    conf = (
+        "[Interface]\nAddress = 10.77.0.1/24\nPrivateKey = notakey\n\n"
+        "[Peer]  # lab-b\nPublicKey = b=\nAllowedIPs = 10.77.0.2/32, 10.0.4.0/24\n"
+        "Endpoint = 192.0.2.2:51820\n"
+        "[Peer]\nPublicKey = c=\nAllowedIPs = 10.77.0.3/32\nAllowedIPs = fd00::3/128\n"
+    )
+    assert conf_peers(conf) == {"b=": {"10.77.0.2/32", "10.0.4.0/24"}, "c=": {"10.77.0.3/32", "fd00::3/128"}}
+
+
+def test_rendered_wg_conf_lists_the_other_nodes(lab_render: Path) -> None:
+    peers = conf_peers(rendered_wg_conf(lab_render, "lab-a"))
+    mesh = load_mesh(lab_render)
+    others = {f"{n.address}/32" for n in mesh.nodes if n.name != "lab-a"}
+    assert len(peers) >= 2
+    assert others <= set().union(*peers.values())
+
+
+def test_mount_reader_unescapes_and_orders_deepest_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    info = tmp_path / "mountinfo"
+    info.write_text(
+        "22 1 0:21 / /tmp/lab rw - tmpfs t rw\n"
+        "23 22 0:22 / /tmp/lab/my\\040dir rw - tmpfs t rw\n"
+        "24 1 0:23 / /tmp/labx rw - tmpfs t rw\n"
+    )
+    monkeypatch.setattr(mounts, "MOUNTINFO", info)
+    assert mounts.mounts_under(Path("/tmp/lab")) == ["/tmp/lab/my dir", "/tmp/lab"]
+
+
+def test_a_process_is_ours_only_while_pid_and_start_time_match() -> None:
+    me = process_record(os.getpid(), "pytest")
+    assert me.start == process_start(os.getpid())
+    assert alive(me)
+    assert not alive(ProcessRecord(me.pid, me.start + 1, "reused PID"))
+
+
+# ----------------------------------------------------------------------------- deployment patterns
+
+
+def test_the_manifest_says_who_peers_with_whom_and_through_which_hub(tmp_path: Path) -> None:
+    mesh = load_mesh(render_stack("lab-hub", tmp_path / "render"))
+    assert mesh.route_via("lab-s1", "lab-s2") == "lab-hub"
+    assert mesh.route_via("lab-s1", "lab-hub") is None
+    doc = json.loads((tmp_path / "render" / "mesh.json").read_text())
+    for node in doc["nodes"]:
+        del node["peers"]  # no guess for a render without peers: make render rewrites mesh.json
+    (tmp_path / "render" / "mesh.json").write_text(json.dumps(doc))
+    with pytest.raises(LabError, match=r"mesh\.json: nodes\[0\]\.peers: missing"):
+        load_mesh(tmp_path / "render")
+
+
+def test_underlay_udp_is_sorted_into_spoke_to_spoke_and_spoke_to_hub() -> None:
+    lines = [
+        "IP 198.51.100.2.51820 > 198.51.100.1.51820: UDP, length 128",
+        "IP 198.51.100.1.51820 > 198.51.100.3.51820: UDP, length 128",
+        "IP 198.51.100.3.51820 > 198.51.100.2.51820: UDP, length 32",
+        "IP 198.51.100.1.51820 > 198.51.100.4.51820: UDP, length 32",
+        "ARP, Request who-has 198.51.100.1",
+    ]
+    spokes = {"198.51.100.2", "198.51.100.3"}
+    assert patterns.count_underlay_udp(lines, spokes) == (1, 2)
+
+
+def test_echo_request_sources_are_read_for_both_families() -> None:
+    lines = [
+        "IP 10.0.9.1 > 10.0.9.2: ICMP echo request, id 7, seq 1, length 64",
+        "IP 10.0.9.2 > 10.0.9.1: ICMP echo reply, id 7, seq 1, length 64",
+        "IP6 fd77:77::1 > fd00:7::2: ICMP6, echo request, id 9, seq 1, length 64",
+    ]
+    assert patterns.echo_sources(lines) == {"10.0.9.1", "fd77:77::1"}
+
+
+def test_ipv6_underlay_lines_are_wireguard_or_link_control_and_nothing_else_passes() -> None:
+    endpoints = {"198.51.100.1": 51820, "2001:db8:51::1": 51820, "2001:db8:51::2": 51820}
+    lines = [
+        "IP6 2001:db8:51::1.51820 > 2001:db8:51::2.51820: UDP, length 148",
+        "IP6 2001:db8:51::2.51820 > 2001:db8:51::1.51820: UDP, length 92",
+        "IP6 2001:db8:51::1 > ff02::1:ff00:2: ICMP6, neighbor solicitation, who has 2001:db8:51::2",
+        "IP6 2001:db8:51::2 > 2001:db8:51::1: ICMP6, neighbor advertisement, tgt is 2001:db8:51::2",
+        "IP6 :: > ff02::16: HBH ICMP6, multicast listener report v2, 4 group record(s), length 88",
+        "IP6 2001:db8:51::1.40000 > 2001:db8:51::2.51820: UDP, length 92",  # wrong source port
+        "IP6 fd77:77::1 > fd77:77::2: ICMP6, echo request, id 1, seq 1, length 64",  # cleartext overlay
+        "IP6 2001:db8:99::1 > ff02::1:ff00:2: ICMP6, neighbor solicitation, who has 2001:db8:51::2",
+        "IP6 :: > ff02::1:ff00:2: ICMP6, neighbor solicitation, who has 2001:db8:51::2",
+    ]
+    wireguard, other = classify_underlay(lines, endpoints)
+    assert wireguard == 2
+    assert other == lines[5:]  # a stranger's or an unspecified source's neighbour discovery is no node's
+    v4_only = {"198.51.100.1": 51820, "198.51.100.2": 51820}
+    assert classify_underlay(lines[2:5], v4_only) == (0, lines[2:5])  # no IPv6 underlay: all leaks
+
+
+def test_underlay_udp_between_nodes_is_counted_per_family() -> None:
+    lines = [
+        "IP6 2001:db8:51::1.51820 > 2001:db8:51::3.51820: UDP, length 128",
+        "IP 198.51.100.1.51820 > 198.51.100.3.51820: UDP, length 128",
+        "IP 203.0.113.5.4500 > 198.51.100.3.51820: UDP, length 128",  # a client: not node to node
+    ]
+    nodes = {"2001:db8:51::1", "2001:db8:51::3", "198.51.100.1", "198.51.100.3"}
+    assert patterns.underlay_udp_families(lines, nodes) == (1, 1)
+
+
+# ----------------------------------------------------------------------------- the lab tests' gate
+
+
+def test_missing_prerequisites_skip_outside_ci_and_fail_under_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(driver, "unavailable_reason", lambda: "the netns lab needs root")
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="needs root"):
+        require_netns_lab()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI=true"):
+        require_netns_lab()
+    # A tool one test file needs on top of the lab's own counts the same way.
+    monkeypatch.setattr(driver, "unavailable_reason", lambda: None)
+    with pytest.raises(pytest.fail.Exception, match="missing tools for this lab test: no-such-tool-x"):
+        require_netns_lab("no-such-tool-x")
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="no-such-tool-x"):
+        require_netns_lab("no-such-tool-x")
+    require_netns_lab("sh")  # present: no skip, no failure
+
+
+# ----------------------------------------------------------------------------- layering
+
+
+def test_lab_core_imports_no_driver_and_no_check() -> None:
+    """Both drivers build on lab.core; lab.core itself depends on neither driver nor the checks."""
+    core = Path(__file__).resolve().parents[2] / "lab" / "core"
+    modules = sorted(core.glob("*.py"))
+    assert len(modules) > 10
+    for path in modules:
+        tree = ast.parse(path.read_text())
+        imported = [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+        imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+        wrong = [m for m in imported if m.startswith(("lab.netns", "lab.checks", "lab.vm"))]
+        assert wrong == [], f"{path.name} imports {wrong}"

@@ -15,6 +15,7 @@ prefix and lab dir; after every boot nothing may be left: namespaces, mounts, la
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import ipaddress
 import re
@@ -25,28 +26,26 @@ from pathlib import Path
 
 import pytest
 from conftest import Figure
-from labtest import namespaces_with_prefix, require_netns_lab
+from labtest import assert_all_removed, render_stack, require_clean, require_netns_lab
 
 from cloudinit.host import INTO_MESH_DROP
-from lab import checks, client_checks, clients, netns
-from lab.manifest import load_mesh
-from lab.probes import peer_endpoints, ping
-from lab.proc import LabError, run_in
-from lab.report import format_report
-from lab.results import CheckResult
-from lab.running import NetnsLab
-from lab.state import Layout, ProcessRecord, load_state
-from lab.teardown import alive, mounts_under
-from tools.render import main as render_main
+from lab.checks import clients as client_checks
+from lab.checks import health
+from lab.checks.report import format_report
+from lab.core.errors import LabError
+from lab.core.manifest import load_mesh
+from lab.core.probes import peer_endpoints, ping
+from lab.core.proc import run_in
+from lab.core.results import CheckResult
+from lab.core.state import ProcessRecord, load_state
+from lab.netns import clients, driver
+from lab.netns.layout import Layout
+from lab.netns.running import NetnsLab
 
 PREFIX = "wgm-r-"
 ROOT = Path("/tmp/wgmesh-lab/test-roaming")
 LAYOUT = Layout(root=ROOT, prefix=PREFIX)
 MASQUERADE_LINE = "iifname $WG oifname != $WG masquerade"
-
-
-def our_namespaces() -> list[str]:
-    return namespaces_with_prefix(PREFIX)
 
 
 @dataclass
@@ -55,34 +54,41 @@ class Env:
     started: list[ProcessRecord] = field(default_factory=list)
 
     def render(self, stack: str) -> Path:
-        out = self.tmp / f"render-{stack}"
-        assert render_main(["--stack", stack, "--out", str(out)]) == 0
-        return out
+        return render_stack(stack, self.tmp / f"render-{stack}")
 
     def boot(self, render_dir: Path) -> NetnsLab:
-        result = netns.bring_up(render_dir, layout=LAYOUT, log=print)
-        state = load_state(LAYOUT)
+        result = driver.bring_up(render_dir, layout=LAYOUT, log=print)
+        state = load_state(LAYOUT.state_file)
         assert state is not None
         self.started += state.processes
         return result.lab
+
+    @contextlib.contextmanager
+    def booted(self, stack: str, cut: tuple[str, str, int] | None = None) -> Iterator[NetnsLab]:
+        """Render `stack`, minus the lines of file `cut[0]` holding `cut[1]` (`cut[2]` of them), boot
+        it, and take it down afterwards."""
+        render_dir = self.render(stack)
+        if cut is not None:
+            cut_lines(render_dir / cut[0], cut[1], cut[2])
+        lab = self.boot(render_dir)
+        try:
+            yield lab
+        finally:
+            assert driver.down(layout=LAYOUT) == 0
 
 
 @pytest.fixture
 def env(tmp_path: Path) -> Iterator[Env]:
     require_netns_lab()
-    if load_state(LAYOUT) is not None or our_namespaces():
-        pytest.fail(f"a previous run left a lab behind: {our_namespaces()} {ROOT}")
+    require_clean(LAYOUT)
     host_forwarding = Path("/proc/sys/net/ipv4/ip_forward").read_text()
     e = Env(tmp_path)
     try:
         yield e
     finally:
         if ROOT.exists():
-            assert netns.down(layout=LAYOUT) == 0
-    assert our_namespaces() == []
-    assert mounts_under(ROOT) == []
-    assert not ROOT.exists()
-    assert [p for p in e.started if alive(p)] == []
+            assert driver.down(layout=LAYOUT) == 0
+    assert_all_removed(LAYOUT, e.started)
     assert Path("/proc/sys/net/ipv4/ip_forward").read_text() == host_forwarding
 
 
@@ -117,11 +123,10 @@ OUTBOUND = ("client laptop -> lab-a", "client laptop -> lab-b")
 def test_roaming_client_is_reached_through_nat_and_followed_after_a_port_change(
     env: Env, figure: Figure
 ) -> None:
-    lab = env.boot(env.render("lab-roaming"))
-    try:
+    with env.booted("lab-roaming") as lab:
         s = clients.site(lab, "laptop")
         assert s.client.keepalive == 2 and s.client.peers == ("lab-a", "lab-b")
-        report = checks.run_all(lab)
+        report = health.run_all(lab)
         print(format_report(report))
         assert report.ok, format_report(report)
         for name in (*INBOUND, *OUTBOUND, ROAM, "underlay carries only WireGuard UDP"):
@@ -136,16 +141,11 @@ def test_roaming_client_is_reached_through_nat_and_followed_after_a_port_change(
         assert again.ok, again.detail
         figure(f"roaming: {again.detail}")
         assert clients.nat_ports(s) != ports
-    finally:
-        assert netns.down(layout=LAYOUT) == 0
 
 
 @pytest.mark.lab
 def test_roaming_without_persistent_keepalive_is_lost_after_the_nat_change(env: Env) -> None:
-    render_dir = env.render("lab-roaming")
-    cut_lines(render_dir / "clients" / "laptop.conf", "PersistentKeepalive", 2)
-    lab = env.boot(render_dir)
-    try:
+    with env.booted("lab-roaming", cut=("clients/laptop.conf", "PersistentKeepalive", 2)) as lab:
         results = client_results(lab)
         for name in INBOUND:
             assert not results[name].ok, name  # nobody told the nodes where the laptop is
@@ -153,8 +153,6 @@ def test_roaming_without_persistent_keepalive_is_lost_after_the_nat_change(env: 
             assert results[name].ok, name  # the laptop itself still dials out
         assert not results[ROAM].ok
         assert "no ping back" in results[ROAM].detail
-    finally:
-        assert netns.down(layout=LAYOUT) == 0
 
 
 # ----------------------------------------------------------------------------- gateway
@@ -168,9 +166,8 @@ WAY_IN = "internet -> mesh through lab-gw refused"
 
 @pytest.mark.lab
 def test_full_tunnel_client_reaches_the_internet_only_through_the_gateway(env: Env) -> None:
-    lab = env.boot(env.render("lab-gateway"))
-    try:
-        report = checks.run_all(lab)
+    with env.booted("lab-gateway") as lab:
+        report = health.run_all(lab)
         print(format_report(report))
         assert report.ok, format_report(report)
         for name in (INTERNET, UNDERLAY, BYPASS, ROAM, WAY_IN):
@@ -186,16 +183,11 @@ def test_full_tunnel_client_reaches_the_internet_only_through_the_gateway(env: E
         fetch = f"import urllib.request as u; print(u.urlopen({url!r}, timeout=5).status)"
         assert run_in(s.laptop, sys.executable, "-c", fetch).stdout.strip() == "200"
         assert any(p.what.startswith("python") for p in env.started)  # recorded, so down stops it
-    finally:
-        assert netns.down(layout=LAYOUT) == 0
 
 
 @pytest.mark.lab
 def test_gateway_without_its_masquerade_rule_leaks_the_client_address(env: Env) -> None:
-    render_dir = env.render("lab-gateway")
-    cut_lines(render_dir / "lab-gw" / "user-data", MASQUERADE_LINE, 1)
-    lab = env.boot(render_dir)
-    try:
+    with env.booted("lab-gateway", cut=("lab-gw/user-data", MASQUERADE_LINE, 1)) as lab:
         results = client_results(lab)
         assert not results[INTERNET].ok
         laptop = lab.mesh.clients[0].address
@@ -208,23 +200,16 @@ def test_gateway_without_its_masquerade_rule_leaks_the_client_address(env: Env) 
         s = clients.site(lab, "laptop")
         run_in(s.laptop, "wg", "set", s.interface, "fwmark", "0")
         assert client_checks.fresh_handshake(s, lab.mesh.node("lab-gw")) is None
-    finally:
-        assert netns.down(layout=LAYOUT) == 0
 
 
 @pytest.mark.lab
 def test_gateway_without_its_drop_rule_forwards_the_internet_into_the_mesh(env: Env) -> None:
-    render_dir = env.render("lab-gateway")
-    cut_lines(render_dir / "lab-gw" / "user-data", INTO_MESH_DROP, 1)
-    lab = env.boot(render_dir)
-    try:
+    with env.booted("lab-gateway", cut=("lab-gw/user-data", INTO_MESH_DROP, 1)) as lab:
         results = client_results(lab)
         assert not results[WAY_IN].ok
         assert re.search(r": (\d+) reached its uplink, \1 went into its wg0$", results[WAY_IN].detail)
         for name in (INTERNET, UNDERLAY, BYPASS, ROAM):
             assert results[name].ok, name  # outbound is untouched: only the way in opened
-    finally:
-        assert netns.down(layout=LAYOUT) == 0
 
 
 # ----------------------------------------------------------------------------- no root needed
@@ -248,7 +233,7 @@ def test_client_wire_classification() -> None:
 
 
 def test_only_the_clients_wireguard_is_taken_off_the_node_underlay(tmp_path: Path) -> None:
-    assert render_main(["--stack", "lab-roaming", "--out", str(tmp_path)]) == 0
+    render_stack("lab-roaming", tmp_path)
     lab = NetnsLab(LAYOUT, load_mesh(tmp_path))
     lines = [
         "IP 198.51.100.101.20001 > 198.51.100.1.51820: UDP, length 32",  # the laptop, mapped port
@@ -261,7 +246,7 @@ def test_only_the_clients_wireguard_is_taken_off_the_node_underlay(tmp_path: Pat
 
 
 def test_lab_refuses_client_wiring_it_cannot_build(tmp_path: Path) -> None:
-    assert render_main(["--stack", "lab-roaming", "--out", str(tmp_path)]) == 0
+    render_stack("lab-roaming", tmp_path)
     mesh = load_mesh(tmp_path)
     clash = dataclasses.replace(mesh.nodes[0], public_ip=ipaddress.IPv4Address("198.51.100.101"))
     with pytest.raises(LabError, match="NAT box"):

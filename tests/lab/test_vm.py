@@ -52,8 +52,8 @@ from cloudinit.sync import apply_command
 from components.sync import WAIT_FOR_FIRST_BOOT, conf_digest
 from lab import image as lab_image
 from lab import vm, vm_faults, vm_live, vm_masq, vm_net, vm_replace
-from lab.day2 import rendered_wg_conf
-from lab.manifest import LabNode, load_mesh
+from lab.core.manifest import LabNode, load_mesh
+from lab.core.wgconf import rendered_wg_conf
 from lab.vm_guest_report import files_holding, key_file_facts, parse_wg_conf, private_key, subnet_probe
 from lab.vm_report import GUARD_OK, NodeReport, check, guard_loaded_before_network, parse_reports, timings
 from mesh.plan import build_plan

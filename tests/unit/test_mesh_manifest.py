@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from lab.manifest import LabNode, load_mesh
-from lab.proc import LabError
+from lab.core.errors import LabError
+from lab.core.manifest import LabNode, load_mesh
 from mesh import manifest
 from mesh.manifest import MANIFEST_FILE, ManifestError, ManifestNode
 from mesh.plan import build_plan

@@ -209,24 +209,13 @@ def test_the_walk_covers_the_repository() -> None:
     assert len(files) > 50
 
 
-# labcore moves lab/sandbox.py's mount script into a script file on its branch: at the merge,
-# the xfail below passes (strict: it then fails) and is deleted with this set.
-MOVED_AT_MERGE = {"lab/sandbox.py"}
-
-
 def repository_hits() -> list[Hit]:
     return [h for p in python_files() for h in shell_strings(Path(p), (REPO / p).read_text(encoding="utf-8"))]
 
 
 def test_no_python_file_holds_a_long_shell_script() -> None:
-    hits = [h for h in repository_hits() if h.path not in MOVED_AT_MERGE]
+    hits = repository_hits()
     assert not hits, (
         "shell scripts over 15 lines in Python strings (move them to script files):\n"
         + "\n".join(map(str, hits))
     )
-
-
-@pytest.mark.xfail(strict=True, reason="lab/sandbox.py moves at merge")
-def test_no_python_file_holds_a_long_shell_script_lab_sandbox() -> None:
-    hits = [h for h in repository_hits() if h.path in MOVED_AT_MERGE]
-    assert not hits, "\n".join(map(str, hits))

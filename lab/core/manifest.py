@@ -10,12 +10,12 @@ import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab.proc import LabError
+from lab.core.errors import LabError
 from mesh import manifest
 from mesh.manifest import ManifestClient, ManifestNode
 from mesh.spec import IPNetwork
 
-__all__ = ["IPNetwork", "LabClient", "LabMesh", "LabNode", "load_mesh"]  # IPNetwork: lab/topology.py
+__all__ = ["IPNetwork", "LabClient", "LabMesh", "LabNode", "load_mesh"]  # IPNetwork: lab/netns/topology.py
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ The internet carries IPv6 only between nodes that have a `publicIp6` (`endpoints
 bridge has no address and does no multicast snooping, IPv6 stays off on every other uplink,
 and those nodes' eth0 get no link-local address, no router solicitations and no duplicate
 address detection, so the bridge sees only what the nodes send on purpose plus the neighbour
-discovery and MLD reports the kernel must send for their addresses (lab.checks counts those
+discovery and MLD reports the kernel must send for their addresses (lab.checks.health counts those
 as link control).
 """
 
@@ -27,10 +27,14 @@ import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
-from lab.manifest import IPNetwork, LabMesh, LabNode
-from lab.nodeshim import HOST_NETNS_ENV
-from lab.proc import NETNS_DIR, LabError, Place, python_argv, run
-from lab.state import BRIDGE, LabState, Layout, NamespaceRecord
+from lab.core.errors import LabError
+from lab.core.manifest import IPNetwork, LabMesh, LabNode
+from lab.core.network import add_namespace, ip
+from lab.core.proc import NETNS_DIR, NODE_ENV, Place, python_argv, run
+from lab.core.state import LabState
+from lab.netns.layout import BRIDGE, Layout
+from lab.netns.nodeshim import HOST_NETNS_ENV
+from lab.netns.script_files import PRIVATE_MOUNTS, script_text
 
 NOFRAG_TABLE = "wgmesh_lab"
 # Bridge-level filter in the internet namespace: IPv4 fragments (MF set or an offset) are dropped.
@@ -42,7 +46,7 @@ table bridge {NOFRAG_TABLE} {{
     }}
 }}
 """
-# Host binaries a node sees replaced by lab.nodeshim (resolved, must be regular files).
+# Host binaries a node sees replaced by lab.netns.nodeshim (resolved, must be regular files).
 SHIMMED = {"systemctl": "/usr/bin/systemctl", "sysctl": "/usr/sbin/sysctl", "apt-get": "/usr/bin/apt-get"}
 SHIMMED_OPTIONAL = {"apt": "/usr/bin/apt"}
 # Directories that are not overlaid from the written files (kernel or per-node filesystems).
@@ -82,35 +86,9 @@ def wanted_namespaces(layout: Layout, mesh: LabMesh) -> list[str]:
     return names
 
 
-def existing_namespaces() -> set[str]:
-    return {p.name for p in NETNS_DIR.iterdir()} if NETNS_DIR.is_dir() else set()
-
-
-def namespace_inode(name: str) -> int | None:
-    try:
-        return os.stat(NETNS_DIR / name).st_ino
-    except FileNotFoundError:
-        return None
-
-
-def ip(netns: str, *args: str) -> None:
-    run(["ip", "-n", netns, *args], what=f"{netns}: ip {' '.join(args[:5])}")
-
-
-def add_namespace(state: LabState, layout: Layout, name: str) -> None:
-    """Record, create, record the inode: an interruption at any point leaves it owned."""
-    record = NamespaceRecord(name, None)
-    state.namespaces.append(record)
-    state.save(layout)
-    run(["ip", "netns", "add", name], what=f"create namespace {name}")
-    record.inode = namespace_inode(name)
-    state.save(layout)
-    ip(name, "link", "set", "lo", "up")
-
-
 def build_internet(state: LabState, layout: Layout) -> None:
     inet = layout.internet_ns
-    add_namespace(state, layout, inet)
+    add_namespace(state, inet)
     # No multicast snooping: a snooping bridge joins the snoopers' groups (224.0.0.106, ff02::6a)
     # and reports them over IGMP and MLD at a random moment, which an underlay capture catches.
     ip(inet, "link", "add", BRIDGE, "type", "bridge", "mcast_snooping", "0")
@@ -128,7 +106,7 @@ def attach_node(state: LabState, layout: Layout, mesh: LabMesh, index: int, node
     ns, inet = layout.node_ns(node.name), layout.internet_ns
     port = f"p{index}"
     mtu = str(node.underlay_mtu)
-    add_namespace(state, layout, ns)
+    add_namespace(state, ns)
     ip(ns, "link", "add", "eth0", "mtu", mtu, "type", "veth", "peer", "name", port, "netns", inet)
     ip(ns, "link", "set", "eth0", "addrgenmode", "none")
     ip(inet, "link", "set", port, "mtu", mtu, "addrgenmode", "none")
@@ -184,7 +162,7 @@ def attach_lan(state: LabState, layout: Layout, node: LabNode) -> None:
     the node's NAT can make replies find their way.
     """
     ns, lan = layout.node_ns(node.name), layout.lan_ns(node.name)
-    add_namespace(state, layout, lan)
+    add_namespace(state, lan)
     defaults: set[int] = set() if not node.masquerade else {4, 6}
     for j, net in enumerate(node.subnets):
         router, host = subnet_hosts(net)
@@ -219,7 +197,7 @@ def write_shims(layout: Layout) -> dict[str, str]:
         seen.add(real)
         script = layout.shim_dir / tool
         host = f"{HOST_NETNS_ENV}={os.stat('/proc/self/ns/net').st_ino}"
-        argv = python_argv("lab.nodeshim", tool)
+        argv = python_argv("lab.netns.nodeshim", tool)
         script.write_text(f'#!/bin/sh\nexec {shlex.join([argv[0], host, *argv[1:]])} "$@"\n')
         script.chmod(0o755)
         covers[str(script)] = real
@@ -231,44 +209,9 @@ def prepare_mount_ns_dir(state: LabState, layout: Layout) -> None:
     d = layout.mount_ns_dir
     d.mkdir(mode=0o700, parents=True, exist_ok=True)
     state.mounts.append(str(d))
-    state.save(layout)
+    state.save()
     run(["mount", "--bind", str(d), str(d)], what="bind the lab's mount-namespace dir")
     run(["mount", "--make-private", str(d)], what="make the lab's mount-namespace dir private")
-
-
-# Drop a new mount namespace's copies of mounts under /run, deepest first: a copy of a netns file
-# would keep that network namespace alive after `ip netns del`. One may vanish between listing and
-# unmounting (another tool deleting its netns): only what is still there afterwards is an error.
-DROP_RUN_MOUNTS = r"""
-under_run() { awk '$5 ~ "^/run/" {print $5}' /proc/self/mountinfo; }
-under_run | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || :; done
-if under_run | grep .; then echo "mounts under /run remain" >&2; exit 1; fi
-"""
-
-# Runs in the node's new mount namespace (already in its network namespace).
-# $1 lab mount-ns dir, $2 written files, $3 "shim=target ..." pairs, then top-level dirs to overlay.
-_NODE_FS_SCRIPT = (
-    r"""
-set -eu
-NSDIR=$1; FILES=$2; SHIMS=$3; shift 3
-umount -l "$NSDIR"
-"""
-    + DROP_RUN_MOUNTS
-    + r"""mount -t tmpfs -o mode=0755,size=64m wgm-run /run
-mkdir -p /run/wgmesh-lab/upper /run/wgmesh-lab/work
-cp -a "$FILES/." /run/wgmesh-lab/upper/
-if [ -d /run/wgmesh-lab/upper/run ]; then cp -a /run/wgmesh-lab/upper/run/. /run/; fi
-for top in "$@"; do
-  mkdir -p "/run/wgmesh-lab/upper/$top" "/run/wgmesh-lab/work/$top"
-  mount -t overlay "wgm-$top" \
-    -o "lowerdir=/$top,upperdir=/run/wgmesh-lab/upper/$top,workdir=/run/wgmesh-lab/work/$top" "/$top"
-done
-mount -t sysfs wgm-sys /sys
-for pair in $SHIMS; do
-  mount --bind "${pair%%=*}" "${pair#*=}"
-done
-"""
-)
 
 
 def overlaid_dirs(files: Path) -> list[str]:
@@ -290,29 +233,32 @@ def make_node_fs(state: LabState, layout: Layout, node: str, files: Path, shims:
     ns_file = layout.mount_ns(node)
     ns_file.touch(mode=0o600)
     state.mounts.append(str(ns_file))
-    state.save(layout)
-    pairs = " ".join(f"{shim}={target}" for shim, target in shims.items())
+    state.save()
     run(
-        [
-            "nsenter",
-            f"--net={NETNS_DIR / layout.node_ns(node)}",
-            "--",
-            "unshare",
-            f"--mount={ns_file}",
-            "--propagation",
-            "private",
-            "--",
-            "sh",
-            "-c",
-            _NODE_FS_SCRIPT,
-            "wgm-node-fs",
-            str(layout.mount_ns_dir),
-            str(files),
-            pairs,
-            *overlaid_dirs(files),
-        ],
+        private_mounts_argv(layout.node_ns(node), ns_file, overlaid_dirs(files), shims),
         what=f"{node}: private mount namespace",
+        env=private_mounts_env(layout, "64m", written_files=files),
     )
+
+
+def private_mounts_argv(
+    netns: str, mount_ns: Path, overlaid: Sequence[str], shims: dict[str, str] | None = None
+) -> list[str]:
+    """lab/netns/scripts/private-mounts.sh in a new mount namespace of `netns`, bound on `mount_ns`."""
+    binds = [f"{shim}={target}" for shim, target in (shims or {}).items()]
+    return [
+        "nsenter", f"--net={NETNS_DIR / netns}", "--",
+        "unshare", f"--mount={mount_ns}", "--propagation", "private", "--",
+        "sh", "-c", script_text(PRIVATE_MOUNTS), "private-mounts", *overlaid, "--", *binds,
+    ]  # fmt: skip
+
+
+def private_mounts_env(layout: Layout, run_size: str, written_files: Path | None = None) -> dict[str, str]:
+    """The script's settings: the lab's mount-ns dir, /run's size, the files to show (a node's)."""
+    env = {**NODE_ENV, "LAB_MOUNT_NS_DIR": str(layout.mount_ns_dir), "RUN_SIZE": run_size}
+    if written_files is not None:
+        env |= {"WRITTEN_FILES": str(written_files), "MOUNT_SYSFS": "1"}
+    return env
 
 
 def lan_addresses(node: LabNode) -> Sequence[ipaddress.IPv4Address | ipaddress.IPv6Address]:

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from lab.core.errors import LabError
 
 NETNS_DIR = Path("/run/netns")
 # The environment of every command the lab runs, like the one cloud-init hands runcmd: nothing
@@ -23,11 +26,7 @@ NODE_ENV: Mapping[str, str] = {
     "HOME": "/root",
     "LANG": "C.UTF-8",
 }
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-class LabError(RuntimeError):
-    """A lab step failed; the message names the step (and never quotes a key)."""
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -96,6 +95,17 @@ def run_in(
         env=env,
         stdin_text=stdin_text,
     )
+
+
+def interrupt(proc: subprocess.Popen[str], timeout: float) -> None:
+    """Ctrl-C a tool we started (tcpdump, ping: they flush and print their summary on SIGINT);
+    SIGKILL it if it has not exited after `timeout` seconds."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=timeout)
 
 
 def python_argv(module: str, *args: str) -> list[str]:

@@ -1,10 +1,11 @@
 """Traffic the checks send between lab namespaces: ping, wg handshakes, bounded TCP transfers.
 
-Small, reusable probes; the checks (lab.checks, lab.negative, lab.mtu) decide what they mean.
+Small, reusable probes; the checks (lab.checks) decide what they mean.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import subprocess
@@ -13,8 +14,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
-from lab.proc import NODE_ENV, LabError, Place, python_argv, run_in
-from lab.running import Address
+from lab.core.errors import LabError
+from lab.core.proc import NODE_ENV, Place, python_argv, run_in
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 WG = "wg0"
 IPV4_ICMP_OVERHEAD = 28  # IPv4 header + ICMP header: ping -s payload for a packet of the MTU
@@ -107,10 +110,10 @@ class Transfer:
 
 
 def transfer(src: Place, dst: Place, address: Address, seconds: float, port: int = PROBE_PORT) -> Transfer:
-    """A bounded TCP transfer src -> dst (lab.tcpprobe); `received` is what arrived."""
+    """A bounded TCP transfer src -> dst (lab.core.tcpprobe); `received` is what arrived."""
     timing = ["--port", str(port), "--seconds", str(seconds)]
     server = subprocess.Popen(
-        dst.argv(*python_argv("lab.tcpprobe", "serve", "--bind", str(address), *timing)),
+        dst.argv(*python_argv("lab.core.tcpprobe", "serve", "--bind", str(address), *timing)),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
@@ -122,7 +125,9 @@ def transfer(src: Place, dst: Place, address: Address, seconds: float, port: int
         if server.stdout.readline().strip() != "ready":
             raise LabError(f"{dst.label}: TCP probe server did not start")
         sender = run_in(
-            src, *python_argv("lab.tcpprobe", "send", "--to", str(address), *timing), timeout=seconds + 15
+            src,
+            *python_argv("lab.core.tcpprobe", "send", "--to", str(address), *timing),
+            timeout=seconds + 15,
         )
         out, _ = server.communicate(timeout=seconds + 10)
     finally:

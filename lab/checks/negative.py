@@ -8,13 +8,14 @@ Both change wg0 at run time and put it back from wg0.conf afterwards.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
-from lab.capture import Capture
-from lab.manifest import LabNode
-from lab.probes import WG, allowed_ips, ping, ping_text
-from lab.proc import Place, run_in
-from lab.results import CheckResult
-from lab.running import NetnsLab
+from lab.core.capture import Capture
+from lab.core.manifest import LabNode
+from lab.core.probes import WG, allowed_ips, ping, ping_text
+from lab.core.proc import Place, run_in
+from lab.core.results import CheckResult
+from lab.netns.running import NetnsLab
 from mesh.keys import private_key, public_key
 
 
@@ -37,17 +38,32 @@ def random_public_key() -> str:
     return public_key(private_key(os.urandom(32)))
 
 
-def check_wrong_peer_key(lab: NetnsLab) -> CheckResult:
-    """Node A with a wrong public key for B (same endpoint and AllowedIPs) cannot reach B."""
-    name = "negative: wrong peer key cannot reach the peer"
+Trial = Callable[[NetnsLab, LabNode, LabNode], tuple[bool, str]]
+
+
+def _on_two_nodes(lab: NetnsLab, name: str, trial: Trial) -> CheckResult:
+    """Run `trial` on the first directly peering pair; skipped when the mesh has none."""
     pair = _two_nodes(lab)
     if pair is None:
         return CheckResult(name, True, "needs two nodes", skipped=True)
-    a, b = pair
+    ok, detail = trial(lab, *pair)
+    return CheckResult(name, ok, detail)
+
+
+def check_wrong_peer_key(lab: NetnsLab) -> CheckResult:
+    return _on_two_nodes(lab, "negative: wrong peer key cannot reach the peer", _wrong_peer_key)
+
+
+def check_outside_allowed_ips(lab: NetnsLab) -> CheckResult:
+    return _on_two_nodes(lab, "negative: source outside AllowedIPs is dropped", _outside_allowed_ips)
+
+
+def _wrong_peer_key(lab: NetnsLab, a: LabNode, b: LabNode) -> tuple[bool, str]:
+    """Node A with a wrong public key for B (same endpoint and AllowedIPs) cannot reach B."""
     where = lab.node(a.name)
     allowed = allowed_ips(where).get(b.public_key)
     if not allowed:
-        return CheckResult(name, False, f"{a.name} has no peer entry for {b.name}")
+        return False, f"{a.name} has no peer entry for {b.name}"
     try:
         run_in(where, "wg", "set", WG, "peer", b.public_key, "remove")
         endpoint = f"{b.public_ip}:{b.listen_port}"
@@ -58,17 +74,11 @@ def check_wrong_peer_key(lab: NetnsLab) -> CheckResult:
         restore_from_config(where)
     restored = ping(where, b.address, count=5)
     ok = not broken.ok and restored.ok
-    detail = f"{a.name} -> {b.name} with a wrong key: {ping_text(broken)}; restored: {ping_text(restored)}"
-    return CheckResult(name, ok, detail)
+    return ok, f"{a.name} -> {b.name} with a wrong key: {ping_text(broken)}; restored: {ping_text(restored)}"
 
 
-def check_outside_allowed_ips(lab: NetnsLab) -> CheckResult:
+def _outside_allowed_ips(lab: NetnsLab, a: LabNode, b: LabNode) -> tuple[bool, str]:
     """B sends from an address outside its AllowedIPs at A: A's wg0 never delivers it."""
-    name = "negative: source outside AllowedIPs is dropped"
-    pair = _two_nodes(lab)
-    if pair is None:
-        return CheckResult(name, True, "needs two nodes", skipped=True)
-    a, b = pair
     spoofed = str(lab.free_overlay_address())
     sender = lab.node(b.name)
     run_in(sender, "ip", "addr", "add", f"{spoofed}/32", "dev", WG)
@@ -87,4 +97,4 @@ def check_outside_allowed_ips(lab: NetnsLab) -> CheckResult:
         f"{b.name} -> {a.name} from {spoofed}: {ping_text(outside)}, {from_spoofed} delivered on "
         f"{a.name}'s wg0; from {b.address}: {ping_text(inside)}, {from_real} delivered"
     )
-    return CheckResult(name, ok, detail)
+    return ok, detail

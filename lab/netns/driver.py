@@ -1,8 +1,8 @@
 """The netns driver: boot every `cloud: lab` node of a rendered mesh in network namespaces.
 
-Per node, in the order a VM's first boot would: cloud-init writes the files (lab.sandbox),
+Per node, in the order a VM's first boot would: cloud-init writes the files (lab.netns.sandbox),
 the node's mount namespace shows them at their rendered paths, then bootcmd/runcmd run as
-rendered inside the node (systemctl, sysctl and apt are lab.nodeshim there), and
+rendered inside the node (systemctl, sysctl and apt are lab.netns.nodeshim there), and
 wg-quick brings wg0 up on wireguard-go. The lab stays up until `down`.
 
 `up` when a lab is already up tears the old one down first (fresh keys every time).
@@ -23,18 +23,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from lab import checks, clients, topology
-from lab.boot import run_commands, write_files
-from lab.manifest import LabMesh, load_mesh
-from lab.mtu import format_scenario, mtu_scenario
-from lab.probes import parallel
-from lab.proc import NODE_ENV, LabError, is_root
-from lab.report import format_report
-from lab.running import NetnsLab
-from lab.state import LabState, Layout, foreign_namespaces, load_state
-from lab.teardown import processes_in, tear_down
-from lab.userdata import NodeUserData, parse_user_data
-from tools.render import main as render_main
+from lab.checks import health
+from lab.checks.mtu import format_scenario, mtu_scenario
+from lab.checks.report import format_report
+from lab.core.errors import LabError
+from lab.core.manifest import LabMesh, load_mesh
+from lab.core.network import existing_namespaces, namespace_inode
+from lab.core.probes import parallel
+from lab.core.proc import NODE_ENV, is_root
+from lab.core.processes import processes_in
+from lab.core.state import LabState, foreign_namespaces, load_state
+from lab.netns import clients, topology
+from lab.netns.boot import run_commands, write_files
+from lab.netns.layout import Layout
+from lab.netns.running import NetnsLab
+from lab.netns.teardown import tear_down
+from lab.netns.userdata import NodeUserData, parse_user_data
+from mesh.errors import ConfigError, RenderError
+from tools.render import render_to
 
 Log = Callable[[str], None]
 DEFAULT_LAYOUT = Layout()
@@ -85,11 +91,11 @@ def bring_up(
     say = _stamp(start, log)
     mesh = load_mesh(render_dir)
     user_data = {n.name: parse_user_data(n.user_data.read_text(), f"{n.name}/user-data") for n in mesh.nodes}
-    if load_state(layout) is not None:
+    if load_state(layout.state_file) is not None:
         raise LabError(f"a netns lab is already up ({layout.state_file}); run `python -m lab down` first")
     foreign = foreign_namespaces(
         topology.wanted_namespaces(layout, mesh) + clients.wanted_namespaces(layout, mesh),
-        topology.existing_namespaces(),
+        existing_namespaces(),
         None,
     )
     if foreign:
@@ -98,19 +104,21 @@ def bring_up(
             f"(not in {layout.state_file}): refusing to touch them"
         )
     layout.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-    state = LabState(stack=stack, render_dir=str(render_dir), owns_render_dir=owns_render_dir)
+    state = LabState(
+        layout.state_file, stack=stack, render_dir=str(render_dir), owns_render_dir=owns_render_dir
+    )
     state.nodes = [n.name for n in mesh.nodes]
-    state.save(layout)
+    state.save()
     try:
         lab = _boot(mesh, user_data, state, layout, say)
         wg_up = time.monotonic() - start
         say("waiting for every pair's first handshake")
-        waited = checks.wait_for_handshakes(lab, handshake_timeout)
+        waited = health.wait_for_handshakes(lab, handshake_timeout)
         mesh_seconds = None if waited is None else wg_up + waited
         state.timings = {"wg_up": round(wg_up, 2)}
         if mesh_seconds is not None:
             state.timings["mesh"] = round(mesh_seconds, 2)
-        state.save(layout)
+        state.save()
         say(
             "mesh up"
             if mesh_seconds is not None
@@ -148,15 +156,15 @@ def _boot(
     lab = NetnsLab(layout, mesh)
     parallel(lambda n: run_commands(lab, n, user_data[n.name]), mesh.nodes)
     clients.attach_clients(lab, state, say)  # roaming clients dial the nodes, which are up now
-    inodes = {ino for r in state.namespaces if (ino := topology.namespace_inode(r.name)) is not None}
+    inodes = {ino for r in state.namespaces if (ino := namespace_inode(r.name)) is not None}
     state.processes = processes_in(inodes)
-    state.save(layout)
+    state.save()
     return lab
 
 
 def load_running(layout: Layout = DEFAULT_LAYOUT) -> NetnsLab:
     """The lab `up` left running, for `check` and for tests."""
-    state = load_state(layout)
+    state = load_state(layout.state_file)
     if state is None:
         raise LabError("no netns lab is up (`make lab` starts one)")
     return NetnsLab(layout, load_mesh(Path(state.render_dir)))
@@ -202,8 +210,10 @@ def interrupts_as_keyboard_interrupt() -> Iterator[None]:
 def render(stack: str, out: Path) -> None:
     """`make render` into the lab dir (tools.render: fresh keys, 0600 files)."""
     out.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if render_main(["--stack", stack, "--out", str(out)]) != 0:
-        raise LabError(f"rendering stack {stack} failed (see above)")
+    try:
+        print("\n".join(render_to(stack, out).lines()))
+    except (ConfigError, RenderError) as e:
+        raise LabError(f"rendering stack {stack} failed: {e}") from None
 
 
 def start(
@@ -215,7 +225,7 @@ def start(
     handshake_timeout: float = HANDSHAKE_TIMEOUT,
 ) -> BringUp:
     """Replace any running lab with a fresh one: render `stack` (unless given a render) and boot it."""
-    if load_state(layout) is not None:
+    if load_state(layout.state_file) is not None:
         log(f"a netns lab is already up ({layout.state_file}): tearing it down first")
         tear_down(layout, log)
     owns = render_dir is None
@@ -248,7 +258,7 @@ def up(
         try:
             result = start(stack, render_dir, layout=layout, log=log)
             _print_timings(result, log)
-            report = checks.run_all(result.lab)
+            report = health.run_all(result.lab)
             log(format_report(report))
             if mtu_demo:
                 log(format_scenario(mtu_scenario(result.lab)))
@@ -290,7 +300,7 @@ def _print_timings(result: BringUp, log: Log) -> None:
 def check(*, mtu_demo: bool = False, layout: Layout = DEFAULT_LAYOUT, log: Log = print) -> int:
     try:
         lab = load_running(layout)
-        report = checks.run_all(lab)
+        report = health.run_all(lab)
         log(format_report(report))
         if mtu_demo:
             log(format_scenario(mtu_scenario(lab)))
@@ -302,7 +312,7 @@ def check(*, mtu_demo: bool = False, layout: Layout = DEFAULT_LAYOUT, log: Log =
 
 def down(*, layout: Layout = DEFAULT_LAYOUT, log: Log = print) -> int:
     """`make lab-down`: remove what `up` recorded; a no-op when nothing is up."""
-    if load_state(layout) is None and not layout.root.exists():
+    if load_state(layout.state_file) is None and not layout.root.exists():
         log("no netns lab is up")
         strays = stray_namespaces(layout)
         if strays:
@@ -329,4 +339,4 @@ def stray_namespaces(layout: Layout) -> list[str]:
         clients.nat_ns(layout, ""),
         clients.client_ns(layout, ""),
     )
-    return sorted(n for n in topology.existing_namespaces() if n in exact or n.startswith(prefixes))
+    return sorted(n for n in existing_namespaces() if n in exact or n.startswith(prefixes))

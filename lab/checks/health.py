@@ -4,7 +4,7 @@ Positive: every node pair pings over wg0 (with a handshake and a full-size don't
 ping at the planned MTU; over IPv6 too with cidr6; through the hub in hub and spoke), hosts
 behind routed subnets reach the nodes and each other, the underlay carries nothing but
 WireGuard UDP, a SYN-ACK crossing a forwarding node has its MSS clamped, and each deployment
-pattern in the stack does what it promises (lab.pattern_checks). Negative: a node holding a
+pattern in the stack does what it promises (lab.checks.patterns). Negative: a node holding a
 wrong key for a peer cannot reach it, and a packet from an address outside the sender's
 AllowedIPs is dropped by the receiver.
 """
@@ -16,15 +16,16 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from lab.capture import Capture, mss_values
-from lab.client_checks import run_client_checks, without_client_wireguard
-from lab.manifest import LabNode
-from lab.negative import check_outside_allowed_ips, check_wrong_peer_key
-from lab.pattern_checks import run_patterns
-from lab.probes import (
+from lab.checks.clients import run_client_checks, without_client_wireguard
+from lab.checks.negative import check_outside_allowed_ips, check_wrong_peer_key
+from lab.checks.patterns import run_patterns
+from lab.core.capture import Capture, mss_values
+from lab.core.manifest import LabNode
+from lab.core.probes import (
     IPV4_ICMP_OVERHEAD,
     TCP_IPV4_OVERHEAD,
     WG,
+    Address,
     Ping,
     latest_handshakes,
     parallel,
@@ -32,10 +33,10 @@ from lab.probes import (
     ping_text,
     transfer,
 )
-from lab.proc import Place
-from lab.results import CheckResult, HealthReport, PairResult
-from lab.running import Address, NetnsLab
-from lab.state import BRIDGE
+from lab.core.proc import Place
+from lab.core.results import CheckResult, HealthReport, PairResult
+from lab.netns.layout import BRIDGE
+from lab.netns.running import NetnsLab
 
 IPV6_ICMP_OVERHEAD = 48  # IPv6 header + ICMPv6 header: ping -s payload for a packet of the MTU
 TCP_IPV6_OVERHEAD = 60  # IPv6 + TCP headers: MSS for a path MTU
@@ -126,7 +127,7 @@ def check_subnets(lab: NetnsLab) -> tuple[CheckResult, ...]:
     """Routed subnets across the mesh: nodes -> lan hosts, lan hosts -> nodes, lan -> lan.
 
     Hosts behind a masquerading node (jumpbox) have no route back to the mesh, so only the
-    nodes -> lan host direction applies to them (lab.pattern_checks proves the NAT).
+    nodes -> lan host direction applies to them (lab.checks.patterns proves the NAT).
     """
     probes: list[tuple[str, Place, Address]] = []
     hosts = lab.lan_hosts()

@@ -1,7 +1,7 @@
 """A bounded TCP transfer between two lab namespaces (stdlib only; iperf3 can hang on a black hole).
 
-    python -m lab.tcpprobe serve --bind ADDR --port P --seconds S   # prints "ready", then JSON
-    python -m lab.tcpprobe send --to ADDR --port P --seconds S      # prints JSON
+    python -m lab.core.tcpprobe serve --bind ADDR --port P --seconds S   # prints "ready", then JSON
+    python -m lab.core.tcpprobe send --to ADDR --port P --seconds S      # prints JSON
 
 The server counts what arrives until the sender closes or the time is up; the sender writes
 for S seconds and gives up on a send that makes no progress for a second.
@@ -73,7 +73,7 @@ def send(to: str, port: int, seconds: float) -> dict[str, float]:
 
 
 def main(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lab.tcpprobe")
+    parser = argparse.ArgumentParser(prog="python -m lab.core.tcpprobe")
     parser.add_argument("mode", choices=("serve", "send"))
     parser.add_argument("--bind", default="0.0.0.0")  # noqa: S104 - inside a lab namespace only
     parser.add_argument("--to", default="")

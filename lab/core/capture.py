@@ -7,13 +7,13 @@ carries after a forwarding node, and which source addresses a node's wg0 deliver
 from __future__ import annotations
 
 import re
-import signal
 import subprocess
 import threading
 import time
 from types import TracebackType
 
-from lab.proc import NODE_ENV, LabError, Place
+from lab.core.errors import LabError
+from lab.core.proc import NODE_ENV, Place, interrupt
 
 _MSS = re.compile(r"\bmss (\d+)")
 
@@ -69,11 +69,7 @@ class Capture:
             self._join()
             return self.lines
         time.sleep(0.2)
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self._kill()
+        interrupt(proc, timeout=5)
         self._join()
         return self.lines
 

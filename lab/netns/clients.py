@@ -27,12 +27,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab import topology
-from lab.manifest import LabClient, LabMesh
-from lab.proc import NETNS_DIR, NODE_ENV, LabError, Place, run, run_in, tail
-from lab.running import NetnsLab
-from lab.state import BRIDGE, LabState, Layout
-from lab.topology import add_namespace, ip
+from lab.core.errors import LabError
+from lab.core.manifest import LabClient, LabMesh
+from lab.core.network import add_namespace, existing_namespaces, ip
+from lab.core.proc import NODE_ENV, Place, run, run_in, tail
+from lab.core.state import LabState
+from lab.netns import topology
+from lab.netns.layout import BRIDGE, Layout
+from lab.netns.running import NetnsLab
 
 Log = Callable[[str], None]
 PortRange = tuple[int, int]
@@ -175,7 +177,7 @@ table ip {NAT_TABLE} {{
 def _uplink(state: LabState, layout: Layout, ns: str, port: str, address: str) -> None:
     """A veth from `ns` (eth0, `address`) to the lab internet bridge (`port`)."""
     inet = layout.internet_ns
-    add_namespace(state, layout, ns)
+    add_namespace(state, ns)
     ip(ns, "link", "add", "eth0", "type", "veth", "peer", "name", port, "netns", inet)
     ip(ns, "link", "set", "eth0", "addrgenmode", "none")
     ip(inet, "link", "set", port, "addrgenmode", "none")
@@ -200,7 +202,7 @@ def _attach_internet_host(state: LabState, layout: Layout) -> None:
 def _attach_site(state: LabState, layout: Layout, s: ClientSite) -> None:
     nat, laptop = s.nat.netns, s.laptop.netns
     _uplink(state, layout, nat, f"c{s.index}", f"{s.nat_ip}/{INTERNET_PREFIX}")
-    add_namespace(state, layout, laptop)
+    add_namespace(state, laptop)
     ip(nat, "link", "add", "lan0", "type", "veth", "peer", "name", "eth0", "netns", laptop)
     ip(nat, "link", "set", "lan0", "addrgenmode", "none")
     ip(laptop, "link", "set", "eth0", "addrgenmode", "none")
@@ -215,41 +217,18 @@ def _attach_site(state: LabState, layout: Layout, s: ClientSite) -> None:
     run_in(s.nat, "nft", "-f", "-", stdin_text=nat_ruleset(s, PORT_RANGES[0]))
 
 
-# Runs in the client's new mount namespace (already in its network namespace).
-# $1 the lab's mount-ns dir, then the top-level dirs to overlay (host's below, tmpfs above).
-_CLIENT_FS_SCRIPT = (
-    r"""
-set -eu
-NSDIR=$1; shift
-umount -l "$NSDIR"
-"""
-    + topology.DROP_RUN_MOUNTS
-    + r"""mount -t tmpfs -o mode=0755,size=16m wgm-run /run
-for top in "$@"; do
-  mkdir -p "/run/wgmesh-lab/upper/$top" "/run/wgmesh-lab/work/$top"
-  mount -t overlay "wgm-$top" \
-    -o "lowerdir=/$top,upperdir=/run/wgmesh-lab/upper/$top,workdir=/run/wgmesh-lab/work/$top" "/$top"
-done
-mkdir -p /etc/wireguard
-"""
-)
-
-
 def _make_client_fs(state: LabState, layout: Layout, s: ClientSite) -> None:
     """The laptop's own /run (wireguard-go's socket), /etc and /var, bound on <lab>/mnt/clients/<c>."""
     assert s.laptop.mount_ns is not None
     s.laptop.mount_ns.parent.mkdir(mode=0o700, exist_ok=True)
     s.laptop.mount_ns.touch(mode=0o600)
     state.mounts.append(str(s.laptop.mount_ns))
-    state.save(layout)
+    state.save()
     run(
-        [
-            "nsenter", f"--net={NETNS_DIR / s.laptop.netns}", "--",
-            "unshare", f"--mount={s.laptop.mount_ns}", "--propagation", "private", "--",
-            "sh", "-c", _CLIENT_FS_SCRIPT, "wgm-client-fs", str(layout.mount_ns_dir), "etc", "var",
-        ],
+        topology.private_mounts_argv(s.laptop.netns, s.laptop.mount_ns, ["etc", "var"]),
         what=f"{s.name}: private mount namespace",
-    )  # fmt: skip
+        env=topology.private_mounts_env(layout, "16m"),
+    )
 
 
 def _route_nodes_to_sites(lab: NetnsLab, all_sites: list[ClientSite]) -> None:
@@ -270,7 +249,7 @@ def attach_clients(lab: NetnsLab, state: LabState, say: Log) -> None:
     if shutil.which("conntrack", path=NODE_ENV["PATH"]) is None:
         raise LabError("conntrack is not installed (Debian package conntrack, scripts/install-debs)")
     check_fits(layout, mesh)
-    existing = topology.existing_namespaces()
+    existing = existing_namespaces()
     foreign = [n for n in wanted_namespaces(layout, mesh) if n in existing and not state.owns(n)]
     if foreign:
         raise LabError(f"network namespace(s) {', '.join(foreign)} exist and were not created by this lab")

@@ -1,6 +1,6 @@
 """Read a node's #cloud-config for what the netns lab replays: write_files paths and commands.
 
-cloud-init itself writes the files (lab.sandbox); this module only lists which paths to take
+cloud-init itself writes the files (lab.netns.sandbox); this module only lists which paths to take
 and turns bootcmd/runcmd items into shell lines the way cloud-init's `shellify` does.
 Messages name the node and the key, never quote the document (it holds a private key).
 """
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import yaml
 
-from lab.proc import LabError
+from lab.core.errors import LabError
 
 # Modules the netns lab runs (cloud-init for write_files; the commands in the node).
 APPLIED = frozenset({"write_files", "bootcmd", "runcmd"})

@@ -1,6 +1,6 @@
 """A node's first boot inside the netns lab: cloud-init's write_files, then its commands.
 
-write_files is cloud-init's own (lab.sandbox); bootcmd and runcmd run as rendered inside the
+write_files is cloud-init's own (lab.netns.sandbox); bootcmd and runcmd run as rendered inside the
 node's namespaces, each step as the line cloud-init's runcmd script would hold, going on
 after a failing step like that script does and reporting every failure at the end.
 """
@@ -10,12 +10,13 @@ from __future__ import annotations
 import os
 import subprocess
 
-from lab.manifest import LabNode
-from lab.proc import NODE_ENV, LabError, redact_keys, tail
-from lab.running import NetnsLab
-from lab.sandbox import apply_write_files
-from lab.state import Layout
-from lab.userdata import NodeUserData
+from lab.core.errors import LabError
+from lab.core.manifest import LabNode
+from lab.core.proc import NODE_ENV, redact_keys, tail
+from lab.netns.layout import Layout
+from lab.netns.running import NetnsLab
+from lab.netns.sandbox import apply_write_files
+from lab.netns.userdata import NodeUserData
 
 STEP_TIMEOUT = 120.0
 
