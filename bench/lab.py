@@ -120,7 +120,7 @@ def _with_mesh(runs: list[NetnsRun]) -> list[tuple[NetnsRun, float]]:
 def vm_first_boot(stack: str) -> Mapping[str, float] | str:
     """Per-node first-boot-to-mesh seconds from lab.vm, or why there are none."""
     try:
-        vm: ModuleType = importlib.import_module("lab.vm")
+        vm: ModuleType = importlib.import_module("lab.vm.driver")
     except ImportError as e:
         return f"lab.vm is not available ({e})"
     tmp = Path(tempfile.mkdtemp(prefix="wgmesh-bench-vm-"))

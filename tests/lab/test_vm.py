@@ -50,12 +50,17 @@ from cloudinit.access import KEYS_DIR
 from cloudinit.cloudconfig import WG_CONF_PATH
 from cloudinit.sync import apply_command
 from components.sync import WAIT_FOR_FIRST_BOOT, conf_digest
-from lab import image as lab_image
-from lab import vm, vm_faults, vm_live, vm_masq, vm_net, vm_replace
 from lab.day2 import rendered_wg_conf
 from lab.manifest import LabNode, load_mesh
-from lab.vm_guest_report import files_holding, key_file_facts, parse_wg_conf, private_key, subnet_probe
-from lab.vm_report import GUARD_OK, NodeReport, check, guard_loaded_before_network, parse_reports, timings
+from lab.vm import driver as vm
+from lab.vm import faults as vm_faults
+from lab.vm import image as lab_image
+from lab.vm import live as vm_live
+from lab.vm import masquerade as vm_masq
+from lab.vm import network as vm_net
+from lab.vm import replace as vm_replace
+from lab.vm.guest_report import files_holding, key_file_facts, parse_wg_conf, private_key, subnet_probe
+from lab.vm.report import GUARD_OK, NodeReport, check, guard_loaded_before_network, parse_reports, timings
 from mesh.plan import build_plan
 from mesh.plan_types import MeshPlan
 from mesh.stackfile import load_spec

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lab.manifest import LabNode
-from lab.vm_guest_report import subnet_probe
+from lab.vm.guest_report import subnet_probe
 
 LINE_RE = re.compile(r"WGLAB (\S+) (\S+)(?: (.*))?$")
 UPTIME_RE = re.compile(r"uptime=([0-9.]+)")

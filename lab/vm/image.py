@@ -96,7 +96,7 @@ system_info:
 ssh_genkeytypes: [ ed25519 ]
 """
 
-REPORTER_SOURCE = Path(__file__).with_name("vm_guest_report.py")
+REPORTER_SOURCE = Path(__file__).with_name("guest_report.py")
 
 
 @dataclass(frozen=True)

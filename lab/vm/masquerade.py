@@ -15,7 +15,7 @@ from lab.capture import Capture
 from lab.manifest import LabNode
 from lab.pattern_checks import echo_sources
 from lab.proc import Place
-from lab.vm_live import Result, Ssh
+from lab.vm.live import Result, Ssh
 
 PINGS = 3
 

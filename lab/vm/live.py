@@ -30,7 +30,7 @@ from cloudinit.sync import parse_summary
 from components.sync import needs_sudo, remote_apply_command
 from lab.manifest import LabNode
 from lab.probes import parse_latest_handshakes
-from lab.vm_faults import POLL, Line, Tails, tick_states
+from lab.vm.faults import POLL, Line, Tails, tick_states
 from mesh.plan_types import MeshPlan
 from mesh.spec import login_user
 

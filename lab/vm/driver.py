@@ -29,10 +29,10 @@ from pathlib import Path
 
 import yaml
 
-from lab import vm_net
-from lab.image import Image, ensure_image
 from lab.manifest import LabNode, load_mesh
-from lab.vm_report import (
+from lab.vm import network as vm_net
+from lab.vm.image import Image, ensure_image
+from lab.vm.report import (
     NodeReport,
     check,
     parse_reports,

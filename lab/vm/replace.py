@@ -28,10 +28,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab import day2, vm
-from lab.image import Image
+from lab import day2
 from lab.manifest import LabNode
-from lab.vm_live import Result, Ssh
+from lab.vm import driver as vm
+from lab.vm.image import Image
+from lab.vm.live import Result, Ssh
 
 DIAL_TIMEOUT = (
     600.0  # s from boot until SSH logs in (a TCG guest's first boot: ~150-200 s, more on a busy host)

@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from lab.manifest import LabNode
-from lab.vm import Lab, qemu_alive
-from lab.vm_report import LINE_RE, NodeReport, apply_fact
+from lab.vm.driver import Lab, qemu_alive
+from lab.vm.report import LINE_RE, NodeReport, apply_fact
 
 POLL = 0.25
 REBOOT_GRACE = 60.0  # seconds for the guest's clean shutdown before a hard reset
