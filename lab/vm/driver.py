@@ -1,14 +1,14 @@
 """The lab in real VMs: one QEMU guest per lab node booting its rendered user-data, unchanged.
 
 `up` reads what tools.render wrote (mesh.json and each node's user-data), boots every lab node
-from the cached Debian image (lab/image.py) with a NoCloud seed holding the rendered user-data
+from the cached Debian image (lab/vm/image.py) with a NoCloud seed holding the rendered user-data
 byte for byte plus a lab network-config (underlay address, and the node's address in any routed
 subnet), waits for each VM's reporter to speak on the second serial port, and checks the
 reports against the mesh. The VMs stay up until `down`, which removes only what `up` recorded.
 
 Like a cloud, the lab network has a metadata host at 169.254.169.254 (an HTTP server in the lab's
 namespace, reached through the lab bridge's address): the reporter checks that root reaches it
-and that the rendered guard refuses uid 65534. Each QEMU has a QMP socket (lab.vm_faults reboots
+and that the rendered guard refuses uid 65534. Each QEMU has a QMP socket (lab/vm/faults.py reboots
 VMs through it).
 
 Slow by nature (TCG emulation, ~3 minutes for three VMs); the netns driver is the quick one.
@@ -30,7 +30,7 @@ from pathlib import Path
 import yaml
 
 from lab.manifest import LabNode, load_mesh
-from lab.vm import network as vm_net
+from lab.vm import network
 from lab.vm.image import Image, ensure_image
 from lab.vm.report import (
     NodeReport,
@@ -151,13 +151,13 @@ def network_config(node: LabNode, prefix: int, gateway: ipaddress.IPv4Address | 
         "mtu": node.underlay_mtu,
     }
     if gateway is not None:
-        eth0["routes"] = [{"to": f"{vm_net.METADATA_ADDRESS}/32", "via": str(gateway)}]
+        eth0["routes"] = [{"to": f"{network.METADATA_ADDRESS}/32", "via": str(gateway)}]
     ethernets: dict[str, object] = {"eth0": eth0}
     if node.subnets:
         ethernets["eth1"] = {
             "match": {"macaddress": mac(1, node.index)},
             "set-name": "eth1",
-            "addresses": [vm_net.subnet_host_addresses(net)[0] for net in node.subnets],
+            "addresses": [network.subnet_host_addresses(net)[0] for net in node.subnets],
         }
     return yaml.safe_dump({"version": 2, "ethernets": ethernets}, sort_keys=False)
 
@@ -255,14 +255,14 @@ def qemu_argv(node: LabNode, image: Image, paths: VmPaths, guest_wait: int = GUE
 class Lab:
     """A started VM lab."""
 
-    state: vm_net.State
+    state: network.State
     nodes: list[LabNode]
     render_dir: Path
     user_data_hashes: dict[str, str]
     subnet_hosts: list[tuple[str, str]] = field(default_factory=list)  # (namespace, owner node)
     booted_at: float = 0.0  # time.monotonic() when the first VM started
     guest_wait: int = GUEST_MESH_WAIT
-    netns: str = vm_net.NS_PREFIX  # the namespace holding the bridges, taps and QEMUs
+    netns: str = network.NS_PREFIX  # the namespace holding the bridges, taps and QEMUs
 
     def paths(self, node: str) -> VmPaths:
         return VmPaths(Path(self.state.directory), node)
@@ -290,22 +290,22 @@ def start(render_dir: Path, guest_wait: int = GUEST_MESH_WAIT, image: Image | No
     """
     nodes = lab_nodes(render_dir)
     directory = state_dir()
-    if vm_net.State.load(directory) is not None:
-        raise vm_net.NotOurs(f"a VM lab is already up ({directory}); run `python -m lab down --driver vm`")
+    if network.State.load(directory) is not None:
+        raise network.NotOurs(f"a VM lab is already up ({directory}); run `python -m lab down --driver vm`")
     hashes = {n.name: user_data_sha256(render_dir, n.name) for n in nodes}
     image = image or ensure_image()
     if directory.exists():
-        raise vm_net.NotOurs(f"{directory} exists without a lab state file; not touching it")
+        raise network.NotOurs(f"{directory} exists without a lab state file; not touching it")
     directory.mkdir(mode=0o700, parents=True)
-    state = vm_net.State(str(directory))
+    state = network.State(str(directory))
     state.save()
-    lab = Lab(state, nodes, render_dir, hashes, guest_wait=guest_wait, netns=vm_net.ns_prefix())
+    lab = Lab(state, nodes, render_dir, hashes, guest_wait=guest_wait, netns=network.ns_prefix())
     old_umask = os.umask(0o077)  # seeds and overlays hold private keys
     try:
         prefix = underlay_prefix(nodes)
         gateway = lab_gateway(nodes, prefix)
         build_network(lab)
-        vm_net.add_metadata_host(state, lab.netns, "br0", f"{gateway}/{prefix}", directory / "metadata")
+        network.add_metadata_host(state, lab.netns, "br0", f"{gateway}/{prefix}", directory / "metadata")
         for node in nodes:
             paths = lab.paths(node.name)
             make_seed(node, render_dir, paths, prefix, gateway)
@@ -325,18 +325,18 @@ def build_network(lab: Lab) -> None:
     state = lab.state
     mtu = max(n.underlay_mtu for n in lab.nodes)
     main = lab.netns
-    vm_net.add_namespace(state, main)
-    vm_net.add_bridge(state, main, "br0", mtu)
+    network.add_namespace(state, main)
+    network.add_bridge(state, main, "br0", mtu)
     for node in lab.nodes:
-        vm_net.add_tap(state, main, tap_name(node.index), "br0", mtu)
+        network.add_tap(state, main, tap_name(node.index), "br0", mtu)
         if not node.subnets:
             continue
         bridge = f"sb{node.index}"
-        vm_net.add_bridge(state, main, bridge, 1500)
-        vm_net.add_tap(state, main, subnet_tap_name(node.index), bridge, 1500)
+        network.add_bridge(state, main, bridge, 1500)
+        network.add_tap(state, main, subnet_tap_name(node.index), bridge, 1500)
         for j, net in enumerate(node.subnets):
             host_ns = f"{main}-sub{node.index}-{j}"
-            vm_net.add_subnet_host(state, main, bridge, host_ns, f"sv{node.index}-{j}", net)
+            network.add_subnet_host(state, main, bridge, host_ns, f"sv{node.index}-{j}", net)
             lab.subnet_hosts.append((host_ns, node.name))
 
 
@@ -406,7 +406,7 @@ def run_checks(lab: Lab, reports: Mapping[str, NodeReport], mesh_seen: Mapping[s
     host_pings: dict[str, bool] = {}
     for host_ns, owner in lab.subnet_hosts:
         for node in lab.nodes:
-            ok = vm_net.ping_from(host_ns, str(node.address))
+            ok = network.ping_from(host_ns, str(node.address))
             host_pings[f"{host_ns} -> {node.address}"] = ok
             if not ok:
                 problems.append(f"subnet host behind {owner}: no reply from {node.name} ({node.address})")
@@ -418,7 +418,7 @@ def up(stack: str, render_dir: Path) -> int:
     timeout = float(os.environ.get(TIMEOUT_ENV) or DEFAULT_TIMEOUT)
     try:
         lab = start(render_dir)
-    except (vm_net.NotOurs, ValueError, RuntimeError, subprocess.CalledProcessError) as e:
+    except (network.NotOurs, ValueError, RuntimeError, subprocess.CalledProcessError) as e:
         log(str(e))
         return 1
     log(f"stack {stack}: booted {len(lab.nodes)} VMs (TCG); waiting up to {timeout:.0f} s for reports")
@@ -468,9 +468,9 @@ def stop_qemu(pid: int, directory: Path, grace: float = 10.0) -> bool:
 def down() -> int:
     """Stop our QEMUs, remove our links, namespaces, overlays and seeds. Idempotent."""
     directory = state_dir()
-    state = vm_net.State.load(directory)
+    state = network.State.load(directory)
     if state is None:
-        strays = vm_net.our_namespaces()
+        strays = network.our_namespaces()
         if strays:
             log(f"no state file; not touching namespaces it does not list: {', '.join(strays)}")
         return 0
@@ -483,8 +483,8 @@ def down() -> int:
     for node, pid in pids.items():
         if not stop_qemu(pid, directory):
             leftovers.append(f"QEMU {pid} ({node})")
-    leftovers += vm_net.stop_servers(state)
-    leftovers += vm_net.remove_network(state)
+    leftovers += network.stop_servers(state)
+    leftovers += network.remove_network(state)
     if leftovers:
         log("could not remove: " + "; ".join(leftovers))
         return 1

@@ -1,6 +1,6 @@
 """Faults in the VM lab: reboot one VM and time its rejoin; kill one VM and count the others' loss.
 
-Both read what the guests say on their report ports (lab/vm_guest_report.py) with the host's
+Both read what the guests say on their report ports (lab/vm/guest_report.py) with the host's
 clock: each line is stamped when the host first sees it (polled every POLL seconds). After its
 first report every guest pings each peer once a second (`TICK` lines), which is how the host
 sees the peers' side of the mesh without logging in.

@@ -1,6 +1,6 @@
 """Which source address a host behind a node sees: proof, with packets, that masquerade is on or off.
 
-A host in a routed subnet (a namespace on the subnet bridge, lab/vm_net.py) runs tcpdump on its
+A host in a routed subnet (a namespace on the subnet bridge, lab/vm/network.py) runs tcpdump on its
 own interface while a mesh node pings it over SSH. Without masquerade the echo requests arrive
 from the pinging node's overlay address; with `masquerade: true` on the routing node they
 arrive from that node's own LAN address (network + 1), as in the netns lab's jumpbox check

@@ -16,7 +16,7 @@ static IP) from a fresh overlay and a seed holding the node's **first** rendered
 with a new instance id. The lab then dials SSH the way pulumi-command does (retrying while the
 VM boots; no host-key check, since `hostKey` is unset: "If not provided, the host key will be
 ignored", https://www.pulumi.com/registry/packages/command/api-docs/remote/command/) and runs
-the node's commands (lab/vm_live.py, the strings components/sync.py builds).
+the node's commands (lab/vm/live.py, the strings components/sync.py builds).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from pathlib import Path
 
 from lab import day2
 from lab.manifest import LabNode
-from lab.vm import driver as vm
+from lab.vm import driver
 from lab.vm.image import Image
 from lab.vm.live import Result, Ssh
 
@@ -50,15 +50,15 @@ class Destroyed:
     at: float  # host time.monotonic() when the QEMU was gone
 
 
-def destroy(lab: vm.Lab, node: str) -> Destroyed:
+def destroy(lab: driver.Lab, node: str) -> Destroyed:
     """Delete one VM: stop its QEMU (by the PID the lab recorded), delete its disk and seed.
 
     The console and report logs of the old instance are kept beside it (`<node>.old.*`) for a
-    post-mortem; `vm.down` removes the whole state directory.
+    post-mortem; `driver.down` removes the whole state directory.
     """
     directory = Path(lab.state.directory)
     pid = lab.state.pids[node]
-    gone = vm.stop_qemu(pid, directory)
+    gone = driver.stop_qemu(pid, directory)
     at = time.monotonic()
     if gone:
         del lab.state.pids[node]
@@ -75,20 +75,20 @@ def destroy(lab: vm.Lab, node: str) -> Destroyed:
     return Destroyed(node, pid, gone, not paths.overlay.exists() and not paths.seed.exists(), at)
 
 
-def create(lab: vm.Lab, node: LabNode, first_render: Path, image: Image, instance_id: str) -> float:
+def create(lab: driver.Lab, node: LabNode, first_render: Path, image: Image, instance_id: str) -> float:
     """Boot a new instance of `node` from its first rendered user data; host time it started.
 
     `node` carries the underlay address, MAC index and subnets (unchanged by a replacement).
     """
     paths = lab.paths(node.name)
-    prefix = vm.underlay_prefix(lab.nodes)
-    gateway = vm.lab_gateway(lab.nodes, prefix)
+    prefix = driver.underlay_prefix(lab.nodes)
+    gateway = driver.lab_gateway(lab.nodes, prefix)
     old_umask = os.umask(0o077)  # the seed and the disk hold the first private key
     try:
-        vm.make_seed(node, first_render, paths, prefix, gateway, instance_id)
-        vm.make_overlay(image, paths)
+        driver.make_seed(node, first_render, paths, prefix, gateway, instance_id)
+        driver.make_overlay(image, paths)
         started = time.monotonic()
-        vm.boot(lab, node, image)
+        driver.boot(lab, node, image)
     finally:
         os.umask(old_umask)
     return started
