@@ -40,6 +40,7 @@ from lab.vm.report import (
     timings,
     user_data_sha256,
 )
+from tools.secretfiles import private_dir, private_umask
 
 STATE_ENV = "WGMESH_LAB_VM_STATE"
 DEFAULT_STATE = Path("/tmp/wgmesh-lab-vm")
@@ -177,7 +178,7 @@ def make_seed(
 ) -> None:
     """NoCloud seed ISO: the rendered user-data file as is, plus lab meta-data and network-config."""
     seed_src = paths.file("seed")
-    seed_src.mkdir(mode=0o700, exist_ok=True)
+    private_dir(seed_src)
     (seed_src / "meta-data").write_text(meta_data(node, instance_id))
     (seed_src / "network-config").write_text(network_config(node, prefix, gateway))
     argv = [
@@ -296,28 +297,26 @@ def start(render_dir: Path, guest_wait: int = GUEST_MESH_WAIT, image: Image | No
     image = image or ensure_image()
     if directory.exists():
         raise network.NotOurs(f"{directory} exists without a lab state file; not touching it")
-    directory.mkdir(mode=0o700, parents=True)
+    private_dir(directory)
     state = network.State(str(directory))
     state.save()
     lab = Lab(state, nodes, render_dir, hashes, guest_wait=guest_wait, netns=network.ns_prefix())
-    old_umask = os.umask(0o077)  # seeds and overlays hold private keys
-    try:
-        prefix = underlay_prefix(nodes)
-        gateway = lab_gateway(nodes, prefix)
-        build_network(lab)
-        network.add_metadata_host(state, lab.netns, "br0", f"{gateway}/{prefix}", directory / "metadata")
-        for node in nodes:
-            paths = lab.paths(node.name)
-            make_seed(node, render_dir, paths, prefix, gateway)
-            make_overlay(image, paths)
-        lab.booted_at = time.monotonic()
-        for node in nodes:
-            boot(lab, node, image)
-    except BaseException:
-        down()
-        raise
-    finally:
-        os.umask(old_umask)
+    with private_umask():  # seeds and overlays hold private keys
+        try:
+            prefix = underlay_prefix(nodes)
+            gateway = lab_gateway(nodes, prefix)
+            build_network(lab)
+            network.add_metadata_host(state, lab.netns, "br0", f"{gateway}/{prefix}", directory / "metadata")
+            for node in nodes:
+                paths = lab.paths(node.name)
+                make_seed(node, render_dir, paths, prefix, gateway)
+                make_overlay(image, paths)
+            lab.booted_at = time.monotonic()
+            for node in nodes:
+                boot(lab, node, image)
+        except BaseException:
+            down()
+            raise
     return lab
 
 

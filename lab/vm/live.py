@@ -33,6 +33,7 @@ from lab.probes import parse_latest_handshakes
 from lab.vm.faults import POLL, Line, Tails, tick_states
 from mesh.plan_types import MeshPlan
 from mesh.spec import login_user
+from tools.secretfiles import private_dir, private_umask
 
 SSH_CONNECT_TIMEOUT = 20  # seconds for the TCP connect and key exchange with a TCG guest
 COMMAND_TIMEOUT = 180.0  # s for a short command: a TCG guest on a busy host took over 60 s to log in
@@ -53,12 +54,11 @@ class SshKey:
 
 def make_ssh_key(directory: Path) -> SshKey:
     """A fresh ed25519 key pair in `directory` (created or tightened to 0700)."""
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    directory.chmod(0o700)
+    private_dir(directory)
     path = directory / "id_ed25519"
     argv = ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "wgmesh-lab-vm-test", "-f", str(path)]
-    subprocess.run(argv, check=True, capture_output=True, timeout=30)
-    path.chmod(0o600)
+    with private_umask():  # the private key is 0600 from its first byte
+        subprocess.run(argv, check=True, capture_output=True, timeout=30)
     return SshKey(path, path.with_name(path.name + ".pub").read_text().strip())
 
 

@@ -18,6 +18,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from tools.secretfiles import write_private
+
 NS_PREFIX = "wglabvm"
 METADATA_ADDRESS = ipaddress.IPv4Address("169.254.169.254")
 METADATA_USER_DATA = "wgmesh lab stand-in user data (no key here)\n"
@@ -47,9 +49,7 @@ class State:
 
     def save(self) -> None:
         tmp = self.path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(asdict(self), f, indent=1)
+        write_private(tmp, json.dumps(asdict(self), indent=1))  # never through a planted symlink
         os.replace(tmp, self.path)
 
     @classmethod

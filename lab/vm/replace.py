@@ -21,7 +21,6 @@ the node's commands (lab/vm/live.py, the strings components/sync.py builds).
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import time
@@ -33,6 +32,7 @@ from lab.manifest import LabNode
 from lab.vm import driver
 from lab.vm.image import Image
 from lab.vm.live import Result, Ssh
+from tools.secretfiles import private_umask
 
 DIAL_TIMEOUT = (
     600.0  # s from boot until SSH logs in (a TCG guest's first boot: ~150-200 s, more on a busy host)
@@ -83,14 +83,11 @@ def create(lab: driver.Lab, node: LabNode, first_render: Path, image: Image, ins
     paths = lab.paths(node.name)
     prefix = driver.underlay_prefix(lab.nodes)
     gateway = driver.lab_gateway(lab.nodes, prefix)
-    old_umask = os.umask(0o077)  # the seed and the disk hold the first private key
-    try:
+    with private_umask():  # the seed and the disk hold the first private key
         driver.make_seed(node, first_render, paths, prefix, gateway, instance_id)
         driver.make_overlay(image, paths)
         started = time.monotonic()
         driver.boot(lab, node, image)
-    finally:
-        os.umask(old_umask)
     return started
 
 
