@@ -30,10 +30,10 @@ from types import ModuleType
 
 import yaml
 
-from lab import netns
-from lab.mtu import format_throughput, throughput_comparison
-from lab.state import Layout
-from lab.teardown import tear_down
+from lab.checks.mtu import format_throughput, throughput_comparison
+from lab.netns import driver as netns
+from lab.netns.layout import Layout
+from lab.netns.teardown import tear_down
 
 BENCH_LAYOUT = Layout(root=Path("/tmp/wgmesh-lab/bench-netns"), prefix="wgm-b-")
 VM_TIMEOUT = 900.0

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
-from lab import netns
+from lab.netns import driver as netns
 
 
 def _parser() -> argparse.ArgumentParser:

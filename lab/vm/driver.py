@@ -29,7 +29,7 @@ from pathlib import Path
 
 import yaml
 
-from lab.manifest import LabNode, load_mesh
+from lab.core.manifest import LabNode, load_mesh
 from lab.vm import network
 from lab.vm.image import Image, ensure_image
 from lab.vm.report import (

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab.manifest import LabNode
+from lab.core.manifest import LabNode
 from lab.vm.driver import Lab, qemu_alive
 from lab.vm.report import LINE_RE, NodeReport, apply_fact
 

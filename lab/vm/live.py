@@ -28,8 +28,8 @@ from cloudinit.cloudconfig import WG_CONF_PATH
 from cloudinit.healthcheck import expected_peers, health_command
 from cloudinit.sync import parse_summary
 from components.sync import needs_sudo, remote_apply_command
-from lab.manifest import LabNode
-from lab.probes import parse_latest_handshakes
+from lab.core.manifest import LabNode
+from lab.core.probes import parse_latest_handshakes
 from lab.vm.faults import POLL, Line, Tails, tick_states
 from mesh.plan_types import MeshPlan
 from mesh.spec import login_user

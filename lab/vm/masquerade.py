@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lab.capture import Capture
-from lab.manifest import LabNode
-from lab.pattern_checks import echo_sources
-from lab.proc import Place
+from lab.checks.patterns import echo_sources
+from lab.core.capture import Capture
+from lab.core.manifest import LabNode
+from lab.core.proc import Place
 from lab.vm.live import Result, Ssh
 
 PINGS = 3

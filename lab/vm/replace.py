@@ -27,8 +27,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab import day2
-from lab.manifest import LabNode
+from lab.core import wgconf
+from lab.core.manifest import LabNode
 from lab.vm import driver
 from lab.vm.image import Image
 from lab.vm.live import Result, Ssh
@@ -125,9 +125,9 @@ def dial(ssh: Ssh, host: str, command: str = "true", timeout: float = DIAL_TIMEO
 
 
 def conf_peers(conf: str) -> dict[str, list[str]]:
-    """Peer public key -> sorted AllowedIPs of a wg0.conf (lab/day2.py reads it), as shown_peers
+    """Peer public key -> sorted AllowedIPs of a wg0.conf (lab/core/wgconf.py reads it), as shown_peers
     gives them for `wg show` (the result holds public keys only)."""
-    return {key: sorted(ips) for key, ips in day2.conf_peers(conf).items()}
+    return {key: sorted(ips) for key, ips in wgconf.conf_peers(conf).items()}
 
 
 def shown_peers(allowed_ips: str) -> dict[str, list[str]]:

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lab.manifest import LabNode
+from lab.core.manifest import LabNode
 from lab.vm.guest_report import subnet_probe
 
 LINE_RE = re.compile(r"WGLAB (\S+) (\S+)(?: (.*))?$")

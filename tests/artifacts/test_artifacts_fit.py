@@ -23,9 +23,9 @@ from conftest import Figure
 
 from cloudinit.cloudconfig import WG_CONF_PATH
 from cloudinit.render import USER_DATA_LIMITS, encode_for_cloud, node_user_data, node_wg_conf
-from lab.proc import LabError
-from lab.sandbox import apply_write_files
-from lab.userdata import parse_user_data
+from lab.core.errors import LabError
+from lab.netns.sandbox import apply_write_files
+from lab.netns.userdata import parse_user_data
 from mesh.errors import RenderError
 from mesh.plan import build_plan
 from mesh.plan_types import MeshPlan

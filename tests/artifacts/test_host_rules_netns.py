@@ -28,9 +28,9 @@ from typing import Any
 import pytest
 
 from cloudinit.host import nft_ruleset, sysctl_conf
-from lab.capture import Capture, mss_values
-from lab.pattern_checks import echo_sources
-from lab.proc import NETNS_DIR, NODE_ENV, Place, run_in
+from lab.checks.patterns import echo_sources
+from lab.core.capture import Capture, mss_values
+from lab.core.proc import NETNS_DIR, NODE_ENV, Place, run_in
 from mesh.plan import build_plan
 from mesh.plan_types import NodePlan
 from mesh.spec import parse

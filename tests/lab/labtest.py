@@ -7,8 +7,8 @@ import shutil
 
 import pytest
 
-from lab import netns
-from lab.proc import NETNS_DIR
+from lab.core.proc import NETNS_DIR
+from lab.netns import driver as netns
 
 
 def require_netns_lab(*tools: str) -> None:

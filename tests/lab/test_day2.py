@@ -27,30 +27,33 @@ from labtest import require_netns_lab
 from cloudinit.bundle import encode_bundle, parse_bundle
 from cloudinit.host import INTO_MESH_DROP, NFT_PATH, SYSCTL_PATH
 from cloudinit.sync import apply_command
-from lab import checks, netns
-from lab.day2 import (
+from lab.checks import health as checks
+from lab.core.manifest import load_mesh
+from lab.core.mounts import mounts_under
+from lab.core.network import namespace_inode
+from lab.core.probes import allowed_ips, ping
+from lab.core.proc import NETNS_DIR, run_in
+from lab.core.processes import alive, processes_in
+from lab.core.state import ProcessRecord, load_state
+from lab.core.wgconf import conf_peers, rendered_wg_conf
+from lab.netns import driver as netns
+from lab.netns.day2 import (
     Applied,
     Health,
     PingLog,
     Update,
     add_node,
     apply_update,
-    conf_peers,
     continuous_ping,
     health,
     kill_wireguard,
     remove_node,
     rendered_bundle,
-    rendered_wg_conf,
     wg0_routes,
 )
-from lab.manifest import load_mesh
-from lab.probes import allowed_ips, ping
-from lab.proc import NETNS_DIR, run_in
-from lab.running import NetnsLab
-from lab.state import Layout, ProcessRecord, load_state
-from lab.teardown import alive, mounts_under, processes_in, tear_down
-from lab.topology import namespace_inode
+from lab.netns.layout import Layout
+from lab.netns.running import NetnsLab
+from lab.netns.teardown import tear_down
 from tools.render import main as render_main
 
 pytestmark = pytest.mark.lab
@@ -82,7 +85,7 @@ class Day2Lab:
 def day2() -> Iterator[Day2Lab]:
     require_netns_lab()
     env = Day2Lab(Layout(root=ROOT, prefix=PREFIX))
-    if load_state(env.layout) is not None or our_namespaces():
+    if load_state(env.layout.state_file) is not None or our_namespaces():
         pytest.fail(f"a previous run left a day-2 lab behind: {our_namespaces()} {ROOT}")
     try:
         yield env

@@ -23,11 +23,13 @@ import pytest
 from labtest import namespaces_with_prefix, require_netns_lab
 
 from cloudinit.host import METADATA_GUARD_PATH, METADATA_TABLE, METADATA_V4, METADATA_V6
-from lab import netns
-from lab.proc import NETNS_DIR, NODE_ENV, Place, run_in
-from lab.running import NetnsLab
-from lab.state import Layout, load_state
-from lab.teardown import alive, mounts_under
+from lab.core.mounts import mounts_under
+from lab.core.proc import NETNS_DIR, NODE_ENV, Place, run_in
+from lab.core.processes import alive
+from lab.core.state import load_state
+from lab.netns import driver as netns
+from lab.netns.layout import Layout
+from lab.netns.running import NetnsLab
 from tools.render import main as render_main
 
 pytestmark = pytest.mark.lab
@@ -133,7 +135,7 @@ def wait_until_serving(g: GuardedLab) -> None:
 def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GuardedLab]:
     require_netns_lab("setpriv")
     layout = Layout(root=ROOT, prefix=PREFIX)
-    if load_state(layout) is not None or our_namespaces():
+    if load_state(layout.state_file) is not None or our_namespaces():
         pytest.fail(f"a previous run left a lab behind: {our_namespaces()} {ROOT}")
     tmp = tmp_path_factory.mktemp("hardening")
     (tmp / "Pulumi.guard.yaml").write_text(STACK)
@@ -143,7 +145,7 @@ def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GuardedLab]:
     started = []
     try:
         result = netns.bring_up(render_dir, layout=layout, log=print)
-        state = load_state(layout)
+        state = load_state(layout.state_file)
         assert state is not None
         started = list(state.processes)
         server = add_fake_metadata_host(result.lab, tmp / "metadata")

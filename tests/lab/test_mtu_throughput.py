@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 from conftest import Figure
 
-from lab import netns
-from lab.mtu import WRONG_MTU, format_throughput, throughput_comparison, trial
-from lab.proc import NETNS_DIR, run_in
-from lab.state import Layout
-from lab.teardown import mounts_under
+from lab.checks.mtu import WRONG_MTU, format_throughput, throughput_comparison, trial
+from lab.core.mounts import mounts_under
+from lab.core.proc import NETNS_DIR, run_in
+from lab.netns import driver as netns
+from lab.netns.layout import Layout
 from tools.render import main as render_main
 
 pytestmark = pytest.mark.lab

@@ -19,14 +19,18 @@ import pytest
 import yaml
 from labtest import namespaces_with_prefix, require_netns_lab
 
-from lab import checks, netns
-from lab.mtu import mtu_scenario
-from lab.proc import LabError, run_in
-from lab.report import format_report
-from lab.results import HealthReport
-from lab.running import NetnsLab
-from lab.state import BRIDGE, Layout, ProcessRecord, load_state
-from lab.teardown import alive, mounts_under
+from lab.checks import health as checks
+from lab.checks.mtu import mtu_scenario
+from lab.checks.report import format_report
+from lab.core.errors import LabError
+from lab.core.mounts import mounts_under
+from lab.core.proc import run_in
+from lab.core.processes import alive
+from lab.core.results import HealthReport
+from lab.core.state import ProcessRecord, load_state
+from lab.netns import driver as netns
+from lab.netns.layout import BRIDGE, Layout
+from lab.netns.running import NetnsLab
 from mesh.keys import private_key, public_key
 from tools.render import main as render_main
 
@@ -54,7 +58,7 @@ class LabEnv:
         return out
 
     def remember_processes(self) -> None:
-        state = load_state(self.layout)
+        state = load_state(self.layout.state_file)
         assert state is not None
         self.started += state.processes
 
@@ -81,7 +85,7 @@ def assert_nothing_left(env: LabEnv) -> None:
 def env(tmp_path: Path) -> Iterator[LabEnv]:
     require_netns_lab()
     lab_env = LabEnv(Layout(root=ROOT, prefix=PREFIX), tmp_path)
-    if load_state(lab_env.layout) is not None or our_namespaces():
+    if load_state(lab_env.layout.state_file) is not None or our_namespaces():
         pytest.fail(f"a previous test run left a lab behind: {our_namespaces()} {ROOT}")
     yield lab_env
     try:

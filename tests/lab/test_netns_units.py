@@ -12,17 +12,26 @@ from pathlib import Path
 import pytest
 
 from lab import __main__ as lab_main
-from lab import nodeshim
-from lab.capture import mss_values
-from lab.checks import classify_underlay
-from lab.manifest import load_mesh
-from lab.probes import Ping, parse_latest_handshakes
-from lab.proc import LabError, tail
-from lab.report import format_report
-from lab.results import CheckResult, HealthReport, PairResult
-from lab.state import LabState, Layout, NamespaceRecord, ProcessRecord, foreign_namespaces
-from lab.topology import subnet_hosts, wanted_namespaces
-from lab.userdata import parse_user_data, shellify
+from lab.checks.health import classify_underlay
+from lab.checks.report import format_report
+from lab.core.capture import mss_values
+from lab.core.errors import LabError
+from lab.core.manifest import load_mesh
+from lab.core.probes import Ping, parse_latest_handshakes
+from lab.core.proc import tail
+from lab.core.results import CheckResult, HealthReport, PairResult
+from lab.core.state import (
+    LabState,
+    LinkRecord,
+    NamespaceRecord,
+    ProcessRecord,
+    foreign_namespaces,
+    load_state,
+)
+from lab.netns import nodeshim
+from lab.netns.layout import Layout
+from lab.netns.topology import subnet_hosts, wanted_namespaces
+from lab.netns.userdata import parse_user_data, shellify
 from tools.render import main as render_main
 
 
@@ -100,7 +109,7 @@ def test_sysctl_only_touches_per_network_namespace_keys() -> None:
         "/proc/sys/net/ipv6/conf/all/forwarding"
     )
     for key in ("kernel.hostname", "vm.swappiness", "net..x", "net", "fs.file-max"):
-        with pytest.raises(nodeshim.ShimError):
+        with pytest.raises(LabError):
             nodeshim.sysctl_path(key)
 
 
@@ -137,9 +146,9 @@ def test_systemctl_maps_the_wg_quick_unit_to_wg_quick(monkeypatch: pytest.Monkey
     assert nodeshim.systemctl(["enable", "wg-quick@wg1"]) == 0  # no --now: only at next boot
     assert nodeshim.systemctl(["restart", "wg-quick@wg0"]) == 0
     assert calls == [("up", "wg0"), ("down", "wg0"), ("up", "wg0")]
-    with pytest.raises(nodeshim.ShimError, match="not emulated"):
+    with pytest.raises(LabError, match="not emulated"):
         nodeshim.systemctl(["start", "ssh"])
-    with pytest.raises(nodeshim.ShimError, match="not emulated"):
+    with pytest.raises(LabError, match="not emulated"):
         nodeshim.systemctl(["status", "wg-quick@wg0"])
 
 
@@ -147,9 +156,9 @@ def test_package_steps_pass_only_when_the_packages_are_installed(monkeypatch: py
     monkeypatch.setattr(nodeshim, "_installed", lambda p: p in {"wireguard-tools", "nftables"})
     assert nodeshim.packages("apt-get", ["update", "-q"]) == 0
     assert nodeshim.packages("apt-get", ["install", "-y", "-q", "wireguard-tools", "nftables"]) == 0
-    with pytest.raises(nodeshim.ShimError, match="frobnicate not installed"):
+    with pytest.raises(LabError, match="frobnicate not installed"):
         nodeshim.packages("apt-get", ["install", "-y", "frobnicate"])
-    with pytest.raises(nodeshim.ShimError):
+    with pytest.raises(LabError):
         nodeshim.packages("apt", ["remove", "nftables"])
 
 
@@ -209,7 +218,7 @@ def test_format_report_lists_every_pair_and_check() -> None:
 
 
 def test_only_unrecorded_existing_namespaces_are_foreign() -> None:
-    state = LabState(namespaces=[NamespaceRecord("wgm-inet", 7)])
+    state = LabState(Path("/nonexistent/state.json"), namespaces=[NamespaceRecord("wgm-inet", 7)])
     wanted = ["wgm-inet", "wgm-node-a"]
     assert foreign_namespaces(wanted, {"wgm-inet", "wgm-node-a", "other"}, state) == ["wgm-node-a"]
     assert foreign_namespaces(wanted, {"wgm-inet"}, None) == ["wgm-inet"]
@@ -219,16 +228,32 @@ def test_only_unrecorded_existing_namespaces_are_foreign() -> None:
 def test_state_round_trips_and_is_private(tmp_path: Path) -> None:
     layout = Layout(root=tmp_path / "lab")
     state = LabState(
+        layout.state_file,
         stack="lab",
         render_dir="/r",
         namespaces=[NamespaceRecord("wgm-inet", None)],
+        links=[LinkRecord("wgm-inet", "br0")],
+        mounts=["/m"],
         processes=[ProcessRecord(10, 20, "wireguard-go")],
+        files=["/f"],
         timings={"mesh": 1.5},
     )
-    state.save(layout)
+    state.save()
     assert (layout.state_file.stat().st_mode & 0o777) == 0o600
     assert (layout.root.stat().st_mode & 0o777) == 0o700
-    assert LabState.from_json(layout.state_file.read_text()) == state
+    assert "state.json" not in layout.state_file.read_text()  # the path is where, not what
+    assert load_state(layout.state_file) == state
+    assert load_state(layout.root / "missing.json") is None
+
+
+def test_state_is_never_written_through_a_symlink(tmp_path: Path) -> None:
+    """A symlink planted at the temporary file's name is refused, its target untouched."""
+    target = tmp_path / "target"
+    target.write_text("unchanged")
+    (tmp_path / "state.tmp").symlink_to(target)
+    with pytest.raises(OSError):
+        LabState(tmp_path / "state.json").save()
+    assert target.read_text() == "unchanged"
 
 
 def test_tool_output_quoted_in_errors_has_keys_redacted() -> None:

@@ -21,16 +21,20 @@ from pathlib import Path
 import pytest
 from labtest import namespaces_with_prefix, require_netns_lab
 
-from lab import checks, netns, pattern_checks
-from lab.manifest import load_mesh
-from lab.pattern_checks import HUB_RELAY, IPV6, IPV6_ENDPOINTS, JUMPBOX
-from lab.probes import peer_endpoints, ping
-from lab.proc import run_in
-from lab.report import format_report
-from lab.results import HealthReport
-from lab.running import NetnsLab
-from lab.state import Layout, ProcessRecord, load_state
-from lab.teardown import alive, mounts_under
+from lab.checks import health as checks
+from lab.checks import patterns as pattern_checks
+from lab.checks.patterns import HUB_RELAY, IPV6, IPV6_ENDPOINTS, JUMPBOX
+from lab.checks.report import format_report
+from lab.core.manifest import load_mesh
+from lab.core.mounts import mounts_under
+from lab.core.probes import peer_endpoints, ping
+from lab.core.proc import run_in
+from lab.core.processes import alive
+from lab.core.results import HealthReport
+from lab.core.state import ProcessRecord, load_state
+from lab.netns import driver as netns
+from lab.netns.layout import Layout
+from lab.netns.running import NetnsLab
 from tools.render import main as render_main
 
 pytestmark = pytest.mark.lab
@@ -68,13 +72,13 @@ def cut_line(render_dir: Path, node: str, line: str, replacement: str = "") -> N
 def booted(render_dir: Path) -> Iterator[Booted]:
     """Boot a render under the test layout; afterwards assert nothing is left behind."""
     require_netns_lab()
-    if load_state(LAYOUT) is not None or our_namespaces():
+    if load_state(LAYOUT.state_file) is not None or our_namespaces():
         pytest.fail(f"a previous test run left a lab behind: {our_namespaces()} {ROOT}")
     started: list[ProcessRecord] = []
     start = time.monotonic()
     try:
         up = netns.bring_up(render_dir, layout=LAYOUT, log=print)
-        state = load_state(LAYOUT)
+        state = load_state(LAYOUT.state_file)
         assert state is not None
         started += state.processes
         print(f"bring-up {time.monotonic() - start:.1f} s (every expected handshake: {up.mesh_seconds})")

@@ -28,15 +28,21 @@ from conftest import Figure
 from labtest import namespaces_with_prefix, require_netns_lab
 
 from cloudinit.host import INTO_MESH_DROP
-from lab import checks, client_checks, clients, netns
-from lab.manifest import load_mesh
-from lab.probes import peer_endpoints, ping
-from lab.proc import LabError, run_in
-from lab.report import format_report
-from lab.results import CheckResult
-from lab.running import NetnsLab
-from lab.state import Layout, ProcessRecord, load_state
-from lab.teardown import alive, mounts_under
+from lab.checks import clients as client_checks
+from lab.checks import health as checks
+from lab.checks.report import format_report
+from lab.core.errors import LabError
+from lab.core.manifest import load_mesh
+from lab.core.mounts import mounts_under
+from lab.core.probes import peer_endpoints, ping
+from lab.core.proc import run_in
+from lab.core.processes import alive
+from lab.core.results import CheckResult
+from lab.core.state import ProcessRecord, load_state
+from lab.netns import clients
+from lab.netns import driver as netns
+from lab.netns.layout import Layout
+from lab.netns.running import NetnsLab
 from tools.render import main as render_main
 
 PREFIX = "wgm-r-"
@@ -61,7 +67,7 @@ class Env:
 
     def boot(self, render_dir: Path) -> NetnsLab:
         result = netns.bring_up(render_dir, layout=LAYOUT, log=print)
-        state = load_state(LAYOUT)
+        state = load_state(LAYOUT.state_file)
         assert state is not None
         self.started += state.processes
         return result.lab
@@ -70,7 +76,7 @@ class Env:
 @pytest.fixture
 def env(tmp_path: Path) -> Iterator[Env]:
     require_netns_lab()
-    if load_state(LAYOUT) is not None or our_namespaces():
+    if load_state(LAYOUT.state_file) is not None or our_namespaces():
         pytest.fail(f"a previous run left a lab behind: {our_namespaces()} {ROOT}")
     host_forwarding = Path("/proc/sys/net/ipv4/ip_forward").read_text()
     e = Env(tmp_path)

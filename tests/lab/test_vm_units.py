@@ -27,8 +27,8 @@ from vmtest import REPO, require_vm_host
 
 from cloudinit.sync import apply_command
 from components.sync import WAIT_FOR_FIRST_BOOT
-from lab.day2 import rendered_wg_conf
-from lab.manifest import LabNode, load_mesh
+from lab.core.manifest import LabNode, load_mesh
+from lab.core.wgconf import rendered_wg_conf
 from lab.vm import driver as vm
 from lab.vm import faults as vm_faults
 from lab.vm import image as lab_image

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import os
 
-from lab.capture import Capture
-from lab.manifest import LabNode
-from lab.probes import WG, allowed_ips, ping, ping_text
-from lab.proc import Place, run_in
-from lab.results import CheckResult
-from lab.running import NetnsLab
+from lab.core.capture import Capture
+from lab.core.manifest import LabNode
+from lab.core.probes import WG, allowed_ips, ping, ping_text
+from lab.core.proc import Place, run_in
+from lab.core.results import CheckResult
+from lab.netns.running import NetnsLab
 from mesh.keys import private_key, public_key
 
 

@@ -15,15 +15,15 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from lab.capture import Capture
-from lab.clients import sites
-from lab.manifest import LabNode
-from lab.probes import WG, Ping, latest_handshakes, parallel, peer_endpoints, ping, ping_text
-from lab.proc import Place, run_in
-from lab.results import CheckResult, PairResult
-from lab.running import Address, LanHost, NetnsLab
-from lab.state import BRIDGE
-from lab.topology import subnet_hosts
+from lab.core.capture import Capture
+from lab.core.manifest import LabNode
+from lab.core.probes import WG, Ping, latest_handshakes, parallel, peer_endpoints, ping, ping_text
+from lab.core.proc import Place, run_in
+from lab.core.results import CheckResult, PairResult
+from lab.netns.clients import sites
+from lab.netns.layout import BRIDGE
+from lab.netns.running import Address, LanHost, NetnsLab
+from lab.netns.topology import subnet_hosts
 
 HUB_RELAY = "hub: spoke to spoke through the hub, never directly"
 JUMPBOX = "jumpbox: host behind a masquerading node"

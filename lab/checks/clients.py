@@ -20,8 +20,12 @@ import shlex
 import time
 from collections.abc import Sequence
 
-from lab.capture import Capture
-from lab.clients import (
+from lab.core.capture import Capture
+from lab.core.manifest import LabNode
+from lab.core.probes import WG, latest_handshakes, parallel, peer_endpoints, ping, ping_text, transfer
+from lab.core.proc import Place, run_in
+from lab.core.results import CheckResult
+from lab.netns.clients import (
     INTERNET_HOST,
     INTERNET_TCP_PORT,
     PORT_RANGES,
@@ -30,12 +34,8 @@ from lab.clients import (
     internet_host,
     sites,
 )
-from lab.clients import ClientSite as Site
-from lab.manifest import LabNode
-from lab.probes import WG, latest_handshakes, parallel, peer_endpoints, ping, ping_text, transfer
-from lab.proc import Place, run_in
-from lab.results import CheckResult
-from lab.running import NetnsLab
+from lab.netns.clients import ClientSite as Site
+from lab.netns.running import NetnsLab
 
 HANDSHAKE_WAIT = 8.0  # seconds for a re-added peer's first handshake
 ROAM_GRACE = 5.0  # seconds beyond the keepalive interval for a node to follow a moved client

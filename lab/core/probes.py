@@ -13,8 +13,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
-from lab.proc import NODE_ENV, LabError, Place, python_argv, run_in
-from lab.running import Address
+from lab.core.errors import LabError
+from lab.core.proc import NODE_ENV, Place, python_argv, run_in
+from lab.netns.running import Address
 
 WG = "wg0"
 IPV4_ICMP_OVERHEAD = 28  # IPv4 header + ICMP header: ping -s payload for a packet of the MTU
@@ -110,7 +111,7 @@ def transfer(src: Place, dst: Place, address: Address, seconds: float, port: int
     """A bounded TCP transfer src -> dst (lab.tcpprobe); `received` is what arrived."""
     timing = ["--port", str(port), "--seconds", str(seconds)]
     server = subprocess.Popen(
-        dst.argv(*python_argv("lab.tcpprobe", "serve", "--bind", str(address), *timing)),
+        dst.argv(*python_argv("lab.core.tcpprobe", "serve", "--bind", str(address), *timing)),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
@@ -122,7 +123,9 @@ def transfer(src: Place, dst: Place, address: Address, seconds: float, port: int
         if server.stdout.readline().strip() != "ready":
             raise LabError(f"{dst.label}: TCP probe server did not start")
         sender = run_in(
-            src, *python_argv("lab.tcpprobe", "send", "--to", str(address), *timing), timeout=seconds + 15
+            src,
+            *python_argv("lab.core.tcpprobe", "send", "--to", str(address), *timing),
+            timeout=seconds + 15,
         )
         out, _ = server.communicate(timeout=seconds + 10)
     finally:

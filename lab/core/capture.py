@@ -13,7 +13,8 @@ import threading
 import time
 from types import TracebackType
 
-from lab.proc import NODE_ENV, LabError, Place
+from lab.core.errors import LabError
+from lab.core.proc import NODE_ENV, Place
 
 _MSS = re.compile(r"\bmss (\d+)")
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 import os
 import subprocess
 
-from lab.manifest import LabNode
-from lab.proc import NODE_ENV, LabError, redact_keys, tail
-from lab.running import NetnsLab
-from lab.sandbox import apply_write_files
-from lab.state import Layout
-from lab.userdata import NodeUserData
+from lab.core.errors import LabError
+from lab.core.manifest import LabNode
+from lab.core.proc import NODE_ENV, redact_keys, tail
+from lab.netns.layout import Layout
+from lab.netns.running import NetnsLab
+from lab.netns.sandbox import apply_write_files
+from lab.netns.userdata import NodeUserData
 
 STEP_TIMEOUT = 120.0
 

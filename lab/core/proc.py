@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from lab.core.errors import LabError
+
 NETNS_DIR = Path("/run/netns")
 # The environment of every command the lab runs, like the one cloud-init hands runcmd: nothing
 # inherited (a caller's PYTHONPATH would make cloud-init import this repo's `cloudinit` package;
@@ -23,11 +25,7 @@ NODE_ENV: Mapping[str, str] = {
     "HOME": "/root",
     "LANG": "C.UTF-8",
 }
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-class LabError(RuntimeError):
-    """A lab step failed; the message names the step (and never quotes a key)."""
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lab.proc import LabError
+from lab.core.errors import LabError
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 

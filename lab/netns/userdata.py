@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import yaml
 
-from lab.proc import LabError
+from lab.core.errors import LabError
 
 # Modules the netns lab runs (cloud-init for write_files; the commands in the node).
 APPLIED = frozenset({"write_files", "bootcmd", "runcmd"})

@@ -27,12 +27,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab import topology
-from lab.manifest import LabClient, LabMesh
-from lab.proc import NETNS_DIR, NODE_ENV, LabError, Place, run, run_in, tail
-from lab.running import NetnsLab
-from lab.state import BRIDGE, LabState, Layout
-from lab.topology import add_namespace, ip
+from lab.core.errors import LabError
+from lab.core.manifest import LabClient, LabMesh
+from lab.core.network import add_namespace, existing_namespaces, ip
+from lab.core.proc import NETNS_DIR, NODE_ENV, Place, run, run_in, tail
+from lab.core.state import LabState
+from lab.netns import topology
+from lab.netns.layout import BRIDGE, Layout
+from lab.netns.running import NetnsLab
 
 Log = Callable[[str], None]
 PortRange = tuple[int, int]
@@ -175,7 +177,7 @@ table ip {NAT_TABLE} {{
 def _uplink(state: LabState, layout: Layout, ns: str, port: str, address: str) -> None:
     """A veth from `ns` (eth0, `address`) to the lab internet bridge (`port`)."""
     inet = layout.internet_ns
-    add_namespace(state, layout, ns)
+    add_namespace(state, ns)
     ip(ns, "link", "add", "eth0", "type", "veth", "peer", "name", port, "netns", inet)
     ip(ns, "link", "set", "eth0", "addrgenmode", "none")
     ip(inet, "link", "set", port, "addrgenmode", "none")
@@ -200,7 +202,7 @@ def _attach_internet_host(state: LabState, layout: Layout) -> None:
 def _attach_site(state: LabState, layout: Layout, s: ClientSite) -> None:
     nat, laptop = s.nat.netns, s.laptop.netns
     _uplink(state, layout, nat, f"c{s.index}", f"{s.nat_ip}/{INTERNET_PREFIX}")
-    add_namespace(state, layout, laptop)
+    add_namespace(state, laptop)
     ip(nat, "link", "add", "lan0", "type", "veth", "peer", "name", "eth0", "netns", laptop)
     ip(nat, "link", "set", "lan0", "addrgenmode", "none")
     ip(laptop, "link", "set", "eth0", "addrgenmode", "none")
@@ -241,7 +243,7 @@ def _make_client_fs(state: LabState, layout: Layout, s: ClientSite) -> None:
     s.laptop.mount_ns.parent.mkdir(mode=0o700, exist_ok=True)
     s.laptop.mount_ns.touch(mode=0o600)
     state.mounts.append(str(s.laptop.mount_ns))
-    state.save(layout)
+    state.save()
     run(
         [
             "nsenter", f"--net={NETNS_DIR / s.laptop.netns}", "--",
@@ -270,7 +272,7 @@ def attach_clients(lab: NetnsLab, state: LabState, say: Log) -> None:
     if shutil.which("conntrack", path=NODE_ENV["PATH"]) is None:
         raise LabError("conntrack is not installed (Debian package conntrack, scripts/install-debs)")
     check_fits(layout, mesh)
-    existing = topology.existing_namespaces()
+    existing = existing_namespaces()
     foreign = [n for n in wanted_namespaces(layout, mesh) if n in existing and not state.owns(n)]
     if foreign:
         raise LabError(f"network namespace(s) {', '.join(foreign)} exist and were not created by this lab")

@@ -23,17 +23,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from lab import checks, clients, topology
-from lab.boot import run_commands, write_files
-from lab.manifest import LabMesh, load_mesh
-from lab.mtu import format_scenario, mtu_scenario
-from lab.probes import parallel
-from lab.proc import NODE_ENV, LabError, is_root
-from lab.report import format_report
-from lab.running import NetnsLab
-from lab.state import LabState, Layout, foreign_namespaces, load_state
-from lab.teardown import processes_in, tear_down
-from lab.userdata import NodeUserData, parse_user_data
+from lab.checks import health as checks
+from lab.checks.mtu import format_scenario, mtu_scenario
+from lab.checks.report import format_report
+from lab.core.errors import LabError
+from lab.core.manifest import LabMesh, load_mesh
+from lab.core.network import existing_namespaces, namespace_inode
+from lab.core.probes import parallel
+from lab.core.proc import NODE_ENV, is_root
+from lab.core.processes import processes_in
+from lab.core.state import LabState, foreign_namespaces, load_state
+from lab.netns import clients, topology
+from lab.netns.boot import run_commands, write_files
+from lab.netns.layout import Layout
+from lab.netns.running import NetnsLab
+from lab.netns.teardown import tear_down
+from lab.netns.userdata import NodeUserData, parse_user_data
 from tools.render import main as render_main
 
 Log = Callable[[str], None]
@@ -85,11 +90,11 @@ def bring_up(
     say = _stamp(start, log)
     mesh = load_mesh(render_dir)
     user_data = {n.name: parse_user_data(n.user_data.read_text(), f"{n.name}/user-data") for n in mesh.nodes}
-    if load_state(layout) is not None:
+    if load_state(layout.state_file) is not None:
         raise LabError(f"a netns lab is already up ({layout.state_file}); run `python -m lab down` first")
     foreign = foreign_namespaces(
         topology.wanted_namespaces(layout, mesh) + clients.wanted_namespaces(layout, mesh),
-        topology.existing_namespaces(),
+        existing_namespaces(),
         None,
     )
     if foreign:
@@ -98,9 +103,11 @@ def bring_up(
             f"(not in {layout.state_file}): refusing to touch them"
         )
     layout.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-    state = LabState(stack=stack, render_dir=str(render_dir), owns_render_dir=owns_render_dir)
+    state = LabState(
+        layout.state_file, stack=stack, render_dir=str(render_dir), owns_render_dir=owns_render_dir
+    )
     state.nodes = [n.name for n in mesh.nodes]
-    state.save(layout)
+    state.save()
     try:
         lab = _boot(mesh, user_data, state, layout, say)
         wg_up = time.monotonic() - start
@@ -110,7 +117,7 @@ def bring_up(
         state.timings = {"wg_up": round(wg_up, 2)}
         if mesh_seconds is not None:
             state.timings["mesh"] = round(mesh_seconds, 2)
-        state.save(layout)
+        state.save()
         say(
             "mesh up"
             if mesh_seconds is not None
@@ -148,15 +155,15 @@ def _boot(
     lab = NetnsLab(layout, mesh)
     parallel(lambda n: run_commands(lab, n, user_data[n.name]), mesh.nodes)
     clients.attach_clients(lab, state, say)  # roaming clients dial the nodes, which are up now
-    inodes = {ino for r in state.namespaces if (ino := topology.namespace_inode(r.name)) is not None}
+    inodes = {ino for r in state.namespaces if (ino := namespace_inode(r.name)) is not None}
     state.processes = processes_in(inodes)
-    state.save(layout)
+    state.save()
     return lab
 
 
 def load_running(layout: Layout = DEFAULT_LAYOUT) -> NetnsLab:
     """The lab `up` left running, for `check` and for tests."""
-    state = load_state(layout)
+    state = load_state(layout.state_file)
     if state is None:
         raise LabError("no netns lab is up (`make lab` starts one)")
     return NetnsLab(layout, load_mesh(Path(state.render_dir)))
@@ -215,7 +222,7 @@ def start(
     handshake_timeout: float = HANDSHAKE_TIMEOUT,
 ) -> BringUp:
     """Replace any running lab with a fresh one: render `stack` (unless given a render) and boot it."""
-    if load_state(layout) is not None:
+    if load_state(layout.state_file) is not None:
         log(f"a netns lab is already up ({layout.state_file}): tearing it down first")
         tear_down(layout, log)
     owns = render_dir is None
@@ -302,7 +309,7 @@ def check(*, mtu_demo: bool = False, layout: Layout = DEFAULT_LAYOUT, log: Log =
 
 def down(*, layout: Layout = DEFAULT_LAYOUT, log: Log = print) -> int:
     """`make lab-down`: remove what `up` recorded; a no-op when nothing is up."""
-    if load_state(layout) is None and not layout.root.exists():
+    if load_state(layout.state_file) is None and not layout.root.exists():
         log("no netns lab is up")
         strays = stray_namespaces(layout)
         if strays:
@@ -329,4 +336,4 @@ def stray_namespaces(layout: Layout) -> list[str]:
         clients.nat_ns(layout, ""),
         clients.client_ns(layout, ""),
     )
-    return sorted(n for n in topology.existing_namespaces() if n in exact or n.startswith(prefixes))
+    return sorted(n for n in existing_namespaces() if n in exact or n.startswith(prefixes))

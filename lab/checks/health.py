@@ -16,12 +16,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from lab.capture import Capture, mss_values
-from lab.client_checks import run_client_checks, without_client_wireguard
-from lab.manifest import LabNode
-from lab.negative import check_outside_allowed_ips, check_wrong_peer_key
-from lab.pattern_checks import run_patterns
-from lab.probes import (
+from lab.checks.clients import run_client_checks, without_client_wireguard
+from lab.checks.negative import check_outside_allowed_ips, check_wrong_peer_key
+from lab.checks.patterns import run_patterns
+from lab.core.capture import Capture, mss_values
+from lab.core.manifest import LabNode
+from lab.core.probes import (
     IPV4_ICMP_OVERHEAD,
     TCP_IPV4_OVERHEAD,
     WG,
@@ -32,10 +32,10 @@ from lab.probes import (
     ping_text,
     transfer,
 )
-from lab.proc import Place
-from lab.results import CheckResult, HealthReport, PairResult
-from lab.running import Address, NetnsLab
-from lab.state import BRIDGE
+from lab.core.proc import Place
+from lab.core.results import CheckResult, HealthReport, PairResult
+from lab.netns.layout import BRIDGE
+from lab.netns.running import Address, NetnsLab
 
 IPV6_ICMP_OVERHEAD = 48  # IPv6 header + ICMPv6 header: ping -s payload for a packet of the MTU
 TCP_IPV6_OVERHEAD = 60  # IPv6 + TCP headers: MSS for a path MTU

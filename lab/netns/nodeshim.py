@@ -8,7 +8,7 @@ the host's systemd, host-wide kernel settings or a package mirror:
 - `sysctl` writes only `net.*` keys, through this network namespace's /proc/sys/net;
 - package installs succeed when the packages are already installed, fail otherwise.
 
-    python -m lab.nodeshim systemctl|sysctl|apt-get|apt ARGS...
+    python -m lab.netns.nodeshim systemctl|sysctl|apt-get|apt ARGS...
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from lab.core.errors import LabError  # stdlib only, like this module: nodes start it fast
+
 TOOLS = ("systemctl", "sysctl", "apt-get", "apt")
 SYSCTL_DIRS = (
     "/etc/sysctl.d",
@@ -29,10 +31,6 @@ SYSCTL_DIRS = (
     "/lib/sysctl.d",
 )
 _WG_UNIT = re.compile(r"^wg-quick@([A-Za-z0-9_=+.-]{1,15})$")  # matched without ".service"
-
-
-class ShimError(Exception):
-    """What the node's command asked for cannot be done in the netns lab."""
 
 
 def say(message: str) -> None:
@@ -55,14 +53,14 @@ def in_host_netns() -> bool:
 
 
 def sysctl_path(key: str) -> Path:
-    """/proc/sys path of a per-network-namespace key; ShimError for anything else.
+    """/proc/sys path of a per-network-namespace key; LabError for anything else.
 
     Only `net.*` is namespaced; net keys that are global are absent or read-only inside a
     non-initial network namespace, so a write here can only change this namespace.
     """
     parts = key.replace("/", ".").split(".")
     if parts[0] != "net" or len(parts) < 2 or any(not p or p in (".", "..") for p in parts):
-        raise ShimError(f"sysctl {key}: not a per-network-namespace key, refused in the lab")
+        raise LabError(f"sysctl {key}: not a per-network-namespace key, refused in the lab")
     return Path("/proc/sys", *parts)
 
 
@@ -86,9 +84,9 @@ def write_key(key: str, value: str, *, quiet: bool) -> None:
     try:
         path.write_text(value + "\n")
     except FileNotFoundError:
-        raise ShimError(f"sysctl {key}: not available inside a network namespace") from None
+        raise LabError(f"sysctl {key}: not available inside a network namespace") from None
     except OSError as e:
-        raise ShimError(f"sysctl {key}: {e.strerror}") from None
+        raise LabError(f"sysctl {key}: {e.strerror}") from None
     if not quiet:
         print(f"{key} = {value}")
 
@@ -98,7 +96,7 @@ def apply_file(path: Path, *, quiet: bool, skip_global: bool) -> int:
     for key, value, ignore in parse_sysctl_lines(path.read_text().splitlines()):
         try:
             write_key(key, value, quiet=quiet)
-        except ShimError as e:
+        except LabError as e:
             if skip_global and not key.startswith("net."):
                 say(f"skipping {key} from {path} (host-wide key)")
                 continue
@@ -137,7 +135,7 @@ def sysctl(args: Sequence[str]) -> int:
         elif arg.startswith("--load="):
             files.append(Path(arg.split("=", 1)[1]))
         elif arg.startswith("-"):
-            raise ShimError(f"sysctl {arg}: option not emulated in the lab")
+            raise LabError(f"sysctl {arg}: option not emulated in the lab")
         elif load:
             files.append(Path(arg))
         elif "=" in arg:
@@ -152,7 +150,7 @@ def sysctl(args: Sequence[str]) -> int:
             failures += apply_file(f, quiet=quiet, skip_global=True)
     for f in files:
         if not f.is_file():
-            raise ShimError(f"sysctl -p {f}: no such file")
+            raise LabError(f"sysctl -p {f}: no such file")
         failures += apply_file(f, quiet=quiet, skip_global=False)
     for a in assignments:
         key, _, value = a.partition("=")
@@ -195,14 +193,14 @@ def unit_command(verb: str, unit: str) -> int:
         return sysctl(["--system"])
     if name == "nftables" and verb in ("start", "restart"):
         return subprocess.run(["nft", "-f", "/etc/nftables.conf"], check=False).returncode
-    raise ShimError(f"systemctl {verb} {unit}: not emulated in the netns lab")
+    raise LabError(f"systemctl {verb} {unit}: not emulated in the netns lab")
 
 
 def systemctl(args: Sequence[str]) -> int:
     flags = {a for a in args if a.startswith("-")}
     words = [a for a in args if not a.startswith("-")]
     if not words:
-        raise ShimError("systemctl without a command")
+        raise LabError("systemctl without a command")
     verb, units = words[0], words[1:]
     now = "--now" in flags
     if verb == "daemon-reload":
@@ -213,7 +211,7 @@ def systemctl(args: Sequence[str]) -> int:
     action = {"enable": "start", "disable": "stop", "reload-or-restart": "restart", "try-restart": "restart"}
     real_verb = action.get(verb, verb)
     if real_verb not in ("start", "stop", "restart"):
-        raise ShimError(f"systemctl {verb}: not emulated in the netns lab")
+        raise LabError(f"systemctl {verb}: not emulated in the netns lab")
     status = 0
     for unit in units:
         status = unit_command(real_verb, unit) or status
@@ -229,11 +227,11 @@ def packages(tool: str, args: Sequence[str]) -> int:
         say(f"{tool} {' '.join(words[:1])}: skipped, the lab has no mirror and needs none")
         return 0
     if words[0] != "install":
-        raise ShimError(f"{tool} {words[0]}: not emulated in the netns lab")
+        raise LabError(f"{tool} {words[0]}: not emulated in the netns lab")
     missing = [p for p in words[1:] if not _installed(p)]
     if missing:
         names = " ".join(missing)
-        raise ShimError(f"{tool} install: {names} not installed on the lab host (scripts/install-debs)")
+        raise LabError(f"{tool} install: {names} not installed on the lab host (scripts/install-debs)")
     say(f"{tool} install {' '.join(words[1:])}: already installed on the lab host")
     return 0
 
@@ -247,7 +245,7 @@ def _installed(package: str) -> bool:
 
 def main(argv: Sequence[str]) -> int:
     if not argv or argv[0] not in TOOLS:
-        say(f"usage: python -m lab.nodeshim {{{'|'.join(TOOLS)}}} ARGS...")
+        say(f"usage: python -m lab.netns.nodeshim {{{'|'.join(TOOLS)}}} ARGS...")
         return 2
     tool, args = argv[0], argv[1:]
     os.environ.pop("PYTHONPATH", None)  # what this shim runs (wg-quick and its hooks) gets a clean env
@@ -260,7 +258,7 @@ def main(argv: Sequence[str]) -> int:
         if tool == "sysctl":
             return sysctl(args)
         return packages(tool, args)
-    except ShimError as e:
+    except LabError as e:
         say(str(e))
         return 1
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from lab.manifest import LabMesh, LabNode
-from lab.proc import Place
-from lab.state import Layout
-from lab.topology import place_internet, place_lan, place_node, subnet_hosts
+from lab.core.manifest import LabMesh, LabNode
+from lab.core.proc import Place
+from lab.netns.layout import Layout
+from lab.netns.topology import place_internet, place_lan, place_node, subnet_hosts
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lab.probes import Ping
+from lab.core.probes import Ping
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,7 @@ keep the lab's state file exact so `python -m lab down` still removes everything
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import gzip
 import itertools
 import os
 import re
@@ -28,37 +26,23 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
-from cloudinit.cloudconfig import GZIP_BASE64
 from cloudinit.healthcheck import SUMMARY_PREFIX as HEALTH_PREFIX
 from cloudinit.healthcheck import expected_peers, health_command
 from cloudinit.sync import apply_command, parse_summary
-from lab import topology
-from lab.boot import run_commands, write_files
-from lab.manifest import LabMesh, load_mesh
-from lab.proc import NODE_ENV, LabError, Place, run, run_in
-from lab.running import NetnsLab
-from lab.state import LabState, Layout, load_state
-from lab.teardown import processes_in, stop_processes
-from lab.userdata import parse_user_data
+from lab.core.errors import LabError
+from lab.core.manifest import LabMesh, load_mesh
+from lab.core.network import ip, namespace_inode
+from lab.core.proc import NODE_ENV, Place, run, run_in
+from lab.core.processes import processes_in, stop_processes
+from lab.core.state import LabState, load_state
+from lab.netns import topology
+from lab.netns.boot import run_commands, write_files
+from lab.netns.layout import Layout
+from lab.netns.running import NetnsLab
+from lab.netns.userdata import parse_user_data
 from mesh.plan import build_plan
 from mesh.stackfile import load_spec
 from tools.render import BUNDLE_FILE
-
-WG_CONF_PATH = "/etc/wireguard/wg0.conf"
-
-
-def rendered_wg_conf(render_dir: Path, node: str) -> str:
-    """The node's wg0.conf as its user-data writes it (plain or gz+b64). Secret: never log it."""
-    doc = yaml.safe_load((render_dir / node / "user-data").read_text())
-    for entry in doc.get("write_files") or []:
-        if entry.get("path") == WG_CONF_PATH:
-            content = str(entry.get("content", ""))
-            if entry.get("encoding") == GZIP_BASE64:
-                return gzip.decompress(base64.b64decode(content)).decode()
-            return content
-    raise LabError(f"{node}: its user-data writes no {WG_CONF_PATH}")
 
 
 def rendered_bundle(render_dir: Path, node: str) -> str:
@@ -152,7 +136,7 @@ def health(lab: NetnsLab, stack_file: Path, render_dir: Path, node: str, *, wait
 
 
 def _state(layout: Layout) -> LabState:
-    state = load_state(layout)
+    state = load_state(layout.state_file)
     if state is None:
         raise LabError("no netns lab is up")
     return state
@@ -179,15 +163,13 @@ def add_node(layout: Layout, render_dir: Path, name: str) -> NetnsLab:
     if node.subnets:
         topology.attach_lan(state, layout, node)
     for other in state.nodes:
-        topology.ip(
-            layout.node_ns(other), "route", "replace", f"{node.public_ip}/32", "dev", "eth0", "scope", "link"
-        )
+        ip(layout.node_ns(other), "route", "replace", f"{node.public_ip}/32", "dev", "eth0", "scope", "link")
     write_files(layout, node, ud)
     shims = topology.write_shims(layout)
     topology.make_node_fs(state, layout, name, layout.node_dir(name) / "written", shims)
     state.nodes.append(name)
     state.render_dir = str(render_dir)
-    state.save(layout)
+    state.save()
     lab = NetnsLab(layout, _booted(mesh, state.nodes))
     run_commands(lab, node, ud)
     return lab
@@ -199,7 +181,7 @@ def remove_node(layout: Layout, render_dir: Path, name: str) -> NetnsLab:
     mesh = load_mesh(render_dir)
     public_ip = _public_ip_of(layout, name)
     namespaces = [r for r in state.namespaces if r.name in (layout.node_ns(name), layout.lan_ns(name))]
-    inodes = {i for r in namespaces if (i := topology.namespace_inode(r.name)) is not None}
+    inodes = {i for r in namespaces if (i := namespace_inode(r.name)) is not None}
     stuck = stop_processes(processes_in(inodes))
     if stuck:
         raise LabError(f"{name}: processes {[r.pid for r in stuck]} would not stop")
@@ -212,7 +194,7 @@ def remove_node(layout: Layout, render_dir: Path, name: str) -> NetnsLab:
     state.namespaces = [r for r in state.namespaces if r not in namespaces]
     state.nodes = [n for n in state.nodes if n != name]
     state.render_dir = str(render_dir)
-    state.save(layout)
+    state.save()
     Path(mount_ns).unlink(missing_ok=True)
     if public_ip is not None:
         for other in state.nodes:
@@ -243,7 +225,7 @@ def _booted(mesh: LabMesh, names: list[str]) -> LabMesh:
 
 def kill_wireguard(layout: Layout, name: str) -> int:
     """SIGKILL the node's wireguard-go (a crashed node); returns its PID."""
-    inode = topology.namespace_inode(layout.node_ns(name))
+    inode = namespace_inode(layout.node_ns(name))
     found = [r for r in processes_in({inode} if inode is not None else set()) if r.what == "wireguard-go"]
     if len(found) != 1:
         raise LabError(f"{name}: expected one wireguard-go, found {len(found)}")
@@ -252,23 +234,6 @@ def kill_wireguard(layout: Layout, name: str) -> int:
 
 
 # ----------------------------------------------------------------------------- observation
-
-
-def conf_peers(conf: str) -> dict[str, set[str]]:
-    """Peer public key -> AllowedIPs as a wg0.conf lists them."""
-    peers: dict[str, set[str]] = {}
-    key: str | None = None
-    for raw in conf.splitlines():
-        line = raw.split("#", 1)[0].strip()
-        if line.startswith("["):
-            key = None
-        name, _, value = (part.strip() for part in line.partition("="))
-        if name == "PublicKey":
-            key = value
-            peers[key] = set()
-        elif name == "AllowedIPs" and key is not None:
-            peers[key] |= {v.strip() for v in value.split(",") if v.strip()}
-    return peers
 
 
 def wg0_routes(place: Place) -> set[str]:

@@ -13,11 +13,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from lab.manifest import LabNode
-from lab.probes import IPV4_ICMP_OVERHEAD, WG, Ping, Transfer, ping, transfer
-from lab.proc import run_in
-from lab.running import NetnsLab
-from lab.topology import NOFRAG_RULESET, NOFRAG_TABLE
+from lab.core.manifest import LabNode
+from lab.core.probes import IPV4_ICMP_OVERHEAD, WG, Ping, Transfer, ping, transfer
+from lab.core.proc import run_in
+from lab.netns.running import NetnsLab
+from lab.netns.topology import NOFRAG_RULESET, NOFRAG_TABLE
 
 WRONG_MTU = 1420  # what wg-quick and most guides use: right for 1500, wrong for 1460
 

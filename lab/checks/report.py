@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lab.results import HealthReport, PairResult
+from lab.core.results import HealthReport, PairResult
 
 
 def _pair(p: PairResult) -> str:

@@ -13,8 +13,9 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from lab.proc import LabError, run, tail
-from lab.userdata import WriteFile
+from lab.core.errors import LabError
+from lab.core.proc import run, tail
+from lab.netns.userdata import WriteFile
 
 # $1 mount point (an empty lab dir), $2 user-data, $3 output dir, $4 modules, then the paths.
 _SCRIPT = r"""

@@ -27,10 +27,13 @@ import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
-from lab.manifest import IPNetwork, LabMesh, LabNode
-from lab.nodeshim import HOST_NETNS_ENV
-from lab.proc import NETNS_DIR, LabError, Place, python_argv, run
-from lab.state import BRIDGE, LabState, Layout, NamespaceRecord
+from lab.core.errors import LabError
+from lab.core.manifest import IPNetwork, LabMesh, LabNode
+from lab.core.network import add_namespace, ip
+from lab.core.proc import NETNS_DIR, Place, python_argv, run
+from lab.core.state import LabState
+from lab.netns.layout import BRIDGE, Layout
+from lab.netns.nodeshim import HOST_NETNS_ENV
 
 NOFRAG_TABLE = "wgmesh_lab"
 # Bridge-level filter in the internet namespace: IPv4 fragments (MF set or an offset) are dropped.
@@ -82,35 +85,9 @@ def wanted_namespaces(layout: Layout, mesh: LabMesh) -> list[str]:
     return names
 
 
-def existing_namespaces() -> set[str]:
-    return {p.name for p in NETNS_DIR.iterdir()} if NETNS_DIR.is_dir() else set()
-
-
-def namespace_inode(name: str) -> int | None:
-    try:
-        return os.stat(NETNS_DIR / name).st_ino
-    except FileNotFoundError:
-        return None
-
-
-def ip(netns: str, *args: str) -> None:
-    run(["ip", "-n", netns, *args], what=f"{netns}: ip {' '.join(args[:5])}")
-
-
-def add_namespace(state: LabState, layout: Layout, name: str) -> None:
-    """Record, create, record the inode: an interruption at any point leaves it owned."""
-    record = NamespaceRecord(name, None)
-    state.namespaces.append(record)
-    state.save(layout)
-    run(["ip", "netns", "add", name], what=f"create namespace {name}")
-    record.inode = namespace_inode(name)
-    state.save(layout)
-    ip(name, "link", "set", "lo", "up")
-
-
 def build_internet(state: LabState, layout: Layout) -> None:
     inet = layout.internet_ns
-    add_namespace(state, layout, inet)
+    add_namespace(state, inet)
     # No multicast snooping: a snooping bridge joins the snoopers' groups (224.0.0.106, ff02::6a)
     # and reports them over IGMP and MLD at a random moment, which an underlay capture catches.
     ip(inet, "link", "add", BRIDGE, "type", "bridge", "mcast_snooping", "0")
@@ -128,7 +105,7 @@ def attach_node(state: LabState, layout: Layout, mesh: LabMesh, index: int, node
     ns, inet = layout.node_ns(node.name), layout.internet_ns
     port = f"p{index}"
     mtu = str(node.underlay_mtu)
-    add_namespace(state, layout, ns)
+    add_namespace(state, ns)
     ip(ns, "link", "add", "eth0", "mtu", mtu, "type", "veth", "peer", "name", port, "netns", inet)
     ip(ns, "link", "set", "eth0", "addrgenmode", "none")
     ip(inet, "link", "set", port, "mtu", mtu, "addrgenmode", "none")
@@ -184,7 +161,7 @@ def attach_lan(state: LabState, layout: Layout, node: LabNode) -> None:
     the node's NAT can make replies find their way.
     """
     ns, lan = layout.node_ns(node.name), layout.lan_ns(node.name)
-    add_namespace(state, layout, lan)
+    add_namespace(state, lan)
     defaults: set[int] = set() if not node.masquerade else {4, 6}
     for j, net in enumerate(node.subnets):
         router, host = subnet_hosts(net)
@@ -219,7 +196,7 @@ def write_shims(layout: Layout) -> dict[str, str]:
         seen.add(real)
         script = layout.shim_dir / tool
         host = f"{HOST_NETNS_ENV}={os.stat('/proc/self/ns/net').st_ino}"
-        argv = python_argv("lab.nodeshim", tool)
+        argv = python_argv("lab.netns.nodeshim", tool)
         script.write_text(f'#!/bin/sh\nexec {shlex.join([argv[0], host, *argv[1:]])} "$@"\n')
         script.chmod(0o755)
         covers[str(script)] = real
@@ -231,7 +208,7 @@ def prepare_mount_ns_dir(state: LabState, layout: Layout) -> None:
     d = layout.mount_ns_dir
     d.mkdir(mode=0o700, parents=True, exist_ok=True)
     state.mounts.append(str(d))
-    state.save(layout)
+    state.save()
     run(["mount", "--bind", str(d), str(d)], what="bind the lab's mount-namespace dir")
     run(["mount", "--make-private", str(d)], what="make the lab's mount-namespace dir private")
 
@@ -290,7 +267,7 @@ def make_node_fs(state: LabState, layout: Layout, node: str, files: Path, shims:
     ns_file = layout.mount_ns(node)
     ns_file.touch(mode=0o600)
     state.mounts.append(str(ns_file))
-    state.save(layout)
+    state.save()
     pairs = " ".join(f"{shim}={target}" for shim, target in shims.items())
     run(
         [
