@@ -19,8 +19,6 @@ from __future__ import annotations
 import ipaddress
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -29,7 +27,12 @@ from pathlib import Path
 
 import yaml
 
+from lab.core.errors import LabError
 from lab.core.manifest import LabNode, load_mesh
+from lab.core.network import add_namespace, remove_network
+from lab.core.proc import run
+from lab.core.processes import alive, process_record, process_start, stop_processes
+from lab.core.state import STATE_FILE, LabState, ProcessRecord, load_state
 from lab.vm import network
 from lab.vm.image import Image, ensure_image
 from lab.vm.report import (
@@ -50,6 +53,7 @@ GUEST_MESH_WAIT = 300  # seconds a guest pings for its peers after cloud-init is
 MEMORY_MB = 512
 ACCEL = "tcg,tb-size=256"  # /dev/kvm here cannot run a stock kernel (FINDINGS); TCG works
 CPU = "qemu64"
+STOP_GRACE = 10.0  # seconds a QEMU gets to exit on SIGTERM before SIGKILL
 
 __all__ = [
     "Lab",
@@ -136,7 +140,7 @@ def lab_gateway(nodes: Sequence[LabNode], prefix: int) -> ipaddress.IPv4Address:
     for host in reversed(list(net.hosts())):
         if host not in taken and isinstance(host, ipaddress.IPv4Address):
             return host
-    raise ValueError(f"no free address for the lab gateway in {net}")
+    raise LabError(f"no free address for the lab gateway in {net}")
 
 
 def network_config(node: LabNode, prefix: int, gateway: ipaddress.IPv4Address | None = None) -> str:
@@ -189,13 +193,13 @@ def make_seed(
         str(render_dir / node.name / "user-data"),
         str(seed_src / "meta-data"),
     ]
-    subprocess.run(argv, check=True, capture_output=True, timeout=60)
+    run(argv, what=f"{node.name}: seed ISO", timeout=60)
 
 
 def make_overlay(image: Image, paths: VmPaths) -> None:
     """A fresh copy-on-write disk over the cached image: a new VM's empty root disk."""
     argv = ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(image.disk)]
-    subprocess.run([*argv, str(paths.overlay)], check=True, timeout=60)
+    run([*argv, str(paths.overlay)], what=f"{paths.node}: disk overlay", timeout=60)
 
 
 def qemu_argv(node: LabNode, image: Image, paths: VmPaths, guest_wait: int = GUEST_MESH_WAIT) -> list[str]:
@@ -256,7 +260,7 @@ def qemu_argv(node: LabNode, image: Image, paths: VmPaths, guest_wait: int = GUE
 class Lab:
     """A started VM lab."""
 
-    state: network.State
+    state: LabState
     nodes: list[LabNode]
     render_dir: Path
     user_data_hashes: dict[str, str]
@@ -265,8 +269,20 @@ class Lab:
     guest_wait: int = GUEST_MESH_WAIT
     netns: str = network.NS_PREFIX  # the namespace holding the bridges, taps and QEMUs
 
+    @property
+    def directory(self) -> Path:
+        """The state directory: the state file, and each VM's disk, seed, logs and sockets."""
+        return self.state.path.parent
+
     def paths(self, node: str) -> VmPaths:
-        return VmPaths(Path(self.state.directory), node)
+        return VmPaths(self.directory, node)
+
+    def qemu(self, node: str) -> ProcessRecord:
+        """The QEMU process recorded for `node`."""
+        for record in self.state.processes:
+            if record.what == qemu_what(node):
+                return record
+        raise LabError(f"no QEMU recorded for {node}")
 
 
 @dataclass
@@ -277,10 +293,15 @@ class LabResult:
     subnet_host_pings: dict[str, bool] = field(default_factory=dict)  # "<host ns> -> <address>"
 
 
+def qemu_what(node: str) -> str:
+    """How the state file names a node's QEMU process."""
+    return f"qemu {node}"
+
+
 def lab_nodes(render_dir: Path) -> list[LabNode]:
     mesh = load_mesh(render_dir)  # LabError when mesh.json has no lab node
     if mesh.skipped:
-        raise ValueError(f"the VM lab runs lab nodes only; not lab: {', '.join(mesh.skipped)}")
+        raise LabError(f"the VM lab runs lab nodes only; not lab: {', '.join(mesh.skipped)}")
     return list(mesh.nodes)
 
 
@@ -291,14 +312,15 @@ def start(render_dir: Path, guest_wait: int = GUEST_MESH_WAIT, image: Image | No
     """
     nodes = lab_nodes(render_dir)
     directory = state_dir()
-    if network.State.load(directory) is not None:
-        raise network.NotOurs(f"a VM lab is already up ({directory}); run `python -m lab down --driver vm`")
+    if load_state(directory / STATE_FILE) is not None:
+        raise LabError(f"a VM lab is already up ({directory}); run `python -m lab down --driver vm`")
     hashes = {n.name: user_data_sha256(render_dir, n.name) for n in nodes}
     image = image or ensure_image()
     if directory.exists():
-        raise network.NotOurs(f"{directory} exists without a lab state file; not touching it")
+        raise LabError(f"{directory} exists without a lab state file; not touching it")
     private_dir(directory)
-    state = network.State(str(directory))
+    names = [n.name for n in nodes]
+    state = LabState(directory / STATE_FILE, driver="vm", render_dir=str(render_dir), nodes=names)
     state.save()
     lab = Lab(state, nodes, render_dir, hashes, guest_wait=guest_wait, netns=network.ns_prefix())
     with private_umask():  # seeds and overlays hold private keys
@@ -324,7 +346,7 @@ def build_network(lab: Lab) -> None:
     state = lab.state
     mtu = max(n.underlay_mtu for n in lab.nodes)
     main = lab.netns
-    network.add_namespace(state, main)
+    add_namespace(state, main)
     network.add_bridge(state, main, "br0", mtu)
     for node in lab.nodes:
         network.add_tap(state, main, tap_name(node.index), "br0", mtu)
@@ -341,14 +363,16 @@ def build_network(lab: Lab) -> None:
 
 def boot(lab: Lab, node: LabNode, image: Image) -> None:
     paths = lab.paths(node.name)
-    argv = ["ip", "netns", "exec", lab.netns, *qemu_argv(node, image, paths, lab.guest_wait)]
-    subprocess.run(argv, check=True, timeout=60)  # returns once QEMU has daemonized
-    lab.state.pids[node.name] = int(paths.pidfile.read_text().strip())
+    argv = network.in_netns(lab.netns, *qemu_argv(node, image, paths, lab.guest_wait))
+    run(argv, what=f"{node.name}: QEMU", timeout=60)  # returns once QEMU has daemonized
+    pid = int(paths.pidfile.read_text().strip())
+    lab.state.processes.append(process_record(pid, qemu_what(node.name)))
     lab.state.save()
 
 
-def qemu_alive(pid: int, directory: Path) -> bool:
-    """True only for a live QEMU process that this lab started (its command line names our state dir)."""
+def our_qemu(pid: int, directory: Path) -> bool:
+    """A live QEMU whose command line names `directory`: one this lab started, recorded or not
+    (a QEMU can daemonize and write its pidfile before its record reaches the state file)."""
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
@@ -367,7 +391,6 @@ def wait_for_reports(
     seen: set[str] = set()
     mesh_seen: dict[str, float] = {}
     reports: dict[str, NodeReport] = {}
-    directory = Path(lab.state.directory)
     while True:
         lines: list[str] = []
         for node in lab.nodes:
@@ -385,7 +408,7 @@ def wait_for_reports(
         for name, r in reports.items():
             if r.mesh is not None and name not in mesh_seen:
                 mesh_seen[name] = round(elapsed, 1)
-        dead = [n.name for n in lab.nodes if not qemu_alive(lab.state.pids.get(n.name, 0), directory)]
+        dead = [n.name for n in lab.nodes if not alive(lab.qemu(n.name))]
         unfinished = [n.name for n in lab.nodes if not (n.name in reports and reports[n.name].finished)]
         if not unfinished:
             break
@@ -417,7 +440,7 @@ def up(stack: str, render_dir: Path) -> int:
     timeout = float(os.environ.get(TIMEOUT_ENV) or DEFAULT_TIMEOUT)
     try:
         lab = start(render_dir)
-    except (network.NotOurs, ValueError, RuntimeError, subprocess.CalledProcessError) as e:
+    except LabError as e:
         log(str(e))
         return 1
     log(f"stack {stack}: booted {len(lab.nodes)} VMs (TCG); waiting up to {timeout:.0f} s for reports")
@@ -435,7 +458,7 @@ def up(stack: str, render_dir: Path) -> int:
         print(f"{name}: mesh up {seconds:.1f} s after kernel start ({wall} s after QEMU start)")
     for problem in result.problems:
         print(f"FAIL {problem}")
-    print(f"consoles: {lab.state.directory}/*.console.log; remove with `python -m lab down --driver vm`")
+    print(f"consoles: {lab.directory}/*.console.log; remove with `python -m lab down --driver vm`")
     return 0 if not result.problems else 1
 
 
@@ -449,41 +472,29 @@ def first_boot_seconds(render_dir: Path, timeout: float = DEFAULT_TIMEOUT) -> di
         down()
 
 
-def stop_qemu(pid: int, directory: Path, grace: float = 10.0) -> bool:
-    """Terminate one QEMU of ours; True when it is gone."""
-    if not qemu_alive(pid, directory):
-        return True
-    os.kill(pid, signal.SIGTERM)
-    end = time.monotonic() + grace
-    while time.monotonic() < end:
-        if not qemu_alive(pid, directory):
-            return True
-        time.sleep(0.2)
-    os.kill(pid, signal.SIGKILL)
-    time.sleep(0.5)
-    return not qemu_alive(pid, directory)
-
-
 def down() -> int:
-    """Stop our QEMUs, remove our links, namespaces, overlays and seeds. Idempotent."""
+    """Stop our QEMUs and the metadata server, remove our links, namespaces, overlays and seeds.
+    Idempotent."""
     directory = state_dir()
-    state = network.State.load(directory)
+    state = load_state(directory / STATE_FILE)
     if state is None:
         strays = network.our_namespaces()
         if strays:
             log(f"no state file; not touching namespaces it does not list: {', '.join(strays)}")
         return 0
-    leftovers: list[str] = []
-    pids = dict(state.pids)
+    processes = list(state.processes)
+    recorded = {r.pid for r in processes}
     for pidfile in directory.glob("*.pid"):  # a QEMU that daemonized before its PID reached the state
         text = pidfile.read_text().strip()
-        if text.isdigit():
-            pids.setdefault(pidfile.name.removesuffix(".pid"), int(text))
-    for node, pid in pids.items():
-        if not stop_qemu(pid, directory):
-            leftovers.append(f"QEMU {pid} ({node})")
-    leftovers += network.stop_servers(state)
-    leftovers += network.remove_network(state)
+        if text.isdigit() and int(text) not in recorded and our_qemu(int(text), directory):
+            start = process_start(int(text))
+            if start is not None:
+                processes.append(
+                    ProcessRecord(int(text), start, qemu_what(pidfile.name.removesuffix(".pid")))
+                )
+    stuck = stop_processes(processes, grace=STOP_GRACE)
+    leftovers = [f"{r.what} (PID {r.pid})" for r in stuck]
+    leftovers += remove_network(state)
     if leftovers:
         log("could not remove: " + "; ".join(leftovers))
         return 1

@@ -26,8 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lab.core.errors import LabError
 from lab.core.manifest import LabNode
-from lab.vm.driver import Lab, qemu_alive
+from lab.core.processes import alive
+from lab.vm.driver import Lab
 from lab.vm.report import LINE_RE, NodeReport, apply_fact
 
 POLL = 0.25
@@ -127,7 +129,7 @@ class Qmp:
             if "event" in message:
                 self.events.append(message)
             elif "error" in message:
-                raise RuntimeError(f"QMP {command}: {message['error'].get('desc', message['error'])}")
+                raise LabError(f"QMP {command}: {message['error'].get('desc', message['error'])}")
             elif "return" in message:
                 return message["return"]
 
@@ -267,14 +269,13 @@ def kill(lab: Lab, node: LabNode, before: float = 5.0, after: float = 20.0) -> K
     while time.monotonic() - start < before:
         tails.poll()
         time.sleep(POLL)
-    pid = lab.state.pids[node.name]
-    directory = Path(lab.state.directory)
-    if qemu_alive(pid, directory):
-        os.kill(pid, signal.SIGKILL)
+    qemu = lab.qemu(node.name)
+    if alive(qemu):
+        os.kill(qemu.pid, signal.SIGKILL)
     killed_at = time.monotonic()
-    while time.monotonic() - killed_at < 5 and qemu_alive(pid, directory):
+    while time.monotonic() - killed_at < 5 and alive(qemu):
         time.sleep(0.1)
-    result = KillResult(node.name, pid, not qemu_alive(pid, directory))
+    result = KillResult(node.name, qemu.pid, not alive(qemu))
     while time.monotonic() - killed_at < after:
         tails.poll()
         time.sleep(POLL)

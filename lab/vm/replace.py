@@ -22,13 +22,14 @@ the node's commands (lab/vm/live.py, the strings components/sync.py builds).
 from __future__ import annotations
 
 import shutil
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from lab.core import wgconf
 from lab.core.manifest import LabNode
+from lab.core.proc import run
+from lab.core.processes import stop_processes
 from lab.vm import driver
 from lab.vm.image import Image
 from lab.vm.live import Result, Ssh
@@ -56,12 +57,11 @@ def destroy(lab: driver.Lab, node: str) -> Destroyed:
     The console and report logs of the old instance are kept beside it (`<node>.old.*`) for a
     post-mortem; `driver.down` removes the whole state directory.
     """
-    directory = Path(lab.state.directory)
-    pid = lab.state.pids[node]
-    gone = driver.stop_qemu(pid, directory)
+    qemu = lab.qemu(node)
+    gone = not stop_processes([qemu], grace=driver.STOP_GRACE)
     at = time.monotonic()
     if gone:
-        del lab.state.pids[node]
+        lab.state.processes.remove(qemu)
         lab.state.save()
     paths = lab.paths(node)
     for path in (paths.console, paths.report):
@@ -72,7 +72,7 @@ def destroy(lab: driver.Lab, node: str) -> Destroyed:
     paths.pidfile.unlink(missing_ok=True)
     paths.qmp.unlink(missing_ok=True)  # the new QEMU listens on the same path
     shutil.rmtree(paths.file("seed"), ignore_errors=True)
-    return Destroyed(node, pid, gone, not paths.overlay.exists() and not paths.seed.exists(), at)
+    return Destroyed(node, qemu.pid, gone, not paths.overlay.exists() and not paths.seed.exists(), at)
 
 
 def create(lab: driver.Lab, node: LabNode, first_render: Path, image: Image, instance_id: str) -> float:
@@ -96,7 +96,7 @@ def forget_host_key(known_hosts: Path, host: str) -> None:
     pulumi-command without `hostKey` does not check them."""
     if known_hosts.exists():
         argv = ["ssh-keygen", "-R", host, "-f", str(known_hosts)]
-        subprocess.run(argv, check=False, capture_output=True, timeout=30)  # exit 1: not listed
+        run(argv, check=False)  # exit 1: not listed
         known_hosts.with_name(known_hosts.name + ".old").unlink(missing_ok=True)
 
 

@@ -90,7 +90,7 @@ class Booted:
 def our_qemu_pids(state_dir: Path) -> list[int]:
     pids = []
     for proc in Path("/proc").iterdir():
-        if proc.name.isdigit() and vm.qemu_alive(int(proc.name), state_dir):
+        if proc.name.isdigit() and vm.our_qemu(int(proc.name), state_dir):
             pids.append(int(proc.name))
     return pids
 

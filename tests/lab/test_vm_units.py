@@ -27,6 +27,7 @@ from vmtest import REPO, require_vm_host
 
 from cloudinit.sync import apply_command
 from components.sync import WAIT_FOR_FIRST_BOOT
+from lab.core.errors import LabError
 from lab.core.manifest import LabNode, load_mesh
 from lab.core.wgconf import rendered_wg_conf
 from lab.vm import driver as vm
@@ -83,7 +84,7 @@ def test_vm_lab_refuses_a_render_with_cloud_nodes(tmp_path: Path) -> None:
     subprocess.run(
         [sys.executable, "-m", "tools.render", "--stack", str(stack), "--out", str(out)], check=True
     )
-    with pytest.raises(ValueError, match="the VM lab runs lab nodes only; not lab: fra"):
+    with pytest.raises(LabError, match="the VM lab runs lab nodes only; not lab: fra"):
         vm.lab_nodes(out)
     assert [n.name for n in vm.lab_nodes(render(tmp_path / "lab"))] == ["lab-a", "lab-b", "lab-c"]
 
