@@ -34,6 +34,7 @@ from lab.core.proc import run
 from lab.core.processes import alive, process_record, process_start, stop_processes
 from lab.core.state import STATE_FILE, LabState, ProcessRecord, load_state
 from lab.vm import network
+from lab.vm.files import FileOf
 from lab.vm.image import Image, ensure_image
 from lab.vm.report import (
     NodeReport,
@@ -78,37 +79,20 @@ def log(message: str) -> None:
 
 @dataclass(frozen=True)
 class VmPaths:
-    """Per-VM files under the state directory."""
+    """Per-VM files under the state directory: `<node>.<suffix>`."""
 
     directory: Path
     node: str
 
+    overlay = FileOf("qcow2")  # the VM's disk: copy-on-write over the image
+    seed = FileOf("seed.iso")  # NoCloud: the rendered user-data, meta-data, network-config
+    console = FileOf("console.log")  # first serial port
+    report = FileOf("report.log")  # second serial port: the guest reporter's WGLAB lines
+    pidfile = FileOf("pid")
+    qmp = FileOf("qmp")  # QEMU's control socket (lab/vm/faults.py)
+
     def file(self, suffix: str) -> Path:
         return self.directory / f"{self.node}.{suffix}"
-
-    @property
-    def overlay(self) -> Path:
-        return self.file("qcow2")
-
-    @property
-    def seed(self) -> Path:
-        return self.file("seed.iso")
-
-    @property
-    def console(self) -> Path:
-        return self.file("console.log")
-
-    @property
-    def report(self) -> Path:
-        return self.file("report.log")
-
-    @property
-    def pidfile(self) -> Path:
-        return self.file("pid")
-
-    @property
-    def qmp(self) -> Path:
-        return self.file("qmp")
 
 
 def mac(kind: int, index: int) -> str:

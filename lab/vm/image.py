@@ -23,6 +23,7 @@ from pathlib import Path
 from lab.core.errors import LabError
 from lab.core.mounts import unmount_under
 from lab.core.proc import run
+from lab.vm.files import FileOf
 
 CACHE_ENV = "WGMESH_LAB_IMAGE_CACHE"
 DEFAULT_CACHE = Path("/var/cache/wgmesh-lab")
@@ -127,17 +128,12 @@ class Image:
 
     directory: Path
 
-    @property
-    def disk(self) -> Path:
-        return self.directory / "base.qcow2"
+    disk = FileOf("base.qcow2")
+    kernel = FileOf("vmlinuz")
+    initrd = FileOf("initrd.img")
 
-    @property
-    def kernel(self) -> Path:
-        return self.directory / "vmlinuz"
-
-    @property
-    def initrd(self) -> Path:
-        return self.directory / "initrd.img"
+    def file(self, name: str) -> Path:
+        return self.directory / name
 
     def complete(self) -> bool:
         return all(p.is_file() for p in (self.disk, self.kernel, self.initrd))
