@@ -6,8 +6,8 @@ netns: for full meshes of --nodes lab nodes (generated stacks; or --stack), seco
 start of bring-up until wg0 is up on every node and until every node pair has shaken hands,
 render excluded and included (median of --runs), and tear-down. MTU: the lab-mtu stack
 (1460 underlay), TCP throughput with the planned MTU vs 1420, fragments dropped and allowed.
-VM (--vm, minutes): first-boot-to-mesh seconds per node from lab.vm, when it offers a way to
-measure them; without lab.vm the figure is reported as not available.
+VM (--vm, minutes): first-boot-to-mesh seconds per node from lab.vm.driver, when it offers a way to
+measure them; without lab.vm.driver the figure is reported as not available.
 Runs under its own namespace prefix and lab dir, so a running `make lab` is not disturbed.
 """
 
@@ -118,11 +118,11 @@ def _with_mesh(runs: list[NetnsRun]) -> list[tuple[NetnsRun, float]]:
 
 
 def vm_first_boot(stack: str) -> Mapping[str, float] | str:
-    """Per-node first-boot-to-mesh seconds from lab.vm, or why there are none."""
+    """Per-node first-boot-to-mesh seconds from lab.vm.driver, or why there are none."""
     try:
-        vm: ModuleType = importlib.import_module("lab.vm")
+        vm: ModuleType = importlib.import_module("lab.vm.driver")
     except ImportError as e:
-        return f"lab.vm is not available ({e})"
+        return f"lab.vm.driver is not available ({e})"
     tmp = Path(tempfile.mkdtemp(prefix="wgmesh-bench-vm-"))
     try:
         driver.render(stack, tmp / "render")
@@ -135,7 +135,7 @@ def vm_first_boot(stack: str) -> Mapping[str, float] | str:
                 return dict(vm.timings(reports))
             finally:
                 vm.down()
-        return "lab.vm offers no timing function"
+        return "lab.vm.driver offers no timing function"
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -38,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _vm() -> ModuleType:
     """lab.vm, imported only when asked for (it brings the image builder with it)."""
-    return importlib.import_module("lab.vm")
+    return importlib.import_module("lab.vm.driver")
 
 
 def vm_up(stack: str, render_dir: Path | None) -> int:

@@ -270,7 +270,7 @@ def test_tool_output_quoted_in_errors_has_keys_redacted() -> None:
 
 def test_vm_driver_gets_a_fresh_render_that_is_removed_afterwards(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[tuple[str, Path, bool]] = []
-    fake = types.ModuleType("lab.vm")
+    fake = types.ModuleType("lab.vm.driver")
 
     def up(stack: str, render_dir: Path) -> int:
         seen.append((stack, render_dir, (render_dir / "mesh.json").is_file()))
@@ -278,7 +278,7 @@ def test_vm_driver_gets_a_fresh_render_that_is_removed_afterwards(monkeypatch: p
 
     fake.up = up  # type: ignore[attr-defined]
     fake.down = lambda: 3  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "lab.vm", fake)
+    monkeypatch.setitem(sys.modules, "lab.vm.driver", fake)
     assert lab_main.main(["up", "--driver", "vm", "--stack", "lab"]) == 0
     assert lab_main.main(["down", "--driver", "vm"]) == 3
     [(stack, render_dir, had_manifest)] = seen

@@ -1,6 +1,6 @@
 """Which source address a host behind a node sees: proof, with packets, that masquerade is on or off.
 
-A host in a routed subnet (a namespace on the subnet bridge, lab/vm_net.py) runs tcpdump on its
+A host in a routed subnet (a namespace on the subnet bridge, lab/vm/network.py) runs tcpdump on its
 own interface while a mesh node pings it over SSH. Without masquerade the echo requests arrive
 from the pinging node's overlay address; with `masquerade: true` on the routing node they
 arrive from that node's own LAN address (network + 1), as in the netns lab's jumpbox check
@@ -15,7 +15,7 @@ from lab.checks.patterns import echo_sources
 from lab.core.capture import Capture
 from lab.core.manifest import LabNode
 from lab.core.proc import Place
-from lab.vm_live import Result, Ssh
+from lab.vm.live import Result, Ssh
 
 PINGS = 3
 

@@ -15,13 +15,15 @@ import hashlib
 import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from lab.core.errors import LabError
+from lab.core.mounts import unmount_under
+from lab.core.proc import run
+from lab.vm.files import FileOf
 
 CACHE_ENV = "WGMESH_LAB_IMAGE_CACHE"
 DEFAULT_CACHE = Path("/var/cache/wgmesh-lab")
@@ -96,7 +98,7 @@ system_info:
 ssh_genkeytypes: [ ed25519 ]
 """
 
-REPORTER_SOURCE = Path(__file__).with_name("vm_guest_report.py")
+REPORTER_SOURCE = Path(__file__).with_name("guest_report.py")
 
 
 @dataclass(frozen=True)
@@ -126,17 +128,12 @@ class Image:
 
     directory: Path
 
-    @property
-    def disk(self) -> Path:
-        return self.directory / "base.qcow2"
+    disk = FileOf("base.qcow2")
+    kernel = FileOf("vmlinuz")
+    initrd = FileOf("initrd.img")
 
-    @property
-    def kernel(self) -> Path:
-        return self.directory / "vmlinuz"
-
-    @property
-    def initrd(self) -> Path:
-        return self.directory / "initrd.img"
+    def file(self, name: str) -> Path:
+        return self.directory / name
 
     def complete(self) -> bool:
         return all(p.is_file() for p in (self.disk, self.kernel, self.initrd))
@@ -183,36 +180,18 @@ def log(message: str) -> None:
     print(f"lab image: {message}", file=sys.stderr, flush=True)
 
 
-def run(argv: Sequence[str], timeout: float) -> None:
-    """Run a build step in its own process group, killing the whole group on timeout."""
-    with subprocess.Popen(argv, start_new_session=True) as proc:
-        try:
-            code = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            raise RuntimeError(f"{argv[0]} timed out after {timeout:.0f} s") from None
-    if code != 0:
-        raise RuntimeError(f"{argv[0]} failed with exit code {code}")
-
-
-def mounts_under(path: Path) -> list[Path]:
-    """Mount points at or below `path`, deepest first (left behind only by a killed build)."""
-    found: list[Path] = []
-    prefix = str(path.resolve())
-    for line in Path("/proc/self/mounts").read_text().splitlines():
-        point = line.split()[1].replace("\\040", " ")
-        if point == prefix or point.startswith(prefix + "/"):
-            found.append(Path(point))
-    return sorted(found, key=lambda p: len(p.parts), reverse=True)
+def bootstrap_argv(root: Path, timeout: float) -> list[str]:
+    """mmdebstrap in a private mount namespace (the hooks' mounts vanish with it, even if killed),
+    under coreutils `timeout`, which kills its whole process group (apt, dpkg) when time is up."""
+    limit = ["timeout", "--kill-after=10", f"{timeout:.0f}"]
+    return [*limit, "unshare", "--mount", "--propagation", "private", *mmdebstrap_argv(root)]
 
 
 def remove_build_dir(path: Path) -> None:
-    """Delete a build directory of ours, never following a mount out of it."""
-    for point in mounts_under(path):
-        subprocess.run(["umount", "--lazy", str(point)], check=False)
-    if mounts_under(path):
-        raise RuntimeError(f"{path} still has mounts; not deleting it")
+    """Delete a build directory of ours, never following a mount out of it (left behind only by
+    a killed build)."""
+    if unmount_under(path.resolve()):
+        raise LabError(f"{path} still has mounts; not deleting it")
     shutil.rmtree(path, ignore_errors=True)
 
 
@@ -233,7 +212,7 @@ def copy_boot_files(root: Path, out: Image) -> None:
     """Copy the one installed kernel and its initrd out of the root for direct kernel boot."""
     kernels = sorted((root / "boot").glob("vmlinuz-*"))
     if len(kernels) != 1:
-        raise RuntimeError(f"expected one kernel in the image, found {len(kernels)}")
+        raise LabError(f"expected one kernel in the image, found {len(kernels)}")
     version = kernels[0].name.removeprefix("vmlinuz-")
     shutil.copyfile(kernels[0], out.kernel)
     shutil.copyfile(root / "boot" / f"initrd.img-{version}", out.initrd)
@@ -249,12 +228,13 @@ def build(target: Image, timeout: float = BUILD_TIMEOUT) -> None:
     raw = tmp / "base.raw"
     try:
         start = time.monotonic()
-        # A private mount namespace: mounts made by the hooks vanish with the process, even if killed.
-        run(["unshare", "--mount", "--propagation", "private", *mmdebstrap_argv(root)], timeout)
+        # This machine's environment (apt may need its proxy settings); exit 124: timed out.
+        what = f"image build: mmdebstrap (at most {timeout:.0f} s)"
+        run(bootstrap_argv(root, timeout), what=what, timeout=timeout + 30, env=os.environ)
         finish_root(root)
         copy_boot_files(root, staged)
-        run(["mkfs.ext4", "-q", "-F", "-L", "rootfs", "-d", str(root), str(raw), DISK_SIZE], 600)
-        run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(raw), str(staged.disk)], 600)
+        run(["mkfs.ext4", "-q", "-F", "-L", "rootfs", "-d", str(root), str(raw), DISK_SIZE], timeout=600)
+        run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(raw), str(staged.disk)], timeout=600)
         raw.unlink()
         remove_build_dir(root)
         (tmp / "recipe.json").write_text(json.dumps(recipe(), indent=1, sort_keys=True) + "\n")

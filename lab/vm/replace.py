@@ -16,23 +16,24 @@ static IP) from a fresh overlay and a seed holding the node's **first** rendered
 with a new instance id. The lab then dials SSH the way pulumi-command does (retrying while the
 VM boots; no host-key check, since `hostKey` is unset: "If not provided, the host key will be
 ignored", https://www.pulumi.com/registry/packages/command/api-docs/remote/command/) and runs
-the node's commands (lab/vm_live.py, the strings components/sync.py builds).
+the node's commands (lab/vm/live.py, the strings components/sync.py builds).
 """
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab import vm
 from lab.core import wgconf
 from lab.core.manifest import LabNode
-from lab.image import Image
-from lab.vm_live import Result, Ssh
+from lab.core.proc import run
+from lab.core.processes import stop_processes
+from lab.vm import driver
+from lab.vm.image import Image
+from lab.vm.live import Result, Ssh
+from tools.secretfiles import private_umask
 
 DIAL_TIMEOUT = (
     600.0  # s from boot until SSH logs in (a TCG guest's first boot: ~150-200 s, more on a busy host)
@@ -50,18 +51,17 @@ class Destroyed:
     at: float  # host time.monotonic() when the QEMU was gone
 
 
-def destroy(lab: vm.Lab, node: str) -> Destroyed:
+def destroy(lab: driver.Lab, node: str) -> Destroyed:
     """Delete one VM: stop its QEMU (by the PID the lab recorded), delete its disk and seed.
 
     The console and report logs of the old instance are kept beside it (`<node>.old.*`) for a
-    post-mortem; `vm.down` removes the whole state directory.
+    post-mortem; `driver.down` removes the whole state directory.
     """
-    directory = Path(lab.state.directory)
-    pid = lab.state.pids[node]
-    gone = vm.stop_qemu(pid, directory)
+    qemu = lab.qemu(node)
+    gone = not stop_processes([qemu], grace=driver.STOP_GRACE)
     at = time.monotonic()
     if gone:
-        del lab.state.pids[node]
+        lab.state.processes.remove(qemu)
         lab.state.save()
     paths = lab.paths(node)
     for path in (paths.console, paths.report):
@@ -72,25 +72,22 @@ def destroy(lab: vm.Lab, node: str) -> Destroyed:
     paths.pidfile.unlink(missing_ok=True)
     paths.qmp.unlink(missing_ok=True)  # the new QEMU listens on the same path
     shutil.rmtree(paths.file("seed"), ignore_errors=True)
-    return Destroyed(node, pid, gone, not paths.overlay.exists() and not paths.seed.exists(), at)
+    return Destroyed(node, qemu.pid, gone, not paths.overlay.exists() and not paths.seed.exists(), at)
 
 
-def create(lab: vm.Lab, node: LabNode, first_render: Path, image: Image, instance_id: str) -> float:
+def create(lab: driver.Lab, node: LabNode, first_render: Path, image: Image, instance_id: str) -> float:
     """Boot a new instance of `node` from its first rendered user data; host time it started.
 
     `node` carries the underlay address, MAC index and subnets (unchanged by a replacement).
     """
     paths = lab.paths(node.name)
-    prefix = vm.underlay_prefix(lab.nodes)
-    gateway = vm.lab_gateway(lab.nodes, prefix)
-    old_umask = os.umask(0o077)  # the seed and the disk hold the first private key
-    try:
-        vm.make_seed(node, first_render, paths, prefix, gateway, instance_id)
-        vm.make_overlay(image, paths)
+    prefix = driver.underlay_prefix(lab.nodes)
+    gateway = driver.lab_gateway(lab.nodes, prefix)
+    with private_umask():  # the seed and the disk hold the first private key
+        driver.make_seed(node, first_render, paths, prefix, gateway, instance_id)
+        driver.make_overlay(image, paths)
         started = time.monotonic()
-        vm.boot(lab, node, image)
-    finally:
-        os.umask(old_umask)
+        driver.boot(lab, node, image)
     return started
 
 
@@ -99,7 +96,7 @@ def forget_host_key(known_hosts: Path, host: str) -> None:
     pulumi-command without `hostKey` does not check them."""
     if known_hosts.exists():
         argv = ["ssh-keygen", "-R", host, "-f", str(known_hosts)]
-        subprocess.run(argv, check=False, capture_output=True, timeout=30)  # exit 1: not listed
+        run(argv, check=False)  # exit 1: not listed
         known_hosts.with_name(known_hosts.name + ".old").unlink(missing_ok=True)
 
 
@@ -128,7 +125,7 @@ def dial(ssh: Ssh, host: str, command: str = "true", timeout: float = DIAL_TIMEO
 
 
 def conf_peers(conf: str) -> dict[str, list[str]]:
-    """Peer public key -> sorted AllowedIPs of a wg0.conf (lab/day2.py reads it), as shown_peers
+    """Peer public key -> sorted AllowedIPs of a wg0.conf (lab/core/wgconf.py reads it), as shown_peers
     gives them for `wg show` (the result holds public keys only)."""
     return {key: sorted(ips) for key, ips in wgconf.conf_peers(conf).items()}
 

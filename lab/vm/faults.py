@@ -1,6 +1,6 @@
 """Faults in the VM lab: reboot one VM and time its rejoin; kill one VM and count the others' loss.
 
-Both read what the guests say on their report ports (lab/vm_guest_report.py) with the host's
+Both read what the guests say on their report ports (lab/vm/guest_report.py) with the host's
 clock: each line is stamped when the host first sees it (polled every POLL seconds). After its
 first report every guest pings each peer once a second (`TICK` lines), which is how the host
 sees the peers' side of the mesh without logging in.
@@ -26,9 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lab.core.errors import LabError
 from lab.core.manifest import LabNode
-from lab.vm import Lab, qemu_alive
-from lab.vm_report import LINE_RE, NodeReport, apply_fact
+from lab.core.processes import alive
+from lab.vm.driver import Lab
+from lab.vm.report import LINE_RE, NodeReport, apply_fact
 
 POLL = 0.25
 REBOOT_GRACE = 60.0  # seconds for the guest's clean shutdown before a hard reset
@@ -127,7 +129,7 @@ class Qmp:
             if "event" in message:
                 self.events.append(message)
             elif "error" in message:
-                raise RuntimeError(f"QMP {command}: {message['error'].get('desc', message['error'])}")
+                raise LabError(f"QMP {command}: {message['error'].get('desc', message['error'])}")
             elif "return" in message:
                 return message["return"]
 
@@ -267,14 +269,13 @@ def kill(lab: Lab, node: LabNode, before: float = 5.0, after: float = 20.0) -> K
     while time.monotonic() - start < before:
         tails.poll()
         time.sleep(POLL)
-    pid = lab.state.pids[node.name]
-    directory = Path(lab.state.directory)
-    if qemu_alive(pid, directory):
-        os.kill(pid, signal.SIGKILL)
+    qemu = lab.qemu(node.name)
+    if alive(qemu):
+        os.kill(qemu.pid, signal.SIGKILL)
     killed_at = time.monotonic()
-    while time.monotonic() - killed_at < 5 and qemu_alive(pid, directory):
+    while time.monotonic() - killed_at < 5 and alive(qemu):
         time.sleep(0.1)
-    result = KillResult(node.name, pid, not qemu_alive(pid, directory))
+    result = KillResult(node.name, qemu.pid, not alive(qemu))
     while time.monotonic() - killed_at < after:
         tails.poll()
         time.sleep(POLL)

@@ -1,14 +1,14 @@
 """The lab in real VMs: one QEMU guest per lab node booting its rendered user-data, unchanged.
 
 `up` reads what tools.render wrote (mesh.json and each node's user-data), boots every lab node
-from the cached Debian image (lab/image.py) with a NoCloud seed holding the rendered user-data
+from the cached Debian image (lab/vm/image.py) with a NoCloud seed holding the rendered user-data
 byte for byte plus a lab network-config (underlay address, and the node's address in any routed
 subnet), waits for each VM's reporter to speak on the second serial port, and checks the
 reports against the mesh. The VMs stay up until `down`, which removes only what `up` recorded.
 
 Like a cloud, the lab network has a metadata host at 169.254.169.254 (an HTTP server in the lab's
 namespace, reached through the lab bridge's address): the reporter checks that root reaches it
-and that the rendered guard refuses uid 65534. Each QEMU has a QMP socket (lab.vm_faults reboots
+and that the rendered guard refuses uid 65534. Each QEMU has a QMP socket (lab/vm/faults.py reboots
 VMs through it).
 
 Slow by nature (TCG emulation, ~3 minutes for three VMs); the netns driver is the quick one.
@@ -19,8 +19,6 @@ from __future__ import annotations
 import ipaddress
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -29,10 +27,16 @@ from pathlib import Path
 
 import yaml
 
-from lab import vm_net
+from lab.core.errors import LabError
 from lab.core.manifest import LabNode, load_mesh
-from lab.image import Image, ensure_image
-from lab.vm_report import (
+from lab.core.network import add_namespace, remove_network
+from lab.core.proc import run
+from lab.core.processes import alive, process_record, process_start, stop_processes
+from lab.core.state import STATE_FILE, LabState, ProcessRecord, load_state
+from lab.vm import network
+from lab.vm.files import FileOf
+from lab.vm.image import Image, ensure_image
+from lab.vm.report import (
     NodeReport,
     check,
     parse_reports,
@@ -40,6 +44,7 @@ from lab.vm_report import (
     timings,
     user_data_sha256,
 )
+from tools.secretfiles import private_dir, private_umask
 
 STATE_ENV = "WGMESH_LAB_VM_STATE"
 DEFAULT_STATE = Path("/tmp/wgmesh-lab-vm")
@@ -49,6 +54,7 @@ GUEST_MESH_WAIT = 300  # seconds a guest pings for its peers after cloud-init is
 MEMORY_MB = 512
 ACCEL = "tcg,tb-size=256"  # /dev/kvm here cannot run a stock kernel (FINDINGS); TCG works
 CPU = "qemu64"
+STOP_GRACE = 10.0  # seconds a QEMU gets to exit on SIGTERM before SIGKILL
 
 __all__ = [
     "Lab",
@@ -73,37 +79,20 @@ def log(message: str) -> None:
 
 @dataclass(frozen=True)
 class VmPaths:
-    """Per-VM files under the state directory."""
+    """Per-VM files under the state directory: `<node>.<suffix>`."""
 
     directory: Path
     node: str
 
+    overlay = FileOf("qcow2")  # the VM's disk: copy-on-write over the image
+    seed = FileOf("seed.iso")  # NoCloud: the rendered user-data, meta-data, network-config
+    console = FileOf("console.log")  # first serial port
+    report = FileOf("report.log")  # second serial port: the guest reporter's WGLAB lines
+    pidfile = FileOf("pid")
+    qmp = FileOf("qmp")  # QEMU's control socket (lab/vm/faults.py)
+
     def file(self, suffix: str) -> Path:
         return self.directory / f"{self.node}.{suffix}"
-
-    @property
-    def overlay(self) -> Path:
-        return self.file("qcow2")
-
-    @property
-    def seed(self) -> Path:
-        return self.file("seed.iso")
-
-    @property
-    def console(self) -> Path:
-        return self.file("console.log")
-
-    @property
-    def report(self) -> Path:
-        return self.file("report.log")
-
-    @property
-    def pidfile(self) -> Path:
-        return self.file("pid")
-
-    @property
-    def qmp(self) -> Path:
-        return self.file("qmp")
 
 
 def mac(kind: int, index: int) -> str:
@@ -135,7 +124,7 @@ def lab_gateway(nodes: Sequence[LabNode], prefix: int) -> ipaddress.IPv4Address:
     for host in reversed(list(net.hosts())):
         if host not in taken and isinstance(host, ipaddress.IPv4Address):
             return host
-    raise ValueError(f"no free address for the lab gateway in {net}")
+    raise LabError(f"no free address for the lab gateway in {net}")
 
 
 def network_config(node: LabNode, prefix: int, gateway: ipaddress.IPv4Address | None = None) -> str:
@@ -151,13 +140,13 @@ def network_config(node: LabNode, prefix: int, gateway: ipaddress.IPv4Address | 
         "mtu": node.underlay_mtu,
     }
     if gateway is not None:
-        eth0["routes"] = [{"to": f"{vm_net.METADATA_ADDRESS}/32", "via": str(gateway)}]
+        eth0["routes"] = [{"to": f"{network.METADATA_ADDRESS}/32", "via": str(gateway)}]
     ethernets: dict[str, object] = {"eth0": eth0}
     if node.subnets:
         ethernets["eth1"] = {
             "match": {"macaddress": mac(1, node.index)},
             "set-name": "eth1",
-            "addresses": [vm_net.subnet_host_addresses(net)[0] for net in node.subnets],
+            "addresses": [network.subnet_host_addresses(net)[0] for net in node.subnets],
         }
     return yaml.safe_dump({"version": 2, "ethernets": ethernets}, sort_keys=False)
 
@@ -177,7 +166,7 @@ def make_seed(
 ) -> None:
     """NoCloud seed ISO: the rendered user-data file as is, plus lab meta-data and network-config."""
     seed_src = paths.file("seed")
-    seed_src.mkdir(mode=0o700, exist_ok=True)
+    private_dir(seed_src)
     (seed_src / "meta-data").write_text(meta_data(node, instance_id))
     (seed_src / "network-config").write_text(network_config(node, prefix, gateway))
     argv = [
@@ -188,13 +177,13 @@ def make_seed(
         str(render_dir / node.name / "user-data"),
         str(seed_src / "meta-data"),
     ]
-    subprocess.run(argv, check=True, capture_output=True, timeout=60)
+    run(argv, what=f"{node.name}: seed ISO", timeout=60)
 
 
 def make_overlay(image: Image, paths: VmPaths) -> None:
     """A fresh copy-on-write disk over the cached image: a new VM's empty root disk."""
     argv = ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(image.disk)]
-    subprocess.run([*argv, str(paths.overlay)], check=True, timeout=60)
+    run([*argv, str(paths.overlay)], what=f"{paths.node}: disk overlay", timeout=60)
 
 
 def qemu_argv(node: LabNode, image: Image, paths: VmPaths, guest_wait: int = GUEST_MESH_WAIT) -> list[str]:
@@ -255,17 +244,29 @@ def qemu_argv(node: LabNode, image: Image, paths: VmPaths, guest_wait: int = GUE
 class Lab:
     """A started VM lab."""
 
-    state: vm_net.State
+    state: LabState
     nodes: list[LabNode]
     render_dir: Path
     user_data_hashes: dict[str, str]
     subnet_hosts: list[tuple[str, str]] = field(default_factory=list)  # (namespace, owner node)
     booted_at: float = 0.0  # time.monotonic() when the first VM started
     guest_wait: int = GUEST_MESH_WAIT
-    netns: str = vm_net.NS_PREFIX  # the namespace holding the bridges, taps and QEMUs
+    netns: str = network.NS_PREFIX  # the namespace holding the bridges, taps and QEMUs
+
+    @property
+    def directory(self) -> Path:
+        """The state directory: the state file, and each VM's disk, seed, logs and sockets."""
+        return self.state.path.parent
 
     def paths(self, node: str) -> VmPaths:
-        return VmPaths(Path(self.state.directory), node)
+        return VmPaths(self.directory, node)
+
+    def qemu(self, node: str) -> ProcessRecord:
+        """The QEMU process recorded for `node`."""
+        for record in self.state.processes:
+            if record.what == qemu_what(node):
+                return record
+        raise LabError(f"no QEMU recorded for {node}")
 
 
 @dataclass
@@ -276,10 +277,15 @@ class LabResult:
     subnet_host_pings: dict[str, bool] = field(default_factory=dict)  # "<host ns> -> <address>"
 
 
+def qemu_what(node: str) -> str:
+    """How the state file names a node's QEMU process."""
+    return f"qemu {node}"
+
+
 def lab_nodes(render_dir: Path) -> list[LabNode]:
     mesh = load_mesh(render_dir)  # LabError when mesh.json has no lab node
     if mesh.skipped:
-        raise ValueError(f"the VM lab runs lab nodes only; not lab: {', '.join(mesh.skipped)}")
+        raise LabError(f"the VM lab runs lab nodes only; not lab: {', '.join(mesh.skipped)}")
     return list(mesh.nodes)
 
 
@@ -290,34 +296,33 @@ def start(render_dir: Path, guest_wait: int = GUEST_MESH_WAIT, image: Image | No
     """
     nodes = lab_nodes(render_dir)
     directory = state_dir()
-    if vm_net.State.load(directory) is not None:
-        raise vm_net.NotOurs(f"a VM lab is already up ({directory}); run `python -m lab down --driver vm`")
+    if load_state(directory / STATE_FILE) is not None:
+        raise LabError(f"a VM lab is already up ({directory}); run `python -m lab down --driver vm`")
     hashes = {n.name: user_data_sha256(render_dir, n.name) for n in nodes}
     image = image or ensure_image()
     if directory.exists():
-        raise vm_net.NotOurs(f"{directory} exists without a lab state file; not touching it")
-    directory.mkdir(mode=0o700, parents=True)
-    state = vm_net.State(str(directory))
+        raise LabError(f"{directory} exists without a lab state file; not touching it")
+    private_dir(directory)
+    names = [n.name for n in nodes]
+    state = LabState(directory / STATE_FILE, driver="vm", render_dir=str(render_dir), nodes=names)
     state.save()
-    lab = Lab(state, nodes, render_dir, hashes, guest_wait=guest_wait, netns=vm_net.ns_prefix())
-    old_umask = os.umask(0o077)  # seeds and overlays hold private keys
-    try:
-        prefix = underlay_prefix(nodes)
-        gateway = lab_gateway(nodes, prefix)
-        build_network(lab)
-        vm_net.add_metadata_host(state, lab.netns, "br0", f"{gateway}/{prefix}", directory / "metadata")
-        for node in nodes:
-            paths = lab.paths(node.name)
-            make_seed(node, render_dir, paths, prefix, gateway)
-            make_overlay(image, paths)
-        lab.booted_at = time.monotonic()
-        for node in nodes:
-            boot(lab, node, image)
-    except BaseException:
-        down()
-        raise
-    finally:
-        os.umask(old_umask)
+    lab = Lab(state, nodes, render_dir, hashes, guest_wait=guest_wait, netns=network.ns_prefix())
+    with private_umask():  # seeds and overlays hold private keys
+        try:
+            prefix = underlay_prefix(nodes)
+            gateway = lab_gateway(nodes, prefix)
+            build_network(lab)
+            network.add_metadata_host(state, lab.netns, "br0", f"{gateway}/{prefix}", directory / "metadata")
+            for node in nodes:
+                paths = lab.paths(node.name)
+                make_seed(node, render_dir, paths, prefix, gateway)
+                make_overlay(image, paths)
+            lab.booted_at = time.monotonic()
+            for node in nodes:
+                boot(lab, node, image)
+        except BaseException:
+            down()
+            raise
     return lab
 
 
@@ -325,31 +330,33 @@ def build_network(lab: Lab) -> None:
     state = lab.state
     mtu = max(n.underlay_mtu for n in lab.nodes)
     main = lab.netns
-    vm_net.add_namespace(state, main)
-    vm_net.add_bridge(state, main, "br0", mtu)
+    add_namespace(state, main)
+    network.add_bridge(state, main, "br0", mtu)
     for node in lab.nodes:
-        vm_net.add_tap(state, main, tap_name(node.index), "br0", mtu)
+        network.add_tap(state, main, tap_name(node.index), "br0", mtu)
         if not node.subnets:
             continue
         bridge = f"sb{node.index}"
-        vm_net.add_bridge(state, main, bridge, 1500)
-        vm_net.add_tap(state, main, subnet_tap_name(node.index), bridge, 1500)
+        network.add_bridge(state, main, bridge, 1500)
+        network.add_tap(state, main, subnet_tap_name(node.index), bridge, 1500)
         for j, net in enumerate(node.subnets):
             host_ns = f"{main}-sub{node.index}-{j}"
-            vm_net.add_subnet_host(state, main, bridge, host_ns, f"sv{node.index}-{j}", net)
+            network.add_subnet_host(state, main, bridge, host_ns, f"sv{node.index}-{j}", net)
             lab.subnet_hosts.append((host_ns, node.name))
 
 
 def boot(lab: Lab, node: LabNode, image: Image) -> None:
     paths = lab.paths(node.name)
-    argv = ["ip", "netns", "exec", lab.netns, *qemu_argv(node, image, paths, lab.guest_wait)]
-    subprocess.run(argv, check=True, timeout=60)  # returns once QEMU has daemonized
-    lab.state.pids[node.name] = int(paths.pidfile.read_text().strip())
+    argv = network.in_netns(lab.netns, *qemu_argv(node, image, paths, lab.guest_wait))
+    run(argv, what=f"{node.name}: QEMU", timeout=60)  # returns once QEMU has daemonized
+    pid = int(paths.pidfile.read_text().strip())
+    lab.state.processes.append(process_record(pid, qemu_what(node.name)))
     lab.state.save()
 
 
-def qemu_alive(pid: int, directory: Path) -> bool:
-    """True only for a live QEMU process that this lab started (its command line names our state dir)."""
+def our_qemu(pid: int, directory: Path) -> bool:
+    """A live QEMU whose command line names `directory`: one this lab started, recorded or not
+    (a QEMU can daemonize and write its pidfile before its record reaches the state file)."""
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
@@ -368,7 +375,6 @@ def wait_for_reports(
     seen: set[str] = set()
     mesh_seen: dict[str, float] = {}
     reports: dict[str, NodeReport] = {}
-    directory = Path(lab.state.directory)
     while True:
         lines: list[str] = []
         for node in lab.nodes:
@@ -386,7 +392,7 @@ def wait_for_reports(
         for name, r in reports.items():
             if r.mesh is not None and name not in mesh_seen:
                 mesh_seen[name] = round(elapsed, 1)
-        dead = [n.name for n in lab.nodes if not qemu_alive(lab.state.pids.get(n.name, 0), directory)]
+        dead = [n.name for n in lab.nodes if not alive(lab.qemu(n.name))]
         unfinished = [n.name for n in lab.nodes if not (n.name in reports and reports[n.name].finished)]
         if not unfinished:
             break
@@ -406,7 +412,7 @@ def run_checks(lab: Lab, reports: Mapping[str, NodeReport], mesh_seen: Mapping[s
     host_pings: dict[str, bool] = {}
     for host_ns, owner in lab.subnet_hosts:
         for node in lab.nodes:
-            ok = vm_net.ping_from(host_ns, str(node.address))
+            ok = network.ping_from(host_ns, str(node.address))
             host_pings[f"{host_ns} -> {node.address}"] = ok
             if not ok:
                 problems.append(f"subnet host behind {owner}: no reply from {node.name} ({node.address})")
@@ -418,7 +424,7 @@ def up(stack: str, render_dir: Path) -> int:
     timeout = float(os.environ.get(TIMEOUT_ENV) or DEFAULT_TIMEOUT)
     try:
         lab = start(render_dir)
-    except (vm_net.NotOurs, ValueError, RuntimeError, subprocess.CalledProcessError) as e:
+    except LabError as e:
         log(str(e))
         return 1
     log(f"stack {stack}: booted {len(lab.nodes)} VMs (TCG); waiting up to {timeout:.0f} s for reports")
@@ -436,7 +442,7 @@ def up(stack: str, render_dir: Path) -> int:
         print(f"{name}: mesh up {seconds:.1f} s after kernel start ({wall} s after QEMU start)")
     for problem in result.problems:
         print(f"FAIL {problem}")
-    print(f"consoles: {lab.state.directory}/*.console.log; remove with `python -m lab down --driver vm`")
+    print(f"consoles: {lab.directory}/*.console.log; remove with `python -m lab down --driver vm`")
     return 0 if not result.problems else 1
 
 
@@ -450,41 +456,29 @@ def first_boot_seconds(render_dir: Path, timeout: float = DEFAULT_TIMEOUT) -> di
         down()
 
 
-def stop_qemu(pid: int, directory: Path, grace: float = 10.0) -> bool:
-    """Terminate one QEMU of ours; True when it is gone."""
-    if not qemu_alive(pid, directory):
-        return True
-    os.kill(pid, signal.SIGTERM)
-    end = time.monotonic() + grace
-    while time.monotonic() < end:
-        if not qemu_alive(pid, directory):
-            return True
-        time.sleep(0.2)
-    os.kill(pid, signal.SIGKILL)
-    time.sleep(0.5)
-    return not qemu_alive(pid, directory)
-
-
 def down() -> int:
-    """Stop our QEMUs, remove our links, namespaces, overlays and seeds. Idempotent."""
+    """Stop our QEMUs and the metadata server, remove our links, namespaces, overlays and seeds.
+    Idempotent."""
     directory = state_dir()
-    state = vm_net.State.load(directory)
+    state = load_state(directory / STATE_FILE)
     if state is None:
-        strays = vm_net.our_namespaces()
+        strays = network.our_namespaces()
         if strays:
             log(f"no state file; not touching namespaces it does not list: {', '.join(strays)}")
         return 0
-    leftovers: list[str] = []
-    pids = dict(state.pids)
+    processes = list(state.processes)
+    recorded = {r.pid for r in processes}
     for pidfile in directory.glob("*.pid"):  # a QEMU that daemonized before its PID reached the state
         text = pidfile.read_text().strip()
-        if text.isdigit():
-            pids.setdefault(pidfile.name.removesuffix(".pid"), int(text))
-    for node, pid in pids.items():
-        if not stop_qemu(pid, directory):
-            leftovers.append(f"QEMU {pid} ({node})")
-    leftovers += vm_net.stop_servers(state)
-    leftovers += vm_net.remove_network(state)
+        if text.isdigit() and int(text) not in recorded and our_qemu(int(text), directory):
+            start = process_start(int(text))
+            if start is not None:
+                processes.append(
+                    ProcessRecord(int(text), start, qemu_what(pidfile.name.removesuffix(".pid")))
+                )
+    stuck = stop_processes(processes, grace=STOP_GRACE)
+    leftovers = [f"{r.what} (PID {r.pid})" for r in stuck]
+    leftovers += remove_network(state)
     if leftovers:
         log("could not remove: " + "; ".join(leftovers))
         return 1

@@ -15,7 +15,6 @@ script's summary line, the health table, redacted errors) holds no key.
 
 from __future__ import annotations
 
-import subprocess
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -28,21 +27,21 @@ from cloudinit.cloudconfig import WG_CONF_PATH
 from cloudinit.healthcheck import expected_peers, health_command
 from cloudinit.sync import parse_summary
 from components.sync import needs_sudo, remote_apply_command
+from lab.core.errors import LabError
 from lab.core.manifest import LabNode
 from lab.core.probes import parse_latest_handshakes
-from lab.vm_faults import POLL, Line, Tails, tick_states
+from lab.core.proc import run, tail
+from lab.vm.faults import POLL, Line, Tails, tick_states
+from lab.vm.network import in_netns
 from mesh.plan_types import MeshPlan
 from mesh.spec import login_user
+from tools.secretfiles import private_dir, private_umask
 
 SSH_CONNECT_TIMEOUT = 20  # seconds for the TCP connect and key exchange with a TCG guest
 COMMAND_TIMEOUT = 180.0  # s for a short command: a TCG guest on a busy host took over 60 s to log in
 APPLY_TIMEOUT = 180.0  # the script holds a 120 s lock wait; a TCG guest is slow
 HEALTH_TIMEOUT = 240.0  # the health script waits up to 150 s for handshakes
 UNIT = "wg-quick@wg0"
-
-
-class LiveUpdateError(RuntimeError):
-    """An SSH command failed; the message carries its exit code and (redacted) stderr, never stdin."""
 
 
 @dataclass(frozen=True)
@@ -53,12 +52,11 @@ class SshKey:
 
 def make_ssh_key(directory: Path) -> SshKey:
     """A fresh ed25519 key pair in `directory` (created or tightened to 0700)."""
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    directory.chmod(0o700)
+    private_dir(directory)
     path = directory / "id_ed25519"
     argv = ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "wgmesh-lab-vm-test", "-f", str(path)]
-    subprocess.run(argv, check=True, capture_output=True, timeout=30)
-    path.chmod(0o600)
+    with private_umask():  # the private key is 0600 from its first byte
+        run(argv, what="ssh-keygen", timeout=30)
     return SshKey(path, path.with_name(path.name + ".pub").read_text().strip())
 
 
@@ -88,7 +86,7 @@ class Ssh:
             "ConnectTimeout": str(SSH_CONNECT_TIMEOUT),
             "LogLevel": "ERROR",
         }
-        argv = ["ip", "netns", "exec", self.netns, "ssh", "-F", "/dev/null", "-i", str(self.key)]
+        argv = in_netns(self.netns, "ssh", "-F", "/dev/null", "-i", str(self.key))
         for name, value in options.items():
             argv += ["-o", f"{name}={value}"]
         return [*argv, "-l", self.user, "--", host, command]
@@ -96,13 +94,8 @@ class Ssh:
     def run(self, host: str, command: str, stdin: str = "", timeout: float = COMMAND_TIMEOUT) -> Result:
         """One SSH session running `command` (a shell command line, as pulumi-command sends it)."""
         start = time.monotonic()
-        proc = subprocess.run(
-            self.argv(host, command),
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
+        proc = run(
+            self.argv(host, command), what=f"ssh {host}", check=False, timeout=timeout, stdin_text=stdin
         )
         return Result(proc.returncode, proc.stdout, proc.stderr, round(time.monotonic() - start, 2))
 
@@ -111,12 +104,9 @@ class Ssh:
     ) -> Result:
         result = self.run(host, command, stdin, timeout)
         if result.returncode != 0:
-            raise LiveUpdateError(f"{what} on {host}: exit {result.returncode}: {tail(result.stderr)}")
+            # The exit code and stderr's tail (keys redacted), never stdin.
+            raise LabError(f"{what} on {host}: exit {result.returncode}: {tail(result.stderr, 5)}")
         return result
-
-
-def tail(text: str, lines: int = 5) -> str:
-    return " | ".join(text.strip().splitlines()[-lines:]) or "(no output)"
 
 
 def uses_sudo(user: str) -> bool:

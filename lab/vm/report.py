@@ -1,6 +1,6 @@
 """What the lab VMs report on their report port, parsed, and checked against the rendered mesh.
 
-Each VM's image-baked reporter writes `WGLAB <node> <fact>` lines (see lab/vm_guest_report.py).
+Each VM's image-baked reporter writes `WGLAB <node> <fact>` lines (see lab/vm/guest_report.py).
 The guest only knows its own wg0.conf; the host knows the whole mesh (mesh.json), so the pass or
 fail decision is made here: every lab peer pinged, every routed subnet reached, a handshake with
 every peer's real public key, wg0 MTU as planned, cloud-init done, the user-data cloud-init
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lab.core.manifest import LabNode
-from lab.vm_guest_report import subnet_probe
+from lab.vm.guest_report import subnet_probe
 
 LINE_RE = re.compile(r"WGLAB (\S+) (\S+)(?: (.*))?$")
 UPTIME_RE = re.compile(r"uptime=([0-9.]+)")
@@ -105,7 +105,7 @@ def apply_fact(report: NodeReport, fact: str, rest: str) -> None:
     elif fact == "KEYFILE" and len(words) >= 3:
         report.key_files.append(KeyFile(int(words[0], 8), words[1], " ".join(words[2:])))
     elif fact == "TICK":
-        pass  # the pings after END: read by lab.vm_faults with the host's clock
+        pass  # the pings after END: read by lab/vm/faults.py with the host's clock
     elif fact == "END":
         report.ended = True
     elif fact == "CRASH":
