@@ -52,7 +52,7 @@ TIMEOUT_ENV = "WGMESH_LAB_VM_TIMEOUT"
 DEFAULT_TIMEOUT = 600.0  # seconds from boot until every VM has reported
 GUEST_MESH_WAIT = 300  # seconds a guest pings for its peers after cloud-init is done
 MEMORY_MB = 512
-ACCEL = "tcg,tb-size=256"  # /dev/kvm here cannot run a stock kernel (FINDINGS); TCG works
+ACCEL = "tcg,tb-size=256"  # this host's /dev/kvm cannot run a stock guest kernel; TCG (software) works
 CPU = "qemu64"
 STOP_GRACE = 10.0  # seconds a QEMU gets to exit on SIGTERM before SIGKILL
 

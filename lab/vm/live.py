@@ -1,7 +1,7 @@
 """Live updates in the VM lab, run the way a deployment runs them: SSH, the login user, `sudo -n`.
 
 `pulumi up` with `liveUpdates` reaches each node as pulumi-command does: an SSH session as the
-image's login user running one command string (components/sync.py: the first-boot wait, then
+image's login user running one command string (cloudinit/remote_apply.py: the first-boot wait, then
 `cloudinit.sync.apply_command()` through `sudo -n` for a non-root user) with the node's new
 bundle (cloudinit/bundle.py: its whole host config, wg0.conf, nft, sysctl, ...) on standard
 input; first `<node>-peers` (peers only) on every changed node, then
@@ -25,8 +25,8 @@ from pathlib import Path
 from cloudinit.bundle import node_bundle
 from cloudinit.cloudconfig import WG_CONF_PATH
 from cloudinit.healthcheck import expected_peers, health_command
+from cloudinit.remote_apply import needs_sudo, remote_apply_command
 from cloudinit.sync import parse_summary
-from components.sync import needs_sudo, remote_apply_command
 from lab.core.errors import LabError
 from lab.core.manifest import LabNode
 from lab.core.probes import parse_latest_handshakes
@@ -110,7 +110,7 @@ class Ssh:
 
 
 def uses_sudo(user: str) -> bool:
-    """What components/sync.py decides for a login user (non-root logins go through `sudo -n`)."""
+    """What cloudinit/remote_apply.py decides for a login user (non-root logins go through `sudo -n`)."""
     return needs_sudo(user)
 
 
@@ -133,7 +133,7 @@ def node_health_command(plan: MeshPlan, node: str, public_keys: dict[str, str], 
 
 def node_payload(plan: MeshPlan, node: str, conf: str) -> str:
     """What a node's commands send on stdin (secret): its whole host configuration as one bundle
-    (cloudinit/bundle.py: wg0.conf, nft, sysctl, guards, keys, login user), issue 13."""
+    (cloudinit/bundle.py: wg0.conf, nft, sysctl, guards, keys, login user)."""
     return node_bundle(plan, node, conf)
 
 

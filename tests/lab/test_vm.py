@@ -45,7 +45,8 @@ from vmtest import REPO, require_vm_host
 
 from cloudinit.access import KEYS_DIR
 from cloudinit.cloudconfig import WG_CONF_PATH
-from components.sync import WAIT_FOR_FIRST_BOOT, conf_digest
+from cloudinit.remote_apply import WAIT_FOR_FIRST_BOOT
+from components.sync import conf_digest
 from lab.core.manifest import LabNode, load_mesh
 from lab.core.wgconf import rendered_wg_conf
 from lab.vm import driver as vm
@@ -66,7 +67,7 @@ pytestmark = pytest.mark.vm
 BUILD_TIMEOUT = 360.0  # image download + install; measured 62-116 s
 REPORT_TIMEOUT = 540.0  # boot to every VM report; measured 165-225 s for three VMs (380 s on a busy host)
 GUEST_WAIT = 120  # seconds a guest waits for its peers before reporting a timeout
-REJOIN_LIMIT = 60.0  # issue 6: a rebooted VM rejoins within 60 s of its boot completing
+REJOIN_LIMIT = 60.0  # the promise: a rebooted VM rejoins within 60 s of its boot completing
 
 
 @pytest.fixture(scope="session")

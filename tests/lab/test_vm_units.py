@@ -25,8 +25,8 @@ import vmtest
 import yaml
 from vmtest import REPO, require_vm_host
 
+from cloudinit.remote_apply import WAIT_FOR_FIRST_BOOT
 from cloudinit.sync import apply_command
-from components.sync import WAIT_FOR_FIRST_BOOT
 from lab.core.errors import LabError
 from lab.core.manifest import LabNode, load_mesh
 from lab.core.wgconf import rendered_wg_conf

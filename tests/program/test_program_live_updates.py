@@ -380,7 +380,7 @@ def test_sync_command_per_cloud_node_after_its_vm() -> None:
             assert sync.inputs["create"].endswith(
                 " wgmesh-apply --peers-only" if step == "peers" else " wgmesh-apply"
             )
-            # The exact string the VM lab runs over real SSH (lab.vm_live.sync_command), after the no-op.
+            # The exact string the VM lab runs over real SSH (lab.vm.live.sync_command), after the no-op.
             command = remote_apply_command(user != "root", peers_only=step == "peers")
             assert sync.inputs["create"] == vm_command(vm_id, command)
             assert sync.inputs["logging"] == "stdoutAndStderr"
