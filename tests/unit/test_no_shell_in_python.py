@@ -1,4 +1,4 @@
-"""No Python file holds a shell script longer than 15 lines in a string (a rule of the codebase: shell lives in script files that shellcheck reads).
+"""No Python file holds a shell script longer than 15 lines in a string: shell lives in script files.
 
 Longer scripts live in script files, where `make lint` shellchecks them (scripts/lint-shell).
 Every .py file git tracks (or holds untracked and not ignored) is parsed; each string literal
