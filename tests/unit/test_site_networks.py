@@ -175,8 +175,8 @@ def test_replace_networks_must_name_a_site_of_the_stack_once() -> None:
 
 # ----------------------------------------------------------------------------- properties
 
-HOSTABLE = [f"10.{i}.0.0/24" for i in range(1, 13)]
-OTHER = [f"172.16.{i}.0/30" for i in range(8)] + [f"fd00:{i}::/64" for i in range(4)]
+HOSTABLE = [f"10.{i}.0.0/24" for i in range(1, 21)]
+OTHER = [f"172.16.{i}.0/30" for i in range(8)] + [f"fd00:{i}::/64" for i in range(8)]  # 36 >= 8*(2+2)+3 drawn
 SITES = [("aws", "eu-central-1"), ("aws", "us-east-1"), ("gcp", "europe-west3"), ("gcp", "us-east1")]
 
 
