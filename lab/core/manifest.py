@@ -6,9 +6,11 @@ definition of mesh.json (mesh/manifest.py) and keeps the nodes it boots (`cloud:
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from lab.core.errors import LabError
 from mesh import manifest
@@ -19,38 +21,18 @@ __all__ = ["IPNetwork", "LabClient", "LabMesh", "LabNode", "load_mesh"]  # IPNet
 
 
 @dataclass(frozen=True)
-class LabNode:
-    name: str
+class LabNode(ManifestNode):
+    """A node the lab boots: its mesh.json entry, plus where the lab finds and wires it."""
+
     index: int  # position in mesh.json: fixes the VM driver's MACs and tap names
-    public_ip: ipaddress.IPv4Address
-    address: ipaddress.IPv4Address
-    address6: ipaddress.IPv6Address | None
-    public_key: str
-    subnets: tuple[IPNetwork, ...]
-    underlay_mtu: int
-    mtu: int
-    listen_port: int
     user_data: Path
-    peers: tuple[str, ...]  # members in its wg0.conf (nodes, clients)
-    hub: bool = False
-    gateway: bool = False
-    masquerade: bool = False  # NAT mesh traffic into its subnets (jumpbox)
-    public_ip6: ipaddress.IPv6Address | None = None  # IPv6 underlay address (`publicIp6`), if any
 
 
 @dataclass(frozen=True)
-class LabClient:
-    """A roaming client: no VM, its wg conf is a secret file next to mesh.json."""
+class LabClient(ManifestClient):
+    """A roaming client: no VM; its wg conf is a secret file next to mesh.json (`conf_file`)."""
 
-    name: str
-    address: ipaddress.IPv4Address
-    address6: ipaddress.IPv6Address | None
-    public_key: str
-    mtu: int
-    full_tunnel: bool
-    peers: tuple[str, ...]
-    keepalive: int | None
-    conf: Path
+    conf_file: Path  # `conf` resolved against the render directory
 
 
 @dataclass(frozen=True)
@@ -124,36 +106,14 @@ def _node(node: ManifestNode, index: int, render_dir: Path, where: str) -> LabNo
     user_data = render_dir / node.name / "user-data"
     if not user_data.is_file():
         raise LabError(f"{where}: {user_data} not found")
-    return LabNode(
-        name=node.name,
-        index=index,
-        public_ip=node.public_ip,
-        address=node.address,
-        address6=node.address6,
-        public_key=node.public_key,
-        subnets=node.subnets,
-        underlay_mtu=node.underlay_mtu,
-        mtu=node.mtu,
-        listen_port=node.listen_port,
-        user_data=user_data,
-        peers=node.peers,
-        hub=node.hub,
-        gateway=node.gateway,
-        masquerade=node.masquerade,
-        public_ip6=node.public_ip6,
-    )
+    return LabNode(**_fields(node), index=index, user_data=user_data)
 
 
 def _client(client: ManifestClient, render_dir: Path) -> LabClient:
     """A client; its conf path is relative to the render dir (clients/<name>.conf)."""
-    return LabClient(
-        name=client.name,
-        address=client.address,
-        address6=client.address6,
-        public_key=client.public_key,
-        mtu=client.mtu,
-        full_tunnel=client.full_tunnel,
-        peers=client.peers,
-        keepalive=client.keepalive,
-        conf=render_dir / client.conf,
-    )
+    return LabClient(**_fields(client), conf_file=render_dir / client.conf)
+
+
+def _fields(entry: ManifestNode | ManifestClient) -> dict[str, Any]:
+    """An entry's mesh.json fields by name (shallow: the lab types only add fields)."""
+    return {f.name: getattr(entry, f.name) for f in dataclasses.fields(entry)}

@@ -149,9 +149,9 @@ def check_fits(layout: Layout, mesh: LabMesh) -> None:
             raise LabError(
                 f"client {s.name}: wg-quick cannot name an interface after it (15 characters at most)"
             )
-        if not s.client.conf.is_file():
-            raise LabError(f"client {s.name}: {s.client.conf} not found")
-        if _DNS_LINE.search(s.client.conf.read_text(encoding="utf-8")):
+        if not s.client.conf_file.is_file():
+            raise LabError(f"client {s.name}: {s.client.conf_file} not found")
+        if _DNS_LINE.search(s.client.conf_file.read_text(encoding="utf-8")):
             raise LabError(f"client {s.name}: the lab does not run resolvconf; drop `dns` from lab stacks")
 
 
@@ -261,8 +261,8 @@ def attach_clients(lab: NetnsLab, state: LabState, say: Log) -> None:
         _make_client_fs(state, layout, s)
     _route_nodes_to_sites(lab, all_sites)
     for s in all_sites:
-        say(f"{s.name}: wg-quick up {s.client.conf}")
-        run_in(s.laptop, "wg-quick", "up", str(s.client.conf), timeout=60)
+        say(f"{s.name}: wg-quick up {s.client.conf_file}")
+        run_in(s.laptop, "wg-quick", "up", str(s.client.conf_file), timeout=60)
 
 
 # ----------------------------------------------------------------------------- the NAT mapping
