@@ -9,7 +9,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TextIO
 
 
 @contextmanager
@@ -32,6 +32,15 @@ def open_private(path: Path, mode: int = 0o600) -> Iterator[BinaryIO]:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
     with os.fdopen(fd, "wb") as f:
         os.fchmod(f.fileno(), mode)  # an existing file may have been looser
+        yield f
+
+
+@contextmanager
+def append_private(path: Path, mode: int = 0o600) -> Iterator[TextIO]:
+    """Append text to a log that may quote secrets (a failed step's command), `mode` from the first byte."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, mode)
+    with os.fdopen(fd, "a", encoding="utf-8") as f:
+        os.fchmod(f.fileno(), mode)
         yield f
 
 

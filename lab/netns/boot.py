@@ -7,7 +7,6 @@ after a failing step like that script does and reporting every failure at the en
 
 from __future__ import annotations
 
-import os
 import subprocess
 
 from lab.core.errors import LabError
@@ -17,6 +16,7 @@ from lab.netns.layout import Layout
 from lab.netns.running import NetnsLab
 from lab.netns.sandbox import apply_write_files
 from lab.netns.userdata import NodeUserData
+from tools.secretfiles import append_private
 
 STEP_TIMEOUT = 120.0
 
@@ -33,8 +33,7 @@ def run_commands(lab: NetnsLab, node: LabNode, ud: NodeUserData) -> None:
     """Each step as cloud-init's runcmd script would run it (on failure, go on, then report)."""
     log_path = lab.layout.node_dir(node.name) / "boot.log"
     failures: list[str] = []
-    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "a", encoding="utf-8") as log:
+    with append_private(log_path) as log:
         for kind, steps in (("bootcmd", ud.bootcmd), ("runcmd", ud.runcmd)):
             for i, step in enumerate(steps):
                 log.write(f"== {kind}[{i}]: {step}\n")
