@@ -238,7 +238,16 @@ def host_networks(endpoints: dict[str, str]) -> dict[str, IPNetworkT]:
 
     Handed the IPs peers dial from: the IPv4 ones, or the IPv6 ones under `endpoints: ipv6`.
     """
-    return {name: ipaddress.ip_network(ip) for name, ip in endpoints.items()}
+    # ext: an external node with a DNS name or behind NAT has no address ("", a name): none to admit.
+    return {name: ipaddress.ip_network(ip) for name, ip in endpoints.items() if _is_ip(ip)}
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _members(layout: FirewallLayout, nodes: Sequence[NodePlan]) -> Iterator[tuple[WireGuardClass, list[str]]]:
