@@ -34,6 +34,6 @@ def node_installer(plan: MeshPlan, name: str, wg_conf: str) -> str:
 def reapply_command(stack: str, name: str) -> str:
     """Day-2 without SSH access: what the operator runs to bring the host to the current config."""
     return (
-        f"make host NAME={name} STACK={stack} > {name}-install.sh, copy it to the host, "
-        f"run `sudo sh {name}-install.sh` there"
+        f"run `make host NAME={name} STACK={stack}`, copy build/hosts/{stack}/{name}-install.sh "
+        f"to the host and run `sudo sh {name}-install.sh` there"
     )
