@@ -9,6 +9,7 @@ from anywhere.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 import yaml
@@ -22,13 +23,18 @@ WORLD = frozenset({"0.0.0.0/0", "::/0"})
 BASE_MESH = {"cidr": "10.77.0.0/24"}
 
 
-def config(nodes: list[dict[str, object]], mesh: dict[str, object] | None = None) -> dict[str, str]:
+def config(nodes: list[dict[str, Any]], mesh: dict[str, Any] | None = None) -> dict[str, str]:
     return {"wgmesh:mesh": json.dumps(mesh or BASE_MESH), "wgmesh:nodes": json.dumps(nodes)}
 
 
-HCLOUD = {"name": "hz", "cloud": "hcloud", "region": "nbg1"}
-AT_IP = {"name": "dc", "cloud": "external", "endpoint": "203.0.113.7:51999", "subnets": ["10.20.0.0/16"]}
-HOME = {
+HCLOUD: dict[str, Any] = {"name": "hz", "cloud": "hcloud", "region": "nbg1"}
+AT_IP: dict[str, Any] = {
+    "name": "dc",
+    "cloud": "external",
+    "endpoint": "203.0.113.7:51999",
+    "subnets": ["10.20.0.0/16"],
+}
+HOME: dict[str, Any] = {
     "name": "home",
     "cloud": "external",
     "subnets": ["10.11.12.0/24"],
