@@ -15,6 +15,7 @@ from typing import Any, Literal, TypeVar, cast
 
 from mesh import network_rules, site_networks
 from mesh.contracts import node_name_problems
+from mesh.existing import existing_network_fields
 from mesh.errors import ConfigError, Problem
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -92,6 +93,13 @@ class NodeSpec:
     underlay_mtu: int = 1500
     key_epoch: int = 0  # bump to rotate this node's key (and its PSKs)
     ssh_host_key: str | None = None  # pinned SSH host key for live updates ("ssh-ed25519 AAAA...")
+    # --- existing cloud networks (issue 15): a network the stack does not own (mesh/existing.py) ---
+    vpc_id: str = ""  # aws: the user's VPC ("vpc-...")
+    subnet_id: str = ""  # aws: the subnet of vpc_id the instance goes into ("subnet-...")
+    route_table_ids: tuple[str, ...] = ()  # aws: the user's tables that get return routes via the node
+    network: str = ""  # gcp: VPC network name or self link; hcloud: Cloud Network id or name
+    subnetwork: str = ""  # gcp: subnetwork name or self link, in the node's region
+    # --- end existing cloud networks ---
     index: int = field(default=0, metadata=NOT_CONFIG)  # position in wgmesh:nodes, for error messages
 
     @property
@@ -102,6 +110,11 @@ class NodeSpec:
     def routes(self) -> bool:
         """Whether the node forwards packets that are not its own (needs ip_forward, no src/dst check)."""
         return bool(self.subnets) or self.hub or self.gateway
+
+    @property
+    def existing_network(self) -> bool:
+        """Whether the node goes into a network the stack does not own (vpcId, network)."""
+        return bool(self.vpc_id or self.network)
 
 
 @dataclass(frozen=True)
@@ -528,6 +541,7 @@ def _parse_node(r: _Reader, mesh: MeshSettings | None, i: int, value: object) ->
         underlay_mtu=r.int_in(raw, "underlayMtu", key, default_mtu, *MTU_RANGE),
         key_epoch=r.int_in(raw, "keyEpoch", key, 0, 0, 2**31),
         ssh_host_key=_host_key(r, raw, key),
+        **existing_network_fields(r, raw, key, cloud, region),
         index=i,
     )
     return node if name is not None and cloud is not None else None

@@ -53,6 +53,12 @@ USER_KEYS = {
         "underlayMtu",
         "keyEpoch",
         "sshHostKey",
+        # existing cloud networks (issue 15)
+        "vpcId",
+        "subnetId",
+        "routeTableIds",
+        "network",
+        "subnetwork",
     ],
     "client": ["name", "address", "address6", "fullTunnel", "dns", "underlayMtu", "keyEpoch"],
 }
