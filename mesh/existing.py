@@ -15,12 +15,16 @@ from typing import Any, Protocol
 
 # EC2 resource ids: a prefix and 8 (older) or 17 hex characters (the "longer IDs" AWS moved every
 # resource type to in 2018: docs.aws.amazon.com/AWSEC2/latest/UserGuide/resource-ids.html).
-AWS_ID_RE = {prefix: re.compile(rf"{prefix}-([0-9a-f]{{8}}|[0-9a-f]{{17}})") for prefix in ("vpc", "subnet", "rtb")}
+AWS_ID_RE = {
+    prefix: re.compile(rf"{prefix}-([0-9a-f]{{8}}|[0-9a-f]{{17}})") for prefix in ("vpc", "subnet", "rtb")
+}
 # GCP resource names: RFC 1035, 1-63 characters (cloud.google.com/compute/docs/naming-resources).
 GCP_NAME = r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?"
 GCP_PROJECT = r"[a-z][-a-z0-9.:]{4,61}[a-z0-9]"
 GCP_PREFIX = r"(https://(www|compute)\.googleapis\.com/compute/(v1|beta)/)?"
-GCP_NETWORK_RE = re.compile(rf"{GCP_PREFIX}(projects/(?P<project>{GCP_PROJECT})/global/networks/)?(?P<name>{GCP_NAME})")
+GCP_NETWORK_RE = re.compile(
+    rf"{GCP_PREFIX}(projects/(?P<project>{GCP_PROJECT})/global/networks/)?(?P<name>{GCP_NAME})"
+)
 GCP_SUBNETWORK_RE = re.compile(
     rf"{GCP_PREFIX}(projects/(?P<project>{GCP_PROJECT})/regions/(?P<region>[a-z]+-[a-z]+\d+)/subnetworks/)?"
     rf"(?P<name>{GCP_NAME})"
@@ -61,7 +65,9 @@ def existing_network_fields(
         if vpc and not subnet:
             r.problem(f"{key}.vpcId", "needs subnetId: the stack creates no subnet in a VPC it does not own")
         if tables and not vpc:
-            r.problem(f"{key}.routeTableIds", "needs vpcId and subnetId: the tables of the VPC the node is in")
+            r.problem(
+                f"{key}.routeTableIds", "needs vpcId and subnetId: the tables of the VPC the node is in"
+            )
         if tables and not raw.get("subnets"):
             # A reply from the VPC comes out of the tunnel with a VPC source address; peers drop it
             # unless that address is in the node's AllowedIPs, which are its `subnets`.
@@ -75,14 +81,19 @@ def existing_network_fields(
         if network and not (network.isdigit() or HCLOUD_NAME_RE.fullmatch(network)):
             r.problem(f"{key}.network", f"{network!r} is neither a Hetzner network id nor a network name")
         if network and not raw.get("subnets"):
-            r.problem(f"{key}.network", "needs subnets: the part of the network's range the node routes into the mesh")
+            r.problem(
+                f"{key}.network",
+                "needs subnets: the part of the network's range the node routes into the mesh",
+            )
         out.update(network=network)
     elif cloud is not None:
         for k, v in (("network", network), ("subnetwork", subnetwork)):
             if v and cloud != "aws":
                 r.problem(f"{key}.{k}", f"does not apply to `cloud: {cloud}` nodes")
             elif v:
-                r.problem(f"{key}.{k}", "only GCP and Hetzner nodes take it; AWS nodes take vpcId and subnetId")
+                r.problem(
+                    f"{key}.{k}", "only GCP and Hetzner nodes take it; AWS nodes take vpcId and subnetId"
+                )
     return out
 
 
@@ -95,7 +106,9 @@ def _gcp(r: ProblemSink, key: str, network: str, subnetwork: str, region: str) -
     elif m is not None and m.group("region") and region and m.group("region") != region:
         r.problem(f"{key}.subnetwork", f"is in region {m.group('region')}, the node in {region}")
     if network and not subnetwork:
-        r.problem(f"{key}.network", "needs subnetwork: the stack creates no subnetwork in a network it does not own")
+        r.problem(
+            f"{key}.network", "needs subnetwork: the stack creates no subnetwork in a network it does not own"
+        )
     if subnetwork and not network:
         r.problem(f"{key}.subnetwork", "needs network: the network its firewall rules and routes go to")
     return {"network": network, "subnetwork": subnetwork}

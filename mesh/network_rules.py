@@ -23,6 +23,7 @@ from mesh.networks import (
     site_router_subnet,
     special_clash,
 )
+from mesh.site_networks import site_groups
 
 if TYPE_CHECKING:
     from mesh.spec import ClientSpec, MeshSettings, NodeSpec
@@ -124,8 +125,6 @@ def duplicate_ssh_key_problems(keys: Sequence[tuple[str, str]]) -> list[Problem]
 def site_network_problems(mesh: MeshSettings, nodes: Sequence[NodeSpec]) -> list[Problem]:
     """Each AWS region and GCP region with nodes needs a private /24 (mesh.networks.SITE_POOLS)
     clear of the mesh's networks: refuse, before any resource, a mesh that leaves none."""
-    from mesh.site_networks import site_groups  # mesh.site_networks imports this module's neighbours
-
     sites = site_groups(nodes)  # nodes in an existing network (`vpcId`, `network`) need none
     if not sites:
         return []

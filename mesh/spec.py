@@ -15,8 +15,8 @@ from typing import Any, Literal, TypeVar, cast
 
 from mesh import network_rules, site_networks
 from mesh.contracts import node_name_problems
-from mesh.existing import existing_network_fields
 from mesh.errors import ConfigError, Problem
+from mesh.existing import existing_network_fields
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 Cloud = Literal["aws", "gcp", "hcloud", "lab"]
