@@ -169,23 +169,11 @@ def user_networks() -> dict[str, dict[str, Any]]:
     }
 
 
-_ROUTE_FIELDS = [
-    "carrierGatewayId",
-    "cidrBlock",
-    "coreNetworkArn",
-    "destinationPrefixListId",
-    "egressOnlyGatewayId",
-    "gatewayId",
-    "instanceId",
-    "ipv6CidrBlock",
-    "localGatewayId",
-    "natGatewayId",
-    "networkInterfaceId",
-    "odbNetworkArn",
-    "transitGatewayId",
-    "vpcEndpointId",
-    "vpcPeeringConnectionId",
-]
+_ROUTE_FIELDS = (  # every field of aws.ec2 GetRouteTableRouteResult: the SDK requires each
+    "carrierGatewayId", "cidrBlock", "coreNetworkArn", "destinationPrefixListId", "egressOnlyGatewayId",
+    "gatewayId", "instanceId", "ipv6CidrBlock", "localGatewayId", "natGatewayId", "networkInterfaceId",
+    "odbNetworkArn", "transitGatewayId", "vpcEndpointId", "vpcPeeringConnectionId",
+)  # fmt: skip
 
 
 def _not_found(what: str) -> tuple[dict[str, Any], list[tuple[str, str]]]:
@@ -355,9 +343,8 @@ class CloudCatalog:
             key = (args.get("region"), args.get("name"))
             sub = u["gcp_subnetworks"].get(key)
             if sub is None:
-                return _not_found(
-                    f"The resource 'projects/user-project/regions/{key[0]}/subnetworks/{key[1]}' was not found"
-                )
+                link = f"projects/user-project/regions/{key[0]}/subnetworks/{key[1]}"
+                return _not_found(f"The resource '{link}' was not found")
             return {
                 "name": key[1],
                 "region": key[0],
@@ -374,9 +361,8 @@ class CloudCatalog:
                 if (wanted is not None and i == int(wanted)) or n["name"] == args.get("name")
             ]
             if not found:
-                return _not_found(
-                    f"no Network found with {'id' if wanted is not None else 'name'} {wanted or args.get('name')}"
-                )
+                by = f"id {wanted}" if wanted is not None else f"name {args.get('name')}"
+                return _not_found(f"no Network found with {by}")
             (i, n), *_ = found
             return {
                 "id": i,

@@ -105,10 +105,9 @@ def _hcloud_route_gateway(value: Any) -> list[str]:
         ip = ipaddress.IPv4Address(str(value))
     except ValueError:
         return [f"gateway {value!r} is not an IPv4 address"]
-    return (
-        ["gateway 172.31.1.1 is the public interface's gateway (invalid_input)"]
-        if str(ip) == "172.31.1.1"
-        else []
+    if str(ip) == "172.31.1.1":
+        return ["gateway 172.31.1.1 is the public interface's gateway (invalid_input)"]
+    return []
 
 
 NAME = "name"  # the input Pulumi auto-names when the program leaves it unset
@@ -183,9 +182,6 @@ TABLE: dict[str, tuple[Field, ...]] = {
         Field("gateway", _hcloud_route_gateway),
     ),
 }
-
-
-    )
 
 
 def cloud_of(typ: str) -> str | None:
