@@ -238,7 +238,7 @@ def refused(**changes: Any) -> str:
         ),
         (
             {"aws_prod": {"subnetId": OTHER_VPC_SUBNET}},
-            f"wgmesh:nodes[0].subnetId: '{OTHER_VPC_SUBNET}' is in vpc-0f0e0d0c0b0a09089, not in vpcId {USER_VPC}",
+            f"wgmesh:nodes[0].subnetId: '{OTHER_VPC_SUBNET}' is in vpc-0f0e0d0c0b0a09089, not in vpcId",
         ),
         (
             {"aws_prod": {"routeTableIds": [USER_ROUTE_TABLES[0], OTHER_VPC_TABLE]}},
