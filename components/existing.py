@@ -150,6 +150,20 @@ def _aws(
         )
     cidr = ipaddress.IPv4Network(vpc.cidr_block)
     problems += _overlap(f"{n.key}.vpcId", "the VPC's range", cidr, routes)
+    # The instance runs in the subnet's AZ, which may not offer its type (RunInstances:
+    # "Unsupported: Your requested instance type ... is not supported in your requested
+    # Availability Zone"): asked as components/catalog.py asks for the stack's own subnets.
+    offered = aws.ec2.get_instance_type_offerings(
+        location_type="availability-zone",
+        filters=[{"name": "instance-type", "values": [n.size]}],
+        opts=opts,
+    )
+    zones = {
+        z for t, z in zip(offered.instance_types or [], offered.locations or [], strict=True) if t == n.size
+    }
+    if subnet.availability_zone not in zones:
+        why = f"{n.size} is not offered in {subnet.availability_zone}, the zone of {n.subnet_id}"
+        problems.append(Problem(f"{n.key}.subnetId", why))
     for i, table in enumerate(n.route_table_ids):
         key = f"{n.key}.routeTableIds[{i}]"
         try:

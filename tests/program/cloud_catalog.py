@@ -139,7 +139,7 @@ GCP_PROJECT_LINK = "https://www.googleapis.com/compute/v1/projects/user-project"
 HCLOUD_NETWORK_ID = 4711
 
 
-def user_networks() -> dict[str, dict[str, Any]]:
+def user_networks() -> dict[str, Any]:
     """What the user's account holds: VPCs, subnets, route tables, GCP networks, Hetzner networks."""
     local = {"cidrBlock": "172.31.0.0/16", "gatewayId": "local"}
     return {
@@ -148,7 +148,7 @@ def user_networks() -> dict[str, dict[str, Any]]:
             "vpc-0f0e0d0c0b0a09089": {"region": "eu-central-1", "cidr": "172.30.0.0/16"},
         },
         "subnets": {
-            USER_SUBNET: {"region": "eu-central-1", "vpc": USER_VPC, "az": "eu-central-1b"},
+            USER_SUBNET: {"region": "eu-central-1", "vpc": USER_VPC, "az": "eu-central-1a"},
             OTHER_VPC_SUBNET: {
                 "region": "eu-central-1",
                 "vpc": "vpc-0f0e0d0c0b0a09089",
@@ -176,7 +176,11 @@ _ROUTE_FIELDS = (  # every field of aws.ec2 GetRouteTableRouteResult: the SDK re
 )  # fmt: skip
 
 
-def _not_found(what: str) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+# An invoke the provider refused: no result, and (property, reason) failures (wgmesh_mocks.CallFailed).
+Refused = tuple[dict[str, Any], list[tuple[str, str]]]
+
+
+def _not_found(what: str) -> Refused:
     return {}, [("", what)]
 
 
@@ -193,7 +197,7 @@ class CloudCatalog:
     aws_subnets: dict[str, dict[str, str]] = field(default_factory=dict)  # id -> tags + "az", from an `up`
     aws_vpcs: dict[str, dict[str, str]] = field(default_factory=dict)  # id -> tags + "region", "cidr"
     gcp_subnetworks: list[dict[str, str]] = field(default_factory=list)  # name, region, description, cidr
-    user: dict[str, dict[str, Any]] = field(default_factory=user_networks)  # networks the user owns
+    user: dict[str, Any] = field(default_factory=user_networks)  # networks the user owns
 
     def copy(self) -> CloudCatalog:
         return copy.deepcopy(self)
@@ -260,11 +264,11 @@ class CloudCatalog:
         return None  # the tests' expectations model a first `up`
 
     # the invokes, as the providers return them (camelCase outputs)
-    def answer(self, token: str, args: dict[str, Any], provider: str) -> Any:
+    def answer(self, token: str, args: dict[str, Any], provider: str) -> dict[str, Any] | Refused | None:
         """The invoke's result, or None when this catalog does not model the token."""
-        found = self._user_network(token, args, provider)
-        if found is not None:
-            return found
+        user = self._user_network(token, args, provider)
+        if user is not None:
+            return user
         if token == "hcloud:index/getServerTypes:getServerTypes":
             return {"serverTypes": [self._hcloud_result(t) for t in self.hcloud_server_types()]}
         if token == "gcp:compute/getZones:getZones":
@@ -309,7 +313,9 @@ class CloudCatalog:
             return {"id": args["id"], "availabilityZone": self.aws_subnets[args["id"]]["az"]}
         return None
 
-    def _user_network(self, token: str, args: dict[str, Any], provider: str) -> Any:
+    def _user_network(
+        self, token: str, args: dict[str, Any], provider: str
+    ) -> dict[str, Any] | Refused | None:
         """The invokes reading a network the user owns (components/existing.py), or None."""
         u = self.user
         if token == "aws:ec2/getVpc:getVpc" and args["id"] not in self.aws_vpcs:

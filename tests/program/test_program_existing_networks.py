@@ -249,6 +249,10 @@ def refused(**changes: Any) -> str:
             "wgmesh:nodes[0].routeTableIds[0]: 'rtb-0a1b2c3d4e5f6071c' was not found in eu-central-1",
         ),
         (
+            {"aws_prod": {"size": "c7g.medium"}},  # the fixture's eu-central-1a offers no c7g
+            "wgmesh:nodes[0].subnetId: c7g.medium is not offered in eu-central-1a, the zone of subnet-",
+        ),
+        (
             {"gcp_prod": {"network": "prod-vcp"}},
             "wgmesh:nodes[1].network: 'prod-vcp' was not found",
         ),
