@@ -68,6 +68,10 @@ class GcpNetworkArgs:
     labels: Mapping[str, str] = field(default_factory=dict)  # mesh_labels: in each subnetwork's description
     # The user's network and subnetwork (`network`, read at preview): neither is created.
     existing: GcpExisting | None = None
+    # Firewall rule names' prefix (default: the component's name). GCP names are unique per project
+    # and at most 63 characters (cloud.google.com/compute/docs/naming-resources): a rule on the
+    # user's network is named by a hash of its node, as the node name could make it too long.
+    rule_prefix: str | None = None
 
 
 class GcpNetwork(pulumi.ComponentResource):
@@ -76,6 +80,7 @@ class GcpNetwork(pulumi.ComponentResource):
     def __init__(self, name: str, args: GcpNetworkArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(NETWORK_TYPE, name, None, opts)
         self._name = name
+        self._rule_prefix = args.rule_prefix or name
         self.tags: dict[str, list[str]] = {}
         self.firewalls: list[gcp.compute.Firewall] = []
         self.provider = args.provider
@@ -192,7 +197,7 @@ class GcpNetwork(pulumi.ComponentResource):
             hosts.apply(partial(resolved_sources, rule)) if rule.peers else list(rule.sources)
         )
         return gcp.compute.Firewall(
-            f"{self._name}-{fw.key}",
+            f"{self._rule_prefix}-{fw.key}",
             network=self.network_id,
             direction="INGRESS",
             allows=[gcp.compute.FirewallAllowArgs(protocol=protocol, ports=ports)],

@@ -8,6 +8,7 @@ pure renderer, and the VMs come last.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -273,6 +274,7 @@ class WireGuardMesh(pulumi.ComponentResource):
                     nodes=[n],
                     labels=labels,
                     existing=found,
+                    rule_prefix=f"{name}-{hashlib.sha256(n.name.encode()).hexdigest()[:6]}",
                 )
                 site = GcpNetwork(f"{name}-gcp-{n.name}", gcp_args, child)
             else:
