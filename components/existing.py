@@ -150,6 +150,13 @@ def _aws(
         )
     cidr = ipaddress.IPv4Network(vpc.cidr_block)
     problems += _overlap(f"{n.key}.vpcId", "the VPC's range", cidr, routes)
+    # The node's Elastic IP: "EIP may require IGW to exist prior to association" (pulumi-aws Eip
+    # docs); AssociateAddress in a VPC without one fails with Gateway.NotAttached (EC2 API errors).
+    try:
+        aws.ec2.get_internet_gateway(filters=[{"name": "attachment.vpc-id", "values": [n.vpc_id]}], opts=opts)
+    except Exception:
+        why = f"{n.vpc_id} has no internet gateway: the node's Elastic IP (what peers dial) needs one"
+        problems.append(Problem(f"{n.key}.vpcId", why))
     # The instance runs in the subnet's AZ, which may not offer its type (RunInstances:
     # "Unsupported: Your requested instance type ... is not supported in your requested
     # Availability Zone"): asked as components/catalog.py asks for the stack's own subnets.

@@ -144,8 +144,8 @@ def user_networks() -> dict[str, Any]:
     local = {"cidrBlock": "172.31.0.0/16", "gatewayId": "local"}
     return {
         "vpcs": {
-            USER_VPC: {"region": "eu-central-1", "cidr": "172.31.0.0/16"},
-            "vpc-0f0e0d0c0b0a09089": {"region": "eu-central-1", "cidr": "172.30.0.0/16"},
+            USER_VPC: {"region": "eu-central-1", "cidr": "172.31.0.0/16", "igw": "igw-0a1b2c3d4e5f6071d"},
+            "vpc-0f0e0d0c0b0a09089": {"region": "eu-central-1", "cidr": "172.30.0.0/16"},  # private
         },
         "subnets": {
             USER_SUBNET: {"region": "eu-central-1", "vpc": USER_VPC, "az": "eu-central-1a"},
@@ -328,6 +328,20 @@ class CloudCatalog:
             if sub is None or sub["region"] != _aws_region(provider):
                 return _not_found("no matching EC2 Subnet found")
             return {"id": args["id"], "vpcId": sub["vpc"], "availabilityZone": sub["az"]}
+        if token == "aws:ec2/getInternetGateway:getInternetGateway":
+            ((flt),) = args["filters"]
+            assert flt["name"] == "attachment.vpc-id", flt
+            (vpc_id,) = flt["values"]
+            igw = u["vpcs"].get(vpc_id, {}).get("igw")
+            if igw is None:  # terraform-provider-aws: "no matching EC2 Internet Gateway found"
+                return _not_found("no matching EC2 Internet Gateway found")
+            attachments = [{"state": "available", "vpcId": vpc_id}]
+            return {
+                "id": igw,
+                "internetGatewayId": igw,
+                "attachments": attachments,
+                "filters": args["filters"],
+            }
         if token == "aws:ec2/getRouteTable:getRouteTable":
             table = u["route_tables"].get(args.get("routeTableId"))
             if table is None:

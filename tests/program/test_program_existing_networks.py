@@ -248,6 +248,16 @@ def refused(**changes: Any) -> str:
             "wgmesh:nodes[0].vpcId: 'vpc-0a1b2c3d4e5f6071f' was not found in eu-central-1",
         ),
         (
+            {
+                "aws_prod": {
+                    "vpcId": "vpc-0f0e0d0c0b0a09089",
+                    "subnetId": OTHER_VPC_SUBNET,
+                    "routeTableIds": [],
+                }
+            },
+            "wgmesh:nodes[0].vpcId: vpc-0f0e0d0c0b0a09089 has no internet gateway",
+        ),
+        (
             {"aws_prod": {"subnetId": OTHER_VPC_SUBNET}},
             f"wgmesh:nodes[0].subnetId: '{OTHER_VPC_SUBNET}' is in vpc-0f0e0d0c0b0a09089, not in vpcId",
         ),
@@ -305,6 +315,15 @@ def test_a_gcp_node_with_the_longest_name_gets_rules_gcp_accepts() -> None:
     assert run.error is None, run.error
     names = [r.name for r in run.of_type("gcp:compute/firewall:Firewall")]
     assert any("roaming" in n for n in names), names  # the longest rule keys are there too
+
+
+def test_an_aws_or_gcp_node_in_an_existing_network_with_ipv6_endpoints_is_refused() -> None:
+    nodes = nodes_of_stack_file()
+    mesh = {**json.loads(stack_config(STACK_FILE)["wgmesh:mesh"]), "cidr6": "fd79:79::/64"}
+    run = run_program(STACK, synthetic.config(mesh, nodes))
+    assert isinstance(run.error, StackConfigError), repr(run.error)
+    assert only_providers(run) == []
+    assert [p.key for p in run.error.problems] == ["wgmesh:nodes[0].vpcId", "wgmesh:nodes[1].network"]
 
 
 def test_a_hetzner_network_by_name_is_the_same_network() -> None:
