@@ -313,8 +313,9 @@ class AwsNode(MeshNode):
                 )
         elif region.existing is not None and region.existing.route_table_ids:
             # The user's tables send the mesh to this instance's interface (its source/dest check
-            # is off: `routeTableIds` needs `subnets`). CreateRoute takes a NetworkInterfaceId as
-            # target (EC2 API reference, CreateRoute); one route per table and network, each ours.
+            # is off: `routeTableIds` needs `subnets`). CreateRoute takes a network interface as
+            # target ("You must specify one of the following targets: ... network interface",
+            # EC2 API reference, CreateRoute); one route per table and network, each ours.
             for table in region.existing.route_table_ids:
                 for net in region.site.return_routes:
                     aws.ec2.Route(

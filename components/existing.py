@@ -178,8 +178,9 @@ def _aws(
         except Exception as e:
             problems.append(Problem(key, f"{table!r} was not found in {n.region}: {_refused(e)}"))
             continue
-        # CreateRoute through an ENI of another VPC is refused ("route table ... and network
-        # interface ... belong to different networks", EC2 API error InvalidParameterValue).
+        # CreateRoute to a target of another VPC is refused: "route table rtb-x and network
+        # gateway igw-x belong to different networks (... Error Code: InvalidParameterValue)"
+        # (smoketurner/serverless-vpc-plugin#147); an ENI target is checked the same way.
         if rt.vpc_id != n.vpc_id:
             problems.append(Problem(key, f"{table!r} is a table of {rt.vpc_id}, not of vpcId {n.vpc_id}"))
             continue
