@@ -1,4 +1,4 @@
-"""ext (issue 15): the one-command installer of a `cloud: external` host without cloud-init.
+"""The one-command installer of a `cloud: external` host without cloud-init.
 
 cloudinit/scripts/wgmesh-install.sh with the node's name, the apply script
 (cloudinit/sync.py) and the node's bundle (cloudinit/bundle.py) inside: the same files and

@@ -25,6 +25,7 @@ from functools import partial
 import pulumi
 import pulumi_aws as aws
 
+from components.existing import AwsExisting
 from components.firewall import (
     ICMPV6_PACKET_TOO_BIG,
     ROAMING_MARKER,
@@ -67,6 +68,8 @@ class AwsRegionArgs:
     provider: aws.Provider  # the region's provider (components/providers.py)
     availability_zone: str  # of the subnet: offers every type of the region's nodes (catalog)
     ipv6: bool = False  # dual-stack VPC and subnet (the mesh has `cidr6`)
+    # The user's VPC, subnet and route tables (`vpcId`, read at preview): none of them is created.
+    existing: AwsExisting | None = None
 
 
 class AwsRegion(pulumi.ComponentResource):
@@ -80,6 +83,23 @@ class AwsRegion(pulumi.ComponentResource):
         self.site = args.site
         self.provider = args.provider
         child = pulumi.ResourceOptions(parent=self, provider=self.provider)
+        self.node_names = {n.name for n in args.nodes}
+        self.existing = args.existing
+        self.amis = {key: self._lookup_ami(*key) for key in image_keys(args.nodes, aws_arch)}
+        self.static_ips = {n.name: self._elastic_ip(n.name) for n in args.nodes}
+        self.static_ip6s: dict[str, pulumi.Output[str]] = {}
+        self.vpc_id: pulumi.Input[str]
+        self.subnet_id: pulumi.Input[str]
+        self.route_table_ids: list[pulumi.Input[str]]
+        if args.existing is not None:
+            # Nothing of the network is ours: the instance goes into the user's subnet, whose
+            # internet path (gateway, routes) is the user's too, so nothing to wait for.
+            self.vpc_id = args.existing.vpc_id
+            self.subnet_id = args.existing.subnet_id
+            self.route_table_ids = list(args.existing.route_table_ids)
+            self.internet_path: list[pulumi.Resource] = []
+            self.register_outputs({"vpcId": self.vpc_id, "subnetId": self.subnet_id})
+            return
         cidr = str(args.site.cidr)
         self.vpc = aws.ec2.Vpc(
             f"{name}-vpc",
@@ -123,7 +143,7 @@ class AwsRegion(pulumi.ComponentResource):
         # subnet. The pulumi-aws Eip docs: "EIP may require IGW to exist prior to association. Use
         # depends_on to set an explicit dependency on the IGW"; and first boot (packages) needs
         # the default route and the subnet's association with this table, which no input names.
-        self.internet_path: list[pulumi.Resource] = [gateway, default]
+        self.internet_path = [gateway, default]
         if args.ipv6:
             default6 = aws.ec2.Route(
                 f"{name}-default6",
@@ -137,10 +157,10 @@ class AwsRegion(pulumi.ComponentResource):
             f"{name}-rta", subnet_id=self.subnet.id, route_table_id=self.route_table.id, opts=child
         )
         self.internet_path.append(rta)
-        self.amis = {key: self._lookup_ami(*key) for key in image_keys(args.nodes, aws_arch)}
-        self.static_ips = {n.name: self._elastic_ip(n.name) for n in args.nodes}
+        self.vpc_id = self.vpc.id
+        self.subnet_id = self.subnet.id
+        self.route_table_ids = [self.route_table.id]
         # Known once the subnet exists, before any instance: what peers dial under endpoints: ipv6.
-        self.static_ip6s: dict[str, pulumi.Output[str]] = {}
         if args.ipv6:
             block = self.subnet.ipv6_cidr_block
             self.static_ip6s = {n.name: block.apply(partial(static_ipv6, n.name)) for n in args.nodes}
@@ -177,10 +197,15 @@ class AwsRegion(pulumi.ComponentResource):
     ) -> None:
         """The region's shared security groups (once the static IPs they admit are known)."""
         cloud = aws_firewalls(plan, self.region, layout)
+        # A security group belongs to one VPC: each site makes the groups its own nodes wear.
+        attached = {node: keys for node, keys in cloud.attached.items() if node in self.node_names}
+        used = {k for keys in attached.values() for k in keys}
         groups = {
-            fw.key: self._security_group(fw, plan.spec.mesh.public_ipv6, hosts) for fw in cloud.firewalls
+            fw.key: self._security_group(fw, plan.spec.mesh.public_ipv6, hosts)
+            for fw in cloud.firewalls
+            if fw.key in used
         }
-        self.group_ids = {node: [groups[k].id for k in keys] for node, keys in cloud.attached.items()}
+        self.group_ids = {node: [groups[k].id for k in keys] for node, keys in attached.items()}
 
     def _security_group(
         self, fw: FirewallPlan, ipv6: bool, hosts: pulumi.Output[dict[str, IPNetworkT]]
@@ -200,7 +225,7 @@ class AwsRegion(pulumi.ComponentResource):
         base = fw.key.startswith("base")
         return aws.ec2.SecurityGroup(
             name,
-            vpc_id=self.vpc.id,
+            vpc_id=self.vpc_id,
             description=fw.description,
             ingress=hosts.apply(partial(_ingress_blocks, fw.rules, ipv6)),
             egress=egress if base else [],
@@ -241,7 +266,7 @@ class AwsNode(MeshNode):
             name,
             ami=region.ami(args.spec),
             instance_type=args.spec.size,
-            subnet_id=region.subnet.id,
+            subnet_id=region.subnet_id,
             vpc_security_group_ids=region.group_ids[
                 name
             ],  # updated in place (ModifyNetworkInterfaceAttribute)
@@ -277,7 +302,7 @@ class AwsNode(MeshNode):
             instance_id=self.instance.id,
             opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=region.internet_path)),
         )
-        if region.site.router == name:
+        if region.site.router == name and region.existing is None:
             for net in region.site.return_routes:
                 aws.ec2.Route(
                     f"{name}-rt-{net_slug(net)}",
@@ -286,6 +311,20 @@ class AwsNode(MeshNode):
                     network_interface_id=self.instance.primary_network_interface_id,
                     opts=child,
                 )
+        elif region.existing is not None and region.existing.route_table_ids:
+            # The user's tables send the mesh to this instance's interface (its source/dest check
+            # is off: `routeTableIds` needs `subnets`). CreateRoute takes a network interface as
+            # target ("You must specify one of the following targets: ... network interface",
+            # EC2 API reference, CreateRoute); one route per table and network, each ours.
+            for table in region.existing.route_table_ids:
+                for net in region.site.return_routes:
+                    aws.ec2.Route(
+                        f"{name}-{table}-{net_slug(net)}",
+                        route_table_id=table,
+                        destination_cidr_block=str(net),
+                        network_interface_id=self.instance.primary_network_interface_id,
+                        opts=child,
+                    )
         self._done()
 
 

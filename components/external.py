@@ -1,4 +1,4 @@
-"""ext (issue 15): `cloud: external` nodes, self-managed hosts: keys and rendered config, no cloud resource.
+"""`cloud: external` nodes, self-managed hosts: keys and rendered config, no cloud resource.
 
 The stack generates and keeps their keys like any node's; their config leaves as secret stack
 outputs in two forms (`externalHosts`: the `#cloud-config` and the one-command installer,

@@ -22,6 +22,7 @@ from functools import partial
 import pulumi
 import pulumi_gcp as gcp
 
+from components.existing import GcpExisting
 from components.firewall import (
     FirewallLayout,
     FirewallPlan,
@@ -65,6 +66,12 @@ class GcpNetworkArgs:
     nodes: Sequence[NodeSpec]
     ipv6: bool = False  # dual-stack subnetworks with external IPv6 (the mesh has `cidr6`)
     labels: Mapping[str, str] = field(default_factory=dict)  # mesh_labels: in each subnetwork's description
+    # The user's network and subnetwork (`network`, read at preview): neither is created.
+    existing: GcpExisting | None = None
+    # Firewall rule names' prefix (default: the component's name). GCP names are unique per project
+    # and at most 63 characters (cloud.google.com/compute/docs/naming-resources): a rule on the
+    # user's network is named by a hash of its node, as the node name could make it too long.
+    rule_prefix: str | None = None
 
 
 class GcpNetwork(pulumi.ComponentResource):
@@ -73,10 +80,22 @@ class GcpNetwork(pulumi.ComponentResource):
     def __init__(self, name: str, args: GcpNetworkArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(NETWORK_TYPE, name, None, opts)
         self._name = name
+        self._rule_prefix = args.rule_prefix or name
         self.tags: dict[str, list[str]] = {}
         self.firewalls: list[gcp.compute.Firewall] = []
         self.provider = args.provider
         child = pulumi.ResourceOptions(parent=self, provider=self.provider)
+        self.sites = args.sites
+        self.node_names = {n.name for n in args.nodes}
+        self.network_id: pulumi.Input[str]
+        self.subnetwork_ids: dict[str, pulumi.Input[str]]
+        if args.existing is not None:
+            self.network_id = args.existing.network
+            self.subnetwork_ids = {region: args.existing.subnetwork for region in args.sites}
+            (self.router,) = {s.router for s in args.sites.values()}
+            self._addresses(args)
+            self.register_outputs({"networkId": self.network_id})
+            return
         self.network = gcp.compute.Network(
             f"{name}-net",
             auto_create_subnetworks=False,
@@ -85,7 +104,6 @@ class GcpNetwork(pulumi.ComponentResource):
             description="wgmesh underlay network",
             opts=child,
         )
-        self.sites = args.sites
         self.subnetworks = {
             region: gcp.compute.Subnetwork(
                 f"{name}-{region}",
@@ -107,12 +125,18 @@ class GcpNetwork(pulumi.ComponentResource):
         # GCP routes are network-wide: return routes through a node only when one node routes.
         routers = [s.router for s in args.sites.values() if s.router is not None]
         self.router = routers[0] if len(routers) == 1 else None
+        self.network_id = self.network.id
+        self.subnetwork_ids = {region: sub.id for region, sub in self.subnetworks.items()}
+        self._addresses(args)
+        self.register_outputs({"networkId": self.network.id})
+
+    def _addresses(self, args: GcpNetworkArgs) -> None:
+        """Image lookups and each node's static external addresses."""
         self.images = {key: self._lookup_image(*key) for key in image_keys(args.nodes, gcp_arch)}
         self.static_ips = {n.name: self._address(n) for n in args.nodes}
         self.static_ip6s: dict[str, pulumi.Output[str]] = {}
         if args.ipv6:
             self.static_ip6s = {n.name: self._address6(n) for n in args.nodes}
-        self.register_outputs({"networkId": self.network.id})
 
     def _lookup_image(self, image: str, arch: Arch) -> pulumi.Output[str]:
         result = gcp.compute.get_image_output(
@@ -141,7 +165,7 @@ class GcpNetwork(pulumi.ComponentResource):
             address_type="EXTERNAL",
             ip_version="IPV6",
             ipv6_endpoint_type="VM",
-            subnetwork=self.subnetworks[node.region].id,
+            subnetwork=self.subnetwork_ids[node.region],
             network_tier=NETWORK_TIER,
             description=f"wgmesh node {node.name} (IPv6)",
             opts=pulumi.ResourceOptions(parent=self, provider=self.provider),
@@ -156,8 +180,10 @@ class GcpNetwork(pulumi.ComponentResource):
     ) -> None:
         """The mesh's firewall rules (once the static IPs they admit are known), and each VM's tags."""
         cloud = gcp_firewalls(plan, layout)
-        self.firewalls = [self._firewall(fw, hosts) for fw in cloud.firewalls]
-        self.tags = {node: list(tags) for node, tags in cloud.attached.items()}
+        # Rules belong to one network: each network gets the rules its own nodes' tags select.
+        self.tags = {node: list(tags) for node, tags in cloud.attached.items() if node in self.node_names}
+        used = {t for tags in self.tags.values() for t in tags}
+        self.firewalls = [self._firewall(fw, hosts) for fw in cloud.firewalls if fw.target_tag in used]
 
     def _firewall(
         self, fw: FirewallPlan, hosts: pulumi.Output[dict[str, IPNetworkT]]
@@ -171,8 +197,8 @@ class GcpNetwork(pulumi.ComponentResource):
             hosts.apply(partial(resolved_sources, rule)) if rule.peers else list(rule.sources)
         )
         return gcp.compute.Firewall(
-            f"{self._name}-{fw.key}",
-            network=self.network.id,
+            f"{self._rule_prefix}-{fw.key}",
+            network=self.network_id,
             direction="INGRESS",
             allows=[gcp.compute.FirewallAllowArgs(protocol=protocol, ports=ports)],
             source_ranges=sources,
@@ -194,7 +220,7 @@ class GcpNode(MeshNode):
         )
         static_ip = args.static_ip.address
         nic: gcp.compute.InstanceNetworkInterfaceArgsDict = {
-            "subnetwork": network.subnetworks[args.spec.region].id,
+            "subnetwork": network.subnetwork_ids[args.spec.region],
             "access_configs": [{"nat_ip": static_ip, "network_tier": NETWORK_TIER}],
         }
         if ipv6:
@@ -254,7 +280,7 @@ class GcpNode(MeshNode):
             for net in site.return_routes:
                 gcp.compute.Route(
                     f"{name}-rt-{net_slug(net)}",
-                    network=network.network.id,
+                    network=network.network_id,
                     dest_range=str(net),
                     next_hop_instance=self.instance.self_link,
                     priority=900,

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import base64
 import ipaddress
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
 import pulumi
 import pulumi_hcloud as hcloud
@@ -25,6 +26,7 @@ import pulumi_random as random
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from components.existing import HcloudExisting
 from components.firewall import (
     ROAMING_MARKER,
     FirewallLayout,
@@ -35,6 +37,7 @@ from components.firewall import (
     resolved_sources,
 )
 from components.images import hcloud_image
+from components.netplan import net_slug
 from components.node import (
     MeshNode,
     NodeArgs,
@@ -58,6 +61,10 @@ class HcloudProjectArgs:
     nodes: Sequence[NodeSpec]
     labels: dict[str, str]
     ipv6: bool = False  # a static IPv6 primary IP per node too (the mesh has `cidr6`)
+    # Nodes in a Cloud Network the user owns (`network`, read at preview), and what each routes
+    # back through itself (mesh and routed networks): the network is never created or changed.
+    existing: Mapping[str, HcloudExisting] = field(default_factory=dict)
+    return_routes: Mapping[str, tuple[ipaddress.IPv4Network, ...]] = field(default_factory=dict)
 
 
 class HcloudProject(pulumi.ComponentResource):
@@ -71,6 +78,8 @@ class HcloudProject(pulumi.ComponentResource):
         self.firewall_ids: dict[str, list[pulumi.Output[int]]] = {}
         self.roaming: set[str] = set()
         self.labels = args.labels
+        self.existing = args.existing
+        self.return_routes = args.return_routes
         self.ssh_key_ids = [self._stack_ssh_key(args.labels).id]
         self.static_ips = {n.name: self._primary_ip(n, "ipv4") for n in args.nodes}
         self.primary_ip6s: dict[str, hcloud.PrimaryIp] = {}
@@ -146,6 +155,7 @@ class HcloudNode(MeshNode):
             labels[ROAMING_MARKER] = "true"
         primary_ip = args.static_ip.resource
         assert isinstance(primary_ip, hcloud.PrimaryIp)
+        existing = project.existing.get(name)
         user_data: pulumi.Output[str] = pulumi.Output.secret(
             args.user_data.apply(partial(plain_user_data, cloud="hcloud", node=name))
         )
@@ -157,6 +167,10 @@ class HcloudNode(MeshNode):
             ssh_keys=project.ssh_key_ids,
             firewall_ids=project.firewall_ids[name],  # applied at creation, updated in place
             public_nets=[_public_net(primary_ip, project.primary_ip6s.get(name))],
+            # Attached at creation, so first boot's cloud-init already configures the private
+            # interface (pulumi-hcloud Server `networks`: "Network the server should be attached
+            # to on creation"); Hetzner picks the private IP from the network's subnet in the zone.
+            networks=[{"network_id": existing.network_id}] if existing is not None else None,
             user_data=user_data,
             labels=with_boot_label(args, labels),  # + the boot digest (components/stale.py)
             # user_data, image and ssh_keys all force a new server on Hetzner; a default size
@@ -170,7 +184,29 @@ class HcloudNode(MeshNode):
         self.booted = read_boot_digest(self.server.labels)
         if name in project.static_ip6s:
             self.public_ip6 = project.static_ip6s[name]
+        if existing is not None:
+            private_ip = self.server.networks.apply(_private_ip)
+            for net in project.return_routes.get(name, ()):
+                # The network's hosts reach the mesh through this server's private IP (Cloud API
+                # networks add_route: the gateway must not be the network's first IP; the server's
+                # address never is, that one is Hetzner's router).
+                hcloud.NetworkRoute(
+                    f"{name}-route-{net_slug(net)}",
+                    network_id=existing.network_id,
+                    destination=str(net),
+                    gateway=private_ip,
+                    opts=pulumi.ResourceOptions(parent=self),
+                )
         self._done()
+
+
+def _private_ip(networks: Sequence[Any] | None) -> str:
+    """The server's private IP in its (one) attached network, as the provider reports it."""
+    (attached,) = networks or [None]
+    ip = attached.get("ip") if isinstance(attached, dict) else getattr(attached, "ip", None)
+    if not ip:
+        raise ValueError("the server reports no private IP in its network")
+    return str(ip)
 
 
 def ed25519_public_openssh(seed_b64: str) -> str:

@@ -8,6 +8,7 @@ pure renderer, and the VMs come last.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -22,6 +23,13 @@ from cloudinit.render import check_user_data_fits, client_config, node_user_data
 from components.aws import AwsNode, AwsRegion, AwsRegionArgs
 from components.catalog import existing_site_networks
 from components.config import StackConfigError
+from components.existing import (
+    AwsExisting,
+    GcpExisting,
+    HcloudExisting,
+    existing_site,
+    read_existing_networks,
+)
 from components.external import ExternalNode, external_static_ip
 from components.firewall import firewall_layout, firewall_problems, host_networks
 from components.gcp import GcpNetwork, GcpNetworkArgs, GcpNode
@@ -93,6 +101,8 @@ class WireGuardMesh(pulumi.ComponentResource):
         if problems:
             raise StackConfigError(problems)
         site_plans = _plan_sites(plan, args.providers)  # existing networks kept, or refused here
+        # Networks the user owns (vpcId, network): read now, so a typo is refused at preview.
+        self._existing = read_existing_networks(plan, args.providers)
         # Before any resource but the providers; routes counted through the kept routers.
         check_quotas(plan, args.quotas, args.providers.aws, site_plans)
         super().__init__(MESH_TYPE, name, None, opts)
@@ -229,8 +239,10 @@ class WireGuardMesh(pulumi.ComponentResource):
         by_cloud: dict[str, list[NodeSpec]] = {}
         for n in spec.nodes:
             by_cloud.setdefault(n.cloud, []).append(n)
-        aws_regions = _group(by_cloud.get("aws", []), lambda n: n.region)
-        gcp_regions = _group(by_cloud.get("gcp", []), lambda n: n.region)
+        existing = self._existing
+        own = {cloud: [n for n in nodes if n.name not in existing] for cloud, nodes in by_cloud.items()}
+        aws_regions = _group(own.get("aws", []), lambda n: n.region)
+        gcp_regions = _group(own.get("gcp", []), lambda n: n.region)
         sites: dict[str, pulumi.ComponentResource] = {}
         static_ips: dict[str, StaticIp] = {}
         static_ip6s: dict[str, pulumi.Output[str]] = {}
@@ -252,16 +264,51 @@ class WireGuardMesh(pulumi.ComponentResource):
             gcp_args = GcpNetworkArgs(
                 provider=args.providers.gcp(),
                 sites={r: site_plans[f"gcp-{r}"] for r in gcp_regions},
-                nodes=by_cloud["gcp"],
+                nodes=own["gcp"],
                 ipv6=spec.mesh.public_ipv6,
                 labels=labels,
             )
             gcp_site = GcpNetwork(f"{name}-gcp", gcp_args, child)
-            sites.update({n.name: gcp_site for n in by_cloud["gcp"]})
+            sites.update({n.name: gcp_site for n in own["gcp"]})
             static_ips.update(gcp_site.static_ips)
             static_ip6s.update(gcp_site.static_ip6s)
+        # --- existing cloud networks: one site per node, holding only what the stack owns there.
+        for n in spec.nodes:
+            found = existing.get(n.name)
+            site: pulumi.ComponentResource
+            if isinstance(found, AwsExisting):
+                aws_args = AwsRegionArgs(
+                    n.region,
+                    existing_site(plan, n),
+                    [n],
+                    provider=args.providers.aws(n.region),
+                    availability_zone=found.availability_zone,
+                    existing=found,
+                )
+                site = AwsRegion(f"aws-{n.region}-{n.name}", aws_args, child)
+            elif isinstance(found, GcpExisting):
+                gcp_args = GcpNetworkArgs(
+                    provider=args.providers.gcp(),
+                    sites={n.region: existing_site(plan, n)},
+                    nodes=[n],
+                    labels=labels,
+                    existing=found,
+                    rule_prefix=f"{name}-{hashlib.sha256(n.name.encode()).hexdigest()[:6]}",
+                )
+                site = GcpNetwork(f"{name}-gcp-{n.name}", gcp_args, child)
+            else:
+                continue
+            sites[n.name] = site
+            static_ips.update(site.static_ips)
         if by_cloud.get("hcloud"):
-            hcloud_args = HcloudProjectArgs(by_cloud["hcloud"], labels, ipv6=spec.mesh.public_ipv6)
+            in_network = {k: v for k, v in existing.items() if isinstance(v, HcloudExisting)}
+            hcloud_args = HcloudProjectArgs(
+                by_cloud["hcloud"],
+                labels,
+                ipv6=spec.mesh.public_ipv6,
+                existing=in_network,
+                return_routes={k: existing_site(plan, spec.node(k)).return_routes for k in in_network},
+            )
             hcloud_site = HcloudProject(f"{name}-hcloud", hcloud_args, child)
             sites.update({n.name: hcloud_site for n in by_cloud["hcloud"]})
             static_ips.update(hcloud_site.static_ips)

@@ -65,7 +65,7 @@ def plan_site_networks(
         raise ConfigError(decision.problems)
     out: dict[str, SitePlan] = {}
     for key, choice in decision.sites.items():
-        routes = _return_routes(plan, choice.router) if choice.router is not None else ()
+        routes = return_routes(plan, choice.router) if choice.router is not None else ()
         out[key] = SitePlan(key, choice.cidr, choice.router, routes)
     return SitesPlanned(out, tuple(decision.notes), tuple(decision.warnings))
 
@@ -82,7 +82,7 @@ def subnetwork_description(labels: Mapping[str, str], key: str) -> str:
     return f"wgmesh site {key} (wgmesh-mesh={labels['wgmesh-mesh']}, wgmesh-stack={labels['wgmesh-stack']})"
 
 
-def _return_routes(plan: MeshPlan, router: str) -> tuple[ipaddress.IPv4Network, ...]:
+def return_routes(plan: MeshPlan, router: str) -> tuple[ipaddress.IPv4Network, ...]:
     """What the site's other hosts reach through the router: the overlay and the routes behind wg0."""
     node = plan.node(router)
     nets = {plan.spec.mesh.cidr}

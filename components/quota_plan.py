@@ -112,17 +112,20 @@ def _aws_needs(
     plan: MeshPlan, nodes: list[NodeSpec], fw: FirewallFootprint, planned: Mapping[str, SitePlan] | None
 ) -> list[Need]:
     regions = _regions(nodes)
-    sites = planned or plan_sites(plan, {f"aws-{r}": ns for r, ns in regions.items()})
+    own = _regions([n for n in nodes if not n.existing_network])  # the user's networks are no site
+    sites = planned or plan_sites(plan, {f"aws-{r}": ns for r, ns in own.items()})
     needs: list[Need] = []
     for region, ns in regions.items():
         vcpus, unknown = _vcpus(ns, aws_vcpus, aws_counts_as_standard)
         # The table's IPv4 routes: the default route and the return routes through its router;
         # IPv6 (the default ::/0 only) is counted separately by AWS and is always smaller.
-        routes = 1 + len(sites[f"aws-{region}"].return_routes)
+        site = sites.get(f"aws-{region}")  # none when every node of the region is in the user's VPC
+        routes = 1 + len(site.return_routes) if site is not None else 0
+        owned = 1 if site is not None else 0
         needs += [
             _need("aws", "elasticIps", region, len(ns)),
-            _need("aws", "vpcs", region, 1),
-            _need("aws", "internetGateways", region, 1),
+            _need("aws", "vpcs", region, owned),
+            _need("aws", "internetGateways", region, owned),
             _need("aws", "securityGroups", region, fw.aws_groups.get(region, 0)),
             _need("aws", "rulesPerSecurityGroup", region, fw.aws_rules_per_group.get(region, 0)),
             _need("aws", "securityGroupsPerInterface", region, fw.aws_groups_per_interface.get(region, 0)),
@@ -136,14 +139,16 @@ def _gcp_needs(
     plan: MeshPlan, nodes: list[NodeSpec], fw: FirewallFootprint, planned: Mapping[str, SitePlan] | None
 ) -> list[Need]:
     regions = _regions(nodes)
-    sites = planned or plan_sites(plan, {f"gcp-{r}": ns for r, ns in regions.items()})
+    own = _regions([n for n in nodes if not n.existing_network])  # the user's networks are no site
+    sites = planned or plan_sites(plan, {f"gcp-{r}": ns for r, ns in own.items()})
     gcp_sites = [s for key, s in sites.items() if key.startswith("gcp-")]
     routers = [s for s in gcp_sites if s.router is not None]
     # GCP routes are network-wide: the program adds return routes only when exactly one node routes.
     routes = len(routers[0].return_routes) if len(routers) == 1 else 0
+    own_regions = {key.removeprefix("gcp-") for key in sites if key.startswith("gcp-")}
     needs = [
-        _need("gcp", "networks", None, 1),
-        _need("gcp", "subnetworks", None, len(regions)),
+        _need("gcp", "networks", None, 1 if own_regions else 0),  # nodes in the user's network: none
+        _need("gcp", "subnetworks", None, len(own_regions & set(regions))),
         _need("gcp", "firewalls", None, fw.gcp_firewalls),
         _need("gcp", "routes", None, routes),
     ]

@@ -23,6 +23,7 @@ from mesh.networks import (
     site_router_subnet,
     special_clash,
 )
+from mesh.site_networks import site_groups
 
 if TYPE_CHECKING:
     from mesh.spec import ClientSpec, MeshSettings, NodeSpec
@@ -124,11 +125,7 @@ def duplicate_ssh_key_problems(keys: Sequence[tuple[str, str]]) -> list[Problem]
 def site_network_problems(mesh: MeshSettings, nodes: Sequence[NodeSpec]) -> list[Problem]:
     """Each AWS region and GCP region with nodes needs a private /24 (mesh.networks.SITE_POOLS)
     clear of the mesh's networks: refuse, before any resource, a mesh that leaves none."""
-    sites: dict[str, list[NodeSpec]] = {}
-    for cloud in ("aws", "gcp"):  # the order components.mesh plans them in
-        for n in nodes:
-            if n.cloud == cloud:
-                sites.setdefault(f"{cloud}-{n.region}", []).append(n)
+    sites = site_groups(nodes)  # nodes in an existing network (`vpcId`, `network`) need none
     if not sites:
         return []
     networks = routed_networks(mesh, nodes)

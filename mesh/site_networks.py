@@ -42,8 +42,11 @@ SITE_CLOUDS = ("aws", "gcp")  # clouds whose nodes share a per-region private ne
 
 
 def site_key(node: NodeSpec) -> str | None:
-    """`aws-<region>` / `gcp-<region>`: the site a node's VM lives in; None off AWS and GCP."""
-    return f"{node.cloud}-{node.region}" if node.cloud in SITE_CLOUDS else None
+    """`aws-<region>` / `gcp-<region>`: the site a node's VM lives in; None off AWS and GCP, and
+    for a node in an existing network (`vpcId`, `network`): that network is the user's."""
+    if node.cloud not in SITE_CLOUDS or node.existing_network:
+        return None
+    return f"{node.cloud}-{node.region}"
 
 
 def site_groups(nodes: Sequence[NodeSpec]) -> dict[str, list[NodeSpec]]:
@@ -51,7 +54,7 @@ def site_groups(nodes: Sequence[NodeSpec]) -> dict[str, list[NodeSpec]]:
     groups: dict[str, list[NodeSpec]] = {}
     for cloud in SITE_CLOUDS:
         for n in nodes:
-            if n.cloud == cloud:
+            if n.cloud == cloud and not n.existing_network:  # the user's network is no site of ours
                 groups.setdefault(f"{cloud}-{n.region}", []).append(n)
     return groups
 

@@ -16,6 +16,7 @@ from typing import Any, Literal, TypeVar, cast
 from mesh import network_rules, site_networks
 from mesh.contracts import node_name_problems
 from mesh.errors import ConfigError, Problem
+from mesh.existing import existing_network_fields
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 Cloud = Literal["aws", "gcp", "hcloud", "lab", "external"]
@@ -45,7 +46,7 @@ SSH_KEY_TYPES = r"ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed255
 SSH_KEY_RE = re.compile(rf"({SSH_KEY_TYPES}) [A-Za-z0-9+/=]+( [^\n]*)?")
 # Field metadata of what the parser fills in itself: no stack-file key (config_keys below).
 NOT_CONFIG = {"config": False}
-# ext (issue 15): an interface name Linux takes (dev_valid_name() in net/core/dev.c,
+# An interface name Linux takes (dev_valid_name() in net/core/dev.c,
 # https://elixir.bootlin.com/linux/v6.6/source/net/core/dev.c: shorter than IFNAMSIZ 16, no '/',
 # ':' or whitespace, not "." or ".."), narrowed to characters safe inside the nft rule's quotes.
 IFNAME_RE = re.compile(r"(?!\.{1,2}$)[A-Za-z0-9_.-]{1,15}")
@@ -116,12 +117,19 @@ class NodeSpec:
     underlay_mtu: int = 1500
     key_epoch: int = 0  # bump to rotate this node's key (and its PSKs)
     ssh_host_key: str | None = None  # pinned SSH host key for live updates ("ssh-ed25519 AAAA...")
-    # ---- ext (issue 15): `cloud: external` self-managed hosts (docs/patterns.md "Your own servers")
+    # ---- ext: `cloud: external` self-managed hosts (docs/patterns.md "Your own servers")
     # Where peers dial it (an IP or DNS name, and port); None: behind NAT, it dials its peers.
     endpoint: Endpoint | None = None
     lan_interface: str | None = None  # the interface `masquerade` NATs out of (e.g. wlp0s0f0)
     ssh_host: str | None = None  # live updates reach it here (an IP or DNS name); None: printed command
     # ---- end ext
+    # --- existing cloud networks: a network the stack does not own (mesh/existing.py) ---
+    vpc_id: str = ""  # aws: the user's VPC ("vpc-...")
+    subnet_id: str = ""  # aws: the subnet of vpc_id the instance goes into ("subnet-...")
+    route_table_ids: tuple[str, ...] = ()  # aws: the user's tables that get return routes via the node
+    network: str = ""  # gcp: VPC network name or self link; hcloud: Cloud Network id or name
+    subnetwork: str = ""  # gcp: subnetwork name or self link, in the node's region
+    # --- end existing cloud networks ---
     index: int = field(default=0, metadata=NOT_CONFIG)  # position in wgmesh:nodes, for error messages
 
     @property
@@ -148,6 +156,11 @@ class NodeSpec:
     def routes(self) -> bool:
         """Whether the node forwards packets that are not its own (needs ip_forward, no src/dst check)."""
         return bool(self.subnets) or self.hub or self.gateway
+
+    @property
+    def existing_network(self) -> bool:
+        """Whether the node goes into a network the stack does not own (vpcId, network)."""
+        return bool(self.vpc_id or self.network)
 
 
 @dataclass(frozen=True)
@@ -582,12 +595,13 @@ def _parse_node(r: _Reader, mesh: MeshSettings | None, i: int, value: object) ->
         endpoint=endpoint,
         lan_interface=lan_interface,
         ssh_host=ssh_host,
+        **existing_network_fields(r, raw, key, cloud, region),
         index=i,
     )
     return node if name is not None and cloud is not None else None
 
 
-# ---- ext (issue 15): `cloud: external` fields
+# ---- ext: `cloud: external` fields
 
 
 def _external_fields(

@@ -1,6 +1,6 @@
 """`make host NAME=home STACK=dev`: a `cloud: external` host's installer and #cloud-config as files.
 
-ext (issue 15). Both hold the host's private key, so they come from where the key lives:
+Both hold the host's private key, so they come from where the key lives:
 - by default the deployed stack's secret `externalHosts` output (`pulumi stack output
   externalHosts --show-secrets --json --stack STACK`), the keys its peers already know;
 - with `--render DIR`, a `make render` output (fresh offline keys: for the lab or a dry run).

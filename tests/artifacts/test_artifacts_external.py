@@ -1,4 +1,4 @@
-"""ext (issue 15): a `cloud: external` node's two rendered forms, as `make render` writes them.
+"""A `cloud: external` node's two rendered forms, as `make render` writes them.
 
 The `#cloud-config` passes the real `cloud-init schema` (the gate every user data passes);
 `install.sh` is written for external nodes only, 0600, is valid POSIX sh and bash, passes

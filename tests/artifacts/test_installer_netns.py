@@ -1,4 +1,4 @@
-"""ext (issue 15): the rendered installer run for real, as root, by `sh` and by `bash`.
+"""The rendered installer run for real, as root, by `sh` and by `bash`.
 
 A throwaway mount and network namespace: /etc is an overlay whose writes land in a tmpfs (the
 host's /etc is never written), /run is an empty tmpfs (no systemd: nothing is enabled on the

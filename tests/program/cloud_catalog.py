@@ -124,6 +124,66 @@ AWS_FAMILIES: dict[str, tuple[str, ...]] = {
 }
 
 
+# --- Networks the user already has (nodes placed into them) ---------------------------------------
+# Fixture values, not facts: ids in EC2's 17-hex-digit form, a GCP network and subnetwork of a
+# project, a Hetzner Cloud Network with its id. Each invoke answers as the provider's data source
+# does; an unknown id is refused as the provider refuses it ("no matching EC2 VPC found",
+# terraform-provider-aws vpc data source; "The resource 'projects/p/global/networks/x' was not
+# found", Compute API 404; hcloud data source "no Network found with id").
+USER_VPC = "vpc-0a1b2c3d4e5f60718"
+USER_SUBNET = "subnet-0a1b2c3d4e5f60719"
+OTHER_VPC_SUBNET = "subnet-0f0e0d0c0b0a09080"
+USER_ROUTE_TABLES = ("rtb-0a1b2c3d4e5f6071a", "rtb-0a1b2c3d4e5f6071b")
+OTHER_VPC_TABLE = "rtb-0f0e0d0c0b0a09081"
+GCP_PROJECT_LINK = "https://www.googleapis.com/compute/v1/projects/user-project"
+HCLOUD_NETWORK_ID = 4711
+
+
+def user_networks() -> dict[str, Any]:
+    """What the user's account holds: VPCs, subnets, route tables, GCP networks, Hetzner networks."""
+    local = {"cidrBlock": "172.31.0.0/16", "gatewayId": "local"}
+    return {
+        "vpcs": {
+            USER_VPC: {"region": "eu-central-1", "cidr": "172.31.0.0/16", "igw": "igw-0a1b2c3d4e5f6071d"},
+            "vpc-0f0e0d0c0b0a09089": {"region": "eu-central-1", "cidr": "172.30.0.0/16"},  # private
+        },
+        "subnets": {
+            USER_SUBNET: {"region": "eu-central-1", "vpc": USER_VPC, "az": "eu-central-1a"},
+            OTHER_VPC_SUBNET: {
+                "region": "eu-central-1",
+                "vpc": "vpc-0f0e0d0c0b0a09089",
+                "az": "eu-central-1a",
+            },
+        },
+        "route_tables": {
+            USER_ROUTE_TABLES[0]: {"vpc": USER_VPC, "routes": [local]},
+            USER_ROUTE_TABLES[1]: {"vpc": USER_VPC, "routes": [local]},
+            OTHER_VPC_TABLE: {"vpc": "vpc-0f0e0d0c0b0a09089", "routes": []},
+        },
+        "gcp_networks": {"prod-vpc": {}},
+        "gcp_subnetworks": {
+            ("europe-west3", "prod-fra"): {"network": "prod-vpc", "cidr": "10.10.0.0/20"},
+            ("us-east1", "prod-use"): {"network": "prod-vpc", "cidr": "10.11.0.0/20"},
+        },
+        "hcloud_networks": {HCLOUD_NETWORK_ID: {"name": "office", "ip_range": "10.20.0.0/16"}},
+    }
+
+
+_ROUTE_FIELDS = (  # every field of aws.ec2 GetRouteTableRouteResult: the SDK requires each
+    "carrierGatewayId", "cidrBlock", "coreNetworkArn", "destinationPrefixListId", "egressOnlyGatewayId",
+    "gatewayId", "instanceId", "ipv6CidrBlock", "localGatewayId", "natGatewayId", "networkInterfaceId",
+    "odbNetworkArn", "transitGatewayId", "vpcEndpointId", "vpcPeeringConnectionId",
+)  # fmt: skip
+
+
+# An invoke the provider refused: no result, and (property, reason) failures (wgmesh_mocks.CallFailed).
+Refused = tuple[dict[str, Any], list[tuple[str, str]]]
+
+
+def _not_found(what: str) -> Refused:
+    return {}, [("", what)]
+
+
 @dataclass
 class CloudCatalog:
     """The recorded offers; tests copy and edit it (`with_*`) to model a refusal."""
@@ -137,6 +197,7 @@ class CloudCatalog:
     aws_subnets: dict[str, dict[str, str]] = field(default_factory=dict)  # id -> tags + "az", from an `up`
     aws_vpcs: dict[str, dict[str, str]] = field(default_factory=dict)  # id -> tags + "region", "cidr"
     gcp_subnetworks: list[dict[str, str]] = field(default_factory=list)  # name, region, description, cidr
+    user: dict[str, Any] = field(default_factory=user_networks)  # networks the user owns
 
     def copy(self) -> CloudCatalog:
         return copy.deepcopy(self)
@@ -203,8 +264,11 @@ class CloudCatalog:
         return None  # the tests' expectations model a first `up`
 
     # the invokes, as the providers return them (camelCase outputs)
-    def answer(self, token: str, args: dict[str, Any], provider: str) -> dict[str, Any] | None:
+    def answer(self, token: str, args: dict[str, Any], provider: str) -> dict[str, Any] | Refused | None:
         """The invoke's result, or None when this catalog does not model the token."""
+        user = self._user_network(token, args, provider)
+        if user is not None:
+            return user
         if token == "hcloud:index/getServerTypes:getServerTypes":
             return {"serverTypes": [self._hcloud_result(t) for t in self.hcloud_server_types()]}
         if token == "gcp:compute/getZones:getZones":
@@ -247,6 +311,86 @@ class CloudCatalog:
             return {"subnetworks": self._subnetworks(args), "region": args.get("region")}
         if token == "aws:ec2/getSubnet:getSubnet":
             return {"id": args["id"], "availabilityZone": self.aws_subnets[args["id"]]["az"]}
+        return None
+
+    def _user_network(
+        self, token: str, args: dict[str, Any], provider: str
+    ) -> dict[str, Any] | Refused | None:
+        """The invokes reading a network the user owns (components/existing.py), or None."""
+        u = self.user
+        if token == "aws:ec2/getVpc:getVpc" and args["id"] not in self.aws_vpcs:
+            vpc = u["vpcs"].get(args["id"])
+            if vpc is None or vpc["region"] != _aws_region(provider):
+                return _not_found("no matching EC2 VPC found")
+            return {"id": args["id"], "cidrBlock": vpc["cidr"]}
+        if token == "aws:ec2/getSubnet:getSubnet" and args["id"] not in self.aws_subnets:
+            sub = u["subnets"].get(args["id"])
+            if sub is None or sub["region"] != _aws_region(provider):
+                return _not_found("no matching EC2 Subnet found")
+            return {"id": args["id"], "vpcId": sub["vpc"], "availabilityZone": sub["az"]}
+        if token == "aws:ec2/getInternetGateway:getInternetGateway":
+            ((flt),) = args["filters"]
+            assert flt["name"] == "attachment.vpc-id", flt
+            (vpc_id,) = flt["values"]
+            igw = u["vpcs"].get(vpc_id, {}).get("igw")
+            if igw is None:  # terraform-provider-aws: "no matching EC2 Internet Gateway found"
+                return _not_found("no matching EC2 Internet Gateway found")
+            attachments = [{"state": "available", "vpcId": vpc_id}]
+            return {
+                "id": igw,
+                "internetGatewayId": igw,
+                "attachments": attachments,
+                "filters": args["filters"],
+            }
+        if token == "aws:ec2/getRouteTable:getRouteTable":
+            table = u["route_tables"].get(args.get("routeTableId"))
+            if table is None:
+                return _not_found("query returned no results. Please change your search criteria")
+            routes = [{f: r.get(f, "") for f in _ROUTE_FIELDS} for r in table["routes"]]
+            return {
+                "id": args["routeTableId"],
+                "routeTableId": args["routeTableId"],
+                "vpcId": table["vpc"],
+                "routes": routes,
+            }
+        if token == "gcp:compute/getNetwork:getNetwork":
+            if args["name"] not in u["gcp_networks"]:
+                return _not_found(
+                    f"The resource 'projects/user-project/global/networks/{args['name']}' was not found"
+                )
+            return {"name": args["name"], "selfLink": f"{GCP_PROJECT_LINK}/global/networks/{args['name']}"}
+        if token == "gcp:compute/getSubnetwork:getSubnetwork":
+            key = (args.get("region"), args.get("name"))
+            sub = u["gcp_subnetworks"].get(key)
+            if sub is None:
+                link = f"projects/user-project/regions/{key[0]}/subnetworks/{key[1]}"
+                return _not_found(f"The resource '{link}' was not found")
+            return {
+                "name": key[1],
+                "region": key[0],
+                "ipCidrRange": sub["cidr"],
+                "network": f"{GCP_PROJECT_LINK}/global/networks/{sub['network']}",
+                "selfLink": f"{GCP_PROJECT_LINK}/regions/{key[0]}/subnetworks/{key[1]}",
+            }
+        if token == "hcloud:index/getNetwork:getNetwork":
+            nets = u["hcloud_networks"]
+            wanted = args.get("id")
+            found = [
+                (i, n)
+                for i, n in nets.items()
+                if (wanted is not None and i == int(wanted)) or n["name"] == args.get("name")
+            ]
+            if not found:
+                by = f"id {wanted}" if wanted is not None else f"name {args.get('name')}"
+                return _not_found(f"no Network found with {by}")
+            (i, n), *_ = found
+            return {
+                "id": i,
+                "name": n["name"],
+                "ipRange": n["ip_range"],
+                "labels": {},
+                "deleteProtection": False,
+            }
         return None
 
     def _subnetworks(self, args: dict[str, Any]) -> list[dict[str, str]]:

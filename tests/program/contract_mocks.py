@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import ipaddress
 import json
 import threading
 from collections.abc import Callable, Iterator
@@ -83,6 +84,32 @@ def user_data(path: str, cloud: str, b64: bool = False) -> Field:
     return Field(path, check)
 
 
+# Cloud API, networks add_route: "destination ... Must be one of private IPv4 ranges of RFC1918 or
+# 0.0.0.0/0"; "gateway ... Cannot be the first IP of the networks ip_range ... or 172.31.1.1"
+# (docs.hetzner.cloud/reference/cloud#networks; hcloud crate models/route.rs carries the text).
+HCLOUD_PRIVATE = tuple(ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
+
+
+def _hcloud_route_destination(value: Any) -> list[str]:
+    try:
+        net = ipaddress.IPv4Network(str(value))
+    except ValueError:
+        return [f"destination {value!r} is not an IPv4 network"]
+    if net.prefixlen == 0 or any(net.subnet_of(p) for p in HCLOUD_PRIVATE):
+        return []
+    return [f"destination {net} is not a private IPv4 range of RFC1918 (invalid_input)"]
+
+
+def _hcloud_route_gateway(value: Any) -> list[str]:
+    try:
+        ip = ipaddress.IPv4Address(str(value))
+    except ValueError:
+        return [f"gateway {value!r} is not an IPv4 address"]
+    if str(ip) == "172.31.1.1":
+        return ["gateway 172.31.1.1 is the public interface's gateway (invalid_input)"]
+    return []
+
+
 NAME = "name"  # the input Pulumi auto-names when the program leaves it unset
 AWS_TAGS = mapping("tags", c.tag_violations)
 GCP_LABELS = mapping("labels", c.gcp_label_violations)
@@ -149,6 +176,11 @@ TABLE: dict[str, tuple[Field, ...]] = {
     ),
     "hcloud:index/sshKey:SshKey": (rule(NAME, c.HCLOUD_RESOURCE_NAME), HCLOUD_LABELS),
     "hcloud:index/primaryIp:PrimaryIp": (rule(NAME, c.HCLOUD_RESOURCE_NAME), HCLOUD_LABELS),
+    # Existing networks: a route the node adds to the user's Cloud Network.
+    "hcloud:index/networkRoute:NetworkRoute": (
+        Field("destination", _hcloud_route_destination),
+        Field("gateway", _hcloud_route_gateway),
+    ),
 }
 
 

@@ -108,6 +108,9 @@ FORCES_REPLACEMENT: dict[str, frozenset[str]] = {
     "hcloud:index/primaryIp:PrimaryIp": frozenset({"type", "datacenter", "location", "assigneeType"}),
     "hcloud:index/sshKey:SshKey": frozenset({"publicKey"}),
     "hcloud:index/firewall:Firewall": frozenset(),
+    # hcloud_network_route: network_id, destination and gateway are all ForceNew (a route has no
+    # update action in the Cloud API, only add_route and delete_route).
+    "hcloud:index/networkRoute:NetworkRoute": frozenset({"networkId", "destination", "gateway"}),
     "random:index/randomBytes:RandomBytes": frozenset({"length", "keepers"}),
     COMMAND: frozenset({"triggers"}),  # the SDK marks triggers replace_on_changes; the rest updates
 }  # fmt: skip

@@ -22,7 +22,7 @@ from typing import Any
 from cloud_catalog import CloudCatalog
 from wgmesh_mocks import Captured, ProgramRun, is_secret, reveal
 
-from components.firewall import FirewallFootprint, firewall_footprint
+from components.firewall import FirewallFootprint, aws_firewalls, firewall_footprint, gcp_firewalls
 from components.firewall_limits import aws_rules_per_family
 from mesh.keys import NodeKeys, derive_psk, private_key_from_b64, public_key
 from mesh.placement import resolve
@@ -307,15 +307,19 @@ def expected_type_counts(plan: MeshPlan) -> Counter[str]:
     c["wgmesh:keys:WireGuardKey"] = members
     c[KEY_TYPE] = members + (1 if spec.mesh.preshared_keys else 0)
     by_cloud = Counter(n.cloud for n in spec.nodes)
-    aws_regions = {n.region for n in spec.nodes if n.cloud == "aws"}
-    gcp_regions = {n.region for n in spec.nodes if n.cloud == "gcp"}
+    # Nodes in a network the user owns (vpcId, network) get no network objects, each its own
+    # site component (their security groups and firewall rules in that network).
+    own = [n for n in spec.nodes if not n.existing_network]
+    existing = [n for n in spec.nodes if n.existing_network]
+    aws_regions = {n.region for n in own if n.cloud == "aws"}
+    gcp_regions = {n.region for n in own if n.cloud == "gcp"}
+    existing_aws = [n for n in existing if n.cloud == "aws"]
+    existing_gcp = [n for n in existing if n.cloud == "gcp"]
     for cloud, count in by_cloud.items():
         c[f"wgmesh:{cloud}:Node"] = count
     footprint = firewall_footprint(plan)
-    if aws_regions:
+    if aws_regions or existing_aws:
         for typ in (
-            "wgmesh:aws:Region",
-            "pulumi:providers:aws",
             "aws:ec2/vpc:Vpc",
             "aws:ec2/subnet:Subnet",
             "aws:ec2/internetGateway:InternetGateway",
@@ -323,18 +327,24 @@ def expected_type_counts(plan: MeshPlan) -> Counter[str]:
             "aws:ec2/routeTableAssociation:RouteTableAssociation",
         ):
             c[typ] = len(aws_regions)
+        c["wgmesh:aws:Region"] = len(aws_regions) + len(existing_aws)
+        c["pulumi:providers:aws"] = len(aws_regions | {n.region for n in existing_aws})
         c["aws:ec2/route:Route"] = len(aws_regions)  # the default routes; return routes added by tests
         for typ in ("aws:ec2/eip:Eip", "aws:ec2/eipAssociation:EipAssociation", "aws:ec2/instance:Instance"):
             c[typ] = by_cloud["aws"]
         c["aws:ec2/securityGroup:SecurityGroup"] = sum(footprint.aws_groups.values())
-    if gcp_regions:
-        c["wgmesh:gcp:Network"] = 1
+        if existing_aws:  # a group belongs to one VPC: each VPC gets the groups its nodes wear
+            c["aws:ec2/securityGroup:SecurityGroup"] = _groups_per_site(plan, spec.nodes)
+    if gcp_regions or existing_gcp:
+        c["wgmesh:gcp:Network"] = (1 if gcp_regions else 0) + len(existing_gcp)
         c["pulumi:providers:gcp"] = 1
-        c["gcp:compute/network:Network"] = 1
+        c["gcp:compute/network:Network"] = 1 if gcp_regions else 0
         c["gcp:compute/subnetwork:Subnetwork"] = len(gcp_regions)
         c["gcp:compute/address:Address"] = by_cloud["gcp"] * (2 if spec.mesh.public_ipv6 else 1)
         c["gcp:compute/instance:Instance"] = by_cloud["gcp"]
         c["gcp:compute/firewall:Firewall"] = footprint.gcp_firewalls
+        if existing_gcp:  # rules belong to one network: each gets the rules its nodes' tags select
+            c["gcp:compute/firewall:Firewall"] = _rules_per_network(plan, spec.nodes)
     if by_cloud["hcloud"]:
         c["wgmesh:hcloud:Project"] = 1
         # One stack key whatever sshPublicKeys holds, from a RandomBytes seed (components/hcloud.py).
@@ -346,6 +356,32 @@ def expected_type_counts(plan: MeshPlan) -> Counter[str]:
         if spec.mesh.public_ipv6:
             c["hcloud:index/primaryIp:PrimaryIp"] *= 2  # an IPv6 primary IP per server too
     return +c
+
+
+def _groups_per_site(plan: MeshPlan, nodes: Any) -> int:
+    """Security groups when some AWS nodes sit in the user's VPCs: per VPC, the groups its nodes wear."""
+    total = 0
+    for region in sorted({n.region for n in nodes if n.cloud == "aws"}):
+        attached = aws_firewalls(plan, region).attached
+        here = [n for n in nodes if n.cloud == "aws" and n.region == region]
+        sites = [[n.name for n in here if not n.existing_network]] + [
+            [n.name] for n in here if n.existing_network
+        ]
+        total += sum(len({k for name in site for k in attached[name]}) for site in sites if site)
+    return total
+
+
+def _rules_per_network(plan: MeshPlan, nodes: Any) -> int:
+    """GCP firewall rules when some nodes sit in the user's networks: per network, the rules whose
+    target tag its nodes carry."""
+    cloud = gcp_firewalls(plan)
+    gcp = [n for n in nodes if n.cloud == "gcp"]
+    sites = [[n.name for n in gcp if not n.existing_network]] + [[n.name] for n in gcp if n.existing_network]
+    total = 0
+    for site in sites:
+        tags = {t for name in site for t in cloud.attached[name]}
+        total += sum(1 for fw in cloud.firewalls if fw.target_tag in tags)
+    return total
 
 
 def strings(value: Any, path: str = "") -> Iterator[tuple[str, str, bool]]:

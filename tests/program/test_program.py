@@ -98,7 +98,11 @@ def test_resource_set_matches_the_plan(stack_run: Run) -> None:
     counts = Counter(r.type for r in run.resources)
     expected = expected_type_counts(plan)
     # Return routes vary with the plan: their own tests check them.
-    for variable in ("aws:ec2/route:Route", "gcp:compute/route:Route"):
+    for variable in (
+        "aws:ec2/route:Route",
+        "gcp:compute/route:Route",
+        "hcloud:index/networkRoute:NetworkRoute",
+    ):
         counts.pop(variable, None)
         expected.pop(variable, None)
     assert counts == expected
@@ -206,7 +210,10 @@ def test_aws_instances_are_hardened_and_wired(stack_run: Run) -> None:
         assert inputs["rootBlockDevice"]["encrypted"] is True
         assert inputs["sourceDestCheck"] is (not node.routes)
         assert inputs["instanceType"] == node.size
-        assert inputs["subnetId"] == run.one("aws:ec2/subnet:Subnet", f"aws-{node.region}-subnet").id
+        if node.subnet_id:  # the user's subnet (test_program_existing_networks.py)
+            assert inputs["subnetId"] == node.subnet_id
+        else:
+            assert inputs["subnetId"] == run.one("aws:ec2/subnet:Subnet", f"aws-{node.region}-subnet").id
         assert inputs["vpcSecurityGroupIds"]  # which groups: test_program_firewalls.py
         assert "userData" not in inputs and is_secret(inputs["userDataBase64"])
         assert set(vm.ignore_changes) >= {"userDataBase64", "ami"} and vm.delete_before_replace
@@ -237,9 +244,11 @@ def test_gcp_instances_are_hardened_and_wired(stack_run: Run) -> None:
         assert (inputs["machineType"], inputs["zone"]) == (node.size, node.zone)
         assert GCP_NODE_TAG in inputs["tags"]  # the other tags: test_program_firewalls.py
         (nic,) = inputs["networkInterfaces"]
-        assert (
-            nic["subnetwork"] == run.one("gcp:compute/subnetwork:Subnetwork", f"{MESH}-gcp-{node.region}").id
-        )
+        if node.subnetwork:  # the user's subnetwork, as the cloud names it
+            assert nic["subnetwork"].endswith(f"/regions/{node.region}/subnetworks/{node.subnetwork}")
+        else:
+            own = run.one("gcp:compute/subnetwork:Subnetwork", f"{MESH}-gcp-{node.region}")
+            assert nic["subnetwork"] == own.id
         family = gcp_family(node.image, gcp_arch(node.size))
         assert inputs["bootDisk"]["initializeParams"]["image"].split("/")[-1].startswith(family)
         assert set(vm.ignore_changes) >= {'metadata["user-data"]', "bootDisk.initializeParams.image"}
@@ -428,11 +437,15 @@ def test_example_stacks_pass_the_policy_pack(stack_run: Run) -> None:
 def test_routed_subnet_sites_send_the_mesh_back_through_their_node(stack_run: Run) -> None:
     run, plan = stack_run
     mesh_cidr = str(plan.spec.mesh.cidr)
-    regions = {n.region for n in plan.spec.nodes if n.cloud == "aws"}
-    routes = run.of_type("aws:ec2/route:Route", allow_empty=not regions)
-    assert bool(routes) == bool(regions)  # every AWS region routes its default route at least
+    # Regions with a VPC of the stack's own (nodes in the user's VPC: test_program_existing_networks.py).
+    regions = {n.region for n in plan.spec.nodes if n.cloud == "aws" and not n.existing_network}
+    in_users = any(n.route_table_ids for n in plan.spec.nodes)
+    routes = run.of_type("aws:ec2/route:Route", allow_empty=not regions and not in_users)
+    assert bool(routes) == bool(regions) or in_users  # every own region routes its default route
     for region in regions:
-        nodes = [n for n in plan.spec.nodes if n.cloud == "aws" and n.region == region]
+        nodes = [
+            n for n in plan.spec.nodes if n.cloud == "aws" and n.region == region and not n.existing_network
+        ]
         vpc = run.one("aws:ec2/vpc:Vpc", f"aws-{region}-vpc").inputs["cidrBlock"]
         table = run.one("aws:ec2/routeTable:RouteTable", f"aws-{region}-rt").id
         mine = [r.inputs for r in routes if r.inputs["routeTableId"] == table]

@@ -1,4 +1,4 @@
-"""ext (issue 15): `cloud: external` nodes under mocks: keys and config, no cloud resource.
+"""`cloud: external` nodes under mocks: keys and config, no cloud resource.
 
 An external node gets a key and both forms of its config as one secret output (`externalHosts`),
 creates nothing in any cloud, and changes what its peers' firewalls open: an IP endpoint is

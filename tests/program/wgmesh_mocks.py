@@ -185,6 +185,10 @@ class WgmeshMocks(Mocks):
                 outputs.update(ipNetwork=str(net), ipAddress=str(net.network_address))
             elif args.typ == "hcloud:index/primaryIp:PrimaryIp":
                 outputs["ipAddress"] = mock_ip(name)
+            elif args.typ == "hcloud:index/server:Server" and args.inputs.get("networks"):
+                # Hetzner picks the private IP from the network's subnet: here the .0.10+ of 10.20/16.
+                n = int.from_bytes(digest("private", name)[:2], "big") % 200 + 10
+                outputs["networks"] = [{**net, "ip": f"10.20.0.{n}"} for net in args.inputs["networks"]]
         elif args.typ == "gcp:compute/instance:Instance":
             outputs["instanceId"] = str(int(h[:15], 16))  # GCP's server-assigned numeric id
             outputs["networkInterfaces"] = [_gcp_nic(name, nic) for nic in args.inputs["networkInterfaces"]]

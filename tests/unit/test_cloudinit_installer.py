@@ -1,4 +1,4 @@
-"""ext (issue 15): the one-command installer of a `cloud: external` host, run for real under a fake root.
+"""The one-command installer of a `cloud: external` host, run for real under a fake root.
 
 Every host path lives below WGMESH_ROOT; PATH holds the real coreutils and fakes for what would
 touch the machine (apt-get, systemctl, wg, wg-quick, ip, nft, sysctl, ...). The fakes record

@@ -209,8 +209,8 @@ def test_one_problem_per_line_within_one_member_sorted_by_key() -> None:
     assert problems(with_node(0, port=1, region="nowhere", address="10.78.0.1")) == [
         "wgmesh:nodes[0].address: 10.78.0.1 is outside wgmesh:mesh.cidr 10.77.0.0/24",
         "wgmesh:nodes[0].port: unknown key (known: address, address6, cloud, endpoint, gateway, hub, image, "
-        "keyEpoch, lanInterface, masquerade, name, publicIp, publicIp6, region, size, sshHost, sshHostKey, "
-        "subnets, underlayMtu, zone)",
+        "keyEpoch, lanInterface, masquerade, name, network, publicIp, publicIp6, region, routeTableIds, "
+        "size, sshHost, sshHostKey, subnetId, subnets, subnetwork, underlayMtu, vpcId, zone)",
         "wgmesh:nodes[0].region: 'nowhere' is not an AWS region (e.g. eu-central-1)",
     ]
 

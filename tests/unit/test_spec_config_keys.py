@@ -53,9 +53,15 @@ USER_KEYS = {
         "underlayMtu",
         "keyEpoch",
         "sshHostKey",
-        "endpoint",  # ext (issue 15): cloud: external nodes
+        "endpoint",  # cloud: external nodes
         "lanInterface",
         "sshHost",
+        # existing cloud networks
+        "vpcId",
+        "subnetId",
+        "routeTableIds",
+        "network",
+        "subnetwork",
     ],
     "client": ["name", "address", "address6", "fullTunnel", "dns", "underlayMtu", "keyEpoch"],
 }

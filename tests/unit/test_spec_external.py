@@ -1,4 +1,4 @@
-"""ext (issue 15): `cloud: external` nodes in the stack file and the plan.
+"""`cloud: external` nodes in the stack file and the plan.
 
 Keyed one-line errors for what cannot work (masquerade with no interface to NAT out of, an
 endpoint that is neither an IP nor a DNS name or has a bad port, fields of the wrong kind of
