@@ -6,7 +6,7 @@ VENV_STAMP := .venv/.installed-$(shell sha256sum requirements.txt | cut -c1-12)
 STACK ?= lab
 OUT ?= build/render/$(STACK)
 
-.PHONY: help venv debs lint test test-fast render client push diagram lab lab-down lab-vm lab-vm-down bench change-table clean
+.PHONY: help venv debs lint test test-fast render client host push diagram lab lab-down lab-vm lab-vm-down bench change-table clean
 
 help:
 	@echo "make lab        bring the example mesh up in network namespaces, print its health (STACK=lab-hub etc.)"
@@ -16,6 +16,7 @@ help:
 	@echo "make lint       ruff, ruff format --check, mypy, shellcheck"
 	@echo "make render STACK=dev OUT=dir   render every node's cloud-init and client config offline (KEYS=file: keep keys)"
 	@echo "make client NAME=laptop STACK=dev   a roaming client's conf + QR code (RENDER=dir: offline)"
+	@echo "make host NAME=home STACK=dev   a cloud: external host's installer + #cloud-config (RENDER=dir: offline)"
 	@echo "make push STACK=dev NODE=aws-fra   liveUpdates off: bring running nodes to the current config (NODE unset: all)"
 	@echo "make diagram STACK=dev OUT=dir   the topology as Mermaid, DOT, SVG and PNG (Graphviz)"
 	@echo "make lab-vm     the same mesh in real QEMU VMs booting the rendered cloud-init"
@@ -62,6 +63,10 @@ diagram: venv debs
 client: venv
 	@test -n "$(NAME)" || { echo "make client: set NAME=<client name in wgmesh:clients>" >&2; exit 2; }
 	$(PY) -m tools.client --name $(NAME) --stack $(STACK) $(if $(RENDER),--render $(RENDER)) $(if $(CLIENT_OUT),--out $(CLIENT_OUT))
+
+host: venv
+	@test -n "$(NAME)" || { echo "make host: set NAME=<cloud: external node in wgmesh:nodes>" >&2; exit 2; }
+	$(PY) -m tools.host --name $(NAME) --stack $(STACK) $(if $(RENDER),--render $(RENDER)) $(if $(HOST_OUT),--out $(HOST_OUT))
 
 # The payload goes from the stack's secret output to ssh's stdin: never on a command line.
 push: venv

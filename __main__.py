@@ -37,6 +37,9 @@ pulumi.export("wgConfigs", {name: pulumi.Output.secret(conf) for name, conf in m
 # host, image user, VM id and payload digest (not secret).
 pulumi.export("nodePayloads", {name: pulumi.Output.secret(p) for name, p in mesh.payloads.items()})
 pulumi.export("pushTargets", mesh.push_targets)
+# ext: each `cloud: external` host's config (secret): `cloudConfig` for hosts with cloud-init,
+# `installer` (`sudo sh install.sh`) for the others; `make host NAME=<node>` prints it.
+pulumi.export("externalHosts", mesh.external_hosts)
 # What the lab boots: the user data Pulumi rendered for `cloud: lab` nodes (secret).
 pulumi.export(
     "labUserData",

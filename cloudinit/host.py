@@ -153,10 +153,12 @@ def _nat_rules(node: NodePlan) -> list[str]:
     """
     rules: list[str] = []
     v4, v6 = _by_family(node.masquerade)
+    # ext: an external host NATs out of its LAN interface only (`lanInterface`, e.g. its Wi-Fi).
+    into = f'iifname $WG oifname "{node.lan_interface}"' if node.lan_interface else "iifname $WG"
     if v4:
-        rules.append(f"iifname $WG ip daddr {_set(v4)} masquerade")
+        rules.append(f"{into} ip daddr {_set(v4)} masquerade")
     if v6:
-        rules.append(f"iifname $WG ip6 daddr {_set(v6)} masquerade")
+        rules.append(f"{into} ip6 daddr {_set(v6)} masquerade")
     if node.gateway:
         out = "iifname $WG oifname != $WG"
         own4, own6 = _by_family(node.subnets)

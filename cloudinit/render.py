@@ -24,11 +24,17 @@ from cloudinit.wireguard import format_endpoint, render_wg_conf
 from mesh.errors import RenderError
 from mesh.keys import NodeKeys
 from mesh.plan_types import InterfacePlan, MeshPlan, NodePlan
-from mesh.spec import IPNetwork
+from mesh.spec import Endpoint, IPNetwork
 
 # Largest user data each cloud accepts, in bytes (None: no limit). AWS counts the decoded
 # bytes of user_data_base64, so a gzip payload is measured before base64.
-USER_DATA_LIMITS: dict[str, int | None] = {"aws": 16384, "hcloud": 32768, "gcp": 262144, "lab": None}
+USER_DATA_LIMITS: dict[str, int | None] = {
+    "aws": 16384,
+    "hcloud": 32768,
+    "gcp": 262144,
+    "lab": None,
+    "external": None,  # ext: written by hand or the installer, no metadata service limit
+}
 # Clouds that take gzip user data (AWS `user_data_base64`): the whole document is compressed.
 GZIPPED_CLOUDS = frozenset({"aws"})
 # What to do when a node's user data cannot fit: said in every size error.
@@ -275,6 +281,13 @@ def check_endpoint_outside_tunnel(iface: InterfacePlan, routes: TunnelRoutes, pe
         )
 
 
+def _external_endpoint(plan: MeshPlan, name: str) -> Endpoint | None:
+    """ext: the configured endpoint of an external node (None for every other member)."""
+    if plan.interface(name).kind != "node" or plan.node(name).cloud != "external":
+        return None
+    return plan.spec.node(name).endpoint
+
+
 def _peer_endpoints(
     plan: MeshPlan,
     iface: InterfacePlan,
@@ -288,6 +301,11 @@ def _peer_endpoints(
     source = (endpoints6 or {}) if v6 else endpoints
     for peer in iface.peers:
         if not peer.endpoint:
+            continue
+        fixed = _external_endpoint(plan, peer.name)
+        if fixed is not None:  # ext: a self-managed host is dialled where its `endpoint` says
+            result[peer.name] = _endpoint(fixed.host, fixed.port)
+            check_endpoint_outside_tunnel(iface, routes, peer.name, fixed.host)
             continue
         ip = source.get(peer.name)
         if ip is None:

@@ -141,7 +141,7 @@ def firewall_layout(plan: MeshPlan) -> FirewallLayout:
     hubs = frozenset(n.name for n in plan.spec.nodes if n.hub)
     by_sources: dict[tuple[str, ...], list[str]] = {}
     for node in plan.nodes:
-        if node.cloud == "lab" or not node.peer_nodes:
+        if node.cloud in ("lab", "external") or not node.peer_nodes:  # no cloud firewall of ours
             continue
         peers = set(node.peer_nodes)
         admitted = everyone if peers | {node.name} == everyone else peers
@@ -153,7 +153,9 @@ def firewall_layout(plan: MeshPlan) -> FirewallLayout:
     return FirewallLayout(
         classes=classes,
         node_class={m: c.name for c in classes for m in c.members},
-        roaming=frozenset(n.name for n in plan.nodes if n.wg_open_to_world and n.cloud != "lab"),
+        roaming=frozenset(
+            n.name for n in plan.nodes if n.wg_open_to_world and n.cloud not in ("lab", "external")
+        ),
         peer_version=6 if plan.spec.mesh.endpoints == "ipv6" else 4,
     )
 
@@ -236,7 +238,16 @@ def host_networks(endpoints: dict[str, str]) -> dict[str, IPNetworkT]:
 
     Handed the IPs peers dial from: the IPv4 ones, or the IPv6 ones under `endpoints: ipv6`.
     """
-    return {name: ipaddress.ip_network(ip) for name, ip in endpoints.items()}
+    # ext: an external node with a DNS name or behind NAT has no address ("", a name): none to admit.
+    return {name: ipaddress.ip_network(ip) for name, ip in endpoints.items() if _is_ip(ip)}
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _members(layout: FirewallLayout, nodes: Sequence[NodePlan]) -> Iterator[tuple[WireGuardClass, list[str]]]:

@@ -34,8 +34,12 @@ class LiveUpdates(pulumi.ComponentResource):
     ) -> None:
         super().__init__(LIVE_TYPE, name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        hosts = {n: node.public_ip for n, node in nodes.items()}
-        vm_ids = {n: node.vm_id for n, node in nodes.items() if node.vm_id is not None}
+        # ext: an external node is reached at its `sshHost`, and has no VM to be replaced.
+        hosts = {n: node.ssh_address or node.public_ip for n, node in nodes.items()}
+        vm_ids = {
+            n: node.vm_id if node.vm_id is not None else pulumi.Output.from_input(f"{node.cloud}-{n}")
+            for n, node in nodes.items()
+        }
         targets = sync_targets(plan, hosts, confs, nodes, private_key, vm_ids)
         self.sync = LiveSync(f"{name}-sync", targets, child)
         live_confs = {t.name: confs[t.name] for t in targets}

@@ -16,11 +16,13 @@ from typing import Any
 import pulumi
 
 from cloudinit.bundle import node_bundle
+from cloudinit.installer import node_installer, reapply_command
 from cloudinit.remote_apply import needs_sudo
 from cloudinit.render import check_user_data_fits, client_config, node_user_data_from_conf, node_wg_conf
 from components.aws import AwsNode, AwsRegion, AwsRegionArgs
 from components.catalog import existing_site_networks
 from components.config import StackConfigError
+from components.external import ExternalNode, external_static_ip
 from components.firewall import firewall_layout, firewall_problems, host_networks
 from components.gcp import GcpNetwork, GcpNetworkArgs, GcpNode
 from components.hcloud import HcloudNode, HcloudProject, HcloudProjectArgs
@@ -160,12 +162,23 @@ class WireGuardMesh(pulumi.ComponentResource):
             if (node := self.nodes[n.name])
         }
         self.client_configs = {c.name: render(c.name, client_config) for c in spec.clients}
+        # ext: a self-managed host's config in both forms (secret): its #cloud-config and installer.
+        self.external_hosts: dict[str, pulumi.Output[dict[str, str]]] = {
+            n.name: pulumi.Output.secret(
+                pulumi.Output.all(self.nodes[n.name].user_data, self.node_configs[n.name]).apply(
+                    partial(_external_forms, plan, n.name)
+                )
+            )
+            for n in spec.nodes
+            if n.cloud == "external"
+        }
         # Day-2: push each conf to its running node, then check the tunnels (opt-in).
         # A replaced VM boots with its first payload: live updates re-run on it (its id is their
         # input); without them, every node left stale is named with the command that fixes it.
         self.live: LiveUpdates | None = None
         self.stale = None
         vms = {n: node for n, node in self.nodes.items() if node.vm_id is not None}
+        live = spec.mesh.live_updates and args.ssh_private_key is not None
         if spec.mesh.live_updates and args.ssh_private_key is not None:
             self.live = LiveUpdates(name, plan, self.nodes, self.payloads, args.ssh_private_key, child)
         elif vms:
@@ -176,6 +189,12 @@ class WireGuardMesh(pulumi.ComponentResource):
                 {n: node.vm_id for n, node in vms.items() if node.vm_id is not None},
                 args.pushed,
             )
+        for n in spec.nodes:  # ext: day-2 for a host live updates do not reach is a command to run
+            if n.cloud == "external" and not (live and n.ssh_host):
+                pulumi.log.info(
+                    f"wgmesh: {n.name} is self-managed (cloud: external); after a change, "
+                    f"{reapply_command(pulumi.get_stack(), n.name)}"
+                )
         self.push_targets = {
             n: pulumi.Output.all(node.public_ip, node.vm_id, digests[n]).apply(
                 partial(_push_target, node_spec)
@@ -247,6 +266,11 @@ class WireGuardMesh(pulumi.ComponentResource):
             sites.update({n.name: hcloud_site for n in by_cloud["hcloud"]})
             static_ips.update(hcloud_site.static_ips)
             static_ip6s.update(hcloud_site.static_ip6s)
+        for n in by_cloud.get("external", []):  # ext: its IPv4 endpoint, if any; no resource
+            static_ips[n.name] = external_static_ip(n)
+            fixed = n.fixed_source
+            if fixed is not None and fixed.version == 6:
+                static_ip6s[n.name] = pulumi.Output.from_input(str(fixed))
         for n in by_cloud.get("lab", []):
             assert n.public_ip is not None  # spec validation requires it
             static_ips[n.name] = lab_static_ip(str(n.public_ip))
@@ -309,6 +333,12 @@ def _user_data(plan: MeshPlan, node: str, wg_conf: str) -> str:
         raise UserDataError(str(e)) from None
 
 
+def _external_forms(plan: MeshPlan, node: str, values: list[str]) -> dict[str, str]:
+    """ext: `externalHosts[node]`: the user data as rendered for it, and the installer around its conf."""
+    user_data, wg_conf = values
+    return {"cloudConfig": user_data, "installer": node_installer(plan, node, wg_conf)}
+
+
 def _group(nodes: Sequence[NodeSpec], key: Callable[[NodeSpec], str]) -> dict[str, list[NodeSpec]]:
     groups: dict[str, list[NodeSpec]] = {}
     for n in nodes:
@@ -329,4 +359,6 @@ def _node(
     if spec.cloud == "hcloud":
         assert isinstance(site, HcloudProject)
         return HcloudNode(spec.name, args, site, opts)
+    if spec.cloud == "external":
+        return ExternalNode(spec.name, args, opts)
     return LabNode(spec.name, args, opts)

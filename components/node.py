@@ -79,6 +79,8 @@ class MeshNode(pulumi.ComponentResource):
     # stored on it (its tag/label as read back: the payload it first booted with).
     vm_id: pulumi.Output[str] | None = None
     booted: pulumi.Output[str | None] | None = None
+    # ext: where live updates log in when not `public_ip` (an external node's `sshHost`).
+    ssh_address: pulumi.Output[str] | None = None
 
     def __init__(self, type_: str, name: str, args: NodeArgs, opts: pulumi.ResourceOptions | None) -> None:
         super().__init__(type_, name, None, opts)

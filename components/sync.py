@@ -103,8 +103,9 @@ class SyncTarget:
 
 
 def live_nodes(plan: MeshPlan) -> list[NodeSpec]:
-    """The nodes live updates reach: every cloud node (lab nodes are driven by the lab)."""
-    return [n for n in plan.spec.nodes if n.cloud != "lab"]
+    """The nodes live updates reach: every cloud node (lab nodes are driven by the lab), and the
+    external ones with an `sshHost` (ext: the others get the printed re-apply command)."""
+    return [n for n in plan.spec.nodes if n.cloud != "lab" and (n.cloud != "external" or n.ssh_host)]
 
 
 def sync_targets(

@@ -11,7 +11,13 @@ from dataclasses import dataclass
 
 from mesh.plan_types import MeshPlan
 
-CLOUD_TITLES = {"aws": "AWS", "gcp": "GCP", "hcloud": "Hetzner Cloud", "lab": "Local lab"}
+CLOUD_TITLES = {
+    "aws": "AWS",
+    "gcp": "GCP",
+    "hcloud": "Hetzner Cloud",
+    "lab": "Local lab",
+    "external": "Self-managed",  # ext: `cloud: external` hosts
+}
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,8 @@ from mesh.spec import ClientSpec, IPNetwork, MeshSpec, NodeSpec
 
 IPV4_ANY = ipaddress.IPv4Network("0.0.0.0/0")
 IPV6_ANY = ipaddress.IPv6Network("::/0")
+# ext: what a host behind NAT sends when `wgmesh:mesh.keepalive` is 0 (wg(8)'s "sensible" 25 s).
+DEFAULT_NAT_KEEPALIVE = 25
 
 Member = NodeSpec | ClientSpec
 
@@ -138,7 +140,7 @@ class _Topology:
             return [self.gateway]
         if self.hub_mode:
             return list(self.hubs)
-        return [n.name for n in self.spec.nodes]
+        return [n.name for n in self.spec.nodes if not n.behind_nat]  # ext: a client cannot dial it
 
     def _direct_peers(self, name: str) -> list[str]:
         member = self.members[name]
@@ -245,17 +247,22 @@ def _psk_epoch(spec: MeshSpec, a: Member, b: Member) -> str | None:
 def _peers(topo: _Topology, viewer: str, table: dict[str, list[str]]) -> tuple[PeerPlan, ...]:
     me = topo.members[viewer]
     keepalive = topo.spec.mesh.keepalive or None
+    # ext: a host behind NAT keeps its mapping open with keepalive even when the mesh sends none.
+    own_keepalive = (
+        (keepalive or DEFAULT_NAT_KEEPALIVE) if isinstance(me, NodeSpec) and me.behind_nat else keepalive
+    )
     out = []
     for p, routed in table.items():
         peer = topo.members[p]
         kind: PeerKind = "node" if isinstance(peer, NodeSpec) else "client"
+        dialable = isinstance(peer, NodeSpec) and not peer.behind_nat  # ext: listed without Endpoint
         out.append(
             PeerPlan(
                 name=p,
                 kind=kind,
                 allowed_ips=_allowed_ips(topo, viewer, p, routed),
-                endpoint=kind == "node",
-                keepalive=keepalive if kind == "node" else None,
+                endpoint=dialable,
+                keepalive=own_keepalive if dialable else None,
                 psk_epoch=_psk_epoch(topo.spec, me, peer),
             )
         )
@@ -316,9 +323,24 @@ def _node_plan(topo: _Topology, n: NodeSpec, table: dict[str, list[str]], mtu: i
         subnets=n.subnets,
         masquerade=n.subnets if n.masquerade else (),
         gateway=n.gateway,
-        wg_open_to_world=any(n.name in topo.attach[c.name] for c in topo.spec.clients),
-        peer_nodes=tuple(p.name for p in iface.peers if p.kind == "node"),
+        wg_open_to_world=any(n.name in topo.attach[c.name] for c in topo.spec.clients)
+        or any(_unknown_source(topo, p.name) for p in iface.peers),
+        # ext: an external peer without an IP endpoint has no address to admit (open_to_world above).
+        peer_nodes=tuple(
+            p.name for p in iface.peers if p.kind == "node" and not _unknown_source(topo, p.name)
+        ),
+        lan_interface=n.lan_interface,
     )
+
+
+def _unknown_source(topo: _Topology, name: str) -> bool:
+    """ext: an external node whose packets come from an address no firewall can name in advance
+    (behind NAT, a DNS name, or an IP of the other family than the mesh's endpoints)."""
+    m = topo.members[name]
+    if not isinstance(m, NodeSpec) or m.cloud != "external":
+        return False
+    ip = m.fixed_source
+    return ip is None or ip.version != (6 if topo.spec.mesh.endpoints == "ipv6" else 4)
 
 
 def _client_plan(topo: _Topology, c: ClientSpec, table: dict[str, list[str]], mtu: int) -> ClientPlan:

@@ -56,6 +56,7 @@ class NodePlan:
     gateway: bool  # NAT mesh traffic out of the public interface (exit node)
     wg_open_to_world: bool  # roaming clients connect here: UDP port open to 0.0.0.0/0 and ::/0
     peer_nodes: tuple[str, ...]  # nodes whose static IPs must reach this node's UDP port
+    lan_interface: str | None = None  # ext: masquerade only out of this interface (external hosts)
 
     @property
     def name(self) -> str:

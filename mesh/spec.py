@@ -18,19 +18,25 @@ from mesh.contracts import node_name_problems
 from mesh.errors import ConfigError, Problem
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-Cloud = Literal["aws", "gcp", "hcloud", "lab"]
+Cloud = Literal["aws", "gcp", "hcloud", "lab", "external"]
 Topology = Literal["mesh", "hub"]
 EndpointFamily = Literal["ipv4", "ipv6"]
 
-CLOUDS: tuple[Cloud, ...] = ("aws", "gcp", "hcloud", "lab")
+CLOUDS: tuple[Cloud, ...] = ("aws", "gcp", "hcloud", "lab", "external")
 ENDPOINT_FAMILIES: tuple[EndpointFamily, ...] = ("ipv4", "ipv6")
 IMAGES = ("ubuntu-24.04", "ubuntu-22.04", "debian-12")
 HCLOUD_LOCATIONS = ("nbg1", "fsn1", "hel1", "ash", "hil", "sin")
 # Hetzner "": the cheapest current type offered in the location, asked of the cloud at preview
 # (mesh/placement.py); Hetzner retires types (cx22 in 2025-12) and not every type is everywhere.
-DEFAULT_SIZE: dict[str, str] = {"aws": "t3.micro", "gcp": "e2-small", "hcloud": "", "lab": "lab"}
+DEFAULT_SIZE: dict[str, str] = {
+    "aws": "t3.micro",
+    "gcp": "e2-small",
+    "hcloud": "",
+    "lab": "lab",
+    "external": "",
+}
 # Largest packet the underlay carries without fragmenting, per cloud (GCP VPCs default to 1460).
-UNDERLAY_MTU: dict[str, int] = {"aws": 1500, "gcp": 1460, "hcloud": 1500, "lab": 1500}
+UNDERLAY_MTU: dict[str, int] = {"aws": 1500, "gcp": 1460, "hcloud": 1500, "lab": 1500, "external": 1500}
 CLIENT_UNDERLAY_MTU = 1500
 NAME_RE = re.compile(r"[a-z][a-z0-9-]{0,30}")
 AWS_REGION_RE = re.compile(r"[a-z]{2}(-gov)?-[a-z]+-\d")
@@ -39,6 +45,12 @@ SSH_KEY_TYPES = r"ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed255
 SSH_KEY_RE = re.compile(rf"({SSH_KEY_TYPES}) [A-Za-z0-9+/=]+( [^\n]*)?")
 # Field metadata of what the parser fills in itself: no stack-file key (config_keys below).
 NOT_CONFIG = {"config": False}
+# ext (issue 15): an Ethernet/Wi-Fi interface name as Linux takes it (IFNAMSIZ 16 with the NUL;
+# no '/', ':' or whitespace: dev_valid_name() in net/core/dev.c).
+IFNAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,15}")
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+# A DNS name (RFC 1123 labels, at most 253 characters); an all-digit last label is a bad IP, not a name.
+DNS_NAME_RE = re.compile(rf"(?=.{{1,253}}$)({_LABEL}\.)*{_LABEL}\.?")
 
 
 @dataclass(frozen=True)
@@ -72,6 +84,17 @@ class MeshSettings:
 
 
 @dataclass(frozen=True)
+class Endpoint:
+    """ext: where peers dial an external host: an IP literal or a DNS name, and a UDP port."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
 class NodeSpec:
     """One `wgmesh:nodes[i]` entry: a VM (or a lab host) that runs WireGuard."""
 
@@ -92,11 +115,33 @@ class NodeSpec:
     underlay_mtu: int = 1500
     key_epoch: int = 0  # bump to rotate this node's key (and its PSKs)
     ssh_host_key: str | None = None  # pinned SSH host key for live updates ("ssh-ed25519 AAAA...")
+    # ---- ext (issue 15): `cloud: external` self-managed hosts (docs/patterns.md "Your own servers")
+    # Where peers dial it (an IP or DNS name, and port); None: behind NAT, it dials its peers.
+    endpoint: Endpoint | None = None
+    lan_interface: str | None = None  # the interface `masquerade` NATs out of (e.g. wlp0s0f0)
+    ssh_host: str | None = None  # live updates reach it here (an IP or DNS name); None: printed command
+    # ---- end ext
     index: int = field(default=0, metadata=NOT_CONFIG)  # position in wgmesh:nodes, for error messages
 
     @property
     def key(self) -> str:
         return f"wgmesh:nodes[{self.index}]"
+
+    @property
+    def behind_nat(self) -> bool:
+        """An external host with no `endpoint`: nobody can dial it, it dials its peers (keepalive)."""
+        return self.cloud == "external" and self.endpoint is None
+
+    @property
+    def fixed_source(self) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+        """An external host's endpoint when it is an IP literal: the one source its peers' firewalls
+        admit. None for a DNS name or no endpoint (its address is unknown: they admit any)."""
+        if self.endpoint is None:
+            return None
+        try:
+            return ipaddress.ip_address(self.endpoint.host)
+        except ValueError:
+            return None
 
     @property
     def routes(self) -> bool:
@@ -479,7 +524,11 @@ def _parse_node(r: _Reader, mesh: MeshSettings | None, i: int, value: object) ->
     if raw.get("publicIp") not in (None, "") and not pip_text:
         pass  # wrong type, already reported
     elif pip_text:
-        if cloud not in (None, "lab"):
+        if cloud == "external":
+            r.problem(
+                f"{key}.publicIp", "`cloud: external` nodes take `endpoint` (an IP or DNS name, and port)"
+            )
+        elif cloud not in (None, "lab"):
             r.problem(
                 f"{key}.publicIp", f"only `cloud: lab` nodes take a fixed publicIp; {cloud} assigns one"
             )
@@ -506,6 +555,7 @@ def _parse_node(r: _Reader, mesh: MeshSettings | None, i: int, value: object) ->
     masquerade = r.typed(raw, "masquerade", key, bool, False)
     if masquerade and not raw.get("subnets"):
         r.problem(f"{key}.masquerade", "needs subnets: masquerade NATs mesh traffic into them")
+    endpoint, lan_interface, ssh_host = _external_fields(r, raw, key, cloud, masquerade, mesh)
     hub = r.typed(raw, "hub", key, bool, False)
     if hub and mesh is not None and mesh.topology != "hub":
         r.problem(f"{key}.hub", "needs wgmesh:mesh.topology: hub")
@@ -528,9 +578,116 @@ def _parse_node(r: _Reader, mesh: MeshSettings | None, i: int, value: object) ->
         underlay_mtu=r.int_in(raw, "underlayMtu", key, default_mtu, *MTU_RANGE),
         key_epoch=r.int_in(raw, "keyEpoch", key, 0, 0, 2**31),
         ssh_host_key=_host_key(r, raw, key),
+        endpoint=endpoint,
+        lan_interface=lan_interface,
+        ssh_host=ssh_host,
         index=i,
     )
     return node if name is not None and cloud is not None else None
+
+
+# ---- ext (issue 15): `cloud: external` fields
+
+
+def _external_fields(
+    r: _Reader,
+    raw: Mapping[str, Any],
+    key: str,
+    cloud: Cloud | None,
+    masquerade: bool,
+    mesh: MeshSettings | None,
+) -> tuple[Endpoint | None, str | None, str | None]:
+    """`endpoint`, `lanInterface` and `sshHost`: only self-managed hosts take them."""
+    texts = {k: r.typed(raw, k, key, str, "").strip() for k in ("endpoint", "lanInterface", "sshHost")}
+    if cloud not in (None, "external"):
+        for k, text in texts.items():
+            if text:
+                r.problem(f"{key}.{k}", f"only `cloud: external` nodes take {k}; {cloud} creates the VM")
+        return None, None, None
+    endpoint = None
+    if texts["endpoint"]:
+        endpoint = _endpoint(r, f"{key}.endpoint", texts["endpoint"], mesh.port if mesh else 51820)
+    lan = texts["lanInterface"] or None
+    if lan is not None and not IFNAME_RE.fullmatch(lan):
+        r.problem(f"{key}.lanInterface", f"{lan!r} is not a Linux interface name (1-15 of A-Za-z0-9_.-)")
+        lan = None
+    elif cloud == "external" and masquerade and not texts["lanInterface"]:
+        r.problem(
+            f"{key}.lanInterface",
+            "is required with masquerade on `cloud: external` nodes: "
+            "the LAN interface to NAT out of (e.g. wlp0s0f0)",
+        )
+    if lan is not None and not masquerade:
+        r.problem(
+            f"{key}.lanInterface", "needs masquerade: true (it names the interface masquerade NATs out of)"
+        )
+    ssh_host = texts["sshHost"] or None
+    if ssh_host is not None and not _is_host(ssh_host):
+        r.problem(f"{key}.sshHost", f"{ssh_host!r} is neither an IP address nor a DNS name")
+        ssh_host = None
+    return endpoint, lan, ssh_host
+
+
+def _is_host(text: str) -> bool:
+    """An IP literal (no %zone) or a DNS name; `10.0.0.256` is neither."""
+    try:
+        return ipaddress.ip_address(text).version in (4, 6) and "%" not in text
+    except ValueError:
+        return bool(DNS_NAME_RE.fullmatch(text)) and not text.rstrip(".").rsplit(".", 1)[-1].isdigit()
+
+
+def _endpoint(r: _Reader, key: str, text: str, default_port: int) -> Endpoint | None:
+    """`host`, `host:port`, `[v6]:port` or a bare IPv6; the port defaults to the mesh's."""
+    host, port_text = text, ""
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            r.problem(key, f"{text!r} is not `[IPv6]:port`")
+            return None
+        port_text = rest[1:] if rest else ""
+        if not port_text and rest:
+            port_text = "-"  # `[v6]:` with no port
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+        if not port_text:
+            port_text = "-"
+    port = default_port
+    if port_text:
+        if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+            r.problem(key, f"{text!r}: the port must be a number in 1..65535")
+            return None
+        port = int(port_text)
+    if not _is_host(host):
+        r.problem(key, f"{text!r}: {host!r} is neither an IP address nor a DNS name")
+        return None
+    if text.startswith("[") and ":" not in host:
+        r.problem(key, f"{text!r}: brackets are for IPv6 addresses only")
+        return None
+    return Endpoint(host.rstrip("."), port)
+
+
+def _check_behind_nat(
+    r: _Reader, mesh: MeshSettings, nodes: tuple[NodeSpec, ...], clients: tuple[ClientSpec, ...]
+) -> None:
+    """A host behind NAT only dials: whatever must dial it (spokes to a hub, another NAT'd host in
+    a full mesh, full-tunnel clients to their gateway) could never reach it."""
+    nat = [n for n in nodes if n.behind_nat]
+    why = "it is behind NAT (no endpoint): give it an `endpoint` its peers can dial"
+    for n in nat:
+        if n.hub:
+            r.problem(f"{n.key}.hub", f"spokes cannot dial this hub: {why}")
+        if n.gateway and any(c.full_tunnel for c in clients):
+            r.problem(f"{n.key}.gateway", f"full-tunnel clients cannot dial this gateway: {why}")
+    if mesh.topology == "mesh" and len(nat) > 1:
+        for n in nat[1:]:
+            r.problem(
+                f"{n.key}.endpoint",
+                f"is required: {nat[0].key} '{nat[0].name}' is behind NAT too, and two hosts that only "
+                "dial cannot reach each other (or use topology: hub with a hub both can dial)",
+            )
+
+
+# ---- end ext
 
 
 def _public_ip6(
@@ -577,10 +734,10 @@ def _host_key(r: _Reader, raw: Mapping[str, Any], key: str) -> str | None:
 def _check_placement(
     r: _Reader, key: str, cloud: Cloud, region: str, zone: str, image: str, raw: Mapping[str, Any]
 ) -> None:
-    if cloud == "lab":
-        for k in ("region", "zone"):
+    if cloud in ("lab", "external"):
+        for k in ("region", "zone", *(("size", "image") if cloud == "external" else ())):
             if raw.get(k):
-                r.problem(f"{key}.{k}", "does not apply to `cloud: lab` nodes")
+                r.problem(f"{key}.{k}", f"does not apply to `cloud: {cloud}` nodes")
         return
     if not region:
         if not isinstance(raw.get("region"), str | None):
@@ -679,6 +836,7 @@ def _check_members(
     r.problems += network_rules.ipv6_mtu_problems(mesh, members)
     r.problems += network_rules.site_network_problems(mesh, nodes)
     r.problems += site_networks.replace_networks_problems(mesh, nodes)
+    _check_behind_nat(r, mesh, nodes, clients)
     if mesh.topology == "hub" and nodes and not any(n.hub for n in nodes):
         r.problem("wgmesh:mesh.topology", "hub needs at least one node with `hub: true`")
     for c in clients:

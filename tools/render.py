@@ -1,5 +1,7 @@
 """`make render`: every node's #cloud-config and apply bundle, every client's wg conf, offline, fresh keys.
 
+`cloud: external` nodes also get `install.sh`, their one-command installer (cloudinit/installer.py).
+
 Reads a stack file, builds the plan and renders what `pulumi up` would send, so the output can
 be checked (cloud-init schema, wg-quick strip, nft -c) and booted in the lab with no cloud
 account. Cloud nodes get placeholder public IPs from the documentation ranges; lab nodes use
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cloudinit.bundle import node_bundle
+from cloudinit.installer import INSTALLER_NAME, node_installer
 from cloudinit.render import client_config, encode_for_cloud, node_user_data_from_conf, node_wg_conf
 from mesh import manifest
 from mesh.errors import ConfigError, RenderError
@@ -100,6 +103,10 @@ def placeholder_endpoints(spec: MeshSpec) -> dict[str, str]:
         if node.public_ip is not None:
             endpoints[node.name] = str(node.public_ip)
             continue
+        fixed = node.fixed_source  # ext: an external host's IPv4 endpoint is its address
+        if fixed is not None and fixed.version == 4:
+            endpoints[node.name] = str(fixed)
+            continue
         ip = next(pool, None)
         if ip is None:
             raise RenderError(f"{node.name}: no placeholder public IP left in the documentation ranges")
@@ -156,6 +163,8 @@ def render_stack(
             write_private(out / node.name / "user-data", text)
             # What a live update pipes to the apply (`python -m cloudinit.sync` prints the command).
             write_private(out / node.name / BUNDLE_FILE, node_bundle(plan, node.name, conf))
+            if node.cloud == "external":  # ext: the same files for a host without cloud-init
+                write_private(out / node.name / INSTALLER_NAME, node_installer(plan, node.name, conf))
             gzipped = encoded.gzip_b64 is not None
             rendered.append(
                 RenderedNode(node.name, node.cloud, encoded.raw_bytes, encoded.sent_bytes, gzipped)

@@ -104,7 +104,10 @@ def endpoints6(run: ProgramRun, plan: MeshPlan) -> dict[str, str]:
     """Each node's static public IPv6 (nodes without one left out): what `endpoints: ipv6` dials."""
     out = {}
     for node in plan.spec.nodes:
-        if node.cloud == "lab":
+        if node.cloud == "external":  # ext: its IPv6 endpoint, if it has one
+            if node.fixed_source is not None and node.fixed_source.version == 6:
+                out[node.name] = str(node.fixed_source)
+        elif node.cloud == "lab":
             if node.public_ip6 is not None:
                 out[node.name] = str(node.public_ip6)
         elif plan.spec.mesh.public_ipv6:
@@ -120,6 +123,8 @@ def endpoints(run: ProgramRun, plan: MeshPlan) -> dict[str, str]:
     for node in plan.spec.nodes:
         if node.cloud == "lab":
             out[node.name] = str(node.public_ip)
+        elif node.cloud == "external":  # ext: its endpoint host ("" behind NAT); no resource
+            out[node.name] = node.endpoint.host if node.endpoint else ""
         else:
             typ, pattern, field = STATIC_IP[node.cloud]
             out[node.name] = run.one(typ, pattern.format(node.name)).outputs[field]
@@ -141,8 +146,8 @@ def public_ip6(run: ProgramRun, name: str, cloud: str) -> str | None:
 
 def handed_user_data(run: ProgramRun, name: str, cloud: str) -> Any:
     """The user data the VM (or lab node component) receives, still wrapped if secret."""
-    if cloud == "lab":
-        urns = [u for u in run.component_outputs if u.endswith(f"$wgmesh:lab:Node::{name}")]
+    if cloud in ("lab", "external"):
+        urns = [u for u in run.component_outputs if u.endswith(f"$wgmesh:{cloud}:Node::{name}")]
         assert len(urns) == 1
         return run.component_outputs[urns[0]]["userData"]
     vm = run.one(VM_TYPE[cloud], name)
@@ -232,7 +237,7 @@ def assert_firewalls_open_exactly_what_the_plan_needs(run: ProgramRun, plan: Mes
     v6 = mesh.endpoints == "ipv6"
     eps, host = (endpoints6(run, plan), "/128") if v6 else (endpoints(run, plan), "/32")
     for node in plan.nodes:
-        if node.cloud == "lab":
+        if node.cloud in ("lab", "external"):  # no firewall of ours
             continue
         peers = {f"{eps[p]}{host}" for p in node.peer_nodes}
         wg_sources = peers | (WORLD_SOURCES if node.wg_open_to_world else set())

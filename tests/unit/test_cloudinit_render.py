@@ -160,10 +160,10 @@ def test_rendering_is_deterministic() -> None:
 
 
 def test_limits_are_the_documented_ones() -> None:
-    assert USER_DATA_LIMITS == {"aws": 16384, "hcloud": 32768, "gcp": 262144, "lab": None}
+    assert USER_DATA_LIMITS == {"aws": 16384, "hcloud": 32768, "gcp": 262144, "lab": None, "external": None}
 
 
-@pytest.mark.parametrize("cloud", ["aws", "gcp", "hcloud", "lab"])
+@pytest.mark.parametrize("cloud", ["aws", "gcp", "hcloud", "lab", "external"])
 def test_small_user_data_goes_plain(cloud: str) -> None:
     text = user_data(mesh_plan())
     encoded = encode_for_cloud(text, cloud, "n1")

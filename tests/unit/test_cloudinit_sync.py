@@ -43,6 +43,7 @@ def test_every_script_file_is_shellcheck_clean() -> None:
     assert [p.name for p in SCRIPTS] == [  # a new script is checked too
         "wgmesh-apply.bash",
         "wgmesh-health.bash",
+        "wgmesh-install.sh",
         "wgmesh-ra-guard.sh",
     ]
     proc = subprocess.run(
