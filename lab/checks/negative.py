@@ -20,10 +20,11 @@ from mesh.keys import private_key, public_key
 
 
 def _two_nodes(lab: NetnsLab) -> tuple[LabNode, LabNode] | None:
-    """The first pair of nodes that peer directly (in a hub mesh, two spokes do not)."""
+    """The first pair of nodes that peer directly (in a hub mesh, two spokes do not); B is one
+    that A dials (never a node behind NAT: A holds no Endpoint for it to keep)."""
     for a in lab.nodes:
         for b in lab.nodes:
-            if a.name != b.name and b.name in lab.mesh.node_peers(a.name):
+            if a.name != b.name and b.name in lab.mesh.node_peers(a.name) and not b.behind_nat:
                 return a, b
     return None
 
