@@ -39,7 +39,8 @@ pulumi.export("nodePayloads", {name: pulumi.Output.secret(p) for name, p in mesh
 pulumi.export("pushTargets", mesh.push_targets)
 # ext: each `cloud: external` host's config (secret): `cloudConfig` for hosts with cloud-init,
 # `installer` (`sudo sh install.sh`) for the others; `make host NAME=<node>` prints it.
-pulumi.export("externalHosts", mesh.external_hosts)
+if mesh.external_hosts:  # only stacks that have one: the others' outputs stay as they were
+    pulumi.export("externalHosts", mesh.external_hosts)
 # What the lab boots: the user data Pulumi rendered for `cloud: lab` nodes (secret).
 pulumi.export(
     "labUserData",

@@ -9,11 +9,12 @@ from anywhere.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 import yaml
 from program_expectations import firewall_rules, plan_of
-from wgmesh_mocks import ProgramRun, Resolved, run_program
+from wgmesh_mocks import ProgramRun, Resolved, reveal, run_program
 
 from cloudinit.installer import SUMMARY_PREFIX
 
@@ -22,13 +23,18 @@ WORLD = frozenset({"0.0.0.0/0", "::/0"})
 BASE_MESH = {"cidr": "10.77.0.0/24"}
 
 
-def config(nodes: list[dict[str, object]], mesh: dict[str, object] | None = None) -> dict[str, str]:
+def config(nodes: list[dict[str, Any]], mesh: dict[str, Any] | None = None) -> dict[str, str]:
     return {"wgmesh:mesh": json.dumps(mesh or BASE_MESH), "wgmesh:nodes": json.dumps(nodes)}
 
 
-HCLOUD = {"name": "hz", "cloud": "hcloud", "region": "nbg1"}
-AT_IP = {"name": "dc", "cloud": "external", "endpoint": "203.0.113.7:51999", "subnets": ["10.20.0.0/16"]}
-HOME = {
+HCLOUD: dict[str, Any] = {"name": "hz", "cloud": "hcloud", "region": "nbg1"}
+AT_IP: dict[str, Any] = {
+    "name": "dc",
+    "cloud": "external",
+    "endpoint": "203.0.113.7:51999",
+    "subnets": ["10.20.0.0/16"],
+}
+HOME: dict[str, Any] = {
     "name": "home",
     "cloud": "external",
     "subnets": ["10.11.12.0/24"],
@@ -104,3 +110,29 @@ def test_keyed_errors_stop_the_program_before_any_resource() -> None:
     assert "wgmesh:nodes[1].lanInterface: is required with masquerade" in text
     assert "wgmesh:nodes[1].endpoint:" in text
     assert not [r for r in run.resources if r.custom and not r.type.startswith("pulumi:providers:")]
+
+
+def live_run(ssh_host: bool) -> ProgramRun:
+    from test_program_live_updates import SECRET_KEYS, dev_config
+
+    home = {**HOME, **({"sshHost": "home.example.org"} if ssh_host else {})}
+    run = run_program("ext-live", dev_config([HCLOUD, home]), secret_keys=SECRET_KEYS)
+    assert run.error is None, repr(run.error)
+    return run
+
+
+def test_with_ssh_host_live_updates_reach_it_there_in_the_same_order_as_a_cloud_node() -> None:
+    run = live_run(ssh_host=True)
+    commands = {r.name: r for r in run.of_type("command:remote:Command")}
+    assert {"home-peers", "home-sync", "hz-peers", "hz-sync"} <= set(commands)
+    assert reveal(commands["home-sync"].inputs["connection"])["host"] == "home.example.org"
+    assert reveal(commands["home-sync"].inputs["connection"])["user"] == "root"
+    by_urn = run.by_urn()
+    after = {by_urn[u].name for u in commands["home-sync"].dependencies if u in by_urn}
+    assert {"home-peers", "hz-peers"} <= after  # its peers learn its key before it switches
+
+
+def test_without_ssh_host_live_updates_leave_it_to_the_printed_command() -> None:
+    run = live_run(ssh_host=False)
+    names = {r.name for r in run.of_type("command:remote:Command")}
+    assert "hz-sync" in names and not {n for n in names if n.startswith("home-")}

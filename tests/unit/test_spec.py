@@ -20,7 +20,7 @@ from mesh.stackfile import load_config, load_spec, stack_name, stack_path
 
 ED25519 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINmmuPryri6glS1QlhaDJjKjzx04JfygjBfH72YlFlq/ admin@example"
 NAME_RULE = "must match [a-z][a-z0-9-]{0,30}"
-CLOUD_LIST = "use one of aws, gcp, hcloud, lab"
+CLOUD_LIST = "use one of aws, gcp, hcloud, lab, external"
 HCLOUD_LIST = "(nbg1, fsn1, hel1, ash, hil, sin)"
 NOT_AN_ADDRESS = "does not appear to be an IPv4 or IPv6 address"
 NOT_A_NETWORK = "does not appear to be an IPv4 or IPv6 network"
@@ -208,9 +208,9 @@ def test_all_problems_reported_at_once_in_file_order() -> None:
 def test_one_problem_per_line_within_one_member_sorted_by_key() -> None:
     assert problems(with_node(0, port=1, region="nowhere", address="10.78.0.1")) == [
         "wgmesh:nodes[0].address: 10.78.0.1 is outside wgmesh:mesh.cidr 10.77.0.0/24",
-        "wgmesh:nodes[0].port: unknown key (known: address, address6, cloud, gateway, hub, image, "
-        "keyEpoch, masquerade, name, publicIp, publicIp6, region, size, sshHostKey, subnets, underlayMtu, "
-        "zone)",
+        "wgmesh:nodes[0].port: unknown key (known: address, address6, cloud, endpoint, gateway, hub, image, "
+        "keyEpoch, lanInterface, masquerade, name, publicIp, publicIp6, region, size, sshHost, sshHostKey, "
+        "subnets, underlayMtu, zone)",
         "wgmesh:nodes[0].region: 'nowhere' is not an AWS region (e.g. eu-central-1)",
     ]
 
@@ -395,7 +395,7 @@ def test_node_name_cloud_and_region_required() -> None:
         del config["nodes"][1][k]
     del config["nodes"][2]["region"]
     assert problems(config) == [
-        "wgmesh:nodes[1].cloud: is required (aws, gcp, hcloud, lab)",
+        "wgmesh:nodes[1].cloud: is required (aws, gcp, hcloud, lab, external)",
         "wgmesh:nodes[1].name: is required",
         "wgmesh:nodes[2].region: is required for cloud hcloud",
     ]
@@ -411,7 +411,7 @@ def test_empty_node_name_is_reported_not_dropped(value: object) -> None:
 def test_empty_node_cloud_is_reported_not_dropped(value: object) -> None:
     assert only_problem(with_node(1, cloud=value)) == (
         "wgmesh:nodes[1].cloud",
-        "is required (aws, gcp, hcloud, lab)",
+        "is required (aws, gcp, hcloud, lab, external)",
     )
 
 

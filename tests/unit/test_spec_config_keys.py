@@ -53,6 +53,9 @@ USER_KEYS = {
         "underlayMtu",
         "keyEpoch",
         "sshHostKey",
+        "endpoint",  # ext (issue 15): cloud: external nodes
+        "lanInterface",
+        "sshHost",
     ],
     "client": ["name", "address", "address6", "fullTunnel", "dns", "underlayMtu", "keyEpoch"],
 }
