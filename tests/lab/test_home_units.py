@@ -128,10 +128,15 @@ def test_the_camera_is_probed_from_the_laptop_through_the_hub_and_from_the_hub(m
     assert found == [("client laptop", str(laptop.address), "hub"), ("hub", str(hub.address), None)]
 
 
-def test_negative_checks_never_aim_at_a_node_behind_nat(mesh: LabMesh) -> None:
-    """A node holds no Endpoint for a peer behind NAT: a re-added peer could not be dialled."""
-    pair = negative._two_nodes(NetnsLab(LAYOUT, mesh))
-    assert pair is not None and (pair[0].name, pair[1].name) == ("home", "hub")
+def test_the_wrong_key_check_never_aims_at_a_node_behind_nat(mesh: LabMesh) -> None:
+    """A node holds no Endpoint for a peer behind NAT: a re-added peer could not be dialled. The
+    spoofed-source check keeps hub <- home: home's AllowedIPs at the hub are narrow (the hub's
+    at home are the whole mesh, where any mesh address is allowed)."""
+    lab = NetnsLab(LAYOUT, mesh)
+    wrong_key = negative._two_nodes(lab, dialled=True)
+    assert wrong_key is not None and (wrong_key[0].name, wrong_key[1].name) == ("home", "hub")
+    spoofed = negative._two_nodes(lab)
+    assert spoofed is not None and (spoofed[0].name, spoofed[1].name) == ("hub", "home")
 
 
 def test_the_installer_form_runs_the_install_sh_make_render_wrote(mesh: LabMesh, home_render: Path) -> None:
