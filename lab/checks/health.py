@@ -4,7 +4,8 @@ Positive: every node pair pings over wg0 (with a handshake and a full-size don't
 ping at the planned MTU; over IPv6 too with cidr6; through the hub in hub and spoke), hosts
 behind routed subnets reach the nodes and each other, the underlay carries nothing but
 WireGuard UDP, a SYN-ACK crossing a forwarding node has its MSS clamped, and each deployment
-pattern in the stack does what it promises (lab.checks.patterns). Negative: a node holding a
+pattern in the stack does what it promises (lab.checks.patterns), and a node behind NAT serves
+its LAN through the hub and keeps its NAT mapping (lab.checks.home). Negative: a node holding a
 wrong key for a peer cannot reach it, and a packet from an address outside the sender's
 AllowedIPs is dropped by the receiver.
 """
