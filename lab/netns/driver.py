@@ -318,6 +318,9 @@ def up(
     )
     for site in clients.sites(layout, result.lab.mesh):
         log(f"look inside client {site.name}: {' '.join(site.laptop.argv('wg', 'show'))}")
+    for home in homes.sites(layout, result.lab.mesh):
+        mappings = " ".join(home.nat.argv("conntrack", "-L", "-p", "udp"))
+        log(f"look at the NAT mappings of {home.nat.label}: {mappings}")
     return 0 if report.ok else 1
 
 
