@@ -185,7 +185,10 @@ def _boot(
         else:
             run_commands(lab, node, user_data[node.name])
 
-    parallel(first_boot, mesh.nodes)
+    # Nodes behind NAT last: they dial the others, whose wg0 must be up to answer the first
+    # handshake (else it is retried only after WireGuard's 5 s rekey timeout).
+    parallel(first_boot, [n for n in mesh.nodes if not n.behind_nat])
+    parallel(first_boot, [n for n in mesh.nodes if n.behind_nat])
     clients.attach_clients(lab, state, say)  # roaming clients dial the nodes, which are up now
     inodes = {ino for r in state.namespaces if (ino := namespace_inode(r.name)) is not None}
     state.processes = processes_in(inodes)
