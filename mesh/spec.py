@@ -45,9 +45,10 @@ SSH_KEY_TYPES = r"ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed255
 SSH_KEY_RE = re.compile(rf"({SSH_KEY_TYPES}) [A-Za-z0-9+/=]+( [^\n]*)?")
 # Field metadata of what the parser fills in itself: no stack-file key (config_keys below).
 NOT_CONFIG = {"config": False}
-# ext (issue 15): an Ethernet/Wi-Fi interface name as Linux takes it (IFNAMSIZ 16 with the NUL;
-# no '/', ':' or whitespace: dev_valid_name() in net/core/dev.c).
-IFNAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,15}")
+# ext (issue 15): an interface name Linux takes (dev_valid_name() in net/core/dev.c,
+# https://elixir.bootlin.com/linux/v6.6/source/net/core/dev.c: shorter than IFNAMSIZ 16, no '/',
+# ':' or whitespace, not "." or ".."), narrowed to characters safe inside the nft rule's quotes.
+IFNAME_RE = re.compile(r"(?!\.{1,2}$)[A-Za-z0-9_.-]{1,15}")
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 # A DNS name (RFC 1123 labels, at most 253 characters); an all-digit last label is a bad IP, not a name.
 DNS_NAME_RE = re.compile(rf"(?=.{{1,253}}$)({_LABEL}\.)*{_LABEL}\.?")
@@ -637,7 +638,11 @@ def _is_host(text: str) -> bool:
 
 
 def _endpoint(r: _Reader, key: str, text: str, default_port: int) -> Endpoint | None:
-    """`host`, `host:port`, `[v6]:port` or a bare IPv6; the port defaults to the mesh's."""
+    """`host`, `host:port`, `[v6]:port` or a bare IPv6; the port defaults to the mesh's.
+
+    wg(8) takes an Endpoint as "an IP or hostname, followed by a colon, and then a port number",
+    IPv6 in brackets (parse_endpoint in wireguard-tools src/config.c); the render writes it so.
+    """
     host, port_text = text, ""
     if text.startswith("["):
         host, sep, rest = text[1:].partition("]")

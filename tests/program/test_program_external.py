@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pulumi
 import pytest
 import yaml
 from program_expectations import firewall_rules, plan_of
@@ -136,3 +137,13 @@ def test_without_ssh_host_live_updates_leave_it_to_the_printed_command() -> None
     run = live_run(ssh_host=False)
     names = {r.name for r in run.of_type("command:remote:Command")}
     assert "hz-sync" in names and not {n for n in names if n.startswith("home-")}
+
+
+def test_without_live_updates_preview_prints_the_re_apply_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    said: list[str] = []
+    monkeypatch.setattr(pulumi.log, "info", lambda msg, *a, **k: said.append(str(msg)))
+    run = run_program("ext-nat", config([HCLOUD, HOME]))
+    assert run.error is None, repr(run.error)
+    (line,) = [s for s in said if "home" in s and "self-managed" in s]
+    assert "make host NAME=home STACK=ext-nat" in line and "sudo sh home-install.sh" in line
+    assert not [s for s in said if "hz" in s and "self-managed" in s]

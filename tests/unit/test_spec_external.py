@@ -99,6 +99,13 @@ def test_external_fields_belong_to_external_nodes_and_cloud_fields_do_not() -> N
     ]
 
 
+@pytest.mark.parametrize("name", [".", "..", "a" * 16, "wl p0", "eth0:1", 'x"y'])
+def test_a_lan_interface_linux_would_refuse_is_one_keyed_line(name: str) -> None:
+    assert problems(HUB, {**HOME, "lanInterface": name}) == [
+        f"wgmesh:nodes[1].lanInterface: {name!r} is not a Linux interface name (1-15 of A-Za-z0-9_.-)"
+    ]
+
+
 def test_what_nobody_could_dial_is_refused() -> None:
     nat_hub = {"name": "home", "cloud": "external", "hub": True}
     assert problems(nat_hub, {"name": "s", "cloud": "hcloud", "region": "nbg1"}) == [
