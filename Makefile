@@ -74,7 +74,7 @@ push: venv
 	$(PY) -m tools.push --stack $(STACK) $(if $(NODE),--node $(NODE))
 
 lab: venv debs
-	$(PY) -m lab up --driver netns --stack $(STACK)
+	$(PY) -m lab up --driver netns --stack $(STACK)$(if $(INSTALLER), --installer)
 
 lab-down: venv
 	$(PY) -m lab down --driver netns

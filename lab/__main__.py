@@ -2,6 +2,7 @@
 
 python -m lab up --driver netns --stack lab        # render, boot, print health, stay up
 python -m lab up --driver netns --render-dir DIR   # boot an existing `make render` output
+python -m lab up --stack lab-home --installer      # external nodes run install.sh, not cloud-init
 python -m lab check [--mtu-demo]                   # re-run the checks on the running netns lab
 python -m lab down --driver netns
 python -m lab up --driver vm --stack lab           # the same user-data in QEMU VMs (lab.vm)
@@ -29,6 +30,11 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--stack", default="lab", help="stack name (stacks/Pulumi.<name>.yaml) or path")
     up.add_argument("--render-dir", type=Path, help="boot this existing render output instead of rendering")
     up.add_argument("--mtu-demo", action="store_true", help="netns: also run the planned-vs-1420 MTU trial")
+    up.add_argument(
+        "--installer",
+        action="store_true",
+        help="netns: `cloud: external` nodes run their install.sh instead of cloud-init",
+    )
     down = sub.add_parser("down", help="remove everything `up` created")
     down.add_argument("--driver", choices=("netns", "vm"), default="netns")
     check = sub.add_parser("check", help="re-run the health checks on the running netns lab")
@@ -61,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(_vm().down()) if args.command == "down" else vm_up(args.stack, args.render_dir)
     if args.command == "down":
         return driver.down()
-    return driver.up(args.stack, args.render_dir, mtu_demo=args.mtu_demo)
+    return driver.up(args.stack, args.render_dir, mtu_demo=args.mtu_demo, installer=args.installer)
 
 
 if __name__ == "__main__":

@@ -48,6 +48,10 @@ class ManifestNode:
     hub: bool
     gateway: bool
     masquerade: bool  # NAT mesh traffic into its subnets (jumpbox)
+    # labhome (issue 15): what the lab needs to place a `cloud: external` host.
+    behind_nat: bool  # no endpoint: peers list it without Endpoint, it dials them (keepalive)
+    keepalive: int | None  # PersistentKeepalive it sends its peers, None when it sends none
+    lan_interface: str | None  # the interface `masquerade` NATs out of (`lanInterface`), if set
 
 
 @dataclass(frozen=True)
@@ -122,6 +126,9 @@ def build(
                 hub=plan.spec.node(n.name).hub,
                 gateway=n.gateway,
                 masquerade=bool(n.masquerade),
+                behind_nat=plan.spec.node(n.name).behind_nat,  # labhome
+                keepalive=next((p.keepalive for p in n.iface.peers if p.keepalive is not None), None),
+                lan_interface=n.lan_interface,
             )
             for n in plan.nodes
         ),

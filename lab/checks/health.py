@@ -4,7 +4,8 @@ Positive: every node pair pings over wg0 (with a handshake and a full-size don't
 ping at the planned MTU; over IPv6 too with cidr6; through the hub in hub and spoke), hosts
 behind routed subnets reach the nodes and each other, the underlay carries nothing but
 WireGuard UDP, a SYN-ACK crossing a forwarding node has its MSS clamped, and each deployment
-pattern in the stack does what it promises (lab.checks.patterns). Negative: a node holding a
+pattern in the stack does what it promises (lab.checks.patterns), and a node behind NAT serves
+its LAN through the hub and keeps its NAT mapping (lab.checks.home). Negative: a node holding a
 wrong key for a peer cannot reach it, and a packet from an address outside the sender's
 AllowedIPs is dropped by the receiver.
 """
@@ -17,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from lab.checks.clients import run_client_checks, without_client_wireguard
+from lab.checks.home import run_home_checks
 from lab.checks.negative import check_outside_allowed_ips, check_wrong_peer_key
 from lab.checks.patterns import run_patterns
 from lab.core.capture import Capture, mss_values
@@ -35,6 +37,7 @@ from lab.core.probes import (
 )
 from lab.core.proc import Place
 from lab.core.results import CheckResult, HealthReport, PairResult
+from lab.netns.homes import home_wireguard
 from lab.netns.layout import BRIDGE
 from lab.netns.running import NetnsLab
 
@@ -185,10 +188,13 @@ def classify_underlay(lines: Sequence[str], endpoints: dict[str, int]) -> tuple[
     return wireguard, other
 
 
-def check_underlay(lab: NetnsLab, lines: Sequence[str]) -> CheckResult:
-    endpoints = {str(n.public_ip): n.listen_port for n in lab.nodes}
+def check_underlay(lab: NetnsLab, lines: Sequence[str], from_homes: int = 0) -> CheckResult:
+    """`lines` without the clients' and homes' WireGuard (`from_homes` packets of the latter:
+    a node behind NAT speaks from its router's address, lab.netns.homes.home_wireguard)."""
+    endpoints = {str(n.public_ip): n.listen_port for n in lab.nodes if not n.behind_nat}
     endpoints |= {str(n.public_ip6): n.listen_port for n in lab.nodes if n.public_ip6 is not None}
     wireguard, other = classify_underlay(lines, endpoints)
+    wireguard += from_homes
     ok = wireguard > 0 and not other
     detail = f"{wireguard} WireGuard UDP packets, {len(other)} other"
     if other:
@@ -244,8 +250,14 @@ def run_all(lab: NetnsLab, *, negative: bool = True) -> HealthReport:
         pairs = check_pairs(lab)
         subnets = check_subnets(lab)
         mss = check_mss_clamp(lab)
-    node_underlay = without_client_wireguard(lab, underlay.lines)
-    checks = [*subnets, check_underlay(lab, node_underlay), mss, *run_patterns(lab, pairs, subnets)]
+    from_homes, node_underlay = home_wireguard(lab, without_client_wireguard(lab, underlay.lines))
+    checks = [
+        *subnets,
+        check_underlay(lab, node_underlay, from_homes),
+        mss,
+        *run_patterns(lab, pairs, subnets),
+    ]
+    checks += run_home_checks(lab)
     checks += run_client_checks(lab)
     if negative:
         checks += [check_wrong_peer_key(lab), check_outside_allowed_ips(lab)]

@@ -23,7 +23,7 @@ from lab.core.results import CheckResult, PairResult
 from lab.netns.clients import sites
 from lab.netns.layout import BRIDGE
 from lab.netns.running import LanHost, NetnsLab
-from lab.netns.topology import subnet_hosts
+from lab.netns.topology import lan_links, subnet_hosts
 
 HUB_RELAY = "hub: spoke to spoke through the hub, never directly"
 JUMPBOX = "jumpbox: host behind a masquerading node"
@@ -95,10 +95,10 @@ class Source:
 
 def lan_iface(node: LabNode, host: LanHost) -> tuple[str, Address]:
     """(the lan namespace's interface for host's subnet, the node's own address on it)."""
-    for j, net in enumerate(node.subnets):
+    for (_, outer), net in zip(lan_links(node), node.subnets, strict=True):
         router, lan_host = subnet_hosts(net)
         if lan_host == host.address:
-            return f"eth{j}", router
+            return outer, router
     raise KeyError(host.address)
 
 
@@ -134,7 +134,9 @@ def check_jumpbox(lab: NetnsLab, extra_sources: Sequence[Source] = ()) -> list[C
     """
     probes: list[tuple[LanHost, Source]] = []
     for host in lab.lan_hosts():
-        if not lab.mesh.node(host.router).masquerade or host.address.version != 4:
+        router = lab.mesh.node(host.router)
+        # Behind a node behind NAT (a home host), lab.checks.home probes it, by its own names.
+        if not router.masquerade or router.behind_nat or host.address.version != 4:
             continue
         other = next((n for n in lab.nodes if n.name != host.router), None)
         sources = [

@@ -1,7 +1,8 @@
 """The rendered mesh as the lab sees it: mesh.json (no secrets) plus each node's user-data path.
 
 The lab never plans or renders anything itself; it reads `make render` output through the one
-definition of mesh.json (mesh/manifest.py) and keeps the nodes it boots (`cloud: lab`).
+definition of mesh.json (mesh/manifest.py) and keeps the nodes it boots (`cloud: lab`, and
+`cloud: external` hosts, which the netns lab places behind a NAT box when they have no endpoint).
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ class LabNode(ManifestNode):
 
     index: int  # position in mesh.json: fixes the VM driver's MACs and tap names
     user_data: Path
+
+    @property
+    def external(self) -> bool:
+        """`cloud: external`: a self-managed host (booted from its cloud-config or installer)."""
+        return self.cloud == "external"
 
 
 @dataclass(frozen=True)
@@ -75,8 +81,11 @@ class LabMesh:
         return {n.public_key: n.name for n in self.nodes}
 
 
+BOOTED_CLOUDS = frozenset({"lab", "external"})
+
+
 def load_mesh(render_dir: Path) -> LabMesh:
-    """Read <render_dir>/mesh.json; the nodes with `cloud: lab` are the ones the lab boots."""
+    """Read <render_dir>/mesh.json; the nodes with `cloud: lab` or `external` are the ones the lab boots."""
     path = render_dir / manifest.MANIFEST_FILE
     if not path.is_file():
         raise LabError(f"{path}: not found (run `make render` or `python -m lab up --stack ...`)")
@@ -85,15 +94,17 @@ def load_mesh(render_dir: Path) -> LabMesh:
     except manifest.ManifestError as e:
         raise LabError(str(e)) from None
     nodes = [
-        _node(n, i, render_dir, f"{path}: nodes[{i}]") for i, n in enumerate(doc.nodes) if n.cloud == "lab"
+        _node(n, i, render_dir, f"{path}: nodes[{i}]")
+        for i, n in enumerate(doc.nodes)
+        if n.cloud in BOOTED_CLOUDS
     ]
-    if not nodes:
+    if not any(n.cloud == "lab" for n in doc.nodes):
         raise LabError(f"{path}: no `cloud: lab` nodes to boot (see stacks/Pulumi.lab.yaml)")
     return LabMesh(
         stack=doc.stack,
         cidr=doc.cidr,
         nodes=tuple(nodes),
-        skipped=tuple(n.name for n in doc.nodes if n.cloud != "lab"),
+        skipped=tuple(n.name for n in doc.nodes if n.cloud not in BOOTED_CLOUDS),
         clients=tuple(_client(c, render_dir) for c in doc.clients),
         topology=doc.topology,
         cidr6=doc.cidr6,

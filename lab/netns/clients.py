@@ -26,6 +26,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from lab.core.errors import LabError
 from lab.core.manifest import LabClient, LabMesh
@@ -50,6 +51,20 @@ INTERNET_HTTP_PORT = 80
 _SNAT = re.compile(r"snat (?:ip )?to [\d.]+:(\d+)-(\d+)")
 _DNS_LINE = re.compile(r"^\s*DNS\s*=", re.MULTILINE)
 _IFNAME = re.compile(r"^[a-zA-Z0-9_=+.-]{1,15}$")
+
+
+class NatSite(Protocol):
+    """Anything behind one of the lab's NAT boxes: a roaming client, or a node behind NAT
+    (lab.netns.homes). The box's uplink is `nat_ip` on the lab internet, its LAN `lan`."""
+
+    @property
+    def nat_ip(self) -> ipaddress.IPv4Address: ...
+
+    @property
+    def lan(self) -> ipaddress.IPv4Network: ...
+
+    @property
+    def nat(self) -> Place: ...
 
 
 @dataclass(frozen=True)
@@ -158,7 +173,7 @@ def check_fits(layout: Layout, mesh: LabMesh) -> None:
 # ----------------------------------------------------------------------------- wiring
 
 
-def nat_ruleset(s: ClientSite, ports: PortRange) -> str:
+def nat_ruleset(s: NatSite, ports: PortRange) -> str:
     """The NAT box's table: the client LAN out of eth0 as nat_ip, UDP/TCP into `ports`."""
     lo, hi = ports
     return f"""
@@ -174,7 +189,7 @@ table ip {NAT_TABLE} {{
 """
 
 
-def _uplink(state: LabState, layout: Layout, ns: str, port: str, address: str) -> None:
+def uplink(state: LabState, layout: Layout, ns: str, port: str, address: str) -> None:
     """A veth from `ns` (eth0, `address`) to the lab internet bridge (`port`)."""
     inet = layout.internet_ns
     add_namespace(state, ns)
@@ -190,7 +205,7 @@ def _uplink(state: LabState, layout: Layout, ns: str, port: str, address: str) -
 def _attach_internet_host(state: LabState, layout: Layout) -> None:
     """The internet host answers ping, and HTTP on port 80 (an empty page) for people poking at
     the lab; its server lives in its namespace, so teardown stops it with everything else."""
-    _uplink(state, layout, internet_host_ns(layout), "www0", f"{INTERNET_HOST}/{INTERNET_PREFIX}")
+    uplink(state, layout, internet_host_ns(layout), "www0", f"{INTERNET_HOST}/{INTERNET_PREFIX}")
     docs = layout.root / "www"
     docs.mkdir(mode=0o700, exist_ok=True)
     server = [sys.executable or "python3", "-m", "http.server", str(INTERNET_HTTP_PORT)]
@@ -199,22 +214,34 @@ def _attach_internet_host(state: LabState, layout: Layout) -> None:
     run_in(internet_host(layout), "sh", "-c", f"{shlex.join(server)} </dev/null >/dev/null 2>&1 &")
 
 
-def _attach_site(state: LabState, layout: Layout, s: ClientSite) -> None:
-    nat, laptop = s.nat.netns, s.laptop.netns
-    _uplink(state, layout, nat, f"c{s.index}", f"{s.nat_ip}/{INTERNET_PREFIX}")
-    add_namespace(state, laptop)
-    ip(nat, "link", "add", "lan0", "type", "veth", "peer", "name", "eth0", "netns", laptop)
+def attach_behind_nat(
+    state: LabState, layout: Layout, s: NatSite, port: str, inside: str, mtu: int | None = None
+) -> None:
+    """A NAT box (uplink `port` on the lab internet as s.nat_ip) and, on its LAN, the new
+    namespace `inside` (eth0, the LAN's second address, default route via the box)."""
+    nat = s.nat.netns
+    router, address = s.lan.network_address + 1, s.lan.network_address + 2
+    uplink(state, layout, nat, port, f"{s.nat_ip}/{INTERNET_PREFIX}")
+    add_namespace(state, inside)
+    ip(nat, "link", "add", "lan0", "type", "veth", "peer", "name", "eth0", "netns", inside)
     ip(nat, "link", "set", "lan0", "addrgenmode", "none")
-    ip(laptop, "link", "set", "eth0", "addrgenmode", "none")
+    ip(inside, "link", "set", "eth0", "addrgenmode", "none")
+    if mtu is not None:
+        ip(nat, "link", "set", "lan0", "mtu", str(mtu))
+        ip(inside, "link", "set", "eth0", "mtu", str(mtu))
     topology.ipv4_only(nat, "lan0")
-    topology.ipv4_only(laptop, "eth0")
-    ip(nat, "addr", "add", f"{s.router}/{s.lan.prefixlen}", "dev", "lan0")
+    topology.ipv4_only(inside, "eth0")
+    ip(nat, "addr", "add", f"{router}/{s.lan.prefixlen}", "dev", "lan0")
     ip(nat, "link", "set", "lan0", "up")
-    ip(laptop, "addr", "add", f"{s.lan_address}/{s.lan.prefixlen}", "dev", "eth0")
-    ip(laptop, "link", "set", "eth0", "up")
-    ip(laptop, "route", "add", "default", "via", str(s.router))
+    ip(inside, "addr", "add", f"{address}/{s.lan.prefixlen}", "dev", "eth0")
+    ip(inside, "link", "set", "eth0", "up")
+    ip(inside, "route", "add", "default", "via", str(router))
     run_in(s.nat, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")  # this namespace's, not the host's
     run_in(s.nat, "nft", "-f", "-", stdin_text=nat_ruleset(s, PORT_RANGES[0]))
+
+
+def _attach_site(state: LabState, layout: Layout, s: ClientSite) -> None:
+    attach_behind_nat(state, layout, s, f"c{s.index}", s.laptop.netns)
 
 
 def _make_client_fs(state: LabState, layout: Layout, s: ClientSite) -> None:
@@ -234,6 +261,8 @@ def _make_client_fs(state: LabState, layout: Layout, s: ClientSite) -> None:
 def _route_nodes_to_sites(lab: NetnsLab, all_sites: list[ClientSite]) -> None:
     """Nodes reach the NAT boxes on-link; gateways also reach the rest of the lab internet."""
     for node in lab.nodes:
+        if node.behind_nat:  # behind its own NAT box (lab.netns.homes): its default route is there
+            continue
         ns = lab.layout.node_ns(node.name)
         for s in all_sites:
             ip(ns, "route", "add", f"{s.nat_ip}/32", "dev", "eth0", "scope", "link")
@@ -268,8 +297,8 @@ def attach_clients(lab: NetnsLab, state: LabState, say: Log) -> None:
 # ----------------------------------------------------------------------------- the NAT mapping
 
 
-def nat_ports(s: ClientSite) -> PortRange:
-    """The source-port range the NAT box maps the client's UDP/TCP into right now."""
+def nat_ports(s: NatSite) -> PortRange:
+    """The source-port range the NAT box maps its LAN's UDP/TCP into right now."""
     out = run_in(s.nat, "nft", "list", "table", "ip", NAT_TABLE).stdout
     m = _SNAT.search(out)
     if m is None:
@@ -277,7 +306,7 @@ def nat_ports(s: ClientSite) -> PortRange:
     return int(m.group(1)), int(m.group(2))
 
 
-def change_nat_ports(s: ClientSite) -> PortRange:
+def change_nat_ports(s: NatSite) -> PortRange:
     """Move the mapping to the other port range and forget every UDP flow, as a NAT reboot would.
 
     Returns the new range. The client is not told: its next packet (a keepalive) leaves from

@@ -27,14 +27,14 @@ from lab.checks import health
 from lab.checks.mtu import format_scenario, mtu_scenario
 from lab.checks.report import format_report
 from lab.core.errors import LabError
-from lab.core.manifest import LabMesh, load_mesh
+from lab.core.manifest import LabMesh, LabNode, load_mesh
 from lab.core.network import existing_namespaces, namespace_inode
 from lab.core.probes import parallel
 from lab.core.proc import NODE_ENV, is_root
 from lab.core.processes import processes_in
 from lab.core.state import LabState, foreign_namespaces, load_state
-from lab.netns import clients, topology
-from lab.netns.boot import run_commands, write_files
+from lab.netns import clients, homes, topology
+from lab.netns.boot import run_commands, run_installer, write_files
 from lab.netns.layout import Layout
 from lab.netns.running import NetnsLab
 from lab.netns.teardown import tear_down
@@ -82,8 +82,13 @@ def bring_up(
     owns_render_dir: bool = False,
     log: Log = lambda _: None,
     handshake_timeout: float = HANDSHAKE_TIMEOUT,
+    installer: bool = False,
 ) -> BringUp:
-    """Boot the rendered mesh; on any failure (or Ctrl-C) everything created is removed."""
+    """Boot the rendered mesh; on any failure (or Ctrl-C) everything created is removed.
+
+    `installer`: `cloud: external` nodes never see cloud-init: each runs its install.sh (what
+    `make render` wrote next to its user-data) in its fresh mount namespace instead.
+    """
     reason = unavailable_reason()
     if reason:
         raise LabError(reason)
@@ -93,8 +98,11 @@ def bring_up(
     user_data = {n.name: parse_user_data(n.user_data.read_text(), f"{n.name}/user-data") for n in mesh.nodes}
     if load_state(layout.state_file) is not None:
         raise LabError(f"a netns lab is already up ({layout.state_file}); run `python -m lab down` first")
+    homes.check_fits(layout, mesh)
     foreign = foreign_namespaces(
-        topology.wanted_namespaces(layout, mesh) + clients.wanted_namespaces(layout, mesh),
+        topology.wanted_namespaces(layout, mesh)
+        + homes.wanted_namespaces(layout, mesh)
+        + clients.wanted_namespaces(layout, mesh),
         existing_namespaces(),
         None,
     )
@@ -110,7 +118,7 @@ def bring_up(
     state.nodes = [n.name for n in mesh.nodes]
     state.save()
     try:
-        lab = _boot(mesh, user_data, state, layout, say)
+        lab = _boot(mesh, user_data, state, layout, say, installer)
         wg_up = time.monotonic() - start
         say("waiting for every pair's first handshake")
         waited = health.wait_for_handshakes(lab, handshake_timeout)
@@ -132,29 +140,55 @@ def bring_up(
 
 
 def _boot(
-    mesh: LabMesh, user_data: dict[str, NodeUserData], state: LabState, layout: Layout, say: Log
+    mesh: LabMesh,
+    user_data: dict[str, NodeUserData],
+    state: LabState,
+    layout: Layout,
+    say: Log,
+    installer: bool = False,
 ) -> NetnsLab:
     if mesh.skipped:
         say(f"not booting nodes of other clouds: {', '.join(mesh.skipped)}")
     say(f"namespaces for {len(mesh.nodes)} nodes, the internet bridge and routed subnets")
     topology.build_internet(state, layout)
+    home_sites = {s.name: s for s in homes.sites(layout, mesh)}
     for i, node in enumerate(mesh.nodes):
-        topology.attach_node(state, layout, mesh, i, node)
+        if node.name in home_sites:
+            say(f"{node.name}: behind its home router {home_sites[node.name].nat_ip} (NAT, no endpoint)")
+            homes.attach_home(state, layout, home_sites[node.name])
+        else:
+            topology.attach_node(state, layout, mesh, i, node)
         if node.subnets:
             topology.attach_lan(state, layout, node)
+    lab = NetnsLab(layout, mesh)
+    homes.route_nodes_to_homes(lab, list(home_sites.values()))
+    by_installer = [n for n in mesh.nodes if installer and n.external]
+    by_cloud_init = [n for n in mesh.nodes if n not in by_installer]
     say("cloud-init write_files in a sandbox per node")
-    parallel(lambda n: write_files(layout, n, user_data[n.name]), mesh.nodes)
+    parallel(lambda n: write_files(layout, n, user_data[n.name]), by_cloud_init)
+    for node in by_installer:  # never saw cloud-init: nothing written before its installer runs
+        (layout.node_dir(node.name) / "written").mkdir(mode=0o700, parents=True)
     say("private mount namespace per node (/run, /sys, written files, systemctl/sysctl/apt stand-ins)")
     shims = topology.write_shims(layout)
     topology.prepare_mount_ns_dir(state, layout)
     for node in mesh.nodes:
         topology.make_node_fs(state, layout, node.name, layout.node_dir(node.name) / "written", shims)
-    for node in mesh.nodes:
+    for node in by_cloud_init:
         if user_data[node.name].not_applied:
             say(f"{node.name}: not emulated here: {', '.join(user_data[node.name].not_applied)}")
-    say("bootcmd/runcmd as rendered, inside each node")
-    lab = NetnsLab(layout, mesh)
-    parallel(lambda n: run_commands(lab, n, user_data[n.name]), mesh.nodes)
+    also = ", install.sh on external ones" if by_installer else ""
+    say(f"bootcmd/runcmd as rendered, inside each node{also}")
+
+    def first_boot(node: LabNode) -> None:
+        if node in by_installer:
+            say(f"{node.name}: {run_installer(lab, node)}")
+        else:
+            run_commands(lab, node, user_data[node.name])
+
+    # Nodes behind NAT last: they dial the others, whose wg0 must be up to answer the first
+    # handshake (else it is retried only after WireGuard's 5 s rekey timeout).
+    parallel(first_boot, [n for n in mesh.nodes if not n.behind_nat])
+    parallel(first_boot, [n for n in mesh.nodes if n.behind_nat])
     clients.attach_clients(lab, state, say)  # roaming clients dial the nodes, which are up now
     inodes = {ino for r in state.namespaces if (ino := namespace_inode(r.name)) is not None}
     state.processes = processes_in(inodes)
@@ -177,9 +211,12 @@ def running(
     layout: Layout = DEFAULT_LAYOUT,
     log: Log = lambda _: None,
     handshake_timeout: float = 20.0,
+    installer: bool = False,
 ) -> Iterator[BringUp]:
     """Bring a lab up for the duration of a `with` block (tests, benchmarks)."""
-    result = bring_up(render_dir, layout=layout, log=log, handshake_timeout=handshake_timeout)
+    result = bring_up(
+        render_dir, layout=layout, log=log, handshake_timeout=handshake_timeout, installer=installer
+    )
     try:
         yield result
     finally:
@@ -223,6 +260,7 @@ def start(
     layout: Layout = DEFAULT_LAYOUT,
     log: Log = print,
     handshake_timeout: float = HANDSHAKE_TIMEOUT,
+    installer: bool = False,
 ) -> BringUp:
     """Replace any running lab with a fresh one: render `stack` (unless given a render) and boot it."""
     if load_state(layout.state_file) is not None:
@@ -242,6 +280,7 @@ def start(
         owns_render_dir=owns,
         log=log,
         handshake_timeout=handshake_timeout,
+        installer=installer,
     )
 
 
@@ -250,13 +289,14 @@ def up(
     render_dir: Path | None = None,
     *,
     mtu_demo: bool = False,
+    installer: bool = False,
     layout: Layout = DEFAULT_LAYOUT,
     log: Log = print,
 ) -> int:
     """`make lab`: render, boot, print the health table, leave the lab up. Exit 1 if unhealthy."""
     with interrupts_as_keyboard_interrupt():
         try:
-            result = start(stack, render_dir, layout=layout, log=log)
+            result = start(stack, render_dir, layout=layout, log=log, installer=installer)
             _print_timings(result, log)
             report = health.run_all(result.lab)
             log(format_report(report))
@@ -281,6 +321,9 @@ def up(
     )
     for site in clients.sites(layout, result.lab.mesh):
         log(f"look inside client {site.name}: {' '.join(site.laptop.argv('wg', 'show'))}")
+    for home in homes.sites(layout, result.lab.mesh):
+        mappings = " ".join(home.nat.argv("conntrack", "-L", "-p", "udp"))
+        log(f"look at the NAT mappings of {home.nat.label}: {mappings}")
     return 0 if report.ok else 1
 
 
@@ -338,5 +381,6 @@ def stray_namespaces(layout: Layout) -> list[str]:
         layout.lan_ns(""),
         clients.nat_ns(layout, ""),
         clients.client_ns(layout, ""),
+        homes.nat_ns(layout, ""),
     )
     return sorted(n for n in existing_namespaces() if n in exact or n.startswith(prefixes))

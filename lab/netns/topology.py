@@ -120,7 +120,7 @@ def attach_node(state: LabState, layout: Layout, mesh: LabMesh, index: int, node
         ip(ns, "-6", "addr", "add", f"{node.public_ip6}/128", "dev", "eth0", "nodad")
     ip(ns, "link", "set", "eth0", "up")
     for other in mesh.nodes:
-        if other.name == node.name:
+        if other.name == node.name or other.behind_nat:  # behind NAT: reached at its NAT box (homes)
             continue
         ip(ns, "route", "add", f"{other.public_ip}/32", "dev", "eth0", "scope", "link")
         if node.public_ip6 is not None and other.public_ip6 is not None:
@@ -164,11 +164,13 @@ def attach_lan(state: LabState, layout: Layout, node: LabNode) -> None:
     ns, lan = layout.node_ns(node.name), layout.lan_ns(node.name)
     add_namespace(state, lan)
     defaults: set[int] = set() if not node.masquerade else {4, 6}
-    for j, net in enumerate(node.subnets):
+    made: set[str] = set()
+    for (inner, outer), net in zip(lan_links(node), node.subnets, strict=True):
         router, host = subnet_hosts(net)
-        inner, outer = f"lan{j}", f"eth{j}"
         nodad = ["nodad"] if net.version == 6 else []  # usable at once, no duplicate detection wait
-        ip(ns, "link", "add", inner, "type", "veth", "peer", "name", outer, "netns", lan)
+        if inner not in made:
+            made.add(inner)
+            ip(ns, "link", "add", inner, "type", "veth", "peer", "name", outer, "netns", lan)
         ip(ns, "addr", "add", f"{router}/{net.prefixlen}", "dev", inner, *nodad)
         ip(ns, "link", "set", inner, "up")
         ip(lan, "addr", "add", f"{host}/{net.prefixlen}", "dev", outer, *nodad)
@@ -176,6 +178,18 @@ def attach_lan(state: LabState, layout: Layout, node: LabNode) -> None:
         if net.version not in defaults:
             defaults.add(net.version)
             ip(lan, f"-{net.version}", "route", "add", "default", "via", str(router))
+
+
+def lan_links(node: LabNode) -> list[tuple[str, str]]:
+    """(the node's interface, the lan namespace's interface) for each of the node's subnets.
+
+    One link per subnet (lan<j> / eth<j>), except on a node with `lanInterface`: every subnet
+    sits on that one interface (named as the stack says, e.g. wlp0s0f0), eth0 on the far side,
+    so its rendered masquerade rule (`oifname "<lanInterface>"`) meets a real interface.
+    """
+    if node.lan_interface is not None:
+        return [(node.lan_interface, "eth0")] * len(node.subnets)
+    return [(f"lan{j}", f"eth{j}") for j in range(len(node.subnets))]
 
 
 # ----------------------------------------------------------------------------- node filesystems

@@ -284,8 +284,9 @@ def qemu_what(node: str) -> str:
 
 def lab_nodes(render_dir: Path) -> list[LabNode]:
     mesh = load_mesh(render_dir)  # LabError when mesh.json has no lab node
-    if mesh.skipped:
-        raise LabError(f"the VM lab runs lab nodes only; not lab: {', '.join(mesh.skipped)}")
+    not_lab = [*mesh.skipped, *(n.name for n in mesh.nodes if n.external)]
+    if not_lab:
+        raise LabError(f"the VM lab runs lab nodes only; not lab: {', '.join(not_lab)}")
     return list(mesh.nodes)
 
 

@@ -122,7 +122,11 @@ def test_mesh_json_describes_the_mesh_and_holds_no_secret(tmp_path: Path) -> Non
         "hub",
         "gateway",
         "masquerade",
+        "behind_nat",
+        "keepalive",
+        "lan_interface",
     }
+    assert (aws["behind_nat"], aws["keepalive"], aws["lan_interface"]) == (False, 25, None)
     assert aws["peers"] == ["gcp-fra", "hetzner-nbg", "laptop"]
     assert (aws["cloud"], aws["address"], aws["subnets"], aws["listen_port"]) == (
         "aws",

@@ -33,7 +33,7 @@ def render(stack: str, out: Path) -> manifest.MeshManifest:
     return manifest.build(stack, plan, endpoints, keys.public_keys(), endpoints6)
 
 
-@pytest.mark.parametrize("stack", ["dev", "ipv6", "lab-roaming", "lab-jumpbox"])
+@pytest.mark.parametrize("stack", ["dev", "ipv6", "lab-roaming", "lab-jumpbox", "lab-home"])
 def test_what_render_writes_reads_back_field_for_field(tmp_path: Path, stack: str) -> None:
     built = render(stack, tmp_path)
     path = tmp_path / MANIFEST_FILE
