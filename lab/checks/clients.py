@@ -28,11 +28,11 @@ from lab.core.results import CheckResult
 from lab.netns.clients import (
     INTERNET_HOST,
     INTERNET_TCP_PORT,
-    PORT_RANGES,
     PortRange,
     change_nat_ports,
     internet_host,
     sites,
+    split_nat_wireguard,
 )
 from lab.netns.clients import ClientSite as Site
 from lab.netns.running import NetnsLab
@@ -227,20 +227,7 @@ def without_client_wireguard(lab: NetnsLab, lines: Sequence[str]) -> list[str]:
     a node's listen port, or back), so the node underlay check judges everything else."""
     nodes = {(str(n.public_ip), str(n.listen_port)) for n in lab.nodes}
     nat_ips = {str(s.nat_ip) for s in sites(lab.layout, lab.mesh)}
-
-    def mapped(ip: str, port: str) -> bool:
-        return ip in nat_ips and any(lo <= int(port) <= hi for lo, hi in PORT_RANGES)
-
-    kept: list[str] = []
-    for line in lines:
-        m = _UDP.match(line.strip())
-        if m and (
-            (mapped(m.group(1), m.group(2)) and (m.group(3), m.group(4)) in nodes)
-            or ((m.group(1), m.group(2)) in nodes and mapped(m.group(3), m.group(4)))
-        ):
-            continue
-        kept.append(line)
-    return kept
+    return split_nat_wireguard(nodes, nat_ips, lines)[1]
 
 
 def run_client_checks(lab: NetnsLab) -> list[CheckResult]:

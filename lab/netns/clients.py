@@ -23,10 +23,9 @@ import re
 import shlex
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 from lab.core.errors import LabError
 from lab.core.manifest import LabClient, LabMesh
@@ -53,34 +52,15 @@ _DNS_LINE = re.compile(r"^\s*DNS\s*=", re.MULTILINE)
 _IFNAME = re.compile(r"^[a-zA-Z0-9_=+.-]{1,15}$")
 
 
-class NatSite(Protocol):
+@dataclass(frozen=True)
+class NatSite:
     """Anything behind one of the lab's NAT boxes: a roaming client, or a node behind NAT
     (lab.netns.homes). The box's uplink is `nat_ip` on the lab internet, its LAN `lan`."""
 
-    @property
-    def nat_ip(self) -> ipaddress.IPv4Address: ...
-
-    @property
-    def lan(self) -> ipaddress.IPv4Network: ...
-
-    @property
-    def nat(self) -> Place: ...
-
-
-@dataclass(frozen=True)
-class ClientSite:
-    """Where one client lives in the lab: its NAT box and its laptop namespace."""
-
-    client: LabClient
     index: int
     nat_ip: ipaddress.IPv4Address
     lan: ipaddress.IPv4Network
     nat: Place
-    laptop: Place
-
-    @property
-    def name(self) -> str:
-        return self.client.name
 
     @property
     def router(self) -> ipaddress.IPv4Address:
@@ -88,7 +68,20 @@ class ClientSite:
 
     @property
     def lan_address(self) -> ipaddress.IPv4Address:
+        """The address behind the box on its LAN (what the box NATs)."""
         return self.lan.network_address + 2
+
+
+@dataclass(frozen=True)
+class ClientSite(NatSite):
+    """Where one client lives in the lab: its NAT box and its laptop namespace."""
+
+    client: LabClient
+    laptop: Place
+
+    @property
+    def name(self) -> str:
+        return self.client.name
 
     @property
     def interface(self) -> str:
@@ -220,7 +213,7 @@ def attach_behind_nat(
     """A NAT box (uplink `port` on the lab internet as s.nat_ip) and, on its LAN, the new
     namespace `inside` (eth0, the LAN's second address, default route via the box)."""
     nat = s.nat.netns
-    router, address = s.lan.network_address + 1, s.lan.network_address + 2
+    router, address = s.router, s.lan_address
     uplink(state, layout, nat, port, f"{s.nat_ip}/{INTERNET_PREFIX}")
     add_namespace(state, inside)
     ip(nat, "link", "add", "lan0", "type", "veth", "peer", "name", "eth0", "netns", inside)
@@ -318,3 +311,29 @@ def change_nat_ports(s: NatSite) -> PortRange:
     if forgot.returncode not in (0, 1):  # 1: no entry matched, nothing to forget
         raise LabError(f"{s.nat.label}: conntrack -D failed: {tail(forgot.stderr)}")
     return new
+
+
+_UDP = re.compile(r"^IP (\d+\.\d+\.\d+\.\d+)\.(\d+) > (\d+\.\d+\.\d+\.\d+)\.(\d+): UDP, length \d+$")
+
+
+def split_nat_wireguard(
+    nodes: set[tuple[str, str]], nat_ips: set[str], lines: Sequence[str]
+) -> tuple[int, list[str]]:
+    """(How many tcpdump lines are WireGuard between a NAT box's mapped port and a node's
+    (address, listen port), every other line): what the node underlay check must not count."""
+
+    def mapped(address: str, port: str) -> bool:
+        return address in nat_ips and any(lo <= int(port) <= hi for lo, hi in PORT_RANGES)
+
+    wireguard = 0
+    kept: list[str] = []
+    for line in lines:
+        m = _UDP.match(line.strip())
+        if m and (
+            (mapped(m.group(1), m.group(2)) and (m.group(3), m.group(4)) in nodes)
+            or ((m.group(1), m.group(2)) in nodes and mapped(m.group(3), m.group(4)))
+        ):
+            wireguard += 1
+            continue
+        kept.append(line)
+    return wireguard, kept

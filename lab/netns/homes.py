@@ -38,27 +38,14 @@ _UDP = re.compile(r"^IP (\d+\.\d+\.\d+\.\d+)\.(\d+) > (\d+\.\d+\.\d+\.\d+)\.(\d+
 
 
 @dataclass(frozen=True)
-class HomeSite:
+class HomeSite(clients.NatSite):
     """Where one node behind NAT lives: its home router and the node's own namespace."""
 
     node: LabNode
-    index: int
-    nat_ip: ipaddress.IPv4Address
-    lan: ipaddress.IPv4Network
-    nat: Place
 
     @property
     def name(self) -> str:
         return self.node.name
-
-    @property
-    def router(self) -> ipaddress.IPv4Address:
-        return self.lan.network_address + 1
-
-    @property
-    def lan_address(self) -> ipaddress.IPv4Address:
-        """The node's address on its home router's LAN (what the router NATs)."""
-        return self.lan.network_address + 2
 
 
 def nat_ns(layout: Layout, node: str) -> str:
@@ -136,22 +123,7 @@ def home_wireguard(lab: NetnsLab, lines: Sequence[str]) -> tuple[int, list[str]]
     other line) among lab-internet tcpdump lines: a node behind NAT speaks from its router."""
     nodes = {(str(n.public_ip), str(n.listen_port)) for n in lab.nodes if not n.behind_nat}
     nat_ips = {str(s.nat_ip) for s in sites(lab.layout, lab.mesh)}
-
-    def mapped(address: str, port: str) -> bool:
-        return address in nat_ips and any(lo <= int(port) <= hi for lo, hi in clients.PORT_RANGES)
-
-    wireguard = 0
-    kept: list[str] = []
-    for line in lines:
-        m = _UDP.match(line.strip())
-        if m and (
-            (mapped(m.group(1), m.group(2)) and (m.group(3), m.group(4)) in nodes)
-            or ((m.group(1), m.group(2)) in nodes and mapped(m.group(3), m.group(4)))
-        ):
-            wireguard += 1
-            continue
-        kept.append(line)
-    return wireguard, kept
+    return clients.split_nat_wireguard(nodes, nat_ips, lines)
 
 
 def mapping_entries(s: HomeSite, peer: LabNode) -> list[str]:
